@@ -1,0 +1,488 @@
+//! Envelope decoding: one HTTP request -> the delivery metadata plus the Datastream record (JSON).
+//!
+//! Accepted formats, tried in this order (protocols.md §2, "recommended decoder order"):
+//! 1. `application/cloudevents-batch+json` -> rejected (415): batch mode is not supported;
+//! 2. binary-mode CloudEvent: `ce-specversion` header present (all of `ce-id`, `ce-source`,
+//!    `ce-type` required, values percent-decoded); body = Pub/Sub push wrapper (Eventarc) or the
+//!    record itself;
+//! 3. structured CloudEvent: `application/cloudevents+json`, or a JSON body with `specversion`
+//!    (functions-framework leniency); `data` (or `data_base64`) = Pub/Sub push wrapper or record;
+//! 4. wrapped Pub/Sub push: JSON body with a `message` object (camelCase or snake_case keys);
+//! 5. unwrapped Pub/Sub push: the body is the record itself (metadata, when written, comes in
+//!    `x-goog-pubsub-*` headers).
+
+use std::collections::BTreeMap;
+
+use axum::http::HeaderMap;
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::error::DecodeError;
+
+/// How the event reached us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryFormat {
+    CloudEventBinary,
+    CloudEventStructured,
+    PubSubPush,
+    PubSubUnwrapped,
+}
+
+impl DeliveryFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryFormat::CloudEventBinary => "cloudevent_binary",
+            DeliveryFormat::CloudEventStructured => "cloudevent_structured",
+            DeliveryFormat::PubSubPush => "pubsub_push",
+            DeliveryFormat::PubSubUnwrapped => "pubsub_unwrapped",
+        }
+    }
+}
+
+/// Identifiers of one delivery, for logs and de-duplication.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeliveryMeta {
+    pub message_id: Option<String>,
+    pub subscription: Option<String>,
+    pub publish_time: Option<String>,
+    pub delivery_attempt: Option<u32>,
+    pub attributes: BTreeMap<String, String>,
+    pub ce_id: Option<String>,
+    pub ce_source: Option<String>,
+    pub ce_type: Option<String>,
+}
+
+/// A decoded delivery: its format, its metadata and the Datastream record it carries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    pub format: DeliveryFormat,
+    pub meta: DeliveryMeta,
+    pub record: Value,
+}
+
+const EXPECTED: &str = "expected a CloudEvent (binary or structured mode), a Pub/Sub push body \
+{\"message\":{\"data\":<base64>,...},\"subscription\":...}, or a Datastream record \
+{\"source_timestamp\":...,\"payload\":{...}}";
+
+/// The Pub/Sub push wrapper (`PubsubMessage` plus subscription). Eventarc's
+/// `MessagePublishedData` has the same shape.
+#[derive(Debug, Clone, Deserialize)]
+struct PushBody {
+    message: PushMessage,
+    #[serde(default)]
+    subscription: Option<String>,
+    #[serde(default, alias = "delivery_attempt", rename = "deliveryAttempt")]
+    delivery_attempt: Option<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct PushMessage {
+    #[serde(default)]
+    data: Option<String>,
+    #[serde(default)]
+    attributes: Option<BTreeMap<String, String>>,
+    #[serde(default, rename = "messageId")]
+    message_id_camel: Option<String>,
+    #[serde(default, rename = "message_id")]
+    message_id_snake: Option<String>,
+    #[serde(default, rename = "publishTime")]
+    publish_time_camel: Option<String>,
+    #[serde(default, rename = "publish_time")]
+    publish_time_snake: Option<String>,
+}
+
+fn content_type(headers: &HeaderMap) -> String {
+    headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+fn is_json_type(ct: &str) -> bool {
+    ct == "application/json" || (ct.starts_with("application/") && ct.ends_with("+json"))
+}
+
+/// Content types a body may carry. Pub/Sub sends `application/json`; unwrapped push may carry
+/// whatever the publisher set (`application/octet-stream`, `text/plain`) or none.
+fn is_accepted_type(ct: &str) -> bool {
+    ct.is_empty() || is_json_type(ct) || ct == "application/octet-stream" || ct == "text/plain"
+}
+
+fn header(headers: &HeaderMap, name: &str) -> Result<Option<String>, DecodeError> {
+    match headers.get(name) {
+        None => Ok(None),
+        Some(v) => {
+            let raw = v
+                .to_str()
+                .map_err(|_| DecodeError::malformed(format!("header {name}"), format!("header {name} is not ASCII")))?;
+            let decoded = percent_encoding::percent_decode_str(raw).decode_utf8().map_err(|_| {
+                DecodeError::malformed(format!("header {name}"), format!("header {name} is not UTF-8 after percent-decoding"))
+            })?;
+            Ok(Some(decoded.into_owned()))
+        }
+    }
+}
+
+fn parse_json(body: &[u8], what: &str) -> Result<Value, DecodeError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(DecodeError::malformed(None, format!("empty body: {EXPECTED}")));
+    }
+    serde_json::from_slice(body).map_err(|e| DecodeError::malformed(None, format!("{what} is not valid JSON ({e}): {EXPECTED}")))
+}
+
+/// Decodes one HTTP request into a [`Delivery`].
+pub fn decode(headers: &HeaderMap, body: &[u8]) -> Result<Delivery, DecodeError> {
+    let ct = content_type(headers);
+    if ct == "application/cloudevents-batch+json" {
+        return Err(DecodeError::unsupported(
+            "CloudEvents batch mode is not supported: send one event per request (binary or structured mode)",
+        ));
+    }
+    if !is_accepted_type(&ct) {
+        return Err(DecodeError::unsupported(format!(
+            "unsupported content type '{ct}': expected application/json or application/cloudevents+json"
+        )));
+    }
+    if headers.contains_key("ce-specversion") {
+        return binary_cloud_event(headers, body);
+    }
+    let value = parse_json(body, "body")?;
+    if ct == "application/cloudevents+json" || value.get("specversion").is_some() {
+        return structured_cloud_event(value);
+    }
+    if value.get("message").is_some() {
+        let (meta, record) = push_body(value, "")?;
+        return Ok(Delivery { format: DeliveryFormat::PubSubPush, meta, record });
+    }
+    if looks_like_record(&value) {
+        let meta = DeliveryMeta {
+            message_id: header(headers, "x-goog-pubsub-message-id")?,
+            subscription: header(headers, "x-goog-pubsub-subscription-name")?,
+            publish_time: header(headers, "x-goog-pubsub-publish-time")?,
+            ..Default::default()
+        };
+        return Ok(Delivery { format: DeliveryFormat::PubSubUnwrapped, meta, record: value });
+    }
+    Err(DecodeError::malformed(None, format!("unrecognised body: {EXPECTED}")))
+}
+
+/// A Datastream record has at least one of its top-level metadata keys.
+fn looks_like_record(v: &Value) -> bool {
+    v.as_object().is_some_and(|o| {
+        ["source_timestamp", "payload", "source_metadata", "read_method", "uuid"].iter().any(|k| o.contains_key(*k))
+    })
+}
+
+fn binary_cloud_event(headers: &HeaderMap, body: &[u8]) -> Result<Delivery, DecodeError> {
+    let specversion = header(headers, "ce-specversion")?.unwrap_or_default();
+    if specversion != "1.0" {
+        return Err(DecodeError::malformed(
+            Some("header ce-specversion".into()),
+            format!("unsupported CloudEvents specversion '{specversion}': expected 1.0"),
+        ));
+    }
+    let mut required = BTreeMap::new();
+    for name in ["ce-id", "ce-source", "ce-type"] {
+        match header(headers, name)? {
+            Some(v) if !v.is_empty() => {
+                required.insert(name, v);
+            }
+            _ => {
+                return Err(DecodeError::malformed(
+                    Some(format!("header {name}")),
+                    format!("binary-mode CloudEvent without the required header {name}"),
+                ));
+            }
+        }
+    }
+    let value = parse_json(body, "CloudEvent data")?;
+    let (mut meta, record) = data_to_record(value, "data")?;
+    meta.ce_id = required.remove("ce-id");
+    meta.ce_source = required.remove("ce-source");
+    meta.ce_type = required.remove("ce-type");
+    Ok(Delivery { format: DeliveryFormat::CloudEventBinary, meta, record })
+}
+
+fn structured_cloud_event(value: Value) -> Result<Delivery, DecodeError> {
+    let Value::Object(mut ce) = value else {
+        return Err(DecodeError::malformed(None, "a structured CloudEvent must be a JSON object"));
+    };
+    match ce.get("specversion") {
+        Some(Value::String(s)) if s == "1.0" => {}
+        other => {
+            return Err(DecodeError::malformed(
+                Some("specversion".into()),
+                format!("unsupported CloudEvents specversion {}: expected \"1.0\"", other.cloned().unwrap_or(Value::Null)),
+            ));
+        }
+    }
+    let attr = |name: &str| -> Result<String, DecodeError> {
+        match ce.get(name) {
+            Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+            _ => Err(DecodeError::malformed(
+                Some(name.to_string()),
+                format!("structured CloudEvent without the required attribute '{name}' (a non-empty string)"),
+            )),
+        }
+    };
+    let (id, source, ty) = (attr("id")?, attr("source")?, attr("type")?);
+    let data = match (ce.remove("data"), ce.remove("data_base64")) {
+        (Some(_), Some(_)) => {
+            return Err(DecodeError::malformed(
+                Some("data_base64".into()),
+                "a CloudEvent must not carry both 'data' and 'data_base64'",
+            ));
+        }
+        (Some(Value::String(s)), None) => parse_json(s.as_bytes(), "CloudEvent data")?,
+        (Some(v), None) => v,
+        (None, Some(Value::String(b64))) => {
+            let bytes = decode_base64(&b64, "data_base64")?;
+            parse_json(&bytes, "CloudEvent data_base64")?
+        }
+        (None, Some(_)) => return Err(DecodeError::malformed(Some("data_base64".into()), "'data_base64' must be a string")),
+        (None, None) => return Err(DecodeError::malformed(Some("data".into()), "structured CloudEvent without 'data'")),
+    };
+    let (mut meta, record) = data_to_record(data, "data.")?;
+    meta.ce_id = Some(id);
+    meta.ce_source = Some(source);
+    meta.ce_type = Some(ty);
+    Ok(Delivery { format: DeliveryFormat::CloudEventStructured, meta, record })
+}
+
+/// CloudEvent data is either a Pub/Sub push wrapper (Eventarc) or the record itself.
+fn data_to_record(data: Value, prefix: &str) -> Result<(DeliveryMeta, Value), DecodeError> {
+    if data.get("message").is_some() {
+        return push_body(data, prefix);
+    }
+    if looks_like_record(&data) {
+        return Ok((DeliveryMeta::default(), data));
+    }
+    let field = prefix.trim_end_matches('.');
+    Err(DecodeError::malformed(
+        Some(field.to_string()),
+        format!("CloudEvent {field} is neither a Pub/Sub message {{\"message\":{{...}}}} nor a Datastream record"),
+    ))
+}
+
+fn decode_base64(s: &str, field: &str) -> Result<Vec<u8>, DecodeError> {
+    let trimmed: String = s.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(trimmed.as_bytes())
+        .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(trimmed.as_bytes()))
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(trimmed.as_bytes()))
+        .map_err(|e| DecodeError::malformed(Some(field.to_string()), format!("{field} is not valid base64: {e}")))
+}
+
+fn push_body(value: Value, prefix: &str) -> Result<(DeliveryMeta, Value), DecodeError> {
+    let push: PushBody = serde_json::from_value(value).map_err(|e| {
+        DecodeError::malformed(Some(format!("{prefix}message")), format!("invalid Pub/Sub push body: {e}"))
+    })?;
+    let m = push.message;
+    let attributes = m.attributes.unwrap_or_default();
+    let meta = DeliveryMeta {
+        message_id: m.message_id_camel.or(m.message_id_snake),
+        subscription: push.subscription,
+        publish_time: m.publish_time_camel.or(m.publish_time_snake),
+        delivery_attempt: push.delivery_attempt,
+        attributes,
+        ..Default::default()
+    };
+    let data_field = format!("{prefix}message.data");
+    let data = match m.data {
+        Some(d) if !d.is_empty() => d,
+        _ => {
+            if meta.attributes.contains_key("objectId") && meta.attributes.contains_key("bucketId") {
+                return Err(DecodeError::malformed(
+                    Some(data_field),
+                    "Cloud Storage notifications (Datastream files) are not supported: relay one Datastream record per message",
+                ));
+            }
+            return Err(DecodeError::malformed(Some(data_field), "Pub/Sub message without data"));
+        }
+    };
+    let bytes = decode_base64(&data, &data_field)?;
+    let record: Value = serde_json::from_slice(&bytes).map_err(|e| {
+        DecodeError::malformed(Some(data_field.clone()), format!("{data_field} does not decode to JSON: {e}"))
+    })?;
+    if meta.attributes.get("eventType").is_some_and(|t| t.starts_with("OBJECT_")) && meta.attributes.contains_key("objectId") {
+        return Err(DecodeError::malformed(
+            Some(data_field),
+            "Cloud Storage notifications (Datastream files) are not supported: relay one Datastream record per message",
+        ));
+    }
+    Ok((meta, record))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+    use serde_json::json;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    fn record() -> Value {
+        json!({"uuid": "u-1", "source_timestamp": "2024-01-15T10:30:00Z", "payload": {"pipeline_uuid": "p", "status": "COMPLETED"}})
+    }
+
+    fn b64(v: &Value) -> String {
+        base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(v).unwrap())
+    }
+
+    #[test]
+    fn wrapped_push_camel_case() {
+        let body = json!({"message": {"data": b64(&record()), "messageId": "m-1", "publishTime": "2024-01-15T10:30:01Z",
+            "attributes": {"k": "v"}}, "subscription": "projects/p/subscriptions/s", "deliveryAttempt": 3});
+        let d = decode(&headers(&[("content-type", "application/json")]), body.to_string().as_bytes()).unwrap();
+        assert_eq!(d.format, DeliveryFormat::PubSubPush);
+        assert_eq!(d.record, record());
+        assert_eq!(d.meta.message_id.as_deref(), Some("m-1"));
+        assert_eq!(d.meta.publish_time.as_deref(), Some("2024-01-15T10:30:01Z"));
+        assert_eq!(d.meta.subscription.as_deref(), Some("projects/p/subscriptions/s"));
+        assert_eq!(d.meta.delivery_attempt, Some(3));
+        assert_eq!(d.meta.attributes.get("k").map(String::as_str), Some("v"));
+    }
+
+    #[test]
+    fn wrapped_push_snake_case_only_and_duplicated() {
+        let snake = json!({"message": {"data": b64(&record()), "message_id": "m-2", "publish_time": "t"}, "subscription": "s"});
+        let d = decode(&headers(&[]), snake.to_string().as_bytes()).unwrap();
+        assert_eq!(d.meta.message_id.as_deref(), Some("m-2"));
+        assert_eq!(d.meta.publish_time.as_deref(), Some("t"));
+        let both = json!({"message": {"data": b64(&record()), "messageId": "m-3", "message_id": "m-3",
+            "publishTime": "t", "publish_time": "t"}, "subscription": "s"});
+        let d = decode(&headers(&[("content-type", "application/json")]), both.to_string().as_bytes()).unwrap();
+        assert_eq!(d.meta.message_id.as_deref(), Some("m-3"));
+        assert_eq!(d.record, record());
+    }
+
+    #[test]
+    fn push_without_data_names_the_field() {
+        let body = json!({"message": {"messageId": "m"}, "subscription": "s"});
+        let e = decode(&headers(&[]), body.to_string().as_bytes()).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("message.data"));
+        let body = json!({"message": {"data": "!!!not base64", "messageId": "m"}, "subscription": "s"});
+        let e = decode(&headers(&[]), body.to_string().as_bytes()).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("message.data"));
+        assert!(e.message.contains("base64"), "{e}");
+        let body = json!({"message": {"data": base64::engine::general_purpose::STANDARD.encode("not json"), "messageId": "m"}});
+        let e = decode(&headers(&[]), body.to_string().as_bytes()).unwrap_err();
+        assert!(e.message.contains("does not decode to JSON"), "{e}");
+    }
+
+    #[test]
+    fn gcs_notification_is_rejected_explicitly() {
+        let body = json!({"message": {"data": b64(&json!({"bucket": "b", "name": "o"})), "messageId": "m",
+            "attributes": {"eventType": "OBJECT_FINALIZE", "objectId": "o", "bucketId": "b"}}, "subscription": "s"});
+        let e = decode(&headers(&[]), body.to_string().as_bytes()).unwrap_err();
+        assert!(e.message.contains("Cloud Storage notifications"), "{e}");
+    }
+
+    #[test]
+    fn unwrapped_push_reads_metadata_headers() {
+        let h = headers(&[("content-type", "application/json"), ("x-goog-pubsub-message-id", "m-9"),
+            ("x-goog-pubsub-subscription-name", "projects/p/subscriptions/s")]);
+        let d = decode(&h, record().to_string().as_bytes()).unwrap();
+        assert_eq!(d.format, DeliveryFormat::PubSubUnwrapped);
+        assert_eq!(d.meta.message_id.as_deref(), Some("m-9"));
+        assert_eq!(d.record, record());
+        // without metadata headers and without a content type
+        let d = decode(&headers(&[]), record().to_string().as_bytes()).unwrap();
+        assert_eq!(d.format, DeliveryFormat::PubSubUnwrapped);
+        assert_eq!(d.meta.message_id, None);
+    }
+
+    #[test]
+    fn structured_cloud_event_direct_record_as_plain_json() {
+        let ce = json!({"specversion": "1.0", "id": "e-1", "source": "//pubsub", "type": "t", "data": record()});
+        let d = decode(&headers(&[("content-type", "application/json")]), ce.to_string().as_bytes()).unwrap();
+        assert_eq!(d.format, DeliveryFormat::CloudEventStructured);
+        assert_eq!(d.meta.ce_id.as_deref(), Some("e-1"));
+        assert_eq!(d.record, record());
+    }
+
+    #[test]
+    fn structured_cloud_event_with_push_wrapper_and_base64_data() {
+        let push = json!({"message": {"data": b64(&record()), "messageId": "m-5"}, "subscription": "s"});
+        let ce = json!({"specversion": "1.0", "id": "e-2", "source": "s", "type": "t", "data": push});
+        let d = decode(&headers(&[("content-type", "application/cloudevents+json; charset=utf-8")]), ce.to_string().as_bytes())
+            .unwrap();
+        assert_eq!(d.meta.message_id.as_deref(), Some("m-5"));
+        assert_eq!(d.record, record());
+        let ce = json!({"specversion": "1.0", "id": "e-3", "source": "s", "type": "t", "data_base64": b64(&record())});
+        let d = decode(&headers(&[("content-type", "application/cloudevents+json")]), ce.to_string().as_bytes()).unwrap();
+        assert_eq!(d.record, record());
+    }
+
+    #[test]
+    fn structured_cloud_event_errors_name_the_attribute() {
+        let ce = json!({"specversion": "1.0", "source": "s", "type": "t", "data": record()});
+        let e = decode(&headers(&[("content-type", "application/cloudevents+json")]), ce.to_string().as_bytes()).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("id"));
+        let ce = json!({"specversion": "0.3", "id": "1", "source": "s", "type": "t", "data": record()});
+        let e = decode(&headers(&[]), ce.to_string().as_bytes()).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("specversion"));
+        let ce = json!({"specversion": "1.0", "id": "1", "source": "s", "type": "t", "data": record(), "data_base64": "e30="});
+        let e = decode(&headers(&[]), ce.to_string().as_bytes()).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("data_base64"));
+        let ce = json!({"specversion": "1.0", "id": "1", "source": "s", "type": "t", "data": {"x": 1}});
+        let e = decode(&headers(&[]), ce.to_string().as_bytes()).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("data"));
+    }
+
+    #[test]
+    fn binary_cloud_event_percent_decodes_headers() {
+        let push = json!({"message": {"data": b64(&record()), "messageId": "m-7"}, "subscription": "projects/p/subscriptions/s"});
+        let h = headers(&[("content-type", "application/json; charset=utf-8"), ("ce-specversion", "1.0"), ("ce-id", "m%207"),
+            ("ce-source", "//pubsub.googleapis.com/projects/p/topics/t"), ("ce-type", "google.cloud.pubsub.topic.v1.messagePublished")]);
+        let d = decode(&h, push.to_string().as_bytes()).unwrap();
+        assert_eq!(d.format, DeliveryFormat::CloudEventBinary);
+        assert_eq!(d.meta.ce_id.as_deref(), Some("m 7"));
+        assert_eq!(d.meta.message_id.as_deref(), Some("m-7"));
+        assert_eq!(d.record, record());
+    }
+
+    #[test]
+    fn binary_cloud_event_missing_header() {
+        let h = headers(&[("ce-specversion", "1.0"), ("ce-id", "1"), ("ce-type", "t")]);
+        let e = decode(&h, record().to_string().as_bytes()).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("header ce-source"));
+    }
+
+    #[test]
+    fn batch_and_unknown_content_types_are_unsupported() {
+        for ct in ["application/cloudevents-batch+json", "text/html", "application/xml", "multipart/form-data"] {
+            let e = decode(&headers(&[("content-type", ct)]), b"[]").unwrap_err();
+            assert_eq!(e.kind, crate::error::DecodeErrorKind::UnsupportedMediaType, "{ct}");
+        }
+    }
+
+    #[test]
+    fn garbage_bodies_are_malformed_and_say_what_was_expected() {
+        for body in [&b""[..], b"not json", b"{\"x\":1}", b"[1,2]", b"42"] {
+            let e = decode(&headers(&[("content-type", "application/json")]), body).unwrap_err();
+            assert_eq!(e.kind, crate::error::DecodeErrorKind::Malformed);
+            assert!(e.message.contains("expected"), "{e}");
+        }
+    }
+
+    #[test]
+    fn deeply_nested_json_is_rejected_not_crashing() {
+        let body = "[".repeat(100_000);
+        let e = decode(&headers(&[]), body.as_bytes()).unwrap_err();
+        assert_eq!(e.kind, crate::error::DecodeErrorKind::Malformed);
+    }
+}

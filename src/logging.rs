@@ -1,0 +1,111 @@
+//! Structured logs: one JSON object per line on stderr, with the fields Cloud Logging reads
+//! (`severity`, `message`, `time`) plus the event's fields. Libraries that log through `log`
+//! (gcp-bigquery-client) are bridged in.
+//!
+//! Payload variables are never logged: they hold e-mail addresses (`responsibles`). Only ids,
+//! pipeline/status and error texts the function itself wrote reach the log.
+
+use std::io::Write;
+
+use serde_json::{Map, Value};
+use tracing::field::{Field, Visit};
+use tracing::level_filters::LevelFilter;
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::{Context, SubscriberExt};
+
+struct JsonVisitor(Map<String, Value>);
+
+impl Visit for JsonVisitor {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.0.insert(field.name().to_string(), Value::String(format!("{value:?}")));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().to_string(), Value::String(value.to_string()));
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.0.insert(field.name().to_string(), value.into());
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.0.insert(field.name().to_string(), value.into());
+    }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.0.insert(field.name().to_string(), value.into());
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.0.insert(field.name().to_string(), value.into());
+    }
+}
+
+/// Cloud Logging severity of a tracing level.
+pub fn severity(level: &Level) -> &'static str {
+    match *level {
+        Level::ERROR => "ERROR",
+        Level::WARN => "WARNING",
+        Level::INFO => "INFO",
+        Level::DEBUG | Level::TRACE => "DEBUG",
+    }
+}
+
+/// Formats one event as a JSON log line (without the newline).
+pub fn format_line(level: &Level, target: &str, fields: Map<String, Value>) -> String {
+    let mut fields = fields;
+    let message = fields.remove("message").unwrap_or(Value::String(String::new()));
+    // `log` records bridged by tracing-log carry their origin in `log.*` fields.
+    let target = fields.remove("log.target").and_then(|v| v.as_str().map(str::to_string)).unwrap_or_else(|| target.to_string());
+    fields.retain(|k, _| !k.starts_with("log."));
+    let mut out = Map::new();
+    out.insert("severity".into(), severity(level).into());
+    out.insert("message".into(), message);
+    out.insert("time".into(), chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true).into());
+    out.insert("target".into(), target.into());
+    out.extend(fields);
+    Value::Object(out).to_string()
+}
+
+struct JsonLayer;
+
+impl<S: Subscriber> Layer<S> for JsonLayer {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        let mut visitor = JsonVisitor(Map::new());
+        event.record(&mut visitor);
+        let line = format_line(event.metadata().level(), event.metadata().target(), visitor.0);
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "{line}");
+    }
+}
+
+/// Installs the JSON logger at `level`. Dependencies are held to WARN unless the level is
+/// DEBUG or finer.
+pub fn init(level: LevelFilter) {
+    let _ = tracing_log::LogTracer::init();
+    let deps_level = if level >= LevelFilter::DEBUG { level } else { LevelFilter::WARN.min(level) };
+    let filter = tracing_subscriber::filter::filter_fn(move |m| {
+        let ours = m.target().starts_with("pipeline_run_metrics");
+        let bridged = m.target() == "log";
+        let limit = if ours || bridged { level } else { deps_level };
+        *m.level() <= limit
+    });
+    let subscriber = tracing_subscriber::registry().with(JsonLayer.with_filter(filter));
+    let _ = tracing::subscriber::set_global_default(subscriber);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_has_cloud_logging_fields() {
+        let mut f = Map::new();
+        f.insert("message".into(), "event processed".into());
+        f.insert("status".into(), 204.into());
+        let line = format_line(&Level::WARN, "pipeline_run_metrics::transport", f);
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["severity"], "WARNING");
+        assert_eq!(v["message"], "event processed");
+        assert_eq!(v["status"], 204);
+        assert_eq!(v["target"], "pipeline_run_metrics::transport");
+        assert!(v["time"].as_str().unwrap().ends_with('Z'));
+        assert!(!line.contains('\n'));
+    }
+}

@@ -1,0 +1,354 @@
+//! The Datastream change record (protocols.md §3.2), decoded into a typed change event.
+//!
+//! Only what the function uses is typed; `payload.variables` stays JSON because its shape is
+//! defined by each Mage pipeline. Timestamps may be RFC 3339 strings, `YYYY-MM-DD HH:MM:SS[.f]`
+//! strings (UTC) or epoch-millisecond numbers.
+
+use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone, Utc};
+use serde_json::{Map, Value};
+
+use crate::error::DecodeError;
+
+/// CDC (log-based) or backfill (snapshot) read, from `read_method`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadKind {
+    Cdc,
+    Backfill,
+    Unknown,
+}
+
+/// Insert/update (the row exists after the change) or delete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    Upsert,
+    Delete,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SourceMetadata {
+    pub schema: Option<String>,
+    pub table: Option<String>,
+    pub change_type: Option<String>,
+    pub is_deleted: bool,
+    pub lsn: Option<String>,
+    pub tx_id: Option<String>,
+    pub primary_keys: Vec<String>,
+}
+
+/// The `pipeline_run` columns the function reads; `row` keeps the whole row.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PipelineRun {
+    pub id: Option<i64>,
+    pub pipeline_uuid: Option<String>,
+    pub status: Option<String>,
+    pub execution_date: Option<String>,
+    pub started_at: Option<String>,
+    pub completed_at: Option<String>,
+    /// `payload.variables` (JSON object); `None` when absent or null.
+    pub variables: Option<Map<String, Value>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangeEvent {
+    pub uuid: Option<String>,
+    pub source_timestamp: DateTime<FixedOffset>,
+    pub read_timestamp: Option<DateTime<FixedOffset>>,
+    pub object: Option<String>,
+    pub read_method: Option<String>,
+    pub source_metadata: SourceMetadata,
+    /// The row after the change; `None` for a delete without payload.
+    pub payload: Option<PipelineRun>,
+}
+
+impl ChangeEvent {
+    pub fn read_kind(&self) -> ReadKind {
+        match self.read_method.as_deref() {
+            Some(m) if m.contains("backfill") => ReadKind::Backfill,
+            Some(m) if m.contains("cdc") => ReadKind::Cdc,
+            _ => ReadKind::Unknown,
+        }
+    }
+
+    pub fn change_kind(&self) -> ChangeKind {
+        let ct = self.source_metadata.change_type.as_deref().unwrap_or("").to_ascii_uppercase();
+        if self.source_metadata.is_deleted || ct == "DELETE" || ct == "UPDATE-DELETE" {
+            ChangeKind::Delete
+        } else {
+            ChangeKind::Upsert
+        }
+    }
+
+    /// The source table: `source_metadata.table`, else `object` without its schema prefix.
+    pub fn table(&self) -> Option<&str> {
+        if let Some(t) = self.source_metadata.table.as_deref() {
+            return Some(t);
+        }
+        let object = self.object.as_deref()?;
+        match self.source_metadata.schema.as_deref() {
+            Some(schema) => object.strip_prefix(schema).and_then(|rest| rest.strip_prefix('_')).or(Some(object)),
+            None => Some(object),
+        }
+    }
+
+    /// True when the record is about `table` (a record without table information is accepted,
+    /// like the reference implementation, which never looked at it).
+    pub fn is_table(&self, table: &str) -> bool {
+        match self.table() {
+            Some(t) => t == table || t.ends_with(&format!("_{table}")),
+            None => true,
+        }
+    }
+}
+
+fn opt_string(o: &Map<String, Value>, key: &str, prefix: &str) -> Result<Option<String>, DecodeError> {
+    match o.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(_) => Err(DecodeError::malformed(Some(format!("{prefix}{key}")), format!("{prefix}{key} must be a string"))),
+    }
+}
+
+/// Parses a Datastream timestamp: epoch milliseconds, RFC 3339, or `YYYY-MM-DD[ T]HH:MM:SS[.f]`
+/// without offset (taken as UTC).
+pub fn parse_timestamp(v: &Value, field: &str) -> Result<DateTime<FixedOffset>, DecodeError> {
+    let bad = |why: &str| DecodeError::malformed(Some(field.to_string()), format!("{field} {why}"));
+    match v {
+        Value::Number(n) => {
+            let ms = n.as_i64().ok_or_else(|| bad("must be an integer number of epoch milliseconds"))?;
+            Utc.timestamp_millis_opt(ms).single().map(|t| t.fixed_offset()).ok_or_else(|| bad("is out of range"))
+        }
+        Value::String(s) => {
+            let s = s.trim();
+            if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+                return Ok(t);
+            }
+            let normalised = s.replacen(' ', "T", 1);
+            if let Ok(t) = DateTime::parse_from_rfc3339(&normalised) {
+                return Ok(t);
+            }
+            for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S"] {
+                if let Ok(naive) = NaiveDateTime::parse_from_str(&normalised, fmt) {
+                    return Ok(naive.and_utc().fixed_offset());
+                }
+            }
+            Err(bad("is not an RFC 3339 timestamp, 'YYYY-MM-DD HH:MM:SS[.f]' or epoch milliseconds"))
+        }
+        Value::Null => Err(bad("is required")),
+        _ => Err(bad("must be a string or a number")),
+    }
+}
+
+/// Decodes a Datastream record (JSON) into a [`ChangeEvent`].
+pub fn decode(record: &Value) -> Result<ChangeEvent, DecodeError> {
+    let Some(o) = record.as_object() else {
+        return Err(DecodeError::malformed(None, "the Datastream record must be a JSON object"));
+    };
+    let source_timestamp = match o.get("source_timestamp") {
+        None => return Err(DecodeError::malformed(Some("source_timestamp".into()), "source_timestamp is required")),
+        Some(v) => parse_timestamp(v, "source_timestamp")?,
+    };
+    let read_timestamp = match o.get("read_timestamp") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(parse_timestamp(v, "read_timestamp")?),
+    };
+    let source_metadata = match o.get("source_metadata") {
+        None | Some(Value::Null) => SourceMetadata::default(),
+        Some(Value::Object(m)) => decode_source_metadata(m)?,
+        Some(_) => {
+            return Err(DecodeError::malformed(Some("source_metadata".into()), "source_metadata must be an object"));
+        }
+    };
+    let payload = match o.get("payload") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(p)) => Some(decode_pipeline_run(p)?),
+        Some(_) => return Err(DecodeError::malformed(Some("payload".into()), "payload must be an object")),
+    };
+    Ok(ChangeEvent {
+        uuid: opt_string(o, "uuid", "")?,
+        source_timestamp,
+        read_timestamp,
+        object: opt_string(o, "object", "")?,
+        read_method: opt_string(o, "read_method", "")?,
+        source_metadata,
+        payload,
+    })
+}
+
+fn decode_source_metadata(m: &Map<String, Value>) -> Result<SourceMetadata, DecodeError> {
+    let p = "source_metadata.";
+    let is_deleted = match m.get("is_deleted") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            return Err(DecodeError::malformed(Some(format!("{p}is_deleted")), "source_metadata.is_deleted must be a boolean"));
+        }
+    };
+    let primary_keys = match m.get("primary_keys") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
+        Some(_) => {
+            return Err(DecodeError::malformed(
+                Some(format!("{p}primary_keys")),
+                "source_metadata.primary_keys must be an array of strings",
+            ));
+        }
+    };
+    Ok(SourceMetadata {
+        schema: opt_string(m, "schema", p)?,
+        table: opt_string(m, "table", p)?,
+        change_type: opt_string(m, "change_type", p)?,
+        is_deleted,
+        lsn: opt_string(m, "lsn", p)?,
+        tx_id: opt_string(m, "tx_id", p)?,
+        primary_keys,
+    })
+}
+
+fn decode_pipeline_run(p: &Map<String, Value>) -> Result<PipelineRun, DecodeError> {
+    let pre = "payload.";
+    let id = match p.get("id") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) if n.is_i64() => n.as_i64(),
+        Some(Value::String(s)) if s.parse::<i64>().is_ok() => s.parse().ok(),
+        Some(_) => return Err(DecodeError::malformed(Some("payload.id".into()), "payload.id must be an integer")),
+    };
+    let variables = match p.get("variables") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(v)) => Some(v.clone()),
+        // Mage's JSON column can arrive as JSON text from some relays.
+        Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
+            Ok(Value::Object(v)) => Some(v),
+            _ => {
+                return Err(DecodeError::malformed(Some("payload.variables".into()), "payload.variables must be a JSON object"));
+            }
+        },
+        Some(_) => {
+            return Err(DecodeError::malformed(Some("payload.variables".into()), "payload.variables must be a JSON object"));
+        }
+    };
+    // pipeline_uuid and status must be strings when present: they become label values.
+    let strict = |key: &str| -> Result<Option<String>, DecodeError> {
+        match p.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(DecodeError::malformed(Some(format!("{pre}{key}")), format!("{pre}{key} must be a string"))),
+        }
+    };
+    Ok(PipelineRun {
+        id,
+        pipeline_uuid: strict("pipeline_uuid")?,
+        status: strict("status")?,
+        execution_date: opt_string(p, "execution_date", pre)?,
+        started_at: opt_string(p, "started_at", pre)?,
+        completed_at: opt_string(p, "completed_at", pre)?,
+        variables,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn full() -> Value {
+        json!({"uuid": "6c1b", "read_timestamp": 1735689600123i64, "source_timestamp": 1735689599000i64,
+            "object": "public_pipeline_run", "read_method": "postgres-cdc-wal", "stream_name": "s", "schema_key": "k",
+            "sort_keys": [1735689599000i64, "0/16B2C00"],
+            "source_metadata": {"schema": "public", "table": "pipeline_run", "is_deleted": false, "change_type": "UPDATE",
+                "tx_id": "77", "lsn": "0/16B2C00", "primary_keys": ["id"]},
+            "payload": {"id": 42, "pipeline_uuid": "etl", "status": "COMPLETED", "passed_sla": false,
+                "execution_date": "2025-01-01T00:00:00Z", "started_at": "2025-01-01T00:00:01Z", "completed_at": null,
+                "variables": {"partner": "acme", "n": 1}}})
+    }
+
+    #[test]
+    fn decodes_every_field_of_a_cdc_record() {
+        let e = decode(&full()).unwrap();
+        assert_eq!(e.uuid.as_deref(), Some("6c1b"));
+        assert_eq!(e.source_timestamp.to_rfc3339(), "2024-12-31T23:59:59+00:00");
+        assert_eq!(e.read_timestamp.unwrap().timestamp_millis(), 1735689600123);
+        assert_eq!(e.read_kind(), ReadKind::Cdc);
+        assert_eq!(e.change_kind(), ChangeKind::Upsert);
+        assert_eq!(e.table(), Some("pipeline_run"));
+        assert_eq!(e.source_metadata.lsn.as_deref(), Some("0/16B2C00"));
+        assert_eq!(e.source_metadata.tx_id.as_deref(), Some("77"));
+        assert_eq!(e.source_metadata.primary_keys, vec!["id".to_string()]);
+        let p = e.payload.unwrap();
+        assert_eq!(p.id, Some(42));
+        assert_eq!(p.pipeline_uuid.as_deref(), Some("etl"));
+        assert_eq!(p.status.as_deref(), Some("COMPLETED"));
+        assert_eq!(p.completed_at, None);
+        assert_eq!(p.variables.unwrap().get("partner"), Some(&json!("acme")));
+    }
+
+    #[test]
+    fn timestamp_forms() {
+        let cases = [
+            (json!("2025-11-05T18:23:31.393000Z"), "2025-11-05T18:23:31.393+00:00"),
+            (json!("2024-01-15T10:30:00+02:00"), "2024-01-15T10:30:00+02:00"),
+            (json!("2024-01-15 10:30:00.5"), "2024-01-15T10:30:00.500+00:00"),
+            (json!("2024-01-15T10:30:00"), "2024-01-15T10:30:00+00:00"),
+            (json!(1705314600000i64), "2024-01-15T10:30:00+00:00"),
+        ];
+        for (v, want) in cases {
+            let t = parse_timestamp(&v, "source_timestamp").unwrap();
+            assert_eq!(t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false), want, "{v}");
+        }
+        for bad in [json!("yesterday"), json!(true), json!(1.5), json!(null)] {
+            let e = parse_timestamp(&bad, "source_timestamp").unwrap_err();
+            assert_eq!(e.field.as_deref(), Some("source_timestamp"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn backfill_and_deletes() {
+        let mut r = full();
+        r["read_method"] = json!("postgresql-backfill");
+        assert_eq!(decode(&r).unwrap().read_kind(), ReadKind::Backfill);
+        let del = json!({"source_timestamp": "2024-01-15T10:30:00Z", "source_metadata": {"table": "pipeline_run",
+            "change_type": "DELETE", "is_deleted": true}});
+        let e = decode(&del).unwrap();
+        assert_eq!(e.change_kind(), ChangeKind::Delete);
+        assert_eq!(e.payload, None);
+        let mut r = full();
+        r["source_metadata"]["is_deleted"] = json!(true);
+        assert_eq!(decode(&r).unwrap().change_kind(), ChangeKind::Delete);
+    }
+
+    #[test]
+    fn table_from_object_when_metadata_lacks_it() {
+        let e = decode(&json!({"source_timestamp": 1, "object": "public_pipeline_run", "source_metadata": {"schema": "public"}}))
+            .unwrap();
+        assert_eq!(e.table(), Some("pipeline_run"));
+        assert!(e.is_table("pipeline_run"));
+        assert!(!e.is_table("block_run"));
+        let e = decode(&json!({"source_timestamp": 1})).unwrap();
+        assert!(e.is_table("pipeline_run"));
+    }
+
+    #[test]
+    fn invalid_fields_are_named() {
+        let cases = [
+            (json!({"payload": {}}), "source_timestamp"),
+            (json!({"source_timestamp": 1, "payload": []}), "payload"),
+            (json!({"source_timestamp": 1, "payload": {"status": 3}}), "payload.status"),
+            (json!({"source_timestamp": 1, "payload": {"pipeline_uuid": ["x"]}}), "payload.pipeline_uuid"),
+            (json!({"source_timestamp": 1, "payload": {"variables": [1]}}), "payload.variables"),
+            (json!({"source_timestamp": 1, "payload": {"id": "x"}}), "payload.id"),
+            (json!({"source_timestamp": 1, "source_metadata": {"is_deleted": "no"}}), "source_metadata.is_deleted"),
+            (json!({"source_timestamp": 1, "source_metadata": 5}), "source_metadata"),
+        ];
+        for (v, field) in cases {
+            let e = decode(&v).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some(field), "{v}");
+        }
+        assert!(decode(&json!("x")).is_err());
+    }
+
+    #[test]
+    fn variables_as_json_text_are_accepted() {
+        let e = decode(&json!({"source_timestamp": 1, "payload": {"variables": "{\"partner\":\"p\"}"}})).unwrap();
+        assert_eq!(e.payload.unwrap().variables.unwrap().get("partner"), Some(&json!("p")));
+    }
+}
