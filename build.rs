@@ -11,7 +11,9 @@ fn main() {
         .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("toml" | "sql")))
         .collect();
     files.sort();
-    let mut out = String::from("/// (file name, contents) of every file in handlers/.\npub const BUILTIN: &[(&str, &str)] = &[\n");
+    let mut out = String::from(
+        "/// (file name, contents) of every file in handlers/.\npub const BUILTIN: &[(&str, &str)] = &[\n",
+    );
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());
         let name = f.file_name().unwrap().to_str().unwrap();

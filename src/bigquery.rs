@@ -49,7 +49,8 @@ impl TableRef {
             && project.len() <= 63
             && project.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
             && !project.starts_with('-');
-        let valid_name = |s: &str| !s.is_empty() && s.len() <= 1024 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        let valid_name =
+            |s: &str| !s.is_empty() && s.len() <= 1024 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid_project {
             return Err(format!("'{raw}': project '{project}' is not a valid project id (letters, digits, hyphens)"));
         }
@@ -165,11 +166,9 @@ pub const BIGQUERY_SCOPE: &str = "https://www.googleapis.com/auth/bigquery";
 #[async_trait::async_trait]
 impl gcp_bigquery_client::auth::Authenticator for AdcToken {
     async fn access_token(&self) -> Result<String, BQError> {
-        self.0
-            .token(&[BIGQUERY_SCOPE])
-            .await
-            .map(|t| t.as_str().to_string())
-            .map_err(|e| BQError::InvalidApplicationDefaultCredentialsAuthenticator(std::io::Error::other(e.to_string())))
+        self.0.token(&[BIGQUERY_SCOPE]).await.map(|t| t.as_str().to_string()).map_err(|e| {
+            BQError::InvalidApplicationDefaultCredentialsAuthenticator(std::io::Error::other(e.to_string()))
+        })
     }
 }
 
@@ -183,7 +182,12 @@ pub struct BigQuery {
 
 impl BigQuery {
     /// Against an emulator at `host:port` (no credentials).
-    pub async fn emulator(host: &str, project: &str, timeout: Duration, http: reqwest::Client) -> Result<BigQuery, String> {
+    pub async fn emulator(
+        host: &str,
+        project: &str,
+        timeout: Duration,
+        http: reqwest::Client,
+    ) -> Result<BigQuery, String> {
         let base = if host.starts_with("http://") || host.starts_with("https://") {
             host.trim_end_matches('/').to_string()
         } else {
@@ -391,7 +395,8 @@ mod tests {
     #[test]
     fn query_errors_inside_http_200_are_errors() {
         use gcp_bigquery_client::model::error_proto::ErrorProto;
-        let e = |reason: &str| ErrorProto { reason: Some(reason.into()), message: Some("m".into()), ..Default::default() };
+        let e =
+            |reason: &str| ErrorProto { reason: Some(reason.into()), message: Some("m".into()), ..Default::default() };
         assert!(matches!(check_errors(Some(&[e("notFound")])), Err(WarehouseError::NotFound(_))));
         assert!(matches!(check_errors(Some(&[e("invalidQuery")])), Err(WarehouseError::Rejected(_))));
         assert!(matches!(check_errors(Some(&[e("backendError")])), Err(WarehouseError::Unavailable(_))));

@@ -200,7 +200,8 @@ fn is_ident(s: &str) -> bool {
 pub fn is_valid_metric_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 200
-        && s.split('/').all(|seg| !seg.is_empty() && seg.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)))
+        && s.split('/')
+            .all(|seg| !seg.is_empty() && seg.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)))
 }
 
 /// Label keys: `[a-z_][a-z0-9_]*`, at most 100 chars (Cloud Monitoring's limit).
@@ -210,11 +211,18 @@ fn is_valid_label_key(s: &str) -> bool {
         && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
-const COLUMN_TYPES: [&str; 9] = ["FLOAT64", "INT64", "STRING", "BOOL", "TIMESTAMP", "DATE", "DATETIME", "NUMERIC", "BYTES"];
+const COLUMN_TYPES: [&str; 9] =
+    ["FLOAT64", "INT64", "STRING", "BOOL", "TIMESTAMP", "DATE", "DATETIME", "NUMERIC", "BYTES"];
 
-/// Strips `-- comments` so that parameters in comments are not counted.
+/// Strips `-- comments` and blank lines. The stripped text is what is validated and sent:
+/// comments cost bytes, and bqemulator miscounts parameters mentioned in comments. (So `--`
+/// must not appear inside a string literal of a catalogue query.)
 fn sql_code(sql: &str) -> String {
-    sql.lines().map(|l| l.split("--").next().unwrap_or("")).collect::<Vec<_>>().join("\n")
+    sql.lines()
+        .map(|l| l.split("--").next().unwrap_or("").trim_end())
+        .filter(|l| !l.trim().is_empty())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// `{{name}}` placeholders of a SQL text.
@@ -294,7 +302,8 @@ fn load_files(files: &BTreeMap<String, (String, String)>) -> Result<Vec<Arc<dyn 
     let mut handlers: Vec<Arc<dyn Handler>> = Vec::new();
     let mut names: HashMap<String, String> = HashMap::new();
     for (name, (path, text)) in files.iter().filter(|(n, _)| n.ends_with(".toml")) {
-        let err = |needle: &str, message: String| CatalogueError { file: path.clone(), line: line_of(text, needle), message };
+        let err =
+            |needle: &str, message: String| CatalogueError { file: path.clone(), line: line_of(text, needle), message };
         let spec: FamilyFile = toml::from_str(text).map_err(|e| {
             let line = e.span().map(|s| text[..s.start].matches('\n').count() + 1).unwrap_or(1);
             CatalogueError { file: path.clone(), line, message: e.message().trim().to_string() }
@@ -332,7 +341,10 @@ fn load_files(files: &BTreeMap<String, (String, String)>) -> Result<Vec<Arc<dyn 
                     {
                         return Err(err(
                             t,
-                            format!("label '{key}' of metric '{}' uses unknown variable '${var}' (handler '{}')", m.name, v.name),
+                            format!(
+                                "label '{key}' of metric '{}' uses unknown variable '${var}' (handler '{}')",
+                                m.name, v.name
+                            ),
                         ));
                     }
                 }
@@ -358,8 +370,13 @@ fn load_files(files: &BTreeMap<String, (String, String)>) -> Result<Vec<Arc<dyn 
 }
 
 fn validate(spec: &FamilyFile, path: &str, text: &str, sql_path: &str, sql: &str) -> Result<Family, CatalogueError> {
-    let err = |needle: &str, message: String| CatalogueError { file: path.to_string(), line: line_of(text, needle), message };
-    let sql_err = |needle: &str, message: String| CatalogueError { file: sql_path.to_string(), line: line_of(sql, needle), message };
+    let err =
+        |needle: &str, message: String| CatalogueError { file: path.to_string(), line: line_of(text, needle), message };
+    let sql_err = |needle: &str, message: String| CatalogueError {
+        file: sql_path.to_string(),
+        line: line_of(sql, needle),
+        message,
+    };
     let code = sql_code(sql);
     let mut seen = BTreeSet::new();
     for i in &spec.inputs {
@@ -375,21 +392,29 @@ fn validate(spec: &FamilyFile, path: &str, text: &str, sql_path: &str, sql: &str
         }
         match (i.kind, i.if_missing) {
             (InputKind::String, IfMissing::Error) => {}
-            (InputKind::String, _) => return Err(err(&at, format!("input '{}': if_missing applies to tables only", i.name))),
+            (InputKind::String, _) => {
+                return Err(err(&at, format!("input '{}': if_missing applies to tables only", i.name)));
+            }
             (InputKind::Table, IfMissing::Empty) => {
                 if i.columns.is_empty() {
                     return Err(err(&at, format!("input '{}': if_missing = \"empty\" needs `columns`", i.name)));
                 }
                 for (c, t) in &i.columns {
                     if !is_ident(c) || !COLUMN_TYPES.contains(&t.as_str()) {
-                        return Err(err(c, format!("input '{}': column {c} = {t:?} (types: {})", i.name, COLUMN_TYPES.join(", "))));
+                        return Err(err(
+                            c,
+                            format!("input '{}': column {c} = {t:?} (types: {})", i.name, COLUMN_TYPES.join(", ")),
+                        ));
                     }
                 }
             }
             _ => {}
         }
         if i.kind == InputKind::Table && !sql_placeholders(&code).contains(&i.name) {
-            return Err(err(&at, format!("table input '{}' is not used in {sql_path} (as {{{{{}}}}})", i.name, i.name)));
+            return Err(err(
+                &at,
+                format!("table input '{}' is not used in {sql_path} (as {{{{{}}}}})", i.name, i.name),
+            ));
         }
     }
     for p in sql_placeholders(&code) {
@@ -429,7 +454,7 @@ fn validate(spec: &FamilyFile, path: &str, text: &str, sql_path: &str, sql: &str
     }
     Ok(Family {
         file: path.to_string(),
-        sql: sql.to_string(),
+        sql: code,
         sql_params,
         status: spec.matcher.status.clone(),
         table: spec.matcher.table.clone(),
@@ -476,7 +501,10 @@ impl Handler for QueryHandler {
     }
 
     fn prepare(&self, event: &ChangeEvent, projects: &Projects) -> Result<Plan, HandlerError> {
-        let payload = event.payload.as_ref().ok_or_else(|| HandlerError::invalid("payload", "No 'payload' found in event data."))?;
+        let payload = event
+            .payload
+            .as_ref()
+            .ok_or_else(|| HandlerError::invalid("payload", "No 'payload' found in event data."))?;
         let empty = serde_json::Map::new();
         let vars = payload.variables.as_ref().unwrap_or(&empty);
         let mut tables = Vec::new();
@@ -495,12 +523,16 @@ impl Handler for QueryHandler {
             match input.kind {
                 InputKind::Table => {
                     let Value::String(raw) = value else {
-                        return Err(HandlerError::invalid(field, format!("Variable '{path}' must be a table reference string.")));
+                        return Err(HandlerError::invalid(
+                            field,
+                            format!("Variable '{path}' must be a table reference string."),
+                        ));
                     };
-                    let table = TableRef::resolve(raw, &projects.data).map_err(|why| HandlerError::InvalidTableReference {
-                        field: field.clone(),
-                        message: format!("Invalid table reference in variable '{path}': {why}"),
-                    })?;
+                    let table =
+                        TableRef::resolve(raw, &projects.data).map_err(|why| HandlerError::InvalidTableReference {
+                            field: field.clone(),
+                            message: format!("Invalid table reference in variable '{path}': {why}"),
+                        })?;
                     values.insert(input.name.clone(), raw.clone());
                     tables.push(PlannedTable {
                         input: input.name.clone(),
@@ -583,7 +615,10 @@ impl QueryPlan {
         for row in rows {
             for m in &self.family.metrics {
                 let cell = row.get(&m.value).ok_or_else(|| {
-                    HandlerError::BadResult(format!("{}: column '{}' missing from the result", self.family.file, m.value))
+                    HandlerError::BadResult(format!(
+                        "{}: column '{}' missing from the result",
+                        self.family.file, m.value
+                    ))
                 })?;
                 let value = match cell {
                     Cell::Float(f) => *f,
@@ -609,7 +644,10 @@ impl QueryPlan {
                         LabelSpec::Column { column } => row
                             .get(column)
                             .ok_or_else(|| {
-                                HandlerError::BadResult(format!("{}: label column '{column}' missing from the result", self.family.file))
+                                HandlerError::BadResult(format!(
+                                    "{}: label column '{column}' missing from the result",
+                                    self.family.file
+                                ))
                             })?
                             .label(),
                     };

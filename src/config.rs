@@ -53,7 +53,9 @@ impl Config {
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         // Like the reference service: the prefixed name first, then the plain one.
         let pick = |names: &[&str]| -> Option<(String, String)> {
-            names.iter().find_map(|n| get(n).filter(|v| !v.trim().is_empty()).map(|v| (n.to_string(), v.trim().to_string())))
+            names
+                .iter()
+                .find_map(|n| get(n).filter(|v| !v.trim().is_empty()).map(|v| (n.to_string(), v.trim().to_string())))
         };
         let err = |variable: &str, value: &str, expected: &str| ConfigError {
             variable: variable.into(),
@@ -79,7 +81,8 @@ impl Config {
                 }
             }
         };
-        let metric_project = project(&["MAGEAI_MONITORING_CLOUD_RUN_PROJECT_ID", "CLOUD_RUN_PROJECT_ID"], "local-project")?;
+        let metric_project =
+            project(&["MAGEAI_MONITORING_CLOUD_RUN_PROJECT_ID", "CLOUD_RUN_PROJECT_ID"], "local-project")?;
         let data_project = project(&["MAGEAI_MONITORING_BIGQUERY_PROJECT_ID", "BIGQUERY_PROJECT_ID"], "test-project")?;
         let bigquery_emulator_host = match pick(&["BIGQUERY_EMULATOR_HOST"]) {
             None => None,

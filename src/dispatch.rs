@@ -80,7 +80,8 @@ impl Dispatcher {
         let prepared: Vec<(String, Instant, Result<Plan, HandlerError>)> =
             matched.iter().map(|h| (h.name().to_string(), Instant::now(), h.prepare(event, &self.projects))).collect();
         // An invalid table reference anywhere stops every query of the event.
-        let unsafe_input = prepared.iter().any(|(_, _, p)| matches!(p, Err(HandlerError::InvalidTableReference { .. })));
+        let unsafe_input =
+            prepared.iter().any(|(_, _, p)| matches!(p, Err(HandlerError::InvalidTableReference { .. })));
         let ctx = EventContext::new(warehouse);
         let runs = prepared.into_iter().map(|(name, t0, plan)| {
             let ctx = &ctx;

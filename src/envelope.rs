@@ -123,7 +123,10 @@ fn header(headers: &HeaderMap, name: &str) -> Result<Option<String>, DecodeError
                 .to_str()
                 .map_err(|_| DecodeError::malformed(format!("header {name}"), format!("header {name} is not ASCII")))?;
             let decoded = percent_encoding::percent_decode_str(raw).decode_utf8().map_err(|_| {
-                DecodeError::malformed(format!("header {name}"), format!("header {name} is not UTF-8 after percent-decoding"))
+                DecodeError::malformed(
+                    format!("header {name}"),
+                    format!("header {name} is not UTF-8 after percent-decoding"),
+                )
             })?;
             Ok(Some(decoded.into_owned()))
         }
@@ -134,7 +137,8 @@ fn parse_json(body: &[u8], what: &str) -> Result<Value, DecodeError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(DecodeError::malformed(None, format!("empty body: {EXPECTED}")));
     }
-    serde_json::from_slice(body).map_err(|e| DecodeError::malformed(None, format!("{what} is not valid JSON ({e}): {EXPECTED}")))
+    serde_json::from_slice(body)
+        .map_err(|e| DecodeError::malformed(None, format!("{what} is not valid JSON ({e}): {EXPECTED}")))
 }
 
 /// Decodes one HTTP request into a [`Delivery`].
@@ -219,7 +223,10 @@ fn structured_cloud_event(value: Value) -> Result<Delivery, DecodeError> {
         other => {
             return Err(DecodeError::malformed(
                 Some("specversion".into()),
-                format!("unsupported CloudEvents specversion {}: expected \"1.0\"", other.cloned().unwrap_or(Value::Null)),
+                format!(
+                    "unsupported CloudEvents specversion {}: expected \"1.0\"",
+                    other.cloned().unwrap_or(Value::Null)
+                ),
             ));
         }
     }
@@ -246,8 +253,12 @@ fn structured_cloud_event(value: Value) -> Result<Delivery, DecodeError> {
             let bytes = decode_base64(&b64, "data_base64")?;
             parse_json(&bytes, "CloudEvent data_base64")?
         }
-        (None, Some(_)) => return Err(DecodeError::malformed(Some("data_base64".into()), "'data_base64' must be a string")),
-        (None, None) => return Err(DecodeError::malformed(Some("data".into()), "structured CloudEvent without 'data'")),
+        (None, Some(_)) => {
+            return Err(DecodeError::malformed(Some("data_base64".into()), "'data_base64' must be a string"));
+        }
+        (None, None) => {
+            return Err(DecodeError::malformed(Some("data".into()), "structured CloudEvent without 'data'"));
+        }
     };
     let (mut meta, record) = data_to_record(data, "data.")?;
     meta.ce_id = Some(id);
@@ -311,7 +322,9 @@ fn push_body(value: Value, prefix: &str) -> Result<(DeliveryMeta, Value), Decode
     let record: Value = serde_json::from_slice(&bytes).map_err(|e| {
         DecodeError::malformed(Some(data_field.clone()), format!("{data_field} does not decode to JSON: {e}"))
     })?;
-    if meta.attributes.get("eventType").is_some_and(|t| t.starts_with("OBJECT_")) && meta.attributes.contains_key("objectId") {
+    if meta.attributes.get("eventType").is_some_and(|t| t.starts_with("OBJECT_"))
+        && meta.attributes.contains_key("objectId")
+    {
         return Err(DecodeError::malformed(
             Some(data_field),
             "Cloud Storage notifications (Datastream files) are not supported: relay one Datastream record per message",
@@ -358,7 +371,8 @@ mod tests {
 
     #[test]
     fn wrapped_push_snake_case_only_and_duplicated() {
-        let snake = json!({"message": {"data": b64(&record()), "message_id": "m-2", "publish_time": "t"}, "subscription": "s"});
+        let snake =
+            json!({"message": {"data": b64(&record()), "message_id": "m-2", "publish_time": "t"}, "subscription": "s"});
         let d = decode(&headers(&[]), snake.to_string().as_bytes()).unwrap();
         assert_eq!(d.meta.message_id.as_deref(), Some("m-2"));
         assert_eq!(d.meta.publish_time.as_deref(), Some("t"));
@@ -393,8 +407,11 @@ mod tests {
 
     #[test]
     fn unwrapped_push_reads_metadata_headers() {
-        let h = headers(&[("content-type", "application/json"), ("x-goog-pubsub-message-id", "m-9"),
-            ("x-goog-pubsub-subscription-name", "projects/p/subscriptions/s")]);
+        let h = headers(&[
+            ("content-type", "application/json"),
+            ("x-goog-pubsub-message-id", "m-9"),
+            ("x-goog-pubsub-subscription-name", "projects/p/subscriptions/s"),
+        ]);
         let d = decode(&h, record().to_string().as_bytes()).unwrap();
         assert_eq!(d.format, DeliveryFormat::PubSubUnwrapped);
         assert_eq!(d.meta.message_id.as_deref(), Some("m-9"));
@@ -418,19 +435,24 @@ mod tests {
     fn structured_cloud_event_with_push_wrapper_and_base64_data() {
         let push = json!({"message": {"data": b64(&record()), "messageId": "m-5"}, "subscription": "s"});
         let ce = json!({"specversion": "1.0", "id": "e-2", "source": "s", "type": "t", "data": push});
-        let d = decode(&headers(&[("content-type", "application/cloudevents+json; charset=utf-8")]), ce.to_string().as_bytes())
-            .unwrap();
+        let d = decode(
+            &headers(&[("content-type", "application/cloudevents+json; charset=utf-8")]),
+            ce.to_string().as_bytes(),
+        )
+        .unwrap();
         assert_eq!(d.meta.message_id.as_deref(), Some("m-5"));
         assert_eq!(d.record, record());
         let ce = json!({"specversion": "1.0", "id": "e-3", "source": "s", "type": "t", "data_base64": b64(&record())});
-        let d = decode(&headers(&[("content-type", "application/cloudevents+json")]), ce.to_string().as_bytes()).unwrap();
+        let d =
+            decode(&headers(&[("content-type", "application/cloudevents+json")]), ce.to_string().as_bytes()).unwrap();
         assert_eq!(d.record, record());
     }
 
     #[test]
     fn structured_cloud_event_errors_name_the_attribute() {
         let ce = json!({"specversion": "1.0", "source": "s", "type": "t", "data": record()});
-        let e = decode(&headers(&[("content-type", "application/cloudevents+json")]), ce.to_string().as_bytes()).unwrap_err();
+        let e = decode(&headers(&[("content-type", "application/cloudevents+json")]), ce.to_string().as_bytes())
+            .unwrap_err();
         assert_eq!(e.field.as_deref(), Some("id"));
         let ce = json!({"specversion": "0.3", "id": "1", "source": "s", "type": "t", "data": record()});
         let e = decode(&headers(&[]), ce.to_string().as_bytes()).unwrap_err();
@@ -446,8 +468,13 @@ mod tests {
     #[test]
     fn binary_cloud_event_percent_decodes_headers() {
         let push = json!({"message": {"data": b64(&record()), "messageId": "m-7"}, "subscription": "projects/p/subscriptions/s"});
-        let h = headers(&[("content-type", "application/json; charset=utf-8"), ("ce-specversion", "1.0"), ("ce-id", "m%207"),
-            ("ce-source", "//pubsub.googleapis.com/projects/p/topics/t"), ("ce-type", "google.cloud.pubsub.topic.v1.messagePublished")]);
+        let h = headers(&[
+            ("content-type", "application/json; charset=utf-8"),
+            ("ce-specversion", "1.0"),
+            ("ce-id", "m%207"),
+            ("ce-source", "//pubsub.googleapis.com/projects/p/topics/t"),
+            ("ce-type", "google.cloud.pubsub.topic.v1.messagePublished"),
+        ]);
         let d = decode(&h, push.to_string().as_bytes()).unwrap();
         assert_eq!(d.format, DeliveryFormat::CloudEventBinary);
         assert_eq!(d.meta.ce_id.as_deref(), Some("m 7"));

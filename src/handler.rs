@@ -138,14 +138,20 @@ impl Handler for PipelineRunCount {
     }
 
     fn prepare(&self, event: &ChangeEvent, projects: &Projects) -> Result<Plan, HandlerError> {
-        let payload = event.payload.as_ref().ok_or_else(|| HandlerError::invalid("payload", "No 'payload' found in event data."))?;
+        let payload = event
+            .payload
+            .as_ref()
+            .ok_or_else(|| HandlerError::invalid("payload", "No 'payload' found in event data."))?;
         let mut labels = BTreeMap::new();
         labels.insert("pipeline_uuid".to_string(), payload.pipeline_uuid.clone().unwrap_or_default());
         labels.insert("pipeline_status".to_string(), payload.status.clone().unwrap_or_default());
         if let Some(partner) = payload.variables.as_ref().and_then(|v| v.get("partner")) {
             if !is_missing(Some(partner)) {
                 let text = scalar_text(partner).ok_or_else(|| {
-                    HandlerError::invalid("payload.variables.partner", "Variable 'partner' must be a string or a number.")
+                    HandlerError::invalid(
+                        "payload.variables.partner",
+                        "Variable 'partner' must be a string or a number.",
+                    )
                 })?;
                 labels.insert("partner".to_string(), text);
             }
@@ -222,17 +228,21 @@ mod tests {
     fn count_matches_any_status_and_pipeline() {
         let h = PipelineRunCount;
         for status in ["COMPLETED", "RUNNING", "FAILED", "whatever"] {
-            let e = event(json!({"source_timestamp": "2024-01-15T10:30:00Z", "payload": {"pipeline_uuid": "x", "status": status}}));
+            let e = event(
+                json!({"source_timestamp": "2024-01-15T10:30:00Z", "payload": {"pipeline_uuid": "x", "status": status}}),
+            );
             assert!(h.matches(&e), "{status}");
         }
         let no_status = event(json!({"source_timestamp": "2024-01-15T10:30:00Z", "payload": {"pipeline_uuid": "x"}}));
         assert!(!h.matches(&no_status));
         let no_payload = event(json!({"source_timestamp": "2024-01-15T10:30:00Z"}));
         assert!(!h.matches(&no_payload));
-        let other_table = event(json!({"source_timestamp": "2024-01-15T10:30:00Z", "source_metadata": {"table": "block_run"},
+        let other_table =
+            event(json!({"source_timestamp": "2024-01-15T10:30:00Z", "source_metadata": {"table": "block_run"},
             "payload": {"pipeline_uuid": "x", "status": "COMPLETED"}}));
         assert!(!h.matches(&other_table));
-        let delete = event(json!({"source_timestamp": "2024-01-15T10:30:00Z", "source_metadata": {"table": "pipeline_run",
+        let delete =
+            event(json!({"source_timestamp": "2024-01-15T10:30:00Z", "source_metadata": {"table": "pipeline_run",
             "is_deleted": true}, "payload": {"pipeline_uuid": "x", "status": "COMPLETED"}}));
         assert!(!h.matches(&delete));
     }

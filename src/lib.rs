@@ -22,7 +22,9 @@ pub mod transport;
 use std::sync::Arc;
 
 /// Every handler in registration order: the built-in ones, then the catalogue.
-pub fn all_handlers(dir: Option<&std::path::Path>) -> Result<Vec<Arc<dyn handler::Handler>>, catalogue::CatalogueError> {
+pub fn all_handlers(
+    dir: Option<&std::path::Path>,
+) -> Result<Vec<Arc<dyn handler::Handler>>, catalogue::CatalogueError> {
     let mut handlers: Vec<Arc<dyn handler::Handler>> = vec![Arc::new(handler::PipelineRunCount)];
     handlers.extend(catalogue::load(dir)?);
     Ok(handlers)

@@ -52,7 +52,8 @@ pub fn format_line(level: &Level, target: &str, fields: Map<String, Value>) -> S
     let mut fields = fields;
     let message = fields.remove("message").unwrap_or(Value::String(String::new()));
     // `log` records bridged by tracing-log carry their origin in `log.*` fields.
-    let target = fields.remove("log.target").and_then(|v| v.as_str().map(str::to_string)).unwrap_or_else(|| target.to_string());
+    let target =
+        fields.remove("log.target").and_then(|v| v.as_str().map(str::to_string)).unwrap_or_else(|| target.to_string());
     fields.retain(|k, _| !k.starts_with("log."));
     let mut out = Map::new();
     out.insert("severity".into(), severity(level).into());

@@ -105,7 +105,9 @@ fn opt_string(o: &Map<String, Value>, key: &str, prefix: &str) -> Result<Option<
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(Value::Number(n)) => Ok(Some(n.to_string())),
-        Some(_) => Err(DecodeError::malformed(Some(format!("{prefix}{key}")), format!("{prefix}{key} must be a string"))),
+        Some(_) => {
+            Err(DecodeError::malformed(Some(format!("{prefix}{key}")), format!("{prefix}{key} must be a string")))
+        }
     }
 }
 
@@ -181,7 +183,10 @@ fn decode_source_metadata(m: &Map<String, Value>) -> Result<SourceMetadata, Deco
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
         Some(_) => {
-            return Err(DecodeError::malformed(Some(format!("{p}is_deleted")), "source_metadata.is_deleted must be a boolean"));
+            return Err(DecodeError::malformed(
+                Some(format!("{p}is_deleted")),
+                "source_metadata.is_deleted must be a boolean",
+            ));
         }
     };
     let primary_keys = match m.get("primary_keys") {
@@ -220,11 +225,17 @@ fn decode_pipeline_run(p: &Map<String, Value>) -> Result<PipelineRun, DecodeErro
         Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
             Ok(Value::Object(v)) => Some(v),
             _ => {
-                return Err(DecodeError::malformed(Some("payload.variables".into()), "payload.variables must be a JSON object"));
+                return Err(DecodeError::malformed(
+                    Some("payload.variables".into()),
+                    "payload.variables must be a JSON object",
+                ));
             }
         },
         Some(_) => {
-            return Err(DecodeError::malformed(Some("payload.variables".into()), "payload.variables must be a JSON object"));
+            return Err(DecodeError::malformed(
+                Some("payload.variables".into()),
+                "payload.variables must be a JSON object",
+            ));
         }
     };
     // pipeline_uuid and status must be strings when present: they become label values.
@@ -318,8 +329,10 @@ mod tests {
 
     #[test]
     fn table_from_object_when_metadata_lacks_it() {
-        let e = decode(&json!({"source_timestamp": 1, "object": "public_pipeline_run", "source_metadata": {"schema": "public"}}))
-            .unwrap();
+        let e = decode(
+            &json!({"source_timestamp": 1, "object": "public_pipeline_run", "source_metadata": {"schema": "public"}}),
+        )
+        .unwrap();
         assert_eq!(e.table(), Some("pipeline_run"));
         assert!(e.is_table("pipeline_run"));
         assert!(!e.is_table("block_run"));

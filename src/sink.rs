@@ -94,7 +94,8 @@ impl<W: Write + Send> MetricSink for JsonLines<W> {
             text.push_str(&metric_line(p));
             text.push('\n');
         }
-        let mut out = self.out.lock().map_err(|_| SinkError { class: ErrorClass::Transient, message: "poisoned".into() })?;
+        let mut out =
+            self.out.lock().map_err(|_| SinkError { class: ErrorClass::Transient, message: "poisoned".into() })?;
         out.write_all(text.as_bytes())
             .and_then(|_| out.flush())
             .map_err(|e| SinkError { class: ErrorClass::Transient, message: format!("cannot write to stdout: {e}") })

@@ -78,7 +78,8 @@ fn report_response(report: &Report, sink: Result<(), SinkError>) -> Response {
         _ => crate::error::ErrorClass::Permanent,
     };
     let failures: Vec<Value> = report.failures().map(|(h, e)| failure_json(h, e)).collect();
-    let (handler, first) = report.failures().find(|(_, e)| e.class() == deciding).expect("a failure of the deciding class");
+    let (handler, first) =
+        report.failures().find(|(_, e)| e.class() == deciding).expect("a failure of the deciding class");
     let mut body = failure_json(handler, first);
     body["failures"] = Value::Array(failures);
     error_body(status, body)
@@ -136,7 +137,8 @@ fn log_event(
     status: StatusCode,
     started: Instant,
 ) {
-    let failures: Vec<String> = report.failures().map(|(h, e)| format!("{h}: {} ({})", e, e.class().as_str())).collect();
+    let failures: Vec<String> =
+        report.failures().map(|(h, e)| format!("{h}: {} ({})", e, e.class().as_str())).collect();
     let handlers: Vec<&str> = report.results.iter().map(|r| r.handler.as_str()).collect();
     let payload = event.payload.as_ref();
     macro_rules! emit {

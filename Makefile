@@ -1,0 +1,53 @@
+# pipeline-run-metrics — run `make help` for the list of targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PORT ?= 8080
+BQEMU_PORT ?= 9050
+EMULATOR := 127.0.0.1:$(BQEMU_PORT)
+
+.PHONY: help local-up local-seed local-run local-test local-down test lint fmt check-handlers build release
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
+
+local-up: ## Install (if missing) and start the BigQuery emulator on 127.0.0.1:9050, then seed it
+	@scripts/bqemulator.sh start $(BQEMU_PORT)
+	@BIGQUERY_EMULATOR_HOST=$(EMULATOR) python3 scripts/seed.py
+
+local-seed: ## Recreate the seed tables from scratch (idempotent)
+	@BIGQUERY_EMULATOR_HOST=$(EMULATOR) python3 scripts/seed.py
+
+local-run: local-up ## Build and run the function locally (metrics as JSON lines, also in .local/metrics.jsonl)
+	@cargo build --locked --quiet
+	@mkdir -p .local && : > .local/metrics.jsonl
+	@echo "pipeline-run-metrics on http://127.0.0.1:$(PORT)/ (BigQuery emulator $(EMULATOR)); Ctrl-C stops it"
+	@set -o pipefail; HOST=127.0.0.1 PORT=$(PORT) BIGQUERY_EMULATOR_HOST=$(EMULATOR) \
+	  CLOUD_RUN_PROJECT_ID=$${CLOUD_RUN_PROJECT_ID:-local-project} BIGQUERY_PROJECT_ID=$${BIGQUERY_PROJECT_ID:-test-project} \
+	  target/debug/pipeline-run-metrics | tee -a .local/metrics.jsonl
+
+local-test: ## POST every sample event in events/ to the local function and show status and metric lines
+	@PORT=$(PORT) python3 scripts/local_test.py
+
+local-down: ## Stop the local BigQuery emulator
+	@scripts/bqemulator.sh stop $(BQEMU_PORT)
+
+test: ## Run all tests (installs the BigQuery emulator if missing; tests start it themselves)
+	@scripts/install-bqemulator.sh
+	cargo test --locked --all-targets
+
+lint: ## cargo fmt --check and clippy with warnings as errors
+	cargo fmt --all -- --check
+	cargo clippy --locked --all-targets -- -D warnings
+
+fmt: ## Format the code
+	cargo fmt --all
+
+check-handlers: ## Validate the configuration and the handler catalogue (plus HANDLERS_DIR) without serving
+	@cargo run --locked --quiet -- --check
+
+build: ## Debug build
+	cargo build --locked
+
+release: ## Release build (target/release/pipeline-run-metrics)
+	cargo build --locked --release
