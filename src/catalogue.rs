@@ -787,3 +787,11 @@ constants = { approved = "true" }
         }
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests_support {
+    /// Contents of a built-in catalogue file.
+    pub fn builtin_file(name: &str) -> String {
+        super::builtin::BUILTIN.iter().find(|(n, _)| *n == name).map(|(_, t)| t.to_string()).expect("builtin file")
+    }
+}

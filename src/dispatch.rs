@@ -120,3 +120,105 @@ impl Dispatcher {
         report
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bigquery::{Cell, Param, Row, TableRef};
+    use crate::error::WarehouseError;
+    use serde_json::json;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Answers every query with one row; each query waits until `parties` queries are in
+    /// flight at once, so sequential execution would never finish.
+    struct Rendezvous {
+        barrier: tokio::sync::Barrier,
+        queries: AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl Warehouse for Rendezvous {
+        async fn table_exists(&self, _: &TableRef) -> Result<bool, WarehouseError> {
+            Ok(true)
+        }
+        async fn query(&self, _: &str, _: &[(String, Param)]) -> Result<Vec<Row>, WarehouseError> {
+            self.queries.fetch_add(1, Ordering::SeqCst);
+            self.barrier.wait().await;
+            let row: Row = [
+                ("unprocessable_total", Cell::Float(1.0)),
+                ("processable_total", Cell::Float(3.0)),
+                ("unprocessable_relative", Cell::Float(0.25)),
+                ("processable_relative", Cell::Float(0.75)),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+            Ok(vec![row])
+        }
+    }
+
+    fn approval_event(unprocessable: &str) -> ChangeEvent {
+        crate::record::decode(&json!({"source_timestamp": "2024-01-15T10:30:00Z", "payload": {
+            "pipeline_uuid": "pipesv2_approval", "status": "COMPLETED", "variables": {"partner": "porto",
+            "unprocessable_claims_input_table": unprocessable, "processable_claims_input_table": "ds.p"}}}))
+        .unwrap()
+    }
+
+    fn dispatcher() -> Dispatcher {
+        let handlers = crate::all_handlers(None)
+            .unwrap()
+            .into_iter()
+            .filter(|h| ["PreFilteredApprovalHandler", "ProcessableApprovalHandler"].contains(&h.name()))
+            .collect();
+        Dispatcher::new(handlers, Projects { metric: "m".into(), data: "d".into() })
+    }
+
+    #[tokio::test]
+    async fn identical_queries_of_one_event_run_once() {
+        // Both families share claims_paid.sql: one query serves both (a barrier of 1 never waits).
+        let wh = Rendezvous { barrier: tokio::sync::Barrier::new(1), queries: AtomicUsize::new(0) };
+        let report = dispatcher().dispatch(&approval_event("ds.u"), &wh).await;
+        assert_eq!(report.outcome(), Outcome::Done, "{:?}", report.results);
+        assert_eq!(wh.queries.load(Ordering::SeqCst), 1);
+        assert_eq!(report.points.len(), 4);
+    }
+
+    #[tokio::test]
+    async fn matched_handlers_run_concurrently() {
+        // Two handlers with different SQL (a copy of the processable family over another SQL
+        // file, added through HANDLERS_DIR): each query waits at a barrier of 2, so the event
+        // completes only if both queries are in flight at the same time.
+        let dir = std::env::temp_dir().join(format!("concurrency-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let sql = crate::catalogue::tests_support::builtin_file("claims_paid.sql");
+        std::fs::write(dir.join("claims_paid_copy.sql"), format!("{sql}\nLIMIT 1")).unwrap();
+        let toml = crate::catalogue::tests_support::builtin_file("processable.toml")
+            .replace("claims_paid.sql", "claims_paid_copy.sql")
+            .replace("ProcessableApprovalHandler", "CopyApprovalHandler")
+            .replace("ProcessableWranglingHandler", "CopyWranglingHandler");
+        std::fs::write(dir.join("processable_copy.toml"), toml).unwrap();
+        let handlers = crate::all_handlers(Some(&dir))
+            .unwrap()
+            .into_iter()
+            .filter(|h| ["PreFilteredApprovalHandler", "CopyApprovalHandler"].contains(&h.name()))
+            .collect();
+        let d = Dispatcher::new(handlers, Projects { metric: "m".into(), data: "d".into() });
+        let wh = Rendezvous { barrier: tokio::sync::Barrier::new(2), queries: AtomicUsize::new(0) };
+        let report = tokio::time::timeout(Duration::from_secs(10), d.dispatch(&approval_event("ds.u"), &wh))
+            .await
+            .expect("the two queries must be in flight at the same time");
+        assert_eq!(report.outcome(), Outcome::Done);
+        assert_eq!(wh.queries.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn invalid_table_reference_fails_every_query_handler_of_the_event() {
+        let wh = Rendezvous { barrier: tokio::sync::Barrier::new(1), queries: AtomicUsize::new(0) };
+        let report = dispatcher().dispatch(&approval_event("ds.u; DROP TABLE x"), &wh).await;
+        assert_eq!(wh.queries.load(Ordering::SeqCst), 0);
+        assert_eq!(report.outcome(), Outcome::HandlersFailed { transient: false });
+        let kinds: Vec<&str> = report.failures().map(|(_, e)| e.kind()).collect();
+        assert_eq!(kinds, ["invalid_table_reference", "invalid_table_reference"]);
+        assert_eq!(report.points.iter().filter(|p| p.name == "handler_execution_failure").count(), 2);
+    }
+}

@@ -45,10 +45,13 @@ pub trait Handler: Send + Sync {
 
 /// Per-event state shared by the handlers of one event: each table's existence is asked once,
 /// however many handlers check it.
+/// A result computed once per event and shared by every handler that asks for it.
+type Shared<K, T> = Mutex<HashMap<K, Arc<OnceCell<Result<T, WarehouseError>>>>>;
+
 pub struct EventContext<'a> {
     pub warehouse: &'a dyn Warehouse,
-    tables: Mutex<HashMap<TableRef, Arc<OnceCell<Result<bool, WarehouseError>>>>>,
-    queries: Mutex<HashMap<String, Arc<OnceCell<Result<Vec<Row>, WarehouseError>>>>>,
+    tables: Shared<TableRef, bool>,
+    queries: Shared<String, Vec<Row>>,
 }
 
 impl<'a> EventContext<'a> {
@@ -145,16 +148,13 @@ impl Handler for PipelineRunCount {
         let mut labels = BTreeMap::new();
         labels.insert("pipeline_uuid".to_string(), payload.pipeline_uuid.clone().unwrap_or_default());
         labels.insert("pipeline_status".to_string(), payload.status.clone().unwrap_or_default());
-        if let Some(partner) = payload.variables.as_ref().and_then(|v| v.get("partner")) {
-            if !is_missing(Some(partner)) {
-                let text = scalar_text(partner).ok_or_else(|| {
-                    HandlerError::invalid(
-                        "payload.variables.partner",
-                        "Variable 'partner' must be a string or a number.",
-                    )
-                })?;
-                labels.insert("partner".to_string(), text);
-            }
+        if let Some(partner) = payload.variables.as_ref().and_then(|v| v.get("partner"))
+            && !is_missing(Some(partner))
+        {
+            let text = scalar_text(partner).ok_or_else(|| {
+                HandlerError::invalid("payload.variables.partner", "Variable 'partner' must be a string or a number.")
+            })?;
+            labels.insert("partner".to_string(), text);
         }
         Ok(Plan::Points(vec![Gauge {
             name: PIPELINE_RUN_COUNT.into(),

@@ -1,0 +1,169 @@
+//! The real binary, as `make local-run` runs it: exact metric lines on stdout, structured logs
+//! on stderr, startup errors, graceful shutdown.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+struct Running {
+    child: Child,
+    url: String,
+    stdout: mpsc::Receiver<String>,
+    stderr: mpsc::Receiver<String>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn lines(r: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(r).lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn spawn(extra: &[(&str, &str)]) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pipeline-run-metrics"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", std::env::var("HOME").unwrap_or_default())
+        .env("HOST", "127.0.0.1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("spawn the binary")
+}
+
+async fn start() -> Running {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
+    let mut child = spawn(&[("PORT", &port), ("BIGQUERY_EMULATOR_HOST", common::emulator())]);
+    let stdout = lines(child.stdout.take().unwrap());
+    let stderr = lines(child.stderr.take().unwrap());
+    let url = format!("http://127.0.0.1:{port}");
+    let t0 = Instant::now();
+    while reqwest::get(format!("{url}/healthz")).await.map(|r| r.status() != 200).unwrap_or(true) {
+        assert!(t0.elapsed() < Duration::from_secs(20), "the binary did not become ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Running { child, url, stdout, stderr }
+}
+
+fn collect(rx: &mpsc::Receiver<String>, n: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(l) => out.push(l),
+            Err(_) => break,
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn seed_example_prints_the_reference_metric_lines() {
+    common::seed();
+    let run = start().await;
+    let (headers, body) = common::event_file("pre_filtered_payload.json");
+    let mut req = reqwest::Client::new().post(format!("{}/", run.url)).body(body);
+    for (k, v) in &headers {
+        req = req.header(k, v);
+    }
+    let resp = req.send().await.unwrap();
+    assert_eq!(resp.status(), 204);
+    let got = collect(&run.stdout, 5);
+    let ts = r#""timestamp":"2025-11-05T18:23:31.393000+00:00""#;
+    let head = r#"{"severity":"INFO","message":"METRIC","metric_type":"gauge","project_id":"local-project","#;
+    let wl = r#""labels":{"approved":"false","partner":"abertta"}"#;
+    let want = vec![
+        format!(
+            r#"{head}"name":"mageai/pipeline_run/count","value":1.0,"labels":{{"partner":"abertta","pipeline_status":"COMPLETED","pipeline_uuid":"pipesv2_wrangling"}},{ts}}}"#
+        ),
+        format!(r#"{head}"name":"claims/pipeline/filtered_pre/vl_pago/total","value":1500.0,{wl},{ts}}}"#),
+        format!(
+            r#"{head}"name":"claims/pipeline/filtered_pre/vl_pago/relative","value":0.15789473684210525,{wl},{ts}}}"#
+        ),
+        format!(r#"{head}"name":"claims/pipeline/processable/vl_pago/total","value":8000.0,{wl},{ts}}}"#),
+        format!(
+            r#"{head}"name":"claims/pipeline/processable/vl_pago/relative","value":0.8421052631578947,{wl},{ts}}}"#
+        ),
+    ];
+    assert_eq!(got, want);
+    // one structured log line for the event, with ids but without payload variables
+    let logs = collect(&run.stderr, 2);
+    let event_line = logs.iter().find(|l| l.contains("event processed")).unwrap_or_else(|| panic!("{logs:?}"));
+    let v: serde_json::Value = serde_json::from_str(event_line).unwrap();
+    assert_eq!(v["severity"], "INFO");
+    assert_eq!(v["status"], 204);
+    assert_eq!(v["ce_id"], "local-test-event-123");
+    assert_eq!(v["datastream_uuid"], "f23df35c-01c0-4e72-bf69-d6c300000000");
+    assert_eq!(v["pipeline_uuid"], "pipesv2_wrangling");
+    assert_eq!(v["queries"], 1);
+    for secret in ["abertta", "tmp_abertta", "gcs_input_csv", "variables"] {
+        assert!(!event_line.contains(secret), "log line leaks {secret}: {event_line}");
+    }
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_process_cleanly() {
+    let mut run = start().await;
+    let pid = run.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let t0 = Instant::now();
+    loop {
+        if let Some(status) = run.child.try_wait().unwrap() {
+            assert!(status.success(), "exit status {status}");
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "still running 10 s after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn startup_failure(env: &[(&str, &str)]) -> (i32, String) {
+    let out = spawn(env).wait_with_output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn invalid_configuration_fails_at_startup_naming_the_variable() {
+    let (code, err) = startup_failure(&[("PORT", "eighty"), ("BIGQUERY_EMULATOR_HOST", "127.0.0.1:1")]);
+    assert_eq!(code, 2);
+    let v: serde_json::Value = serde_json::from_str(err.lines().next().unwrap()).unwrap();
+    assert_eq!(v["severity"], "ERROR");
+    assert!(v["error"].as_str().unwrap().contains("PORT=\"eighty\""), "{err}");
+}
+
+#[test]
+fn invalid_handler_catalogue_fails_at_startup_naming_file_and_line() {
+    let dir = std::env::temp_dir().join(format!("bad-handlers-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("broken.sql"), "SELECT 1 AS v FROM {{t}} WHERE x = @undeclared").unwrap();
+    std::fs::write(
+        dir.join("broken.toml"),
+        "sql = \"broken.sql\"\n[match]\nstatus = \"COMPLETED\"\n[[inputs]]\nname = \"t\"\ntype = \"table\"\n\
+         [[metrics]]\nname = \"x/y\"\nvalue = \"v\"\n[[handler]]\nname = \"Broken\"\npipeline_uuid = \"p\"\n",
+    )
+    .unwrap();
+    let (code, err) =
+        startup_failure(&[("HANDLERS_DIR", dir.to_str().unwrap()), ("BIGQUERY_EMULATOR_HOST", "127.0.0.1:1")]);
+    assert_eq!(code, 2, "{err}");
+    let want = format!("{}:1: undeclared SQL parameter @undeclared", dir.join("broken.sql").display());
+    assert!(err.contains(&want), "{err}");
+    // and --check accepts the built-in catalogue
+    let out = Command::new(env!("CARGO_BIN_EXE_pipeline-run-metrics")).arg("--check").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -1,0 +1,292 @@
+//! Test harness shared by the integration tests: a real BigQuery emulator (bqemulator), a REST
+//! helper to create uniquely named datasets and tables, and the real Router served on
+//! 127.0.0.1 with the stdout sink writing into a buffer.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use serde_json::{Value, json};
+
+use pipeline_run_metrics::bigquery::BigQuery;
+use pipeline_run_metrics::dispatch::Dispatcher;
+use pipeline_run_metrics::handler::Projects;
+use pipeline_run_metrics::sink::{JsonLines, SharedBuffer};
+use pipeline_run_metrics::transport::{App, router};
+
+pub const DATA_PROJECT: &str = "test-project";
+pub const METRIC_PROJECT: &str = "arvo-eng-prd";
+
+fn ready(hostport: &str) -> bool {
+    let Ok(mut s) = TcpStream::connect(hostport) else { return false };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let req = format!("GET /readyz HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\n\r\n");
+    if s.write_all(req.as_bytes()).is_err() {
+        return false;
+    }
+    let mut buf = String::new();
+    let _ = s.read_to_string(&mut buf);
+    buf.starts_with("HTTP/1.1 200")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `host:port` of a ready BigQuery emulator: the one at `BIGQUERY_EMULATOR_HOST`, or one this
+/// test process starts (and a watchdog stops when the process ends).
+pub fn emulator() -> &'static str {
+    static HOST: OnceLock<String> = OnceLock::new();
+    HOST.get_or_init(|| {
+        if let Ok(h) = std::env::var("BIGQUERY_EMULATOR_HOST") {
+            let h = h.trim_start_matches("http://").trim_end_matches('/').to_string();
+            assert!(ready(&h), "BIGQUERY_EMULATOR_HOST={h} is set but the emulator there is not ready");
+            return h;
+        }
+        let root = env!("CARGO_MANIFEST_DIR");
+        let venv = std::env::var("BQEMU_VENV").unwrap_or_else(|_| format!("{root}/.venv-bqemu"));
+        assert!(
+            std::path::Path::new(&format!("{venv}/bin/bqemulator")).exists(),
+            "bqemulator is not installed in {venv}: run `make test` (or scripts/install-bqemulator.sh)"
+        );
+        let (port, grpc) = (free_port(), free_port());
+        let log = std::env::temp_dir().join(format!("bqemulator-test-{port}.log"));
+        use std::os::unix::process::CommandExt;
+        // Not waited for: the watchdog lives as long as this process and stops the emulator
+        // when the process ends (it is reaped by init then).
+        #[allow(clippy::zombie_processes)]
+        let _watchdog = std::process::Command::new("bash")
+            .arg(format!("{root}/scripts/bqemu-watchdog.sh"))
+            .arg(std::process::id().to_string())
+            .arg(port.to_string())
+            .arg(grpc.to_string())
+            .arg(&log)
+            .process_group(0)
+            .spawn()
+            .expect("start bqemulator");
+        let host = format!("127.0.0.1:{port}");
+        let t0 = Instant::now();
+        while !ready(&host) {
+            assert!(
+                t0.elapsed() < Duration::from_secs(90),
+                "bqemulator not ready after 90 s: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        eprintln!("bqemulator started on {host} in {:?}", t0.elapsed());
+        host
+    })
+}
+
+/// REST helper for test data.
+pub struct Bq {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Default for Bq {
+    fn default() -> Self {
+        Bq { http: reqwest::Client::new(), base: format!("http://{}/bigquery/v2/projects/{DATA_PROJECT}", emulator()) }
+    }
+}
+
+impl Bq {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut req = self.http.request(method.clone(), format!("{}{path}", self.base));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("emulator request");
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        assert!(status.is_success() || status.as_u16() == 404, "{method} {path}: {status} {text}");
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    /// A new dataset with a unique name.
+    pub async fn dataset(&self, hint: &str) -> String {
+        let suffix: u64 = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+        let clean: String = hint.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).take(40).collect();
+        let ds = format!("t_{clean}_{:x}", suffix ^ (std::process::id() as u64) << 20);
+        self.call(
+            reqwest::Method::POST,
+            "/datasets",
+            Some(json!({"datasetReference": {"projectId": DATA_PROJECT, "datasetId": ds}, "location": "US"})),
+        )
+        .await;
+        ds
+    }
+
+    /// Creates `ds.table` with `columns` (name -> type) and inserts `rows`.
+    pub async fn table(&self, ds: &str, table: &str, columns: &BTreeMap<String, String>, rows: &[Value]) {
+        let fields: Vec<Value> =
+            columns.iter().map(|(n, t)| json!({"name": n, "type": t, "mode": "NULLABLE"})).collect();
+        self.call(
+            reqwest::Method::POST,
+            &format!("/datasets/{ds}/tables"),
+            Some(json!({"tableReference": {"projectId": DATA_PROJECT, "datasetId": ds, "tableId": table},
+                        "schema": {"fields": fields}})),
+        )
+        .await;
+        if !rows.is_empty() {
+            let rows: Vec<Value> = rows.iter().map(|r| json!({"json": r})).collect();
+            let r = self
+                .call(
+                    reqwest::Method::POST,
+                    &format!("/datasets/{ds}/tables/{table}/insertAll"),
+                    Some(json!({"rows": rows})),
+                )
+                .await;
+            let errs = r.get("insertErrors").and_then(Value::as_array).map(Vec::len).unwrap_or(0);
+            assert_eq!(errs, 0, "insert into {ds}.{table}: {r}");
+        }
+    }
+
+    pub async fn drop_dataset(&self, ds: &str) {
+        self.call(reqwest::Method::DELETE, &format!("/datasets/{ds}?deleteContents=true"), None).await;
+    }
+}
+
+/// One metric line as printed by the stdout sink.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    pub name: String,
+    pub value: f64,
+    pub labels: BTreeMap<String, String>,
+    pub project: String,
+    pub timestamp: String,
+}
+
+pub fn parse_point(line: &str) -> Point {
+    let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("metric line is not JSON ({e}): {line}"));
+    assert_eq!(v["metric_type"], "gauge", "{line}");
+    assert_eq!(v["severity"], "INFO", "{line}");
+    Point {
+        name: v["name"].as_str().expect("name").to_string(),
+        value: v["value"].as_f64().expect("value"),
+        labels: serde_json::from_value(v["labels"].clone()).expect("labels are strings"),
+        project: v["project_id"].as_str().expect("project_id").to_string(),
+        timestamp: v["timestamp"].as_str().expect("timestamp").to_string(),
+    }
+}
+
+/// The real Router on 127.0.0.1 with the real BigQuery client against the emulator.
+pub struct TestApp {
+    pub url: String,
+    pub metrics: SharedBuffer,
+    http: reqwest::Client,
+}
+
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+    pub points: Vec<Point>,
+}
+
+impl TestApp {
+    /// With every handler, or only those named (like the reference's `dispatch_event`).
+    pub async fn start(only: Option<&[&str]>) -> TestApp {
+        let warehouse = BigQuery::emulator(emulator(), DATA_PROJECT, Duration::from_secs(30), reqwest::Client::new())
+            .await
+            .unwrap();
+        TestApp::with_warehouse(only, Arc::new(warehouse), pipeline_run_metrics::config::DEFAULT_MAX_BODY_BYTES).await
+    }
+
+    pub async fn with_warehouse(
+        only: Option<&[&str]>,
+        warehouse: Arc<dyn pipeline_run_metrics::bigquery::Warehouse>,
+        max_body_bytes: usize,
+    ) -> TestApp {
+        let mut handlers = pipeline_run_metrics::all_handlers(None).expect("catalogue");
+        if let Some(names) = only {
+            for n in names {
+                assert!(handlers.iter().any(|h| h.name() == *n), "no handler named {n}");
+            }
+            handlers.retain(|h| names.contains(&h.name()));
+        }
+        let http = reqwest::Client::new();
+        let metrics = SharedBuffer::default();
+        let app = Arc::new(App {
+            dispatcher: Dispatcher::new(
+                handlers,
+                Projects { metric: METRIC_PROJECT.into(), data: DATA_PROJECT.into() },
+            ),
+            warehouse,
+            sink: Arc::new(JsonLines::new(metrics.clone())),
+            max_body_bytes,
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, router(app)).await.unwrap() });
+        TestApp { url, metrics, http }
+    }
+
+    pub async fn post(&self, headers: &[(&str, &str)], body: impl Into<Vec<u8>>) -> Answer {
+        let mut req = self.http.post(format!("{}/", self.url)).body(body.into());
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await.expect("POST");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        let body =
+            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).expect("error bodies are JSON") };
+        let points = self.metrics.take_lines().iter().map(|l| parse_point(l)).collect();
+        Answer { status, body, points }
+    }
+
+    /// Sends a Datastream record as a wrapped Pub/Sub push message (the production path).
+    pub async fn push(&self, record: &Value) -> Answer {
+        let data = base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(record).unwrap());
+        let body = json!({"message": {"data": data, "messageId": "1", "publishTime": "2024-01-15T10:30:01Z"},
+                          "subscription": "projects/p/subscriptions/s"});
+        self.post(&[("content-type", "application/json")], body.to_string()).await
+    }
+}
+
+/// A `pipeline_run` CDC record like Datastream writes it.
+pub fn record(pipeline_uuid: &str, status: &str, source_timestamp: &str, variables: Value) -> Value {
+    json!({
+        "uuid": "0c5d3a4e-0000-4000-8000-000000000001", "read_timestamp": source_timestamp,
+        "source_timestamp": source_timestamp, "object": "public_pipeline_run", "read_method": "postgresql-cdc",
+        "stream_name": "projects/1/locations/us-east1/streams/mageai-cdc-stream",
+        "source_metadata": {"schema": "public", "table": "pipeline_run", "is_deleted": false, "change_type": "UPDATE",
+            "tx_id": 1, "lsn": "BD/A0007310", "primary_keys": ["id"]},
+        "payload": {"id": 1, "pipeline_uuid": pipeline_uuid, "status": status, "variables": variables}
+    })
+}
+
+/// Loads the local seed (events/seed.json) into the emulator, once per test process.
+pub fn seed() {
+    static SEEDED: OnceLock<()> = OnceLock::new();
+    SEEDED.get_or_init(|| {
+        let out = std::process::Command::new("python3")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/seed.py"))
+            .env("BIGQUERY_EMULATOR_HOST", emulator())
+            .env("BIGQUERY_PROJECT_ID", DATA_PROJECT)
+            .output()
+            .expect("run scripts/seed.py");
+        assert!(out.status.success(), "seed failed: {}", String::from_utf8_lossy(&out.stderr));
+    });
+}
+
+/// An event file of events/ and its headers (events/<name>.headers, or JSON by default).
+pub fn event_file(name: &str) -> (Vec<(String, String)>, Vec<u8>) {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/events");
+    let body = std::fs::read(format!("{dir}/{name}")).unwrap_or_else(|e| panic!("events/{name}: {e}"));
+    let side = format!("{dir}/{}.headers", name.trim_end_matches(".json"));
+    let headers = match std::fs::read_to_string(&side) {
+        Ok(text) => text
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .collect(),
+        Err(_) => vec![("content-type".to_string(), "application/json".to_string())],
+    };
+    (headers, body)
+}
