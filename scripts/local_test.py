@@ -3,8 +3,8 @@
 HTTP status, the error body (if any) and the metric lines the function printed for it.
 
 The function must run with `make local-run`, which copies its stdout (the metric lines) to
-.local/metrics.jsonl. Files named invalid_* must be rejected with a 4xx; every other event must
-get 204. Exits 1 when an answer differs, so it doubles as a smoke test.
+.local/metrics.jsonl. An event with an `<name>.expect` file must get the status written there;
+files named invalid_* must be rejected with a 4xx; every other event must get 204. Exits 1 when an answer differs, so it doubles as a smoke test.
 Usage: local_test.py [EVENT_FILE ...]   (default: all events/*.json except seed.json)
 """
 import glob
@@ -63,10 +63,16 @@ def main():
         except urllib.error.HTTPError as e:
             status, text = e.code, e.read().decode()
         time.sleep(0.1)  # let tee flush the lines the function wrote before answering
-        expect_4xx = name.startswith("invalid_")
-        ok = (400 <= status < 500) if expect_4xx else status == 204
+        expect_file = path[: -len(".json")] + ".expect"
+        if os.path.exists(expect_file):
+            expected = int(open(expect_file).read().split()[0])
+            ok, want = status == expected, str(expected)
+        elif name.startswith("invalid_"):
+            ok, want = 400 <= status < 500, "4xx"
+        else:
+            ok, want = status == 204, "204"
         failures += 0 if ok else 1
-        print(f"\n=== {name}: HTTP {status} {'OK' if ok else 'UNEXPECTED (expected ' + ('4xx' if expect_4xx else '204') + ')'}")
+        print(f"\n=== {name}: HTTP {status} {'OK' if ok else 'UNEXPECTED (expected ' + want + ')'}")
         if text:
             try:
                 print("    body: " + json.dumps(json.loads(text)))

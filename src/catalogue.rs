@@ -151,6 +151,9 @@ struct VariantSpec {
     variables: BTreeMap<String, String>,
     #[serde(default)]
     constants: BTreeMap<String, String>,
+    /// Names of the family's metrics this variant emits (default: all of them).
+    #[serde(default)]
+    metrics: Option<Vec<String>>,
 }
 
 /// A validated family, shared by its variants.
@@ -175,6 +178,8 @@ pub struct QueryHandler {
     /// input name -> variable path
     paths: BTreeMap<String, String>,
     constants: BTreeMap<String, String>,
+    /// Indices into the family's metrics that this variant emits.
+    metrics: Vec<usize>,
 }
 
 /// A catalogue loading error: file, line and what is wrong.
@@ -332,7 +337,25 @@ fn load_files(files: &BTreeMap<String, (String, String)>) -> Result<Vec<Arc<dyn 
                     return Err(here(format!("handler '{}' maps variable for unknown input '{k}'", v.name)));
                 }
             }
-            for m in &spec.metrics {
+            let selected: Vec<usize> = match &v.metrics {
+                None => (0..spec.metrics.len()).collect(),
+                Some(names) => {
+                    let mut idx = Vec::new();
+                    for n in names {
+                        let i = spec
+                            .metrics
+                            .iter()
+                            .position(|m| &m.name == n)
+                            .ok_or_else(|| here(format!("handler '{}' selects unknown metric '{n}'", v.name)))?;
+                        idx.push(i);
+                    }
+                    if idx.is_empty() {
+                        return Err(here(format!("handler '{}' selects no metric", v.name)));
+                    }
+                    idx
+                }
+            };
+            for m in selected.iter().map(|&i| &spec.metrics[i]) {
                 for (key, label) in &m.labels {
                     if let LabelSpec::Text(t) = label
                         && let Some(var) = t.strip_prefix('$')
@@ -363,6 +386,7 @@ fn load_files(files: &BTreeMap<String, (String, String)>) -> Result<Vec<Arc<dyn 
                 pipeline_uuid: v.pipeline_uuid.clone(),
                 paths,
                 constants: v.constants.clone(),
+                metrics: selected,
             }));
         }
     }
@@ -479,6 +503,7 @@ struct PlannedTable {
 pub struct QueryPlan {
     handler: String,
     family: Arc<Family>,
+    metrics: Vec<usize>,
     tables: Vec<PlannedTable>,
     params: Vec<(String, Param)>,
     values: BTreeMap<String, String>,
@@ -558,6 +583,7 @@ impl Handler for QueryHandler {
         Ok(Plan::Query(Box::new(QueryPlan {
             handler: self.name.clone(),
             family: self.family.clone(),
+            metrics: self.metrics.clone(),
             tables,
             params,
             values,
@@ -613,7 +639,7 @@ impl QueryPlan {
     fn gauges(&self, rows: &[crate::bigquery::Row]) -> Result<Vec<Gauge>, HandlerError> {
         let mut out = Vec::new();
         for row in rows {
-            for m in &self.family.metrics {
+            for m in self.metrics.iter().map(|&i| &self.family.metrics[i]) {
                 let cell = row.get(&m.value).ok_or_else(|| {
                     HandlerError::BadResult(format!(
                         "{}: column '{}' missing from the result",

@@ -74,32 +74,33 @@ fn collect(rx: &mpsc::Receiver<String>, n: usize) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn seed_example_prints_the_reference_metric_lines() {
+async fn complete_wrangling_example_prints_exact_metric_lines() {
     common::seed();
     let run = start().await;
-    let (headers, body) = common::event_file("pre_filtered_payload.json");
+    let (headers, body) = common::event_file("wrangling_complete.json");
     let mut req = reqwest::Client::new().post(format!("{}/", run.url)).body(body);
     for (k, v) in &headers {
         req = req.header(k, v);
     }
     let resp = req.send().await.unwrap();
     assert_eq!(resp.status(), 204);
-    let got = collect(&run.stdout, 5);
+    let got = collect(&run.stdout, 9);
     let ts = r#""timestamp":"2025-11-05T18:23:31.393000+00:00""#;
     let head = r#"{"severity":"INFO","message":"METRIC","metric_type":"gauge","project_id":"local-project","#;
     let wl = r#""labels":{"approved":"false","partner":"abertta"}"#;
+    let line = |name: &str, value: &str| format!(r#"{head}"name":"{name}","value":{value},{wl},{ts}}}"#);
     let want = vec![
         format!(
             r#"{head}"name":"mageai/pipeline_run/count","value":1.0,"labels":{{"partner":"abertta","pipeline_status":"COMPLETED","pipeline_uuid":"pipesv2_wrangling"}},{ts}}}"#
         ),
-        format!(r#"{head}"name":"claims/pipeline/filtered_pre/vl_pago/total","value":1500.0,{wl},{ts}}}"#),
-        format!(
-            r#"{head}"name":"claims/pipeline/filtered_pre/vl_pago/relative","value":0.15789473684210525,{wl},{ts}}}"#
-        ),
-        format!(r#"{head}"name":"claims/pipeline/processable/vl_pago/total","value":8000.0,{wl},{ts}}}"#),
-        format!(
-            r#"{head}"name":"claims/pipeline/processable/vl_pago/relative","value":0.8421052631578947,{wl},{ts}}}"#
-        ),
+        line("claims/pipeline/providers/new_pct_last_3_mo", "0.6"),
+        line("claims/pipeline/beneficiaries/new_pct_last_3_mo", "0.6666666666666666"),
+        line("claims/pipeline/providers/volume_ratio_last_1_mo", "3.0"),
+        line("claims/pipeline/beneficiaries/volume_ratio_last_1_mo", "3.0"),
+        line("claims/pipeline/filtered_pre/vl_pago/total", "1500.0"),
+        line("claims/pipeline/filtered_pre/vl_pago/relative", "0.15789473684210525"),
+        line("claims/pipeline/processable/vl_pago/total", "8000.0"),
+        line("claims/pipeline/processable/vl_pago/relative", "0.8421052631578947"),
     ];
     assert_eq!(got, want);
     // one structured log line for the event, with ids but without payload variables
@@ -108,10 +109,10 @@ async fn seed_example_prints_the_reference_metric_lines() {
     let v: serde_json::Value = serde_json::from_str(event_line).unwrap();
     assert_eq!(v["severity"], "INFO");
     assert_eq!(v["status"], 204);
-    assert_eq!(v["ce_id"], "local-test-event-123");
-    assert_eq!(v["datastream_uuid"], "f23df35c-01c0-4e72-bf69-d6c300000000");
+    assert_eq!(v["ce_id"], "local-wrangling-complete");
+    assert_eq!(v["datastream_uuid"], "b2000000-0000-4000-8000-000000000001");
     assert_eq!(v["pipeline_uuid"], "pipesv2_wrangling");
-    assert_eq!(v["queries"], 1);
+    assert_eq!(v["queries"], 2, "claims_paid.sql and claims_entities.sql, each shared by its families");
     for secret in ["abertta", "tmp_abertta", "gcs_input_csv", "variables"] {
         assert!(!event_line.contains(secret), "log line leaks {secret}: {event_line}");
     }

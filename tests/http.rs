@@ -22,27 +22,37 @@ async fn post_file(app: &TestApp, name: &str) -> Answer {
     app.post(&headers, body).await
 }
 
-/// The seed example (handlers.md §10, §11 with the HEAD formula): every delivery format carries
-/// the same record and must give exactly these points.
-#[tokio::test]
-async fn seed_example_in_every_delivery_format() {
-    seed();
-    let app = TestApp::start(None).await;
-    let ts = "2025-11-05T18:23:31.393000+00:00";
+fn wrangling_points() -> Vec<(String, BTreeMap<String, String>, f64)> {
+    // Seed data of events/seed.json; the entity values are worked out by hand in the README
+    // ("Local seed"): providers new {c, d, e} of {a..e}, beneficiaries new {2, 4, 5, 6} of
+    // {1..6}; latest/previous month 6/2 for both.
     let wl = labels(&[("approved", "false"), ("partner", "abertta")]);
-    let want = vec![
+    let p = |n: &str, v: f64| (n.to_string(), wl.clone(), v);
+    vec![
         (
             "mageai/pipeline_run/count".to_string(),
             labels(&[("pipeline_uuid", "pipesv2_wrangling"), ("pipeline_status", "COMPLETED"), ("partner", "abertta")]),
             1.0,
         ),
-        ("claims/pipeline/filtered_pre/vl_pago/total".to_string(), wl.clone(), 1500.0),
-        ("claims/pipeline/filtered_pre/vl_pago/relative".to_string(), wl.clone(), 0.15789473684210525),
-        ("claims/pipeline/processable/vl_pago/total".to_string(), wl.clone(), 8000.0),
-        ("claims/pipeline/processable/vl_pago/relative".to_string(), wl.clone(), 0.8421052631578947),
-    ];
+        p("claims/pipeline/providers/new_pct_last_3_mo", 0.6),
+        p("claims/pipeline/beneficiaries/new_pct_last_3_mo", 0.6666666666666666),
+        p("claims/pipeline/providers/volume_ratio_last_1_mo", 3.0),
+        p("claims/pipeline/beneficiaries/volume_ratio_last_1_mo", 3.0),
+        p("claims/pipeline/filtered_pre/vl_pago/total", 1500.0),
+        p("claims/pipeline/filtered_pre/vl_pago/relative", 0.15789473684210525),
+        p("claims/pipeline/processable/vl_pago/total", 8000.0),
+        p("claims/pipeline/processable/vl_pago/relative", 0.8421052631578947),
+    ]
+}
+
+/// The complete wrangling example in every delivery format: the same points, in the same order.
+#[tokio::test]
+async fn seed_example_in_every_delivery_format() {
+    seed();
+    let app = TestApp::start(None).await;
+    let ts = "2025-11-05T18:23:31.393000+00:00";
     for file in [
-        "pre_filtered_payload.json",
+        "wrangling_complete.json",
         "pubsub_push_wrapped.json",
         "pubsub_push_snake_case.json",
         "pubsub_push_unwrapped.json",
@@ -52,11 +62,123 @@ async fn seed_example_in_every_delivery_format() {
         let ans = post_file(&app, file).await;
         assert_eq!(ans.status, 204, "{file}: {}", ans.body);
         let got: Vec<_> = ans.points.iter().map(|p| (p.name.clone(), p.labels.clone(), p.value)).collect();
-        assert_eq!(got, want, "{file}: points in emission order");
+        assert_eq!(got, wrangling_points(), "{file}: points in emission order");
         for p in &ans.points {
             assert_eq!(p.timestamp, ts, "{file}");
             assert_eq!(p.project, METRIC_PROJECT, "{file}");
         }
+    }
+}
+
+/// The reference's own example (handlers.md §10, §11, HEAD formula U / (U + P)): it lacks the
+/// historical-table variables, so the four entity handlers fail with 400 while the pre-filtered
+/// and processable points are still written.
+#[tokio::test]
+async fn reference_example_gets_the_documented_answer() {
+    seed();
+    let app = TestApp::start(None).await;
+    let ans = post_file(&app, "pre_filtered_payload.json").await;
+    assert_eq!(ans.status, 400, "{}", ans.body);
+    assert_eq!(ans.body["message"], "No variable 'refined_processable_claims_historical_table' found in payload.");
+    assert_eq!(ans.body["field"], "payload.variables.refined_processable_claims_historical_table");
+    let failed: Vec<&str> =
+        ans.body["failures"].as_array().unwrap().iter().map(|f| f["handler"].as_str().unwrap()).collect();
+    assert_eq!(
+        failed,
+        [
+            "NewProvidersWranglingHandler",
+            "NewBeneficiariesWranglingHandler",
+            "ProvidersVolumeRatioWranglingHandler",
+            "BeneficiariesVolumeRatioWranglingHandler"
+        ]
+    );
+    let good: Vec<_> = ans
+        .points
+        .iter()
+        .filter(|p| p.name != "handler_execution_failure")
+        .map(|p| (p.name.clone(), p.labels.clone(), p.value))
+        .collect();
+    let want: Vec<_> = wrangling_points().into_iter().filter(|(n, _, _)| !n.contains("last_")).collect();
+    assert_eq!(good, want);
+    let failures: Vec<&str> = ans
+        .points
+        .iter()
+        .filter(|p| p.name == "handler_execution_failure")
+        .map(|p| p.labels["handler_class"].as_str())
+        .collect();
+    assert_eq!(failures, failed);
+}
+
+/// `make local-test`'s complete example of every pipeline: 204 and every metric of the pipeline.
+#[tokio::test]
+async fn complete_example_of_every_pipeline() {
+    seed();
+    let app = TestApp::start(None).await;
+    let entity = [
+        "claims/pipeline/providers/new_pct_last_3_mo",
+        "claims/pipeline/beneficiaries/new_pct_last_3_mo",
+        "claims/pipeline/providers/volume_ratio_last_1_mo",
+        "claims/pipeline/beneficiaries/volume_ratio_last_1_mo",
+    ];
+    let cases: [(&str, Vec<&str>); 6] = [
+        (
+            "wrangling_complete.json",
+            [
+                &entity[..],
+                &[
+                    "claims/pipeline/filtered_pre/vl_pago/total",
+                    "claims/pipeline/filtered_pre/vl_pago/relative",
+                    "claims/pipeline/processable/vl_pago/total",
+                    "claims/pipeline/processable/vl_pago/relative",
+                ],
+            ]
+            .concat(),
+        ),
+        (
+            "approval_complete.json",
+            [
+                &entity[..],
+                &[
+                    "claims/pipeline/filtered_post/vl_glosa_arvo/total",
+                    "claims/pipeline/filtered_post/vl_glosa_arvo/relative",
+                    "claims/pipeline/filtered_pre/vl_pago/total",
+                    "claims/pipeline/filtered_pre/vl_pago/relative",
+                    "claims/pipeline/processable/vl_pago/total",
+                    "claims/pipeline/processable/vl_pago/relative",
+                    "claims/pipeline/savings/vl_glosa_arvo",
+                    "claims/pipeline/savings/count",
+                    "claims/glosa/approved/vl_glosa_arvo",
+                ],
+            ]
+            .concat(),
+        ),
+        (
+            "selection_complete.json",
+            vec![
+                "claims/pipeline/filtered_post/vl_glosa_arvo/total",
+                "claims/pipeline/filtered_post/vl_glosa_arvo/relative",
+            ],
+        ),
+        ("evaluation_complete.json", vec!["claims/pipeline/savings/vl_glosa_arvo", "claims/pipeline/savings/count"]),
+        (
+            "submission_complete.json",
+            vec![
+                "claims/pipeline/claims/vl_pago/sent_over_recv_last_2_days",
+                "claims/pipeline/claims/vl_info/sent_over_recv_last_2_days",
+                "claims/pipeline/savings/vl_glosa_arvo/sent_over_accepted_last_2_days",
+                "claims/pipeline/savings/vl_glosa_arvo/sent_over_validation_last_2_days",
+                "claims/pipeline/savings/vl_glosa_arvo/shared_id_fatura_sent_over_validation",
+            ],
+        ),
+        ("release_complete.json", vec!["claims/pipeline/validation/vl_glosa_arvo/expired/total"]),
+    ];
+    for (file, metrics) in cases {
+        let ans = post_file(&app, file).await;
+        assert_eq!(ans.status, 204, "{file}: {}", ans.body);
+        let got: std::collections::BTreeSet<&str> = ans.points.iter().map(|p| p.name.as_str()).collect();
+        let mut want: std::collections::BTreeSet<&str> = metrics.into_iter().collect();
+        want.insert("mageai/pipeline_run/count");
+        assert_eq!(got, want, "{file}");
     }
 }
 
@@ -90,17 +212,26 @@ async fn invalid_events_get_a_precise_4xx() {
     assert_eq!(ans.body["message"], "Missing required 'partner' variable in payload.");
     let handlers: Vec<&str> =
         ans.body["failures"].as_array().unwrap().iter().map(|f| f["handler"].as_str().unwrap()).collect();
-    assert_eq!(handlers, ["PreFilteredWranglingHandler", "ProcessableWranglingHandler"]);
+    let expected = [
+        "NewProvidersWranglingHandler",
+        "NewBeneficiariesWranglingHandler",
+        "ProvidersVolumeRatioWranglingHandler",
+        "BeneficiariesVolumeRatioWranglingHandler",
+        "PreFilteredWranglingHandler",
+        "ProcessableWranglingHandler",
+    ];
+    assert_eq!(handlers, expected);
     let names: Vec<(&str, Option<&String>)> =
         ans.points.iter().map(|p| (p.name.as_str(), p.labels.get("handler_class"))).collect();
-    assert_eq!(
-        names,
-        [
-            ("mageai/pipeline_run/count", None),
-            ("handler_execution_failure", Some(&"PreFilteredWranglingHandler".to_string())),
-            ("handler_execution_failure", Some(&"ProcessableWranglingHandler".to_string())),
-        ]
-    );
+    assert_eq!(names[0], ("mageai/pipeline_run/count", None));
+    let failed: Vec<&str> = names[1..]
+        .iter()
+        .map(|(n, h)| {
+            assert_eq!(*n, "handler_execution_failure");
+            h.unwrap().as_str()
+        })
+        .collect();
+    assert_eq!(failed, expected);
     assert!(ans.points[1..].iter().all(|p| p.labels.get("error_class").map(String::as_str) == Some("permanent")));
 }
 
@@ -163,9 +294,10 @@ async fn an_invalid_table_reference_stops_every_query_of_the_event() {
     assert_eq!(counting.calls.load(Ordering::SeqCst), 0, "no BigQuery call may be made");
     // ... while a valid event does reach BigQuery through the same wrapper
     seed();
-    let ans = post_file(&app, "pre_filtered_payload.json").await;
+    let ans = post_file(&app, "wrangling_complete.json").await;
     assert_eq!(ans.status, 204, "{}", ans.body);
-    assert_eq!(counting.calls.load(Ordering::SeqCst), 3, "2 existence checks + 1 shared query");
+    // 4 tables checked once each (shared by 6 handlers), 2 queries (each shared by its families)
+    assert_eq!(counting.calls.load(Ordering::SeqCst), 6);
 }
 
 #[tokio::test]
@@ -176,7 +308,7 @@ async fn bigquery_unreachable_is_transient_503() {
             .await
             .unwrap();
     let app = TestApp::with_warehouse(None, Arc::new(down), 1 << 20).await;
-    let ans = post_file(&app, "pre_filtered_payload.json").await;
+    let ans = post_file(&app, "wrangling_complete.json").await;
     assert_eq!(ans.status, 503, "{}", ans.body);
     assert_eq!(ans.body["class"], "transient");
     assert_eq!(ans.body["error"], "bigquery_unavailable");
@@ -186,7 +318,7 @@ async fn bigquery_unreachable_is_transient_503() {
         .filter(|p| p.name == "handler_execution_failure")
         .map(|p| p.labels["error_class"].as_str())
         .collect();
-    assert_eq!(failures, ["transient", "transient"]);
+    assert_eq!(failures, ["transient"; 6], "every query handler of the wrangling event");
 }
 
 #[tokio::test]

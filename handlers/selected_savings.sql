@@ -1,0 +1,8 @@
+-- Selected savings per agent (handlers.md §7.5): sum of vl_glosa_arvo per agent_id.
+-- A missing table reads as empty: no rows, no points.
+SELECT
+  agent_id,
+  COALESCE(SUM(vl_glosa_arvo), 0) AS vl_glosa_arvo
+FROM {{selected_savings}}
+GROUP BY agent_id
+ORDER BY agent_id
