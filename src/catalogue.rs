@@ -797,6 +797,28 @@ constants = { approved = "true" }
     }
 
     #[test]
+    fn handlers_dir_overrides_a_builtin_file_and_adds_new_ones() {
+        let dir = std::env::temp_dir().join(format!("override-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let builtin = tests_support::builtin_file("post_filtered.toml");
+        std::fs::write(dir.join("post_filtered.toml"), builtin.replace("pipesv2_selection", "custom_selection"))
+            .unwrap();
+        std::fs::write(dir.join("f.toml"), TOML).unwrap();
+        std::fs::write(dir.join("f.sql"), SQL).unwrap();
+        let hs = load(Some(&dir)).unwrap();
+        let ev = |p: &str| {
+            crate::record::decode(&serde_json::json!({"source_timestamp": "2024-01-15T10:30:00Z",
+                "payload": {"pipeline_uuid": p, "status": "COMPLETED"}}))
+            .unwrap()
+        };
+        let sel = hs.iter().find(|h| h.name() == "PostFilteredSelectionHandler").unwrap();
+        assert!(sel.matches(&ev("custom_selection")));
+        assert!(!sel.matches(&ev("pipesv2_selection")));
+        assert!(hs.iter().any(|h| h.name() == "H1"), "new handler added");
+        assert_eq!(hs.len(), load(None).unwrap().len() + 1);
+    }
+
+    #[test]
     fn sql_scanning() {
         assert_eq!(sql_placeholders("a {{x}} b {{ y }}"), vec!["x", "y"]);
         let p = sql_parameters("x = @a AND y=@b_2 AND z = @@c");

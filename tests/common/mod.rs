@@ -202,7 +202,17 @@ impl TestApp {
         warehouse: Arc<dyn pipeline_run_metrics::bigquery::Warehouse>,
         max_body_bytes: usize,
     ) -> TestApp {
-        let mut handlers = pipeline_run_metrics::all_handlers(None).expect("catalogue");
+        TestApp::with_catalogue(only, None, warehouse, max_body_bytes).await
+    }
+
+    /// With the built-in catalogue overlaid by `handlers_dir` (like `HANDLERS_DIR`).
+    pub async fn with_catalogue(
+        only: Option<&[&str]>,
+        handlers_dir: Option<&std::path::Path>,
+        warehouse: Arc<dyn pipeline_run_metrics::bigquery::Warehouse>,
+        max_body_bytes: usize,
+    ) -> TestApp {
+        let mut handlers = pipeline_run_metrics::all_handlers(handlers_dir).expect("catalogue");
         if let Some(names) = only {
             for n in names {
                 assert!(handlers.iter().any(|h| h.name() == *n), "no handler named {n}");
@@ -289,4 +299,10 @@ pub fn event_file(name: &str) -> (Vec<(String, String)>, Vec<u8>) {
         Err(_) => vec![("content-type".to_string(), "application/json".to_string())],
     };
     (headers, body)
+}
+
+pub async fn emulator_warehouse() -> Arc<dyn pipeline_run_metrics::bigquery::Warehouse> {
+    Arc::new(
+        BigQuery::emulator(emulator(), DATA_PROJECT, Duration::from_secs(30), reqwest::Client::new()).await.unwrap(),
+    )
 }
