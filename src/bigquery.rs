@@ -19,6 +19,7 @@ use gcp_bigquery_client::model::query_request::QueryRequest;
 use gcp_bigquery_client::model::table_field_schema::TableFieldSchema;
 use gcp_bigquery_client::model::table_row::TableRow;
 
+use crate::credentials::{BIGQUERY_SCOPE, TokenSource};
 use crate::error::WarehouseError;
 
 /// A fully qualified table: `project.dataset.table`.
@@ -157,18 +158,17 @@ impl gcp_bigquery_client::auth::Authenticator for StaticToken {
     }
 }
 
-/// Tokens from Application Default Credentials (metadata server, key file, gcloud).
+/// Tokens from the shared [`TokenSource`] (production).
 #[derive(Clone)]
-struct AdcToken(Arc<dyn gcp_auth::TokenProvider>);
-
-pub const BIGQUERY_SCOPE: &str = "https://www.googleapis.com/auth/bigquery";
+struct Tokens(Arc<dyn TokenSource>);
 
 #[async_trait::async_trait]
-impl gcp_bigquery_client::auth::Authenticator for AdcToken {
+impl gcp_bigquery_client::auth::Authenticator for Tokens {
     async fn access_token(&self) -> Result<String, BQError> {
-        self.0.token(&[BIGQUERY_SCOPE]).await.map(|t| t.as_str().to_string()).map_err(|e| {
-            BQError::InvalidApplicationDefaultCredentialsAuthenticator(std::io::Error::other(e.to_string()))
-        })
+        self.0
+            .token(&[BIGQUERY_SCOPE])
+            .await
+            .map_err(|e| BQError::InvalidApplicationDefaultCredentialsAuthenticator(std::io::Error::other(e)))
     }
 }
 
@@ -200,16 +200,16 @@ impl BigQuery {
         Ok(BigQuery { client, project: project.into(), timeout })
     }
 
-    /// Against BigQuery with Application Default Credentials.
+    /// Against BigQuery, with tokens from the shared credentials.
     pub async fn production(
-        tokens: Arc<dyn gcp_auth::TokenProvider>,
+        tokens: Arc<dyn TokenSource>,
         project: &str,
         timeout: Duration,
         http: reqwest::Client,
     ) -> Result<BigQuery, String> {
         let mut b = gcp_bigquery_client::client_builder::ClientBuilder::new();
         b.with_client(http);
-        let client = b.build_from_authenticator(Arc::new(AdcToken(tokens))).await.map_err(|e| e.to_string())?;
+        let client = b.build_from_authenticator(Arc::new(Tokens(tokens))).await.map_err(|e| e.to_string())?;
         Ok(BigQuery { client, project: project.into(), timeout })
     }
 

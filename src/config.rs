@@ -6,10 +6,34 @@ use std::time::Duration;
 
 use tracing::level_filters::LevelFilter;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MetricsBackend {
     /// One JSON line per point on stdout (local work).
     Stdout,
+    /// Google Cloud Monitoring (`projects.timeSeries.create`).
+    CloudMonitoring { endpoint: String, resource: crate::sink::gcm::Resource },
+    /// An OTLP/HTTP collector.
+    Otlp { endpoint: String, headers: Vec<(String, String)>, service_name: String },
+}
+
+impl MetricsBackend {
+    pub fn name(&self) -> &'static str {
+        match self {
+            MetricsBackend::Stdout => "stdout",
+            MetricsBackend::CloudMonitoring { .. } => "gcm",
+            MetricsBackend::Otlp { .. } => "otlp",
+        }
+    }
+}
+
+/// A value that must never reach a log line: its Debug form is redacted.
+#[derive(Clone, PartialEq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -30,6 +54,12 @@ pub struct Config {
     pub handlers_dir: Option<PathBuf>,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
+    /// How long a metric sink may keep retrying one event's points.
+    pub sink_deadline: Duration,
+    /// Service-account key JSON for Google APIs (`GCP_SA_KEY_JSON`); else ADC.
+    pub gcp_sa_key_json: Option<Secret>,
+    /// After SIGTERM: how long in-flight events may still run.
+    pub shutdown_grace: Duration,
 }
 
 /// A configuration error names the variable and says what is expected.
@@ -95,10 +125,57 @@ impl Config {
                 Some(v)
             }
         };
-        let metrics_backend = match pick(&["METRICS_BACKEND"]) {
-            None => MetricsBackend::Stdout,
-            Some((_, v)) if v.eq_ignore_ascii_case("stdout") => MetricsBackend::Stdout,
-            Some((n, v)) => return Err(err(&n, &v, "stdout (the only backend of this version)")),
+        // The reference's LOCAL_MODE=false meant "write to Cloud Monitoring": it stays the default
+        // backend for such deployments, so that a migrated one cannot silently only print.
+        let local_mode = match pick(&["MAGEAI_MONITORING_LOCAL_MODE", "LOCAL_MODE"]) {
+            None => true,
+            Some((n, v)) => match v.to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" | "t" | "y" => true,
+                "0" | "false" | "no" | "off" | "f" | "n" => false,
+                _ => return Err(err(&n, &v, "true or false")),
+            },
+        };
+        let backend_name = match pick(&["METRICS_BACKEND"]) {
+            Some((n, v)) => match v.to_ascii_lowercase().as_str() {
+                "stdout" | "gcm" | "otlp" => v.to_ascii_lowercase(),
+                "cloud-monitoring" | "cloud_monitoring" | "stackdriver" => "gcm".into(),
+                _ => return Err(err(&n, &v, "stdout, gcm (Cloud Monitoring) or otlp")),
+            },
+            None if !local_mode => "gcm".into(),
+            None => "stdout".into(),
+        };
+        let metrics_backend = match backend_name.as_str() {
+            "gcm" => {
+                let resource = match pick(&["GCM_RESOURCE"]).map(|(n, v)| (n, v.to_ascii_lowercase())) {
+                    None => crate::sink::gcm::Resource::Global,
+                    Some((_, v)) if v == "global" => crate::sink::gcm::Resource::Global,
+                    Some((_, v)) if v == "generic_task" => crate::sink::gcm::Resource::GenericTask {
+                        location: pick(&["GCM_LOCATION"]).map(|(_, v)| v).unwrap_or_else(|| "global".into()),
+                        namespace: pick(&["GCM_NAMESPACE"])
+                            .map(|(_, v)| v)
+                            .unwrap_or_else(|| "pipeline-run-metrics".into()),
+                        job: pick(&["GCM_JOB", "K_SERVICE", "AWS_LAMBDA_FUNCTION_NAME"])
+                            .map(|(_, v)| v)
+                            .unwrap_or_else(|| "pipeline-run-metrics".into()),
+                        task_id: pick(&["GCM_TASK_ID"]).map(|(_, v)| v).unwrap_or_else(|| "singleton".into()),
+                    },
+                    Some((n, v)) => return Err(err(&n, &v, "global or generic_task")),
+                };
+                let endpoint = url_var(&pick, "GCM_ENDPOINT", "https://monitoring.googleapis.com")?;
+                MetricsBackend::CloudMonitoring { endpoint, resource }
+            }
+            "otlp" => {
+                let endpoint = url_var(&pick, "OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")?;
+                let headers = match pick(&["OTEL_EXPORTER_OTLP_HEADERS"]) {
+                    None => Vec::new(),
+                    Some((n, v)) => crate::sink::otlp::parse_headers(&v)
+                        .map_err(|e| err(&n, "(not shown)", &format!("key=value pairs separated by commas ({e})")))?,
+                };
+                let service_name =
+                    pick(&["OTEL_SERVICE_NAME"]).map(|(_, v)| v).unwrap_or_else(|| "pipeline-run-metrics".into());
+                MetricsBackend::Otlp { endpoint, headers, service_name }
+            }
+            _ => MetricsBackend::Stdout,
         };
         let log_level = match pick(&["LOG_LEVEL"]) {
             None => LevelFilter::INFO,
@@ -136,6 +213,18 @@ impl Config {
                 _ => return Err(err(&n, &v, "a number of bytes, at least 1024")),
             },
         };
+        let seconds = |name: &str, default: f64| -> Result<Duration, ConfigError> {
+            match pick(&[name]) {
+                None => Ok(Duration::from_secs_f64(default)),
+                Some((n, v)) => match v.parse::<f64>() {
+                    Ok(s) if (0.0..=3600.0).contains(&s) => Ok(Duration::from_secs_f64(s)),
+                    _ => Err(err(&n, &v, "seconds, from 0 to 3600")),
+                },
+            }
+        };
+        let sink_deadline = seconds("SINK_DEADLINE_SECS", 20.0)?;
+        let shutdown_grace = seconds("SHUTDOWN_GRACE_SECS", 8.0)?;
+        let gcp_sa_key_json = get("GCP_SA_KEY_JSON").filter(|v| !v.trim().is_empty()).map(Secret);
         Ok(Config {
             host,
             port,
@@ -147,7 +236,30 @@ impl Config {
             query_timeout,
             handlers_dir,
             max_body_bytes,
+            sink_deadline,
+            gcp_sa_key_json,
+            shutdown_grace,
         })
+    }
+
+    /// Whether Google credentials are needed (BigQuery without emulator, or Cloud Monitoring).
+    pub fn needs_google_credentials(&self) -> bool {
+        self.bigquery_emulator_host.is_none() || matches!(self.metrics_backend, MetricsBackend::CloudMonitoring { .. })
+    }
+}
+
+fn url_var(
+    pick: &impl Fn(&[&str]) -> Option<(String, String)>,
+    name: &str,
+    default: &str,
+) -> Result<String, ConfigError> {
+    match pick(&[name]) {
+        None => Ok(default.to_string()),
+        Some((n, v)) if v.starts_with("http://") || v.starts_with("https://") => {
+            let _ = n;
+            Ok(v.trim_end_matches('/').to_string())
+        }
+        Some((n, v)) => Err(ConfigError { variable: n, value: v, expected: "an http:// or https:// URL".into() }),
     }
 }
 
@@ -198,12 +310,75 @@ mod tests {
             ("BIGQUERY_TIMEOUT_SECS", "0"),
             ("HANDLERS_DIR", "/does/not/exist"),
             ("MAX_BODY_BYTES", "12"),
+            ("METRICS_BACKEND", "kafka"),
+            ("LOCAL_MODE", "maybe"),
+            ("SINK_DEADLINE_SECS", "-1"),
         ];
         for (k, v) in cases {
             let e = cfg(&[(k, v)]).unwrap_err();
             assert_eq!(e.variable, k);
             assert!(e.to_string().contains(k), "{e}");
         }
+    }
+
+    #[test]
+    fn backend_settings_are_validated_when_the_backend_is_chosen() {
+        let e = cfg(&[("METRICS_BACKEND", "gcm"), ("GCM_ENDPOINT", "monitoring.googleapis.com")]).unwrap_err();
+        assert_eq!(e.variable, "GCM_ENDPOINT");
+        let e = cfg(&[("METRICS_BACKEND", "gcm"), ("GCM_RESOURCE", "cloud_run_revision")]).unwrap_err();
+        assert_eq!(e.variable, "GCM_RESOURCE");
+        let e = cfg(&[("METRICS_BACKEND", "otlp"), ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318")]).unwrap_err();
+        assert_eq!(e.variable, "OTEL_EXPORTER_OTLP_ENDPOINT");
+    }
+
+    #[test]
+    fn backends() {
+        assert_eq!(cfg(&[]).unwrap().metrics_backend, MetricsBackend::Stdout);
+        // the reference's production flag selects Cloud Monitoring unless a backend is named
+        let c = cfg(&[("LOCAL_MODE", "false")]).unwrap();
+        assert_eq!(
+            c.metrics_backend,
+            MetricsBackend::CloudMonitoring {
+                endpoint: "https://monitoring.googleapis.com".into(),
+                resource: crate::sink::gcm::Resource::Global
+            }
+        );
+        assert!(c.needs_google_credentials());
+        let c = cfg(&[("LOCAL_MODE", "false"), ("METRICS_BACKEND", "stdout")]).unwrap();
+        assert_eq!(c.metrics_backend, MetricsBackend::Stdout);
+        let c =
+            cfg(&[("METRICS_BACKEND", "gcm"), ("GCM_RESOURCE", "generic_task"), ("K_SERVICE", "metrics-fn")]).unwrap();
+        let MetricsBackend::CloudMonitoring { resource, .. } = c.metrics_backend else { panic!() };
+        assert_eq!(
+            resource,
+            crate::sink::gcm::Resource::GenericTask {
+                location: "global".into(),
+                namespace: "pipeline-run-metrics".into(),
+                job: "metrics-fn".into(),
+                task_id: "singleton".into()
+            }
+        );
+        let c = cfg(&[("METRICS_BACKEND", "otlp"), ("OTEL_EXPORTER_OTLP_HEADERS", "k=v")]).unwrap();
+        assert_eq!(
+            c.metrics_backend,
+            MetricsBackend::Otlp {
+                endpoint: "http://127.0.0.1:4318".into(),
+                headers: vec![("k".into(), "v".into())],
+                service_name: "pipeline-run-metrics".into()
+            }
+        );
+        assert!(c.needs_google_credentials(), "BigQuery without emulator");
+        let c = cfg(&[("METRICS_BACKEND", "otlp"), ("BIGQUERY_EMULATOR_HOST", "127.0.0.1:9050")]).unwrap();
+        assert!(!c.needs_google_credentials());
+    }
+
+    #[test]
+    fn secrets_are_not_printed() {
+        let c = cfg(&[("GCP_SA_KEY_JSON", "{\"private_key\": \"XYZ\"}")]).unwrap();
+        assert!(!format!("{c:?}").contains("XYZ"));
+        assert!(c.gcp_sa_key_json.is_some());
+        let e = cfg(&[("METRICS_BACKEND", "otlp"), ("OTEL_EXPORTER_OTLP_HEADERS", "token")]).unwrap_err();
+        assert!(!e.to_string().contains("token\""), "{e}");
     }
 
     #[test]

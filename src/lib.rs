@@ -10,6 +10,7 @@
 pub mod bigquery;
 pub mod catalogue;
 pub mod config;
+pub mod credentials;
 pub mod dispatch;
 pub mod envelope;
 pub mod error;

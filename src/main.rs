@@ -4,8 +4,11 @@ use std::time::Duration;
 
 use pipeline_run_metrics::bigquery::{BigQuery, Warehouse};
 use pipeline_run_metrics::config::{Config, MetricsBackend};
+use pipeline_run_metrics::credentials::{self, BIGQUERY_SCOPE, MONITORING_SCOPE, TokenSource};
 use pipeline_run_metrics::dispatch::Dispatcher;
 use pipeline_run_metrics::handler::Projects;
+use pipeline_run_metrics::sink::gcm::{CloudMonitoring, Retry};
+use pipeline_run_metrics::sink::otlp::Otlp;
 use pipeline_run_metrics::sink::{JsonLines, MetricSink};
 use pipeline_run_metrics::transport::{App, router};
 use pipeline_run_metrics::{all_handlers, logging};
@@ -35,42 +38,83 @@ async fn main() -> ExitCode {
         println!("configuration and {} handlers are valid", handlers.len());
         return ExitCode::SUCCESS;
     }
-    let http = match reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).build() {
-        Ok(c) => c,
-        Err(e) => return fatal("cannot build the HTTP client", e.to_string()),
+    let app = match build(&config, handlers).await {
+        Ok(app) => app,
+        Err((message, detail)) => return fatal(message, detail),
     };
-    let warehouse: Arc<dyn Warehouse> = match &config.bigquery_emulator_host {
-        Some(host) => match BigQuery::emulator(host, &config.data_project, config.query_timeout, http.clone()).await {
-            Ok(bq) => Arc::new(bq),
-            Err(e) => return fatal("cannot set up the BigQuery emulator client", e),
-        },
-        None => {
-            let tokens = match gcp_auth::provider().await {
-                Ok(t) => t,
-                Err(e) => {
-                    return fatal(
-                        "no Google credentials for BigQuery: set BIGQUERY_EMULATOR_HOST for local work, or provide \
-                         Application Default Credentials",
-                        e.to_string(),
-                    );
-                }
-            };
-            match BigQuery::production(tokens, &config.data_project, config.query_timeout, http.clone()).await {
-                Ok(bq) => Arc::new(bq),
-                Err(e) => return fatal("cannot set up the BigQuery client", e),
-            }
+    let app = router(app);
+    if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
+        // The same Router, driven by the Lambda Runtime API (Function URL, API Gateway, ALB;
+        // any other invocation arrives as POST /events).
+        tracing::info!(backend = config.metrics_backend.name(), "running on AWS Lambda");
+        return match lambda_http::run(app).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fatal("Lambda runtime error", e.to_string()),
+        };
+    }
+    serve(&config, app).await
+}
+
+async fn build(
+    config: &Config,
+    handlers: Vec<Arc<dyn pipeline_run_metrics::handler::Handler>>,
+) -> Result<Arc<App>, (&'static str, String)> {
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| ("cannot build the HTTP client", e.to_string()))?;
+    // Google credentials, when something needs them, are checked now: a production backend
+    // without usable credentials must not start (and then drop every event).
+    let tokens: Option<Arc<dyn TokenSource>> = if config.needs_google_credentials() {
+        let tokens = credentials::from_env(config.gcp_sa_key_json.as_ref().map(|s| s.0.as_str()))
+            .await
+            .map_err(|e| ("no usable Google credentials (set BIGQUERY_EMULATOR_HOST and METRICS_BACKEND=stdout for local work)", e))?;
+        let mut scopes = Vec::new();
+        if config.bigquery_emulator_host.is_none() {
+            scopes.push(BIGQUERY_SCOPE);
+        }
+        if matches!(config.metrics_backend, MetricsBackend::CloudMonitoring { .. }) {
+            scopes.push(MONITORING_SCOPE);
+        }
+        credentials::check(tokens.as_ref(), &scopes).await.map_err(|e| ("no usable Google credentials", e))?;
+        Some(tokens)
+    } else {
+        None
+    };
+    let warehouse: Arc<dyn Warehouse> = match (&config.bigquery_emulator_host, &tokens) {
+        (Some(host), _) => Arc::new(
+            BigQuery::emulator(host, &config.data_project, config.query_timeout, http.clone())
+                .await
+                .map_err(|e| ("cannot set up the BigQuery emulator client", e))?,
+        ),
+        (None, Some(tokens)) => Arc::new(
+            BigQuery::production(tokens.clone(), &config.data_project, config.query_timeout, http.clone())
+                .await
+                .map_err(|e| ("cannot set up the BigQuery client", e))?,
+        ),
+        (None, None) => unreachable!("needs_google_credentials covers BigQuery"),
+    };
+    let retry = Retry { deadline: config.sink_deadline, ..Retry::default() };
+    let sink: Arc<dyn MetricSink> = match &config.metrics_backend {
+        MetricsBackend::Stdout => Arc::new(JsonLines::new(std::io::stdout())),
+        MetricsBackend::CloudMonitoring { endpoint, resource } => {
+            let tokens = tokens.clone().expect("checked above");
+            Arc::new(CloudMonitoring::new(http.clone(), tokens, endpoint, resource.clone(), retry))
+        }
+        MetricsBackend::Otlp { endpoint, headers, service_name } => {
+            Arc::new(Otlp::new(http.clone(), endpoint, headers.clone(), service_name, retry))
         }
     };
-    let sink: Arc<dyn MetricSink> = match config.metrics_backend {
-        MetricsBackend::Stdout => Arc::new(JsonLines::new(std::io::stdout())),
-    };
     let projects = Projects { metric: config.metric_project.clone(), data: config.data_project.clone() };
-    let app = Arc::new(App {
+    Ok(Arc::new(App {
         dispatcher: Dispatcher::new(handlers, projects),
         warehouse,
         sink,
         max_body_bytes: config.max_body_bytes,
-    });
+    }))
+}
+
+async fn serve(config: &Config, app: axum::Router) -> ExitCode {
     let addr = std::net::SocketAddr::new(config.host, config.port);
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(l) => l,
@@ -80,18 +124,39 @@ async fn main() -> ExitCode {
         address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
         metric_project = %config.metric_project,
         data_project = %config.data_project,
-        bigquery = config.bigquery_emulator_host.as_deref().unwrap_or("bigquery.googleapis.com (ADC)"),
-        handlers = app.dispatcher.handlers().len(),
+        bigquery = config.bigquery_emulator_host.as_deref().unwrap_or("bigquery.googleapis.com"),
+        backend = config.metrics_backend.name(),
         "listening"
     );
-    let served = axum::serve(listener, router(app)).with_graceful_shutdown(shutdown_signal()).await;
-    match served {
-        Ok(()) => {
-            tracing::info!("stopped");
+    // On SIGTERM (Cloud Run gives 10 s before SIGKILL) stop accepting, let in-flight events
+    // finish for at most SHUTDOWN_GRACE_SECS, then exit. Sinks write inside each request, so
+    // nothing is buffered; stdout is flushed on exit.
+    let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        let _ = stopping_tx.send(true);
+    });
+    let grace = config.shutdown_grace;
+    let deadline = async move {
+        let _ = stopping_rx.wait_for(|s| *s).await;
+        tokio::time::sleep(grace).await;
+    };
+    let code = tokio::select! {
+        served = server => match served {
+            Ok(()) => {
+                tracing::info!("stopped");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fatal("server error", e.to_string()),
+        },
+        _ = deadline => {
+            tracing::warn!(grace_secs = grace.as_secs_f64(), "in-flight events still running after the grace period: exiting");
             ExitCode::SUCCESS
         }
-        Err(e) => fatal("server error", e.to_string()),
-    }
+    };
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    code
 }
 
 async fn shutdown_signal() {

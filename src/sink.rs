@@ -1,5 +1,10 @@
 //! Metric sinks: where the points of an event are written once it is processed.
 //!
+//! Every sink writes inside the request, before the answer: Lambda freezes the process and
+//! Cloud Run throttles its CPU once the response is sent, so nothing is left to flush later.
+//! [`gcm`] writes to Google Cloud Monitoring, [`otlp`] to an OTLP/HTTP collector, and
+//! [`JsonLines`] prints (local work).
+//!
 //! `StdoutJson` (local work) prints one JSON line per point carrying the reference service's
 //! `METRIC:` fields in its key order (handlers.md §4.3): `metric_type`, `project_id`, `name`,
 //! `value`, `labels`, `timestamp`, preceded by `severity` and `message` so that Cloud Logging and
@@ -14,6 +19,9 @@ use serde::Serialize;
 
 use crate::error::{ErrorClass, SinkError};
 
+pub mod gcm;
+pub mod otlp;
+
 /// One gauge point.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Gauge {
@@ -27,10 +35,45 @@ pub struct Gauge {
     pub project: String,
 }
 
+/// Why a backend refused a point for good. Such points are logged and counted, never retried:
+/// retrying the same point cannot succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rejection {
+    /// The series already has a point at or after this time, or one less than the minimum
+    /// spacing before it: typically a redelivered event whose points were written. Counted as
+    /// written.
+    AlreadyWritten,
+    /// The point time is outside the backend's window (Cloud Monitoring: 25 h in the past, 5 min
+    /// in the future).
+    OutOfWindow,
+    /// The backend dropped the point for another reason it reported as final.
+    Refused,
+}
+
+impl Rejection {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rejection::AlreadyWritten => "already_written",
+            Rejection::OutOfWindow => "out_of_window",
+            Rejection::Refused => "refused",
+        }
+    }
+}
+
+/// What a sink did with the points of one event.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Delivered {
+    /// Requests (or writes) made, retries included.
+    pub calls: usize,
+    /// Points refused for good, by metric name.
+    pub rejected: Vec<(String, Rejection)>,
+}
+
 #[async_trait::async_trait]
 pub trait MetricSink: Send + Sync {
     /// Writes the points of one event; returns only when they are written (or definitely not).
-    async fn emit(&self, points: &[Gauge]) -> Result<(), SinkError>;
+    async fn emit(&self, points: &[Gauge]) -> Result<Delivered, SinkError>;
 }
 
 /// Renders a time like Python's `datetime.isoformat()` in UTC: six fraction digits, no
@@ -85,9 +128,9 @@ impl<W: Write + Send> JsonLines<W> {
 
 #[async_trait::async_trait]
 impl<W: Write + Send> MetricSink for JsonLines<W> {
-    async fn emit(&self, points: &[Gauge]) -> Result<(), SinkError> {
+    async fn emit(&self, points: &[Gauge]) -> Result<Delivered, SinkError> {
         if points.is_empty() {
-            return Ok(());
+            return Ok(Delivered::default());
         }
         let mut text = String::new();
         for p in points {
@@ -98,7 +141,8 @@ impl<W: Write + Send> MetricSink for JsonLines<W> {
             self.out.lock().map_err(|_| SinkError { class: ErrorClass::Transient, message: "poisoned".into() })?;
         out.write_all(text.as_bytes())
             .and_then(|_| out.flush())
-            .map_err(|e| SinkError { class: ErrorClass::Transient, message: format!("cannot write to stdout: {e}") })
+            .map_err(|e| SinkError { class: ErrorClass::Transient, message: format!("cannot write to stdout: {e}") })?;
+        Ok(Delivered { calls: 1, rejected: Vec::new() })
     }
 }
 

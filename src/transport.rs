@@ -20,6 +20,7 @@ use crate::dispatch::{Dispatcher, Report};
 use crate::envelope::{self, Delivery};
 use crate::error::{DecodeError, DecodeErrorKind, HandlerError, Outcome, SinkError, ack_status};
 use crate::record;
+use crate::sink::Delivered;
 use crate::sink::MetricSink;
 
 /// Everything a request needs, built once at startup.
@@ -63,7 +64,7 @@ fn failure_json(handler: &str, e: &HandlerError) -> Value {
 
 /// The answer for a dispatched event: 204, or an error body whose headline is the first failure
 /// of the class that decided the status, and which lists every failure.
-fn report_response(report: &Report, sink: Result<(), SinkError>) -> Response {
+fn report_response(report: &Report, sink: &Result<Delivered, SinkError>) -> Response {
     if let Err(e) = sink {
         let status = ack_status(Outcome::SinkFailed(e.class));
         return error_body(status, json!({"error": "metric_sink_failed", "class": e.class, "message": e.message}));
@@ -109,7 +110,7 @@ async fn ingest(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> 
     };
     let report = app.dispatcher.dispatch(&event, app.warehouse.as_ref()).await;
     let sink = app.sink.emit(&report.points).await;
-    let response = report_response(&report, sink.clone());
+    let response = report_response(&report, &sink);
     log_event(&delivery, &event, &report, &sink, response.status(), started);
     response
 }
@@ -133,13 +134,19 @@ fn log_event(
     delivery: &Delivery,
     event: &record::ChangeEvent,
     report: &Report,
-    sink: &Result<(), SinkError>,
+    sink: &Result<Delivered, SinkError>,
     status: StatusCode,
     started: Instant,
 ) {
     let failures: Vec<String> =
         report.failures().map(|(h, e)| format!("{h}: {} ({})", e, e.class().as_str())).collect();
     let handlers: Vec<&str> = report.results.iter().map(|r| r.handler.as_str()).collect();
+    let (sink_calls, rejected) = match sink {
+        Ok(d) => {
+            (d.calls, d.rejected.iter().map(|(m, r)| format!("{m}: {}", r.as_str())).collect::<Vec<_>>().join("; "))
+        }
+        Err(_) => (0, String::new()),
+    };
     let payload = event.payload.as_ref();
     macro_rules! emit {
         ($level:ident, $msg:expr) => {
@@ -158,6 +165,8 @@ fn log_event(
                 queries = report.queries_run,
                 failures = failures.join("; "),
                 sink_error = sink.as_ref().err().map(|e| e.message.as_str()).unwrap_or(""),
+                sink_calls = sink_calls,
+                points_rejected = rejected.as_str(),
                 elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
                 $msg
             )

@@ -49,8 +49,14 @@ fn spawn(extra: &[(&str, &str)]) -> Child {
 }
 
 async fn start() -> Running {
+    start_with(&[]).await
+}
+
+async fn start_with(extra: &[(&str, &str)]) -> Running {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
-    let mut child = spawn(&[("PORT", &port), ("BIGQUERY_EMULATOR_HOST", common::emulator())]);
+    let mut env = vec![("PORT", port.as_str()), ("BIGQUERY_EMULATOR_HOST", common::emulator())];
+    env.extend_from_slice(extra);
+    let mut child = spawn(&env);
     let stdout = lines(child.stdout.take().unwrap());
     let stderr = lines(child.stderr.take().unwrap());
     let url = format!("http://127.0.0.1:{port}");
@@ -167,4 +173,153 @@ fn invalid_handler_catalogue_fails_at_startup_naming_file_and_line() {
     // and --check accepts the built-in catalogue
     let out = Command::new(env!("CARGO_BIN_EXE_pipeline-run-metrics")).arg("--check").output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A `pipeline_run` RUNNING record (only the built-in count matches: no BigQuery work) at a
+/// recent time, so that Cloud Monitoring's 25-hour window accepts it.
+fn recent_running_push() -> (String, String) {
+    let t = chrono::Utc::now() - chrono::Duration::seconds(30);
+    let ts = chrono::DateTime::from_timestamp_millis(t.timestamp_millis())
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let rec = common::record("pipesv2_wrangling", "RUNNING", &ts, serde_json::json!({"partner": "abertta"}));
+    use base64::Engine;
+    let data = base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(&rec).unwrap());
+    let body = serde_json::json!({"message": {"data": data, "messageId": "m-1"}, "subscription": "projects/p/subscriptions/s"});
+    (body.to_string(), ts)
+}
+
+#[tokio::test]
+async fn cloud_monitoring_backend_end_to_end_with_service_account_credentials() {
+    let tokens = common::fakes::FakeTokenServer::start().await;
+    let gcm = common::fakes::FakeGcm::start().await;
+    let key = tokens.service_account_json();
+    let run = start_with(&[
+        ("METRICS_BACKEND", "gcm"),
+        ("GCM_ENDPOINT", &gcm.url),
+        ("GCP_SA_KEY_JSON", &key),
+        ("CLOUD_RUN_PROJECT_ID", "my-proj"),
+    ])
+    .await;
+    let (body, ts) = recent_running_push();
+    let resp = reqwest::Client::new()
+        .post(format!("{}/", run.url))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    let reqs = gcm.requests();
+    assert_eq!(reqs.len(), 1, "one call for the event");
+    assert_eq!(reqs[0].path, "/v3/projects/my-proj");
+    assert_eq!(reqs[0].headers["authorization"], "Bearer ya29.fake-token");
+    let sent: serde_json::Value = serde_json::from_slice(&reqs[0].body).unwrap();
+    let series = &sent["timeSeries"][0];
+    assert_eq!(series["metric"]["type"], "custom.googleapis.com/mageai/pipeline_run/count");
+    assert_eq!(
+        series["metric"]["labels"],
+        serde_json::json!({"partner": "abertta", "pipeline_status": "RUNNING", "pipeline_uuid": "pipesv2_wrangling"})
+    );
+    assert_eq!(series["resource"], serde_json::json!({"type": "global", "labels": {"project_id": "my-proj"}}));
+    let end =
+        chrono::DateTime::parse_from_rfc3339(series["points"][0]["interval"]["endTime"].as_str().unwrap()).unwrap();
+    assert_eq!(end, chrono::DateTime::parse_from_rfc3339(&ts).unwrap());
+    // a redelivery of the same event: the point is already there; acknowledged, not retried
+    let resp = reqwest::Client::new()
+        .post(format!("{}/", run.url))
+        .header("content-type", "application/json")
+        .body(recent_running_push_same(&ts))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    assert_eq!(gcm.requests().len(), 2, "one call, no retry loop");
+    assert_eq!(gcm.written_points(), 1);
+    // stdout carries no metric lines with this backend
+    assert!(run.stdout.try_recv().is_err());
+}
+
+fn recent_running_push_same(ts: &str) -> String {
+    let rec = common::record("pipesv2_wrangling", "RUNNING", ts, serde_json::json!({"partner": "abertta"}));
+    use base64::Engine;
+    let data = base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(&rec).unwrap());
+    serde_json::json!({"message": {"data": data, "messageId": "m-2"}, "subscription": "projects/p/subscriptions/s"})
+        .to_string()
+}
+
+#[tokio::test]
+async fn otlp_backend_end_to_end() {
+    let collector = common::fakes::FakeCollector::start().await;
+    let run = start_with(&[("METRICS_BACKEND", "otlp"), ("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.url)]).await;
+    let (body, _) = recent_running_push();
+    let resp = reqwest::Client::new()
+        .post(format!("{}/", run.url))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    let decoded = collector.decoded();
+    assert_eq!(decoded.len(), 1, "sent before the answer");
+    assert_eq!(decoded[0].resource_metrics[0].scope_metrics[0].metrics[0].name, "mageai/pipeline_run/count");
+}
+
+#[test]
+fn a_production_backend_without_usable_credentials_does_not_start() {
+    let dead = common::fakes::service_account_json("http://127.0.0.1:1/token");
+    for env in [
+        vec![("METRICS_BACKEND", "gcm"), ("GCP_SA_KEY_JSON", dead.as_str()), ("BIGQUERY_EMULATOR_HOST", "127.0.0.1:1")],
+        vec![("METRICS_BACKEND", "gcm"), ("GCP_SA_KEY_JSON", "not json"), ("BIGQUERY_EMULATOR_HOST", "127.0.0.1:1")],
+        // the reference's production flag means Cloud Monitoring: same check
+        vec![("LOCAL_MODE", "false"), ("GCP_SA_KEY_JSON", dead.as_str()), ("BIGQUERY_EMULATOR_HOST", "127.0.0.1:1")],
+        // BigQuery itself without emulator needs credentials too
+        vec![("GCP_SA_KEY_JSON", dead.as_str())],
+    ] {
+        let (code, err) = startup_failure(&env);
+        assert_eq!(code, 2, "{env:?}: {err}");
+        assert!(err.contains("no usable Google credentials"), "{err}");
+        assert!(!err.contains("PRIVATE KEY"), "the key must not be logged: {err}");
+    }
+}
+
+#[tokio::test]
+async fn sigterm_lets_the_in_flight_event_finish() {
+    let tokens = common::fakes::FakeTokenServer::start().await;
+    let gcm = common::fakes::FakeGcm::start().await;
+    gcm.set_delay(Duration::from_millis(1500));
+    let key = tokens.service_account_json();
+    let mut run =
+        start_with(&[("METRICS_BACKEND", "gcm"), ("GCM_ENDPOINT", &gcm.url), ("GCP_SA_KEY_JSON", &key)]).await;
+    let (body, _) = recent_running_push();
+    let url = run.url.clone();
+    let in_flight = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(format!("{url}/"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+    });
+    // wait until the event has reached the (slow) sink, then stop the process
+    let t0 = Instant::now();
+    while gcm.requests().is_empty() {
+        assert!(t0.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let pid = run.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let resp = in_flight.await.unwrap().expect("the in-flight request is answered");
+    assert_eq!(resp.status(), 204);
+    assert_eq!(gcm.written_points(), 1);
+    let t0 = Instant::now();
+    loop {
+        if let Some(status) = run.child.try_wait().unwrap() {
+            assert!(status.success(), "exit status {status}");
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "still running after the in-flight event finished");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use serde_json::{Value, json};
 
+pub mod fakes;
+
 use pipeline_run_metrics::bigquery::BigQuery;
 use pipeline_run_metrics::dispatch::Dispatcher;
 use pipeline_run_metrics::handler::Projects;

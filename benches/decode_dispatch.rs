@@ -1,0 +1,182 @@
+//! Micro-benchmarks: decode plus dispatch of one event, per delivery format (issue 6, part 1).
+//!
+//! Each iteration does what the HTTP handler does between reading the body and answering:
+//! `envelope::decode` (delivery format), `record::decode` (Datastream record) and
+//! `Dispatcher::dispatch` with every handler of the catalogue. BigQuery is replaced by an
+//! in-memory warehouse that answers every existence check with "present" and every query with one
+//! canned row holding every column the catalogue reads, so the figures exclude network I/O. The
+//! `+emit` variants also render the points through the stdout sink into `std::io::sink()`.
+//!
+//! Run with `cargo bench --bench decode_dispatch` (or `make bench`, which also publishes the
+//! figures in BENCHMARKS.md). `cargo test --all-targets` runs each benchmark once, untimed.
+
+use std::collections::BTreeSet;
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use criterion::{Criterion, criterion_group, criterion_main};
+use pipeline_run_metrics::bigquery::{Cell, Param, Row, TableRef, Warehouse};
+use pipeline_run_metrics::dispatch::Dispatcher;
+use pipeline_run_metrics::error::WarehouseError;
+use pipeline_run_metrics::handler::Projects;
+use pipeline_run_metrics::sink::{JsonLines, MetricSink};
+use pipeline_run_metrics::{all_handlers, envelope, record};
+
+/// The events measured: (benchmark id, file in events/).
+const CASES: &[(&str, &str)] = &[
+    ("pubsub_push_wrapped", "pubsub_push_wrapped.json"),
+    ("pubsub_push_unwrapped", "pubsub_push_unwrapped.json"),
+    ("cloudevent_binary", "cloudevent_binary.json"),
+    ("cloudevent_structured", "cloudevent_structured.json"),
+    ("builtin_only_running", "nonmatching_running.json"),
+    ("approval_all_handlers", "approval_complete.json"),
+];
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The body of an event file and its headers (`<name>.headers`, `key: value` lines; default
+/// `content-type: application/json`).
+fn load_event(file: &str) -> (HeaderMap, Vec<u8>) {
+    let path = root().join("events").join(file);
+    let body = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut headers = HeaderMap::new();
+    let header_file = path.with_extension("headers");
+    match std::fs::read_to_string(&header_file) {
+        Ok(text) => {
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                let (k, v) =
+                    line.split_once(':').unwrap_or_else(|| panic!("{}: bad line {line}", header_file.display()));
+                headers.insert(
+                    HeaderName::from_bytes(k.trim().as_bytes()).expect("header name"),
+                    HeaderValue::from_str(v.trim()).expect("header value"),
+                );
+            }
+        }
+        Err(_) => {
+            headers.insert("content-type", HeaderValue::from_static("application/json"));
+        }
+    }
+    (headers, body)
+}
+
+/// Every column a catalogue metric reads (values and column labels), from `handlers/*.toml`.
+fn catalogue_columns(dir: &Path) -> (BTreeSet<String>, BTreeSet<String>) {
+    let mut values = BTreeSet::new();
+    let mut labels = BTreeSet::new();
+    let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("handler file");
+        let spec: toml::Table = toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        for m in spec.get("metrics").and_then(|m| m.as_array()).into_iter().flatten() {
+            if let Some(v) = m.get("value").and_then(|v| v.as_str()) {
+                values.insert(v.to_string());
+            }
+            for l in m.get("labels").and_then(|l| l.as_table()).into_iter().flat_map(|t| t.values()) {
+                if let Some(c) = l.get("column").and_then(|c| c.as_str()) {
+                    labels.insert(c.to_string());
+                }
+            }
+        }
+    }
+    (values, labels)
+}
+
+/// A warehouse without I/O: every table exists, every query answers the same single row.
+struct Canned {
+    row: Row,
+}
+
+impl Canned {
+    fn new() -> Canned {
+        let (values, labels) = catalogue_columns(&root().join("handlers"));
+        let mut row = Row::new();
+        for v in values {
+            row.insert(v, Cell::Float(0.5));
+        }
+        for l in labels {
+            row.insert(l, Cell::Text("SUBMITTED_SUCCESS".into()));
+        }
+        Canned { row }
+    }
+}
+
+#[async_trait::async_trait]
+impl Warehouse for Canned {
+    async fn table_exists(&self, _: &TableRef) -> Result<bool, WarehouseError> {
+        Ok(true)
+    }
+    async fn query(&self, _: &str, _: &[(String, Param)]) -> Result<Vec<Row>, WarehouseError> {
+        Ok(vec![self.row.clone()])
+    }
+}
+
+fn dispatcher() -> Dispatcher {
+    let handlers = all_handlers(None).expect("built-in catalogue");
+    Dispatcher::new(handlers, Projects { metric: "local-project".into(), data: "test-project".into() })
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+    let warehouse = Canned::new();
+    let dispatcher = dispatcher();
+    let sink = JsonLines::new(std::io::sink());
+
+    // Sanity check outside the timing: every case decodes and dispatches without failure.
+    for (id, file) in CASES {
+        let (headers, body) = load_event(file);
+        let delivery = envelope::decode(&headers, &body).unwrap_or_else(|e| panic!("{id}: {e:?}"));
+        let event = record::decode(&delivery.record).unwrap_or_else(|e| panic!("{id}: {e:?}"));
+        let report = rt.block_on(dispatcher.dispatch(&event, &warehouse));
+        assert!(report.failures().next().is_none(), "{id}: {:?}", report.results);
+        eprintln!(
+            "{id}: format {}, {} handlers, {} points, {} checks + {} queries (canned)",
+            delivery.format.as_str(),
+            report.results.len(),
+            report.points.len(),
+            report.tables_checked,
+            report.queries_run
+        );
+    }
+
+    let mut group = c.benchmark_group("decode_dispatch");
+    for (id, file) in CASES {
+        let (headers, body) = load_event(file);
+        group.bench_function(*id, |b| {
+            b.to_async(&rt).iter(|| async {
+                let delivery = envelope::decode(black_box(&headers), black_box(&body)).expect("delivery");
+                let event = record::decode(&delivery.record).expect("record");
+                black_box(dispatcher.dispatch(&event, &warehouse).await)
+            })
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("decode_dispatch_emit");
+    for (id, file) in CASES {
+        let (headers, body) = load_event(file);
+        group.bench_function(*id, |b| {
+            b.to_async(&rt).iter(|| async {
+                let delivery = envelope::decode(black_box(&headers), black_box(&body)).expect("delivery");
+                let event = record::decode(&delivery.record).expect("record");
+                let report = dispatcher.dispatch(&event, &warehouse).await;
+                black_box(sink.emit(&report.points).await.expect("emit"))
+            })
+        });
+    }
+    group.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3)).sample_size(50)
+}
+
+criterion_group! { name = benches; config = config(); targets = bench }
+criterion_main!(benches);
