@@ -6,7 +6,7 @@ PORT ?= 8080
 BQEMU_PORT ?= 9050
 EMULATOR := 127.0.0.1:$(BQEMU_PORT)
 
-.PHONY: help local-up local-seed local-run local-test local-down test lint fmt check-handlers build release
+.PHONY: help local-up local-seed local-run local-test local-down test lint fmt check-handlers check-glibc build release
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -36,9 +36,15 @@ test: ## Run all tests (installs the BigQuery emulator if missing; tests start i
 	@scripts/install-bqemulator.sh
 	cargo test --locked --all-targets
 
-lint: ## cargo fmt --check and clippy with warnings as errors
+lint: ## rustfmt --check, clippy (warnings are errors), cfn-lint on template.yaml, hadolint on the Dockerfile
 	cargo fmt --all -- --check
 	cargo clippy --locked --all-targets -- -D warnings
+	@scripts/install-tools.sh
+	.venv-tools/bin/cfn-lint template.yaml
+	.venv-tools/bin/hadolint Dockerfile
+
+check-glibc: release ## Check that the release binary needs no glibc newer than Lambda's provided.al2023 (2.34)
+	@scripts/check-glibc.sh target/release/pipeline-run-metrics 2.34
 
 fmt: ## Format the code
 	cargo fmt --all

@@ -1,8 +1,8 @@
 //! HTTP transport: one axum `Router`, served by `axum::serve` (Cloud Run, local) and usable by
 //! any other runtime that drives a tower service. It does not know which platform serves it.
 //!
-//! `POST /` (and `POST /events`) take one delivery; `GET /healthz` answers when the process is
-//! ready. The HTTP status of a delivery follows [`crate::error::ack_status`].
+//! `POST /` (or a POST to any other path) takes one delivery; `GET /healthz` answers when the
+//! process is ready. The HTTP status of a delivery follows [`crate::error::ack_status`].
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -34,8 +34,9 @@ pub struct App {
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/", post(ingest))
-        // lambda_http's pass_through turns non-HTTP invocations into POST /events
-        .route("/events", post(ingest))
+        // Any other path too: a push endpoint URL may carry one, API Gateway REST stages prefix
+        // it, and lambda_http's pass_through turns non-HTTP invocations into POST /events.
+        .route("/{*path}", post(ingest))
         .route("/healthz", get(healthz))
         .with_state(app)
 }
