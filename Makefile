@@ -22,7 +22,7 @@ local-run: local-up ## Build and run the function locally (metrics as JSON lines
 	@cargo build --locked --quiet
 	@mkdir -p .local && : > .local/metrics.jsonl
 	@echo "pipeline-run-metrics on http://127.0.0.1:$(PORT)/ (BigQuery emulator $(EMULATOR)); Ctrl-C stops it"
-	@set -o pipefail; HOST=127.0.0.1 PORT=$(PORT) BIGQUERY_EMULATOR_HOST=$(EMULATOR) \
+	@set -o pipefail; HOST=127.0.0.1 PORT=$(PORT) BIGQUERY_EMULATOR_HOST=$(EMULATOR) DEDUP_WINDOW_SECS=$${DEDUP_WINDOW_SECS:-0} \
 	  CLOUD_RUN_PROJECT_ID=$${CLOUD_RUN_PROJECT_ID:-local-project} BIGQUERY_PROJECT_ID=$${BIGQUERY_PROJECT_ID:-test-project} \
 	  target/debug/pipeline-run-metrics | tee -a .local/metrics.jsonl
 
@@ -57,3 +57,7 @@ build: ## Debug build
 
 release: ## Release build (target/release/pipeline-run-metrics)
 	cargo build --locked --release
+
+.PHONY: bench
+bench: ## Run the benchmarks (criterion + the release binary over HTTP, ~5 min) and regenerate BENCHMARKS.md
+	@BQEMU_PORT=$(BQEMU_PORT) python3 scripts/bench.py

@@ -558,6 +558,14 @@ impl Handler for QueryHandler {
                             field: field.clone(),
                             message: format!("Invalid table reference in variable '{path}': {why}"),
                         })?;
+                    if !projects.allows(&table) {
+                        return Err(HandlerError::InvalidTableReference {
+                            field,
+                            message: format!(
+                                "Table '{table}' of variable '{path}' is outside the datasets this function may read (ALLOWED_DATASETS)"
+                            ),
+                        });
+                    }
                     values.insert(input.name.clone(), raw.clone());
                     tables.push(PlannedTable {
                         input: input.name.clone(),

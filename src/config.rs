@@ -60,6 +60,52 @@ pub struct Config {
     pub gcp_sa_key_json: Option<Secret>,
     /// After SIGTERM: how long in-flight events may still run.
     pub shutdown_grace: Duration,
+    /// Delivery semantics, security and self-observation.
+    pub delivery: Delivery,
+}
+
+/// How deliveries are accepted and answered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    /// Verify the OIDC token of every push (audience and allowed service accounts).
+    pub auth: Option<PushAuth>,
+    /// Answer permanent errors 200 (logged, counted) instead of 4xx.
+    pub ack_permanent: bool,
+    /// Limit for processing one event (queries and sink); past it: 503 and cancellation.
+    pub event_deadline: Duration,
+    /// De-duplication window (0 disables it) and how many keys it keeps at most.
+    pub dedup_window: Duration,
+    pub dedup_capacity: usize,
+    /// Events processed at once in this instance; more get 429 (0: no limit).
+    pub max_in_flight: usize,
+    /// Datasets (`dataset` or `project.dataset`) handlers may read; `None`: any.
+    pub allowed_datasets: Option<Vec<String>>,
+    /// Write the function's own metrics (events by format and outcome, handler durations).
+    pub self_metrics: bool,
+    pub self_metrics_interval: Duration,
+}
+
+impl Default for Delivery {
+    fn default() -> Self {
+        Delivery {
+            auth: None,
+            ack_permanent: false,
+            event_deadline: Duration::from_secs(50),
+            dedup_window: Duration::from_secs(600),
+            dedup_capacity: 50_000,
+            max_in_flight: 256,
+            allowed_datasets: None,
+            self_metrics: false,
+            self_metrics_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PushAuth {
+    pub audience: String,
+    pub service_accounts: Vec<String>,
+    pub jwks_url: String,
 }
 
 /// A configuration error names the variable and says what is expected.
@@ -225,6 +271,75 @@ impl Config {
         let sink_deadline = seconds("SINK_DEADLINE_SECS", 20.0)?;
         let shutdown_grace = seconds("SHUTDOWN_GRACE_SECS", 8.0)?;
         let gcp_sa_key_json = get("GCP_SA_KEY_JSON").filter(|v| !v.trim().is_empty()).map(Secret);
+        let flag = |name: &str, default: bool| -> Result<bool, ConfigError> {
+            match pick(&[name]) {
+                None => Ok(default),
+                Some((n, v)) => match v.to_ascii_lowercase().as_str() {
+                    "1" | "true" | "yes" | "on" => Ok(true),
+                    "0" | "false" | "no" | "off" => Ok(false),
+                    _ => Err(err(&n, &v, "true or false")),
+                },
+            }
+        };
+        let count = |name: &str, default: usize| -> Result<usize, ConfigError> {
+            match pick(&[name]) {
+                None => Ok(default),
+                Some((n, v)) => v.parse().map_err(|_| err(&n, &v, "a whole number")),
+            }
+        };
+        let audience = pick(&["PUSH_AUDIENCE"]).map(|(_, v)| v);
+        let auth = match pick(&["AUTH_MODE"]).map(|(n, v)| (n, v.to_ascii_lowercase())) {
+            Some((_, v)) if v == "off" || v == "trust-platform" => None,
+            Some((n, v)) if v != "verify" => return Err(err(&n, &v, "verify, off or trust-platform")),
+            mode => match (audience, mode.is_some()) {
+                (None, false) => None,
+                (None, true) => {
+                    return Err(err("AUTH_MODE", "verify", "PUSH_AUDIENCE and PUSH_SERVICE_ACCOUNTS must be set too"));
+                }
+                (Some(audience), _) => {
+                    let accounts: Vec<String> = pick(&["PUSH_SERVICE_ACCOUNTS"])
+                        .map(|(_, v)| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+                        .unwrap_or_default();
+                    if accounts.is_empty() {
+                        return Err(err(
+                            "PUSH_SERVICE_ACCOUNTS",
+                            "",
+                            "the push subscription's service account e-mail(s), comma-separated",
+                        ));
+                    }
+                    let jwks_url = url_var(&pick, "PUSH_JWKS_URL", crate::auth::GOOGLE_JWKS_URL)?;
+                    Some(PushAuth { audience, service_accounts: accounts, jwks_url })
+                }
+            },
+        };
+        let allowed_datasets = match pick(&["ALLOWED_DATASETS"]) {
+            None => None,
+            Some((n, v)) => {
+                let list: Vec<String> = v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+                let valid = |d: &str| {
+                    let parts: Vec<&str> = d.split('.').collect();
+                    (1..=2).contains(&parts.len())
+                        && parts.iter().all(|p| {
+                            !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                        })
+                };
+                if list.is_empty() || !list.iter().all(|d| valid(d)) {
+                    return Err(err(&n, &v, "comma-separated datasets, each `dataset` or `project.dataset`"));
+                }
+                Some(list)
+            }
+        };
+        let delivery = Delivery {
+            auth,
+            ack_permanent: flag("ACK_PERMANENT_ERRORS", false)?,
+            event_deadline: seconds("EVENT_DEADLINE_SECS", 50.0)?,
+            dedup_window: seconds("DEDUP_WINDOW_SECS", 600.0)?,
+            dedup_capacity: count("DEDUP_CAPACITY", 50_000)?,
+            max_in_flight: count("MAX_IN_FLIGHT", 256)?,
+            allowed_datasets,
+            self_metrics: flag("SELF_METRICS", metrics_backend != MetricsBackend::Stdout)?,
+            self_metrics_interval: seconds("SELF_METRICS_INTERVAL_SECS", 60.0)?,
+        };
         Ok(Config {
             host,
             port,
@@ -239,6 +354,7 @@ impl Config {
             sink_deadline,
             gcp_sa_key_json,
             shutdown_grace,
+            delivery,
         })
     }
 
@@ -370,6 +486,39 @@ mod tests {
         assert!(c.needs_google_credentials(), "BigQuery without emulator");
         let c = cfg(&[("METRICS_BACKEND", "otlp"), ("BIGQUERY_EMULATOR_HOST", "127.0.0.1:9050")]).unwrap();
         assert!(!c.needs_google_credentials());
+    }
+
+    #[test]
+    fn delivery_settings() {
+        let d = cfg(&[]).unwrap().delivery;
+        assert_eq!(d, Delivery::default());
+        let d = cfg(&[
+            ("PUSH_AUDIENCE", "https://fn.example.com/"),
+            ("PUSH_SERVICE_ACCOUNTS", "a@p.iam.gserviceaccount.com, b@p.iam.gserviceaccount.com"),
+            ("ACK_PERMANENT_ERRORS", "true"),
+            ("ALLOWED_DATASETS", "tmp_cemig,other-proj.refined"),
+            ("DEDUP_WINDOW_SECS", "0"),
+        ])
+        .unwrap()
+        .delivery;
+        let auth = d.auth.unwrap();
+        assert_eq!(auth.audience, "https://fn.example.com/");
+        assert_eq!(auth.service_accounts, vec!["a@p.iam.gserviceaccount.com", "b@p.iam.gserviceaccount.com"]);
+        assert_eq!(auth.jwks_url, crate::auth::GOOGLE_JWKS_URL);
+        assert!(d.ack_permanent);
+        assert_eq!(d.allowed_datasets.unwrap(), vec!["tmp_cemig", "other-proj.refined"]);
+        assert_eq!(d.dedup_window, Duration::ZERO);
+        assert!(cfg(&[("PUSH_AUDIENCE", "https://x/"), ("AUTH_MODE", "off")]).unwrap().delivery.auth.is_none());
+        for bad in [
+            vec![("AUTH_MODE", "verify")],
+            vec![("PUSH_AUDIENCE", "https://x/")],
+            vec![("ALLOWED_DATASETS", "a.b.c")],
+            vec![("ALLOWED_DATASETS", "a b")],
+            vec![("MAX_IN_FLIGHT", "many")],
+        ] {
+            assert!(cfg(&bad).is_err(), "{bad:?}");
+        }
+        assert!(cfg(&[("METRICS_BACKEND", "otlp")]).unwrap().delivery.self_metrics, "on for production backends");
     }
 
     #[test]

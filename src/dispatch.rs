@@ -170,7 +170,7 @@ mod tests {
             .into_iter()
             .filter(|h| ["PreFilteredApprovalHandler", "ProcessableApprovalHandler"].contains(&h.name()))
             .collect();
-        Dispatcher::new(handlers, Projects { metric: "m".into(), data: "d".into() })
+        Dispatcher::new(handlers, Projects::new("m", "d"))
     }
 
     #[tokio::test]
@@ -202,7 +202,7 @@ mod tests {
             .into_iter()
             .filter(|h| ["PreFilteredApprovalHandler", "CopyApprovalHandler"].contains(&h.name()))
             .collect();
-        let d = Dispatcher::new(handlers, Projects { metric: "m".into(), data: "d".into() });
+        let d = Dispatcher::new(handlers, Projects::new("m", "d"));
         let wh = Rendezvous { barrier: tokio::sync::Barrier::new(2), queries: AtomicUsize::new(0) };
         let report = tokio::time::timeout(Duration::from_secs(10), d.dispatch(&approval_event("ds.u"), &wh))
             .await

@@ -145,6 +145,12 @@ pub struct SinkError {
 /// What happened to one delivery, reduced to what decides the HTTP answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
+    /// The push was not authenticated (missing or invalid OIDC token).
+    Unauthorized,
+    /// Too many events in flight in this instance; Pub/Sub backs off and redelivers.
+    Overloaded,
+    /// The event did not finish within its deadline; its work was cancelled.
+    DeadlineExceeded,
     /// Every matched handler succeeded (or none matched) and the points were written.
     Done,
     /// The request was not a decodable event.
@@ -159,19 +165,41 @@ pub enum Outcome {
 ///
 /// * 204: processed (including "no handler matched"), so Pub/Sub acks.
 /// * 400 / 413 / 415: permanent errors; Pub/Sub nacks and, after the subscription's maximum
-///   delivery attempts, moves the message to its dead-letter topic, where it is kept.
-/// * 503: transient errors; Pub/Sub redelivers with backoff. A transient failure wins over a
-///   permanent one in the same event, because a redelivery can still fix part of it.
-pub fn ack_status(outcome: Outcome) -> StatusCode {
+///   delivery attempts, moves the message to its dead-letter topic, where it is kept. With
+///   `ack_permanent` (subscriptions without a dead-letter topic) they are answered 200 instead,
+///   with the same JSON body, logged and counted, so that they do not loop until retention ends.
+/// * 401: not authenticated (never acknowledged: it is not the message's fault).
+/// * 429: overloaded; 503: transient errors or deadline exceeded. Pub/Sub redelivers with
+///   backoff. A transient failure wins over a permanent one in the same event, because a
+///   redelivery can still fix part of it.
+pub fn ack_status(outcome: Outcome, ack_permanent: bool) -> StatusCode {
+    let permanent = |status: StatusCode| if ack_permanent { StatusCode::OK } else { status };
     match outcome {
+        Outcome::Unauthorized => StatusCode::UNAUTHORIZED,
+        Outcome::Overloaded => StatusCode::TOO_MANY_REQUESTS,
+        Outcome::DeadlineExceeded => StatusCode::SERVICE_UNAVAILABLE,
         Outcome::Done => StatusCode::NO_CONTENT,
-        Outcome::Rejected(DecodeErrorKind::Malformed) => StatusCode::BAD_REQUEST,
-        Outcome::Rejected(DecodeErrorKind::UnsupportedMediaType) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        Outcome::Rejected(DecodeErrorKind::TooLarge) => StatusCode::PAYLOAD_TOO_LARGE,
+        Outcome::Rejected(DecodeErrorKind::Malformed) => permanent(StatusCode::BAD_REQUEST),
+        Outcome::Rejected(DecodeErrorKind::UnsupportedMediaType) => permanent(StatusCode::UNSUPPORTED_MEDIA_TYPE),
+        Outcome::Rejected(DecodeErrorKind::TooLarge) => permanent(StatusCode::PAYLOAD_TOO_LARGE),
         Outcome::HandlersFailed { transient: true } => StatusCode::SERVICE_UNAVAILABLE,
-        Outcome::HandlersFailed { transient: false } => StatusCode::BAD_REQUEST,
+        Outcome::HandlersFailed { transient: false } => permanent(StatusCode::BAD_REQUEST),
         Outcome::SinkFailed(ErrorClass::Transient) => StatusCode::SERVICE_UNAVAILABLE,
-        Outcome::SinkFailed(ErrorClass::Permanent) => StatusCode::BAD_REQUEST,
+        Outcome::SinkFailed(ErrorClass::Permanent) => permanent(StatusCode::BAD_REQUEST),
+    }
+}
+
+impl Outcome {
+    /// Whether this answer is final for the message (a redelivery would get the same answer).
+    pub fn is_final(self) -> bool {
+        !matches!(
+            self,
+            Outcome::Unauthorized
+                | Outcome::Overloaded
+                | Outcome::DeadlineExceeded
+                | Outcome::HandlersFailed { transient: true }
+                | Outcome::SinkFailed(ErrorClass::Transient)
+        )
     }
 }
 
@@ -181,18 +209,24 @@ mod tests {
 
     #[test]
     fn ack_status_table() {
+        // (outcome, status by default, status with ack_permanent, final)
         let table = [
-            (Outcome::Done, 204),
-            (Outcome::Rejected(DecodeErrorKind::Malformed), 400),
-            (Outcome::Rejected(DecodeErrorKind::UnsupportedMediaType), 415),
-            (Outcome::Rejected(DecodeErrorKind::TooLarge), 413),
-            (Outcome::HandlersFailed { transient: false }, 400),
-            (Outcome::HandlersFailed { transient: true }, 503),
-            (Outcome::SinkFailed(ErrorClass::Transient), 503),
-            (Outcome::SinkFailed(ErrorClass::Permanent), 400),
+            (Outcome::Done, 204, 204, true),
+            (Outcome::Rejected(DecodeErrorKind::Malformed), 400, 200, true),
+            (Outcome::Rejected(DecodeErrorKind::UnsupportedMediaType), 415, 200, true),
+            (Outcome::Rejected(DecodeErrorKind::TooLarge), 413, 200, true),
+            (Outcome::HandlersFailed { transient: false }, 400, 200, true),
+            (Outcome::HandlersFailed { transient: true }, 503, 503, false),
+            (Outcome::SinkFailed(ErrorClass::Transient), 503, 503, false),
+            (Outcome::SinkFailed(ErrorClass::Permanent), 400, 200, true),
+            (Outcome::Unauthorized, 401, 401, false),
+            (Outcome::Overloaded, 429, 429, false),
+            (Outcome::DeadlineExceeded, 503, 503, false),
         ];
-        for (outcome, status) in table {
-            assert_eq!(ack_status(outcome).as_u16(), status, "{outcome:?}");
+        for (outcome, status, acked, is_final) in table {
+            assert_eq!(ack_status(outcome, false).as_u16(), status, "{outcome:?}");
+            assert_eq!(ack_status(outcome, true).as_u16(), acked, "{outcome:?} with ack_permanent");
+            assert_eq!(outcome.is_final(), is_final, "{outcome:?}");
         }
     }
 

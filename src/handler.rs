@@ -32,6 +32,26 @@ pub struct Projects {
     pub metric: String,
     /// Where unqualified tables live and jobs run (`BIGQUERY_PROJECT_ID`).
     pub data: String,
+    /// Datasets handlers may read (`dataset` = in the data project, or `project.dataset`);
+    /// `None`: any.
+    pub allowed_datasets: Option<Vec<String>>,
+}
+
+impl Projects {
+    pub fn new(metric: impl Into<String>, data: impl Into<String>) -> Self {
+        Projects { metric: metric.into(), data: data.into(), allowed_datasets: None }
+    }
+
+    /// Whether a resolved table may be read.
+    pub fn allows(&self, table: &TableRef) -> bool {
+        match &self.allowed_datasets {
+            None => true,
+            Some(list) => list.iter().any(|entry| match entry.split_once('.') {
+                Some((project, dataset)) => project == table.project && dataset == table.dataset,
+                None => entry == &table.dataset && table.project == self.data,
+            }),
+        }
+    }
 }
 
 pub trait Handler: Send + Sync {
@@ -166,10 +186,13 @@ impl Handler for PipelineRunCount {
     }
 }
 
+/// The metric a failed handler adds (value 1.0, labels `handler_class`, `error_class`).
+pub const FAILURE_METRIC: &str = "handler_execution_failure";
+
 /// The failure gauge of one failed handler.
 pub fn failure_gauge(handler: &str, class: crate::error::ErrorClass, time: DateTime<Utc>, project: &str) -> Gauge {
     Gauge {
-        name: "handler_execution_failure".into(),
+        name: FAILURE_METRIC.into(),
         value: 1.0,
         time,
         labels: BTreeMap::from([
@@ -190,7 +213,21 @@ mod tests {
     }
 
     fn projects() -> Projects {
-        Projects { metric: "arvo-eng-prd".into(), data: "test-project".into() }
+        Projects::new("arvo-eng-prd", "test-project")
+    }
+
+    #[test]
+    fn allow_list() {
+        let mut p = Projects::new("m", "data-proj");
+        let t = |s: &str| TableRef::resolve(s, "data-proj").unwrap();
+        assert!(p.allows(&t("any.table")));
+        p.allowed_datasets = Some(vec!["tmp_cemig".into(), "other-proj.refined".into()]);
+        assert!(p.allows(&t("tmp_cemig.x")));
+        assert!(p.allows(&t("data-proj.tmp_cemig.x")));
+        assert!(!p.allows(&t("evil-proj.tmp_cemig.x")), "a bare dataset means the data project's");
+        assert!(p.allows(&t("other-proj.refined.y")));
+        assert!(!p.allows(&t("refined.y")));
+        assert!(!p.allows(&t("secrets.users")));
     }
 
     #[test]

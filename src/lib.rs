@@ -7,10 +7,12 @@
 //! (built-in and declarative query handlers, through [`bigquery`]) -> [`sink`] (metric points).
 //! [`error`] decides ack or retry in one place; [`config`] and [`logging`] are set up once.
 
+pub mod auth;
 pub mod bigquery;
 pub mod catalogue;
 pub mod config;
 pub mod credentials;
+pub mod dedup;
 pub mod dispatch;
 pub mod envelope;
 pub mod error;

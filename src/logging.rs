@@ -13,6 +13,7 @@ use tracing::level_filters::LevelFilter;
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
 
 struct JsonVisitor(Map<String, Value>);
 
@@ -66,9 +67,28 @@ pub fn format_line(level: &Level, target: &str, fields: Map<String, Value>) -> S
 
 struct JsonLayer;
 
-impl<S: Subscriber> Layer<S> for JsonLayer {
-    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+/// Fields of a span, kept in its extensions so that every event inside it carries them
+/// (message id, Datastream uuid, delivery attempt of the event being processed).
+struct SpanFields(Map<String, Value>);
+
+impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for JsonLayer {
+    fn on_new_span(&self, attrs: &tracing::span::Attributes<'_>, id: &tracing::span::Id, ctx: Context<'_, S>) {
         let mut visitor = JsonVisitor(Map::new());
+        attrs.record(&mut visitor);
+        if let Some(span) = ctx.span(id) {
+            span.extensions_mut().insert(SpanFields(visitor.0));
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let mut visitor = JsonVisitor(Map::new());
+        if let Some(scope) = ctx.event_scope(event) {
+            for span in scope.from_root() {
+                if let Some(fields) = span.extensions().get::<SpanFields>() {
+                    visitor.0.extend(fields.0.iter().map(|(k, v)| (k.clone(), v.clone())));
+                }
+            }
+        }
         event.record(&mut visitor);
         let line = format_line(event.metadata().level(), event.metadata().target(), visitor.0);
         let mut err = std::io::stderr().lock();

@@ -2,6 +2,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use pipeline_run_metrics::auth::{Keys, PushVerifier};
 use pipeline_run_metrics::bigquery::{BigQuery, Warehouse};
 use pipeline_run_metrics::config::{Config, MetricsBackend};
 use pipeline_run_metrics::credentials::{self, BIGQUERY_SCOPE, MONITORING_SCOPE, TokenSource};
@@ -10,7 +11,7 @@ use pipeline_run_metrics::handler::Projects;
 use pipeline_run_metrics::sink::gcm::{CloudMonitoring, Retry};
 use pipeline_run_metrics::sink::otlp::Otlp;
 use pipeline_run_metrics::sink::{JsonLines, MetricSink};
-use pipeline_run_metrics::transport::{App, router};
+use pipeline_run_metrics::transport::{App, Options, router};
 use pipeline_run_metrics::{all_handlers, logging};
 
 /// Startup failures are printed as one structured line, so they reach Cloud Logging too.
@@ -105,13 +106,30 @@ async fn build(
             Arc::new(Otlp::new(http.clone(), endpoint, headers.clone(), service_name, retry))
         }
     };
-    let projects = Projects { metric: config.metric_project.clone(), data: config.data_project.clone() };
-    Ok(Arc::new(App {
-        dispatcher: Dispatcher::new(handlers, projects),
-        warehouse,
-        sink,
+    let mut projects = Projects::new(config.metric_project.clone(), config.data_project.clone());
+    projects.allowed_datasets = config.delivery.allowed_datasets.clone();
+    let d = &config.delivery;
+    let verifier = d.auth.as_ref().map(|a| {
+        let keys = Keys::Url {
+            http: http.clone(),
+            url: a.jwks_url.clone(),
+            ttl: Duration::from_secs(3600),
+            min_refresh: Duration::from_secs(10),
+        };
+        Arc::new(PushVerifier::new(&a.audience, a.service_accounts.clone(), keys))
+    });
+    let options = Options {
         max_body_bytes: config.max_body_bytes,
-    }))
+        ack_permanent: d.ack_permanent,
+        event_deadline: d.event_deadline,
+        dedup_window: d.dedup_window,
+        dedup_capacity: d.dedup_capacity,
+        max_in_flight: d.max_in_flight,
+        verifier,
+        self_metrics: d.self_metrics,
+        self_metrics_interval: d.self_metrics_interval,
+    };
+    Ok(Arc::new(App::new(Dispatcher::new(handlers, projects), warehouse, sink, options)))
 }
 
 async fn serve(config: &Config, app: axum::Router) -> ExitCode {
@@ -126,6 +144,8 @@ async fn serve(config: &Config, app: axum::Router) -> ExitCode {
         data_project = %config.data_project,
         bigquery = config.bigquery_emulator_host.as_deref().unwrap_or("bigquery.googleapis.com"),
         backend = config.metrics_backend.name(),
+        push_auth = config.delivery.auth.is_some(),
+        ack_permanent_errors = config.delivery.ack_permanent,
         "listening"
     );
     // On SIGTERM (Cloud Run gives 10 s before SIGKILL) stop accepting, let in-flight events

@@ -194,11 +194,14 @@ async fn cloud_monitoring_backend_end_to_end_with_service_account_credentials() 
     let tokens = common::fakes::FakeTokenServer::start().await;
     let gcm = common::fakes::FakeGcm::start().await;
     let key = tokens.service_account_json();
+    // DEDUP_WINDOW_SECS=0: every redelivery reaches the sink, as when it lands on another instance
     let run = start_with(&[
         ("METRICS_BACKEND", "gcm"),
         ("GCM_ENDPOINT", &gcm.url),
         ("GCP_SA_KEY_JSON", &key),
         ("CLOUD_RUN_PROJECT_ID", "my-proj"),
+        ("DEDUP_WINDOW_SECS", "0"),
+        ("SELF_METRICS", "false"),
     ])
     .await;
     let (body, ts) = recent_running_push();
@@ -263,7 +266,13 @@ async fn otlp_backend_end_to_end() {
     assert_eq!(resp.status(), 204);
     let decoded = collector.decoded();
     assert_eq!(decoded.len(), 1, "sent before the answer");
-    assert_eq!(decoded[0].resource_metrics[0].scope_metrics[0].metrics[0].name, "mageai/pipeline_run/count");
+    let names: Vec<&str> =
+        decoded[0].resource_metrics[0].scope_metrics[0].metrics.iter().map(|m| m.name.as_str()).collect();
+    // the event's point, then the function's own metrics (on by default with a production backend)
+    assert_eq!(
+        names,
+        ["mageai/pipeline_run/count", "pipeline_run_metrics/events", "pipeline_run_metrics/handler_duration_seconds"]
+    );
 }
 
 #[test]
@@ -290,8 +299,13 @@ async fn sigterm_lets_the_in_flight_event_finish() {
     let gcm = common::fakes::FakeGcm::start().await;
     gcm.set_delay(Duration::from_millis(1500));
     let key = tokens.service_account_json();
-    let mut run =
-        start_with(&[("METRICS_BACKEND", "gcm"), ("GCM_ENDPOINT", &gcm.url), ("GCP_SA_KEY_JSON", &key)]).await;
+    let mut run = start_with(&[
+        ("METRICS_BACKEND", "gcm"),
+        ("GCM_ENDPOINT", &gcm.url),
+        ("GCP_SA_KEY_JSON", &key),
+        ("SELF_METRICS", "false"),
+    ])
+    .await;
     let (body, _) = recent_running_push();
     let url = run.url.clone();
     let in_flight = tokio::spawn(async move {

@@ -177,7 +177,7 @@ fn handler(name: &str) -> Arc<dyn Handler> {
 }
 
 fn projects() -> Projects {
-    Projects { metric: "arvo-eng-prd".into(), data: "test-project".into() }
+    Projects::new("arvo-eng-prd", "test-project")
 }
 
 fn set(vars: &mut serde_json::Map<String, Value>, path: &str, value: Value) {

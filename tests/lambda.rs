@@ -66,22 +66,23 @@ fn push_body(record: &Value) -> String {
 #[tokio::test]
 async fn the_same_router_serves_lambda_invocations() {
     let mock = Mock::default();
-    let record =
-        common::record("pipesv2_wrangling", "RUNNING", "2025-11-05T18:23:31.393Z", json!({"partner": "abertta"}));
+    // a distinct record per invocation (the same one would be de-duplicated, rightly)
+    let rec =
+        || common::record("pipesv2_wrangling", "RUNNING", "2025-11-05T18:23:31.393Z", json!({"partner": "abertta"}));
     let ce_headers = json!({"content-type": "application/json", "ce-specversion": "1.0", "ce-id": "e-1",
         "ce-source": "//pubsub.googleapis.com/projects/p/topics/t", "ce-type": "google.cloud.pubsub.topic.v1.messagePublished"});
-    let binary = base64::engine::general_purpose::STANDARD.encode(push_body(&record));
+    let binary = base64::engine::general_purpose::STANDARD.encode(push_body(&rec()));
     let rest_v1 = json!({"resource": "/", "path": "/", "httpMethod": "POST", "headers": {"content-type": "application/json"},
         "multiValueHeaders": {"content-type": ["application/json"]}, "queryStringParameters": null, "multiValueQueryStringParameters": null,
         "pathParameters": null, "stageVariables": null,
         "requestContext": {"accountId": "123456789012", "resourceId": "r", "stage": "prod", "requestId": "q", "identity": {"sourceIp": "203.0.113.1"},
             "resourcePath": "/", "httpMethod": "POST", "apiId": "a", "path": "/prod/"},
-        "body": push_body(&record), "isBase64Encoded": false});
-    let structured = json!({"specversion": "1.0", "id": "raw-1", "source": "s", "type": "t", "data": record});
+        "body": push_body(&rec()), "isBase64Encoded": false});
+    let structured = json!({"specversion": "1.0", "id": "raw-1", "source": "s", "type": "t", "data": rec()});
     mock.queue.lock().unwrap().extend([
         (
             "id-1".to_string(),
-            function_url_event(json!({"content-type": "application/json"}), &push_body(&record), false),
+            function_url_event(json!({"content-type": "application/json"}), &push_body(&rec()), false),
         ),
         ("id-2".to_string(), function_url_event(ce_headers, &binary, true)),
         ("id-3".to_string(), function_url_event(json!({"content-type": "application/json"}), "{\"hello\":1}", false)),

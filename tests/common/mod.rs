@@ -214,6 +214,18 @@ impl TestApp {
         warehouse: Arc<dyn pipeline_run_metrics::bigquery::Warehouse>,
         max_body_bytes: usize,
     ) -> TestApp {
+        let options = pipeline_run_metrics::transport::Options { max_body_bytes, ..Default::default() };
+        TestApp::with_options(only, handlers_dir, warehouse, options, None).await
+    }
+
+    /// Full control: transport options and the allowed datasets.
+    pub async fn with_options(
+        only: Option<&[&str]>,
+        handlers_dir: Option<&std::path::Path>,
+        warehouse: Arc<dyn pipeline_run_metrics::bigquery::Warehouse>,
+        options: pipeline_run_metrics::transport::Options,
+        allowed_datasets: Option<Vec<String>>,
+    ) -> TestApp {
         let mut handlers = pipeline_run_metrics::all_handlers(handlers_dir).expect("catalogue");
         if let Some(names) = only {
             for n in names {
@@ -223,15 +235,14 @@ impl TestApp {
         }
         let http = reqwest::Client::new();
         let metrics = SharedBuffer::default();
-        let app = Arc::new(App {
-            dispatcher: Dispatcher::new(
-                handlers,
-                Projects { metric: METRIC_PROJECT.into(), data: DATA_PROJECT.into() },
-            ),
+        let mut projects = Projects::new(METRIC_PROJECT, DATA_PROJECT);
+        projects.allowed_datasets = allowed_datasets;
+        let app = Arc::new(App::new(
+            Dispatcher::new(handlers, projects),
             warehouse,
-            sink: Arc::new(JsonLines::new(metrics.clone())),
-            max_body_bytes,
-        });
+            Arc::new(JsonLines::new(metrics.clone())),
+            options,
+        ));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, router(app)).await.unwrap() });
@@ -261,10 +272,13 @@ impl TestApp {
     }
 }
 
-/// A `pipeline_run` CDC record like Datastream writes it.
+/// A `pipeline_run` CDC record like Datastream writes it, with a fresh `uuid` each time.
 pub fn record(pipeline_uuid: &str, status: &str, source_timestamp: &str, variables: Value) -> Value {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let uuid = format!("0c5d3a4e-0000-4000-8000-{:06x}{n:06x}", std::process::id() & 0xffffff);
     json!({
-        "uuid": "0c5d3a4e-0000-4000-8000-000000000001", "read_timestamp": source_timestamp,
+        "uuid": uuid, "read_timestamp": source_timestamp,
         "source_timestamp": source_timestamp, "object": "public_pipeline_run", "read_method": "postgresql-cdc",
         "stream_name": "projects/1/locations/us-east1/streams/mageai-cdc-stream",
         "source_metadata": {"schema": "public", "table": "pipeline_run", "is_deleted": false, "change_type": "UPDATE",
@@ -308,3 +322,74 @@ pub async fn emulator_warehouse() -> Arc<dyn pipeline_run_metrics::bigquery::War
         BigQuery::emulator(emulator(), DATA_PROJECT, Duration::from_secs(30), reqwest::Client::new()).await.unwrap(),
     )
 }
+
+/// A warehouse for delivery tests: every table exists; each query waits `delay`, fails with
+/// "unavailable" while `fail_queries` > 0 (counting down), and returns one row with the columns
+/// of `claims_paid.sql` (U = 1000, P = 3000). Counts calls and cancelled (dropped) queries.
+#[derive(Default)]
+pub struct ScriptedWarehouse {
+    pub delay: Duration,
+    pub fail_queries: std::sync::atomic::AtomicUsize,
+    pub queries: std::sync::atomic::AtomicUsize,
+    pub cancelled: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+struct CancelGuard(Arc<std::sync::atomic::AtomicUsize>, bool);
+
+impl Drop for CancelGuard {
+    fn drop(&mut self) {
+        if !self.1 {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl pipeline_run_metrics::bigquery::Warehouse for ScriptedWarehouse {
+    async fn table_exists(
+        &self,
+        _: &pipeline_run_metrics::bigquery::TableRef,
+    ) -> Result<bool, pipeline_run_metrics::error::WarehouseError> {
+        Ok(true)
+    }
+    async fn query(
+        &self,
+        _: &str,
+        _: &[(String, pipeline_run_metrics::bigquery::Param)],
+    ) -> Result<Vec<pipeline_run_metrics::bigquery::Row>, pipeline_run_metrics::error::WarehouseError> {
+        use pipeline_run_metrics::bigquery::Cell;
+        use std::sync::atomic::Ordering::SeqCst;
+        self.queries.fetch_add(1, SeqCst);
+        let mut guard = CancelGuard(self.cancelled.clone(), false);
+        tokio::time::sleep(self.delay).await;
+        guard.1 = true;
+        if self.fail_queries.load(SeqCst) > 0 {
+            self.fail_queries.fetch_sub(1, SeqCst);
+            return Err(pipeline_run_metrics::error::WarehouseError::Unavailable("HTTP 503: backend error".into()));
+        }
+        let row: pipeline_run_metrics::bigquery::Row = [
+            ("unprocessable_total", Cell::Float(1000.0)),
+            ("processable_total", Cell::Float(3000.0)),
+            ("unprocessable_relative", Cell::Float(0.25)),
+            ("processable_relative", Cell::Float(0.75)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        Ok(vec![row])
+    }
+}
+
+/// A wrangling record that only the pre-filtered and processable handlers need (use with
+/// `only = PRE_AND_PROCESSABLE`).
+pub fn wrangling_record() -> Value {
+    record(
+        "pipesv2_wrangling",
+        "COMPLETED",
+        "2025-11-05T18:23:31.393Z",
+        json!({"partner": "abertta", "refined_unprocessable_claims_output_table": "tmp_abertta.u",
+               "refined_processable_claims_output_table": "tmp_abertta.p"}),
+    )
+}
+
+pub const PRE_AND_PROCESSABLE: &[&str] = &["PreFilteredWranglingHandler", "ProcessableWranglingHandler"];

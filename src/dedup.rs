@@ -1,0 +1,197 @@
+//! In-process de-duplication window.
+//!
+//! Pub/Sub delivers at least once, redelivers while a slow first attempt still runs, and a
+//! publisher retry gives the same record a new message id. One key identifies an event: its
+//! Datastream `uuid` (the same record, however it was delivered), else the Pub/Sub message id,
+//! else the CloudEvent `source` + `id`. Within the window:
+//! * an event already answered with a final status (success, or a permanent failure) is answered
+//!   again with the same status and body, without processing it or writing its points again;
+//! * a redelivery that arrives while the first attempt runs waits for that attempt's answer;
+//! * an event that failed transiently is forgotten, so that its redelivery is processed anew.
+//!
+//! The window is per process: across instances, Cloud Monitoring's "already written" rejections
+//! are the second line of defence (see the sink).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use tokio::sync::watch;
+
+/// A remembered answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Bytes,
+}
+
+enum Slot {
+    Running(watch::Receiver<Option<Answer>>),
+    Done { answer: Answer, at: Instant },
+}
+
+struct Inner {
+    slots: HashMap<String, Slot>,
+    /// Insertion order of finished keys, for expiry and the size bound.
+    order: VecDeque<(Instant, String)>,
+}
+
+pub struct Dedup {
+    window: Duration,
+    capacity: usize,
+    inner: Mutex<Inner>,
+}
+
+/// What to do with an arriving event.
+pub enum Begin {
+    /// Not seen: process it, then call [`Ticket::finish`].
+    Fresh(Ticket),
+    /// Already answered: replay this answer.
+    Seen(Answer),
+    /// Another attempt is running: wait for its answer (`None` if it failed transiently).
+    Running(watch::Receiver<Option<Answer>>),
+}
+
+/// Held while an event is processed. Dropping it unfinished (a cancelled request) forgets the
+/// key so that a redelivery is processed.
+pub struct Ticket {
+    dedup: Option<Arc<Dedup>>,
+    key: String,
+    tx: watch::Sender<Option<Answer>>,
+}
+
+impl Dedup {
+    pub fn new(window: Duration, capacity: usize) -> Arc<Dedup> {
+        Arc::new(Dedup { window, capacity, inner: Mutex::new(Inner { slots: HashMap::new(), order: VecDeque::new() }) })
+    }
+
+    pub fn enabled(&self) -> bool {
+        !self.window.is_zero()
+    }
+
+    fn expire(&self, inner: &mut Inner, now: Instant) {
+        while let Some((at, _)) = inner.order.front() {
+            if now.duration_since(*at) < self.window && inner.order.len() <= self.capacity {
+                break;
+            }
+            let (at, key) = inner.order.pop_front().expect("front exists");
+            if matches!(inner.slots.get(&key), Some(Slot::Done { at: done_at, .. }) if *done_at == at) {
+                inner.slots.remove(&key);
+            }
+        }
+    }
+
+    pub fn begin(self: &Arc<Self>, key: Option<String>) -> Begin {
+        let (tx, rx) = watch::channel(None);
+        let Some(key) = key.filter(|_| self.enabled()) else {
+            return Begin::Fresh(Ticket { dedup: None, key: String::new(), tx });
+        };
+        let now = Instant::now();
+        let mut inner = self.inner.lock().expect("dedup lock");
+        self.expire(&mut inner, now);
+        match inner.slots.get(&key) {
+            Some(Slot::Done { answer, .. }) => return Begin::Seen(answer.clone()),
+            Some(Slot::Running(rx)) => return Begin::Running(rx.clone()),
+            None => {}
+        }
+        inner.slots.insert(key.clone(), Slot::Running(rx));
+        Begin::Fresh(Ticket { dedup: Some(self.clone()), key, tx })
+    }
+
+    /// Number of remembered keys (running or done).
+    pub fn len(&self) -> usize {
+        self.inner.lock().map(|i| i.slots.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Ticket {
+    /// Records the answer: `remember` = it is final (success or permanent failure).
+    pub fn finish(mut self, answer: Answer, remember: bool) {
+        if let Some(dedup) = self.dedup.take() {
+            let mut inner = dedup.inner.lock().expect("dedup lock");
+            if remember {
+                let at = Instant::now();
+                inner.slots.insert(self.key.clone(), Slot::Done { answer: answer.clone(), at });
+                inner.order.push_back((at, self.key.clone()));
+                dedup.expire(&mut inner, at);
+            } else {
+                inner.slots.remove(&self.key);
+            }
+        }
+        let _ = self.tx.send(Some(answer).filter(|_| remember));
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if let Some(dedup) = self.dedup.take() {
+            if let Ok(mut inner) = dedup.inner.lock() {
+                inner.slots.remove(&self.key);
+            }
+            let _ = self.tx.send(None);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16) -> Answer {
+        Answer { status, body: Bytes::from_static(b"{}") }
+    }
+
+    #[test]
+    fn final_answers_are_replayed_transient_ones_forgotten() {
+        let d = Dedup::new(Duration::from_secs(60), 100);
+        let Begin::Fresh(t) = d.begin(Some("uuid:a".into())) else { panic!("fresh") };
+        t.finish(answer(204), true);
+        assert!(matches!(d.begin(Some("uuid:a".into())), Begin::Seen(a) if a.status == 204));
+        let Begin::Fresh(t) = d.begin(Some("uuid:b".into())) else { panic!("fresh") };
+        t.finish(answer(503), false);
+        assert!(matches!(d.begin(Some("uuid:b".into())), Begin::Fresh(_)), "a transient failure is processed again");
+    }
+
+    #[tokio::test]
+    async fn a_concurrent_duplicate_waits_for_the_first_attempt() {
+        let d = Dedup::new(Duration::from_secs(60), 100);
+        let Begin::Fresh(t) = d.begin(Some("k".into())) else { panic!() };
+        let Begin::Running(mut rx) = d.begin(Some("k".into())) else { panic!("running") };
+        t.finish(answer(400), true);
+        let got = rx.wait_for(|a| a.is_some()).await.unwrap().clone();
+        assert_eq!(got.unwrap().status, 400);
+    }
+
+    #[test]
+    fn a_dropped_ticket_releases_the_key() {
+        let d = Dedup::new(Duration::from_secs(60), 100);
+        let Begin::Fresh(t) = d.begin(Some("k".into())) else { panic!() };
+        drop(t);
+        assert!(matches!(d.begin(Some("k".into())), Begin::Fresh(_)));
+    }
+
+    #[test]
+    fn window_and_capacity_bound_the_memory() {
+        let d = Dedup::new(Duration::from_millis(30), 3);
+        for i in 0..10 {
+            let Begin::Fresh(t) = d.begin(Some(format!("k{i}"))) else { panic!() };
+            t.finish(answer(204), true);
+        }
+        assert!(d.len() <= 3, "{}", d.len());
+        assert!(matches!(d.begin(Some("k0".into())), Begin::Fresh(_)), "evicted by capacity");
+        std::thread::sleep(Duration::from_millis(40));
+        let Begin::Fresh(t) = d.begin(Some("new".into())) else { panic!() };
+        t.finish(answer(204), true);
+        assert!(matches!(d.begin(Some("k9".into())), Begin::Fresh(_)), "expired");
+        // disabled window: never remembers
+        let off = Dedup::new(Duration::ZERO, 10);
+        let Begin::Fresh(t) = off.begin(Some("x".into())) else { panic!() };
+        t.finish(answer(204), true);
+        assert!(matches!(off.begin(Some("x".into())), Begin::Fresh(_)));
+    }
+}
