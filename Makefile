@@ -6,7 +6,7 @@ PORT ?= 8080
 BQEMU_PORT ?= 9050
 EMULATOR := 127.0.0.1:$(BQEMU_PORT)
 
-.PHONY: help local-up local-seed local-run local-test local-down test lint fmt check-handlers check-glibc build release
+.PHONY: help local-up local-seed local-run local-test local-down test lint fmt check-handlers check-glibc fuzz build release
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ local-down: ## Stop the local BigQuery emulator
 test: ## Run all tests (installs the BigQuery emulator if missing; tests start it themselves)
 	@scripts/install-bqemulator.sh
 	cargo test --locked --all-targets
+
+fuzz: ## Property tests of the decoders with 200000 cases per property (hostile input: no panic, no hang)
+	PROPTEST_CASES=$${PROPTEST_CASES:-200000} cargo test --locked --test properties -- --nocapture
 
 lint: ## rustfmt --check, clippy (warnings are errors), cfn-lint on template.yaml, hadolint on the Dockerfile
 	cargo fmt --all -- --check

@@ -120,7 +120,7 @@ impl Warehouse for Canned {
 
 fn dispatcher() -> Dispatcher {
     let handlers = all_handlers(None).expect("built-in catalogue");
-    Dispatcher::new(handlers, Projects { metric: "local-project".into(), data: "test-project".into() })
+    Dispatcher::new(handlers, Projects::new("local-project", "test-project"))
 }
 
 fn bench(c: &mut Criterion) {
@@ -154,6 +154,40 @@ fn bench(c: &mut Criterion) {
                 let delivery = envelope::decode(black_box(&headers), black_box(&body)).expect("delivery");
                 let event = record::decode(&delivery.record).expect("record");
                 black_box(dispatcher.dispatch(&event, &warehouse).await)
+            })
+        });
+    }
+    group.finish();
+
+    // Breakdown: decode alone, and plan preparation alone (matching handlers' `prepare`: inputs
+    // read and validated, SQL text and parameters built; nothing run).
+    let mut group = c.benchmark_group("decode_only");
+    for (id, file) in CASES {
+        let (headers, body) = load_event(file);
+        group.bench_function(*id, |b| {
+            b.iter(|| {
+                let delivery = envelope::decode(black_box(&headers), black_box(&body)).expect("delivery");
+                black_box(record::decode(&delivery.record).expect("record"))
+            })
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("prepare_only");
+    for (id, file) in [
+        ("wrangling_complete", "wrangling_complete.json"),
+        ("builtin_only_running", "nonmatching_running.json"),
+        ("approval_all_handlers", "approval_complete.json"),
+    ] {
+        let (headers, body) = load_event(file);
+        let delivery = envelope::decode(&headers, &body).expect("delivery");
+        let event = record::decode(&delivery.record).expect("record");
+        let projects = dispatcher.projects().clone();
+        group.bench_function(id, |b| {
+            b.iter(|| {
+                for h in dispatcher.handlers().iter().filter(|h| h.matches(black_box(&event))) {
+                    black_box(h.prepare(&event, &projects).is_ok());
+                }
             })
         });
     }

@@ -55,6 +55,9 @@ impl Opts {
     }
 }
 
+/// One measurement step: its results as JSON.
+type Step = fn(&Opts) -> Value;
+
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -82,7 +85,7 @@ fn main() {
     out.insert("quick".into(), opts.quick.into());
     out.insert("binary".into(), opts.bin.display().to_string().into());
     out.insert("binary_bytes".into(), std::fs::metadata(&opts.bin).map(|m| m.len()).unwrap_or(0).into());
-    let steps: [(&str, fn(&Opts) -> Value); 5] = [
+    let steps: [(&str, Step); 5] = [
         ("cold_start", cold_start),
         ("builtin_only", builtin_only),
         ("emulator_cases", emulator_cases),
@@ -126,8 +129,9 @@ impl Event {
         Event { file, headers, body }
     }
 
-    /// The complete HTTP/1.1 request (keep-alive).
-    fn request(&self) -> Vec<u8> {
+    /// The complete HTTP/1.1 request (keep-alive), and where the last 12 hex digits of its
+    /// Datastream `uuid` are, so that every request can carry a distinct event.
+    fn request(&self) -> Request {
         let mut r = format!("POST / HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-length: {}\r\n", self.body.len());
         for (k, v) in &self.headers {
             r.push_str(&format!("{k}: {v}\r\n"));
@@ -135,7 +139,13 @@ impl Event {
         r.push_str("\r\n");
         let mut bytes = r.into_bytes();
         bytes.extend_from_slice(&self.body);
-        bytes
+        let uuid_at = find(&bytes, b"\"uuid\"").and_then(|k| {
+            let open = k + 6 + find(&bytes[k + 6..], b"\"")? + 1;
+            let v = bytes.get(open..open + 36)?;
+            let dashes = [8, 13, 18, 23].iter().all(|&i| v[i] == b'-');
+            (dashes && bytes.get(open + 36) == Some(&b'"')).then_some(open + 24)
+        });
+        Request { bytes, uuid_at }
     }
 
     fn header_map(&self) -> HeaderMap {
@@ -149,6 +159,27 @@ impl Event {
     fn decode(&self) -> ChangeEvent {
         let delivery = envelope::decode(&self.header_map(), &self.body).expect("delivery");
         record::decode(&delivery.record).expect("record")
+    }
+}
+
+/// A request template.
+#[derive(Clone)]
+struct Request {
+    bytes: Vec<u8>,
+    uuid_at: Option<usize>,
+}
+
+/// Distinct Datastream uuids for the whole run: the function's de-duplication window answers a
+/// repeated uuid from memory, so repeating one event would not measure processing.
+static NEXT_UUID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0x00ab_0000_0000);
+
+impl Request {
+    /// Gives the request a new, never used uuid (no-op for events without one).
+    fn renew(&mut self) {
+        if let Some(at) = self.uuid_at {
+            let id = NEXT_UUID.fetch_add(1, Ordering::Relaxed);
+            self.bytes[at..at + 12].copy_from_slice(format!("{id:012x}").as_bytes());
+        }
     }
 }
 
@@ -268,6 +299,17 @@ impl Output<'_> {
 
 /// Starts the binary (optionally under `strace`); the clock starts just before exec.
 fn spawn(opts: &Opts, log_level: &str, stdout: Output, stderr: Output, strace: Option<&Path>) -> Server {
+    spawn_with(opts, log_level, stdout, stderr, strace, &[])
+}
+
+fn spawn_with(
+    opts: &Opts,
+    log_level: &str,
+    stdout: Output,
+    stderr: Output,
+    strace: Option<&Path>,
+    extra_env: &[(&str, &str)],
+) -> Server {
     let port = free_port();
     let mut cmd = match strace {
         Some(trace) => {
@@ -277,16 +319,10 @@ fn spawn(opts: &Opts, log_level: &str, stdout: Output, stderr: Output, strace: O
         }
         None => Command::new(&opts.bin),
     };
-    for v in [
-        "HANDLERS_DIR",
-        "MAGEAI_MONITORING_CLOUD_RUN_PROJECT_ID",
-        "MAGEAI_MONITORING_BIGQUERY_PROJECT_ID",
-        "MAGEAI_MONITORING_LOCAL_MODE",
-        "LOCAL_MODE",
-        "MAX_BODY_BYTES",
-        "BIGQUERY_TIMEOUT_SECS",
-    ] {
-        cmd.env_remove(v);
+    // A clean environment: every setting not named here keeps its default.
+    cmd.env_clear();
+    if let Ok(path) = std::env::var("PATH") {
+        cmd.env("PATH", path);
     }
     cmd.env("HOST", "127.0.0.1")
         .env("PORT", port.to_string())
@@ -295,6 +331,7 @@ fn spawn(opts: &Opts, log_level: &str, stdout: Output, stderr: Output, strace: O
         .env("BIGQUERY_PROJECT_ID", DATA_PROJECT)
         .env("METRICS_BACKEND", "stdout")
         .env("LOG_LEVEL", log_level)
+        .envs(extra_env.iter().copied())
         .stdin(Stdio::null())
         .stdout(stdout.stdio())
         .stderr(stderr.stdio());
@@ -350,15 +387,14 @@ impl Server {
 
 /// Sends `total` requests (stops early after `limit`) over `concurrency` keep-alive connections
 /// from one thread; every latency is kept.
-fn load(port: u16, req: &[u8], concurrency: usize, total: usize, limit: Duration) -> Value {
+fn load(port: u16, template: &Request, concurrency: usize, total: usize, limit: Duration) -> Value {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    let req: Arc<Vec<u8>> = Arc::new(req.to_vec());
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let per_client = rt.block_on(async {
         let tasks: Vec<_> = (0..concurrency)
             .map(|_| {
-                let (req, next) = (req.clone(), next.clone());
+                let (mut req, next) = (template.clone(), next.clone());
                 tokio::spawn(async move {
                     let mut lat = Vec::with_capacity(total / concurrency + 1);
                     let mut statuses: BTreeMap<u16, usize> = BTreeMap::new();
@@ -378,8 +414,9 @@ fn load(port: u16, req: &[u8], concurrency: usize, total: usize, limit: Duration
                                 }
                             }
                         }
+                        req.renew();
                         let t0 = Instant::now();
-                        match roundtrip(conn.as_ref().unwrap(), &req, &mut buf).await {
+                        match roundtrip(conn.as_ref().unwrap(), &req.bytes, &mut buf).await {
                             Ok(status) => {
                                 lat.push(t0.elapsed().as_secs_f64() * 1e6);
                                 *statuses.entry(status).or_default() += 1;
@@ -430,6 +467,7 @@ fn load(port: u16, req: &[u8], concurrency: usize, total: usize, limit: Duration
         "max_us": lat.last().copied().unwrap_or(0.0),
         "mean_us": if done == 0 { 0.0 } else { lat.iter().sum::<f64>() / done as f64 },
         "time_limited": done + errors < total,
+        "distinct_events": template.uuid_at.is_some(),
     });
     eprintln!(
         "   c={concurrency}: {done} events in {seconds:.2} s = {:.0}/s, p50 {:.0} us, p99 {:.0} us, statuses {}",
@@ -458,7 +496,7 @@ fn cold_start(opts: &Opts) -> Value {
     let mut ready_ms = Vec::new();
     for _ in 0..runs {
         let mut s = spawn(opts, "warn", Output::Null, Output::Null, None);
-        ms.push(s.first(&req, 204, Duration::from_secs(10)).as_secs_f64() * 1e3);
+        ms.push(s.first(&req.bytes, 204, Duration::from_secs(10)).as_secs_f64() * 1e3);
         rss.push(s.memory()["rss_kib"].as_f64().unwrap());
         drop(s);
         // The same for /healthz (ready to serve), in a separate process.
@@ -501,7 +539,26 @@ fn builtin_only(opts: &Opts) -> Value {
     let c1_info = load(s.port, &req, 1, opts.n(20_000, 1_000), limit);
     let c16_info = load(s.port, &req, 16, opts.n(60_000, 3_000), limit);
     drop(s);
+    // Memory with the de-duplication window off (it remembers answered events), same event count.
+    let no_dedup = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut s = spawn_with(opts, "warn", Output::Null, Output::Null, None, &[("DEDUP_WINDOW_SECS", "0")]);
+        s.wait_ready();
+        let at_start = s.memory();
+        load(s.port, &req, 16, 10_000, limit);
+        let after_10k = s.memory();
+        let rest = total.saturating_sub(10_000) as usize;
+        let r = load(s.port, &req, 16, rest, limit);
+        json!({
+            "env": "DEDUP_WINDOW_SECS=0",
+            "memory_at_start": at_start,
+            "memory_after_10000": after_10k,
+            "memory_at_end": s.memory(),
+            "events_at_end": 10_000 + r["events"].as_u64().unwrap_or(0),
+        })
+    }))
+    .unwrap_or(Value::Null);
     json!({
+        "no_dedup": no_dedup,
         "event": "nonmatching_running.json",
         "log_level": "warn",
         "memory_at_start": at_start,
@@ -650,10 +707,8 @@ fn query_latency(opts: &Opts) -> Value {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let event = Event::load("approval_complete.json");
     let change = event.decode();
-    let dispatcher = Dispatcher::new(
-        all_handlers(None).expect("catalogue"),
-        Projects { metric: METRIC_PROJECT.into(), data: DATA_PROJECT.into() },
-    );
+    let dispatcher =
+        Dispatcher::new(all_handlers(None).expect("catalogue"), Projects::new(METRIC_PROJECT, DATA_PROJECT));
     let bq = rt
         .block_on(BigQuery::emulator(&opts.emulator, DATA_PROJECT, Duration::from_secs(30), reqwest::Client::new()))
         .expect("emulator client");
@@ -708,6 +763,17 @@ fn query_latency(opts: &Opts) -> Value {
             Call::Query(..) => queries_ms.push(m),
         }
     }
+    // All the event's queries sent at once straight to the warehouse client (no dispatch): shows
+    // whether the warehouse itself runs concurrent queries in parallel.
+    let mut together_ms = Vec::new();
+    for _ in 0..runs {
+        let t0 = Instant::now();
+        rt.block_on(futures_util::future::join_all(calls.iter().filter_map(|c| match c {
+            Call::Query(sql, params) => Some(bq.query(sql, params)),
+            Call::Check(_) => None,
+        })));
+        together_ms.push(t0.elapsed().as_secs_f64() * 1e3);
+    }
     let max = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
     let slowest_query = max(&queries_ms);
     let slowest_check = max(&checks_ms);
@@ -739,6 +805,7 @@ fn query_latency(opts: &Opts) -> Value {
         "slowest_check_alone_ms": slowest_check,
         "sum_queries_alone_ms": queries_ms.iter().sum::<f64>(),
         "sum_checks_alone_ms": checks_ms.iter().sum::<f64>(),
+        "queries_together_direct_median_ms": median(&mut together_ms),
         "event_inprocess_median_ms": event_median,
         "event_inprocess_over_slowest_query": event_median / slowest_query,
         "event_timeline_last_run": timeline,

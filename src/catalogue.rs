@@ -156,11 +156,35 @@ struct VariantSpec {
     metrics: Option<Vec<String>>,
 }
 
+/// A piece of a SQL text: literal text, or the slot of a table input.
+#[derive(Debug)]
+enum Segment {
+    Text(String),
+    Table(String),
+}
+
+/// Splits SQL text at its `{{name}}` placeholders, once, when the catalogue is loaded.
+fn segments(sql: &str) -> Vec<Segment> {
+    let mut out = Vec::new();
+    let mut rest = sql;
+    while let Some(i) = rest.find("{{") {
+        let after = &rest[i + 2..];
+        let Some(j) = after.find("}}") else { break };
+        out.push(Segment::Text(rest[..i].to_string()));
+        out.push(Segment::Table(after[..j].trim().to_string()));
+        rest = &after[j + 2..];
+    }
+    out.push(Segment::Text(rest.to_string()));
+    out
+}
+
 /// A validated family, shared by its variants.
 #[derive(Debug)]
 struct Family {
     file: String,
-    sql: String,
+    /// The SQL file's name: families that use the same file send the same query.
+    sql_file: String,
+    segments: Vec<Segment>,
     /// Named parameters the SQL uses.
     sql_params: BTreeSet<String>,
     status: String,
@@ -478,7 +502,8 @@ fn validate(spec: &FamilyFile, path: &str, text: &str, sql_path: &str, sql: &str
     }
     Ok(Family {
         file: path.to_string(),
-        sql: code,
+        sql_file: spec.sql.clone(),
+        segments: segments(&code),
         sql_params,
         status: spec.matcher.status.clone(),
         table: spec.matcher.table.clone(),
@@ -629,18 +654,44 @@ impl QueryPlan {
                 return Err(HandlerError::invalid(format!("payload.variables.{}", t.path), msg));
             }
         }
-        let mut sql = self.family.sql.clone();
+        // The relation each table input stands for, and the parameters the SQL uses.
         let mut params = self.params.clone();
+        let mut relations: BTreeMap<&str, String> = BTreeMap::new();
         for t in &self.tables {
             let exists = present.get(&t.input).copied().unwrap_or(true);
             let rel = if exists { t.table.sql() } else { empty_relation(&t.columns) };
-            sql = sql.replace(&format!("{{{{{}}}}}", t.input), &rel);
+            relations.insert(t.input.as_str(), rel);
             if t.if_missing == IfMissing::Empty {
                 params.push((format!("{}_exists", t.input), Param::Bool(exists)));
             }
         }
         params.retain(|(n, _)| self.family.sql_params.contains(n));
-        let rows = ctx.query(&sql, &params).await?;
+        // Families sharing a SQL file with the same tables and parameters share one query.
+        let key = format!("{}|{relations:?}|{params:?}", self.family.sql_file);
+        let family = &self.family;
+        let rows = ctx
+            .query_keyed(key, || {
+                let mut sql = String::with_capacity(
+                    family
+                        .segments
+                        .iter()
+                        .map(|s| match s {
+                            Segment::Text(t) => t.len(),
+                            Segment::Table(_) => 64,
+                        })
+                        .sum(),
+                );
+                for seg in &family.segments {
+                    match seg {
+                        Segment::Text(t) => sql.push_str(t),
+                        Segment::Table(name) => {
+                            sql.push_str(relations.get(name.as_str()).map(String::as_str).unwrap_or(""))
+                        }
+                    }
+                }
+                (sql, params)
+            })
+            .await?;
         self.gauges(&rows)
     }
 

@@ -79,15 +79,24 @@ impl<'a> EventContext<'a> {
         EventContext { warehouse, tables: Mutex::new(HashMap::new()), queries: Mutex::new(HashMap::new()) }
     }
 
-    /// Runs a query once per event: handlers whose SQL and parameters are identical (families
-    /// that share a SQL file) share one job.
-    pub async fn query(&self, sql: &str, params: &[(String, Param)]) -> Result<Vec<Row>, WarehouseError> {
-        let key = format!("{sql}\u{0}{params:?}");
+    /// Runs a query once per event: `key` identifies it (the SQL file plus its tables and
+    /// parameters), and `render` builds the SQL only when it has not run yet for this event, so
+    /// that families sharing a SQL file share one job.
+    pub async fn query_keyed(
+        &self,
+        key: String,
+        render: impl FnOnce() -> (String, Vec<(String, Param)>),
+    ) -> Result<Vec<Row>, WarehouseError> {
         let cell = {
             let mut map = self.queries.lock().expect("query cache lock");
             map.entry(key).or_default().clone()
         };
-        cell.get_or_init(|| self.warehouse.query(sql, params)).await.clone()
+        cell.get_or_init(|| async move {
+            let (sql, params) = render();
+            self.warehouse.query(&sql, &params).await
+        })
+        .await
+        .clone()
     }
 
     /// (distinct tables checked, distinct queries run) so far for this event.

@@ -71,6 +71,12 @@ pub struct App {
 }
 
 impl App {
+    /// Events seen by this instance, by (delivery format, outcome): `ok`, `permanent`,
+    /// `transient`, `rejected`, `duplicate`, `unauthorized`, `overloaded`, `deadline_exceeded`.
+    pub fn event_counts(&self) -> BTreeMap<(String, String), u64> {
+        self.stats.lock().map(|s| s.events.clone()).unwrap_or_default()
+    }
+
     pub fn new(
         dispatcher: Dispatcher,
         warehouse: Arc<dyn Warehouse>,

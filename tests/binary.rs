@@ -22,6 +22,13 @@ impl Drop for Running {
     }
 }
 
+fn sigterm(child: &Child) {
+    let pid = child.id() as i32;
+    assert!(pid > 1);
+    // SAFETY: kill(2) on the child's own (positive) pid.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+}
+
 fn lines(r: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -127,8 +134,7 @@ async fn complete_wrangling_example_prints_exact_metric_lines() {
 #[tokio::test]
 async fn sigterm_stops_the_process_cleanly() {
     let mut run = start().await;
-    let pid = run.child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    sigterm(&run.child);
     let t0 = Instant::now();
     loop {
         if let Some(status) = run.child.try_wait().unwrap() {
@@ -322,8 +328,7 @@ async fn sigterm_lets_the_in_flight_event_finish() {
         assert!(t0.elapsed() < Duration::from_secs(10));
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let pid = run.child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    sigterm(&run.child);
     let resp = in_flight.await.unwrap().expect("the in-flight request is answered");
     assert_eq!(resp.status(), 204);
     assert_eq!(gcm.written_points(), 1);

@@ -188,7 +188,7 @@ async fn hostile_bodies_get_4xx_and_leave_the_process_serving() {
     let app = app_with(Arc::new(ScriptedWarehouse::default()), Options::default()).await;
     let deep = format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000));
     let nested_data = {
-        let inner = format!("{}{}", "{\"a\":".repeat(5000), format!("1{}", "}".repeat(5000)));
+        let inner = format!("{}1{}", "{\"a\":".repeat(5000), "}".repeat(5000));
         json!({"message": {"data": base64::engine::general_purpose::STANDARD.encode(inner), "messageId": "x"}})
             .to_string()
     };

@@ -39,14 +39,19 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// `host:port` of a ready BigQuery emulator: the one at `BIGQUERY_EMULATOR_HOST`, or one this
-/// test process starts (and a watchdog stops when the process ends).
+/// `host:port` of a ready BigQuery emulator: the one at `BIGQUERY_EMULATOR_HOST`; else, with
+/// `--features containers` and a reachable Docker engine, a container; else a local bqemulator
+/// process this test process starts (and a watchdog stops when the process ends).
 pub fn emulator() -> &'static str {
     static HOST: OnceLock<String> = OnceLock::new();
     HOST.get_or_init(|| {
         if let Ok(h) = std::env::var("BIGQUERY_EMULATOR_HOST") {
             let h = h.trim_start_matches("http://").trim_end_matches('/').to_string();
             assert!(ready(&h), "BIGQUERY_EMULATOR_HOST={h} is set but the emulator there is not ready");
+            return h;
+        }
+        #[cfg(feature = "containers")]
+        if let Some(h) = containers::bigquery() {
             return h;
         }
         let root = env!("CARGO_MANIFEST_DIR");
@@ -93,11 +98,16 @@ pub struct Bq {
 
 impl Default for Bq {
     fn default() -> Self {
-        Bq { http: reqwest::Client::new(), base: format!("http://{}/bigquery/v2/projects/{DATA_PROJECT}", emulator()) }
+        Bq::at(emulator())
     }
 }
 
 impl Bq {
+    /// For the emulator at `host:port`.
+    pub fn at(host: &str) -> Bq {
+        Bq { http: reqwest::Client::new(), base: format!("http://{host}/bigquery/v2/projects/{DATA_PROJECT}") }
+    }
+
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
         let mut req = self.http.request(method.clone(), format!("{}{path}", self.base));
         if let Some(b) = body {
@@ -181,6 +191,7 @@ pub fn parse_point(line: &str) -> Point {
 pub struct TestApp {
     pub url: String,
     pub metrics: SharedBuffer,
+    pub app: Arc<App>,
     http: reqwest::Client,
 }
 
@@ -245,8 +256,9 @@ impl TestApp {
         ));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, router(app)).await.unwrap() });
-        TestApp { url, metrics, http }
+        let served = app.clone();
+        tokio::spawn(async move { axum::serve(listener, router(served)).await.unwrap() });
+        TestApp { url, metrics, app, http }
     }
 
     pub async fn post(&self, headers: &[(&str, &str)], body: impl Into<Vec<u8>>) -> Answer {
@@ -393,3 +405,98 @@ pub fn wrangling_record() -> Value {
 }
 
 pub const PRE_AND_PROCESSABLE: &[&str] = &["PreFilteredWranglingHandler", "ProcessableWranglingHandler"];
+
+/// The opt-in Docker backend (`cargo test --features containers`): the same emulators as
+/// containers, for laptops with Docker. Used only when a Docker engine looks reachable
+/// (`DOCKER_HOST` set or the default socket present); otherwise the process backend is used.
+#[cfg(feature = "containers")]
+pub mod containers {
+    use std::sync::OnceLock;
+    use testcontainers::core::{IntoContainerPort, WaitFor};
+    use testcontainers::runners::AsyncRunner;
+    use testcontainers::{ContainerAsync, GenericImage, ImageExt};
+
+    /// goccy's BigQuery emulator, pinned (the reference used `:latest`, a known defect).
+    pub const BIGQUERY_IMAGE: (&str, &str) = ("ghcr.io/goccy/bigquery-emulator", "0.6.6");
+    pub const PUBSUB_IMAGE: (&str, &str) = ("gcr.io/google.com/cloudsdktool/google-cloud-cli", "528.0.0-emulators");
+
+    fn docker_reachable() -> bool {
+        std::env::var_os("DOCKER_HOST").is_some() || std::path::Path::new("/var/run/docker.sock").exists()
+    }
+
+    /// Containers live as long as the test process: kept in a static, on their own runtime.
+    fn runtime() -> &'static tokio::runtime::Runtime {
+        static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+        RT.get_or_init(|| tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap())
+    }
+
+    static KEEP: OnceLock<std::sync::Mutex<Vec<ContainerAsync<GenericImage>>>> = OnceLock::new();
+
+    fn keep(c: ContainerAsync<GenericImage>) {
+        KEEP.get_or_init(Default::default).lock().unwrap().push(c);
+    }
+
+    /// `host:port` of a BigQuery emulator container, or `None` (no Docker, or it failed).
+    pub fn bigquery() -> Option<String> {
+        if !docker_reachable() {
+            return None;
+        }
+        let started = std::thread::scope(|s| {
+            s.spawn(|| {
+                runtime().block_on(async {
+                    let c = GenericImage::new(BIGQUERY_IMAGE.0, BIGQUERY_IMAGE.1)
+                        .with_exposed_port(9050.tcp())
+                        .with_wait_for(WaitFor::seconds(3))
+                        .with_cmd(["--project=test-project", "--port=9050"])
+                        .start()
+                        .await
+                        .ok()?;
+                    let port = c.get_host_port_ipv4(9050.tcp()).await.ok()?;
+                    keep(c);
+                    Some(format!("127.0.0.1:{port}"))
+                })
+            })
+            .join()
+            .ok()
+            .flatten()
+        });
+        if started.is_none() {
+            eprintln!("containers: no BigQuery emulator container, falling back to the local process");
+        }
+        started
+    }
+
+    /// Base URL (`http://127.0.0.1:PORT/v1/projects/test`) of a Pub/Sub emulator container.
+    pub fn pubsub() -> Option<String> {
+        if !docker_reachable() {
+            return None;
+        }
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                runtime().block_on(async {
+                    let c = GenericImage::new(PUBSUB_IMAGE.0, PUBSUB_IMAGE.1)
+                        .with_exposed_port(8085.tcp())
+                        .with_wait_for(WaitFor::message_on_stderr("Server started"))
+                        .with_cmd([
+                            "gcloud",
+                            "beta",
+                            "emulators",
+                            "pubsub",
+                            "start",
+                            "--host-port=0.0.0.0:8085",
+                            "--project=test",
+                        ])
+                        .start()
+                        .await
+                        .ok()?;
+                    let port = c.get_host_port_ipv4(8085.tcp()).await.ok()?;
+                    keep(c);
+                    Some(format!("http://127.0.0.1:{port}/v1/projects/test"))
+                })
+            })
+            .join()
+            .ok()
+            .flatten()
+        })
+    }
+}
