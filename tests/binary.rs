@@ -181,18 +181,26 @@ fn invalid_handler_catalogue_fails_at_startup_naming_file_and_line() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
-/// A `pipeline_run` RUNNING record (only the built-in count matches: no BigQuery work) at a
-/// recent time, so that Cloud Monitoring's 25-hour window accepts it.
-fn recent_running_push() -> (String, String) {
+/// A recent time (whole milliseconds), so that Cloud Monitoring's 25-hour window accepts it.
+fn recent_ts() -> String {
     let t = chrono::Utc::now() - chrono::Duration::seconds(30);
-    let ts = chrono::DateTime::from_timestamp_millis(t.timestamp_millis())
+    chrono::DateTime::from_timestamp_millis(t.timestamp_millis())
         .unwrap()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let rec = common::record("pipesv2_wrangling", "RUNNING", &ts, serde_json::json!({"partner": "abertta"}));
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// A Pub/Sub push of a `pipeline_run` RUNNING record (only the built-in count matches: no
+/// BigQuery work) at time `ts`.
+fn running_push(ts: &str, message_id: &str) -> String {
+    let rec = common::record("pipesv2_wrangling", "RUNNING", ts, serde_json::json!({"partner": "abertta"}));
     use base64::Engine;
     let data = base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(&rec).unwrap());
-    let body = serde_json::json!({"message": {"data": data, "messageId": "m-1"}, "subscription": "projects/p/subscriptions/s"});
-    (body.to_string(), ts)
+    serde_json::json!({"message": {"data": data, "messageId": message_id}, "subscription": "projects/p/subscriptions/s"}).to_string()
+}
+
+fn recent_running_push() -> (String, String) {
+    let ts = recent_ts();
+    (running_push(&ts, "m-1"), ts)
 }
 
 #[tokio::test]
@@ -238,7 +246,7 @@ async fn cloud_monitoring_backend_end_to_end_with_service_account_credentials() 
     let resp = reqwest::Client::new()
         .post(format!("{}/", run.url))
         .header("content-type", "application/json")
-        .body(recent_running_push_same(&ts))
+        .body(running_push(&ts, "m-2"))
         .send()
         .await
         .unwrap();
@@ -247,14 +255,6 @@ async fn cloud_monitoring_backend_end_to_end_with_service_account_credentials() 
     assert_eq!(gcm.written_points(), 1);
     // stdout carries no metric lines with this backend
     assert!(run.stdout.try_recv().is_err());
-}
-
-fn recent_running_push_same(ts: &str) -> String {
-    let rec = common::record("pipesv2_wrangling", "RUNNING", ts, serde_json::json!({"partner": "abertta"}));
-    use base64::Engine;
-    let data = base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(&rec).unwrap());
-    serde_json::json!({"message": {"data": data, "messageId": "m-2"}, "subscription": "projects/p/subscriptions/s"})
-        .to_string()
 }
 
 #[tokio::test]
