@@ -65,7 +65,12 @@ pub fn format_line(level: &Level, target: &str, fields: Map<String, Value>) -> S
     Value::Object(out).to_string()
 }
 
-struct JsonLayer;
+/// Writes each log line; stderr in the process, a buffer in tests.
+type Out = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
+
+struct JsonLayer {
+    out: Out,
+}
 
 /// Fields of a span, kept in its extensions so that every event inside it carries them
 /// (message id, Datastream uuid, delivery attempt of the event being processed).
@@ -91,8 +96,7 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for JsonLayer {
         }
         event.record(&mut visitor);
         let line = format_line(event.metadata().level(), event.metadata().target(), visitor.0);
-        let mut err = std::io::stderr().lock();
-        let _ = writeln!(err, "{line}");
+        (self.out)(&line);
     }
 }
 
@@ -107,13 +111,41 @@ pub fn init(level: LevelFilter) {
         let limit = if ours || bridged { level } else { deps_level };
         *m.level() <= limit
     });
-    let subscriber = tracing_subscriber::registry().with(JsonLayer.with_filter(filter));
+    let out: Out = std::sync::Arc::new(|line: &str| {
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "{line}");
+    });
+    let subscriber = tracing_subscriber::registry().with(JsonLayer { out }.with_filter(filter));
     let _ = tracing::subscriber::set_global_default(subscriber);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_line_of_an_event_carries_the_event_ids() {
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let sink = lines.clone();
+        let out: Out = std::sync::Arc::new(move |l: &str| sink.lock().unwrap().push(l.to_string()));
+        let subscriber = tracing_subscriber::registry().with(JsonLayer { out });
+        tracing::subscriber::with_default(subscriber, || {
+            let span =
+                tracing::info_span!("event", message_id = "m-7", datastream_uuid = "u-9", delivery_attempt = 3u64);
+            let _in = span.enter();
+            tracing::warn!(table = "ds.t", "retrying a query");
+            tracing::info!("event processed");
+        });
+        let lines = lines.lock().unwrap();
+        assert_eq!(lines.len(), 2);
+        for l in lines.iter() {
+            let v: Value = serde_json::from_str(l).unwrap();
+            assert_eq!(v["message_id"], "m-7", "{l}");
+            assert_eq!(v["datastream_uuid"], "u-9", "{l}");
+            assert_eq!(v["delivery_attempt"], 3, "{l}");
+        }
+        assert!(lines[0].contains("\"table\":\"ds.t\""));
+    }
 
     #[test]
     fn line_has_cloud_logging_fields() {
