@@ -167,6 +167,16 @@ mod tests {
         assert_eq!(got.unwrap().status, 400);
     }
 
+    #[tokio::test]
+    async fn a_waiting_duplicate_learns_at_once_that_the_first_attempt_failed_transiently() {
+        let d = Dedup::new(Duration::from_secs(60), 100);
+        let Begin::Fresh(t) = d.begin(Some("k".into())) else { panic!() };
+        let Begin::Running(mut rx) = d.begin(Some("k".into())) else { panic!("running") };
+        t.finish(answer(503), false);
+        tokio::time::timeout(Duration::from_secs(1), rx.changed()).await.expect("woken at once").unwrap();
+        assert_eq!(*rx.borrow(), None);
+    }
+
     #[test]
     fn a_dropped_ticket_releases_the_key() {
         let d = Dedup::new(Duration::from_secs(60), 100);

@@ -236,9 +236,12 @@ async fn process(app: Arc<App>, delivery: Delivery, event: ChangeEvent, started:
             return into_response((StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK), answer.body));
         }
         Begin::Running(mut rx) => {
-            // a redelivery while the first attempt runs: wait for its answer
-            let waited = tokio::time::timeout(app.options.event_deadline, rx.wait_for(|a| a.is_some())).await;
-            let answer = waited.ok().and_then(|r| r.ok().and_then(|a| a.clone()));
+            // a redelivery while the first attempt runs: wait for its outcome (a final answer,
+            // or None when it failed transiently or was cancelled)
+            let answer = match tokio::time::timeout(app.options.event_deadline, rx.changed()).await {
+                Ok(_) => rx.borrow().clone(),
+                Err(_) => None,
+            };
             app.stats.lock().expect("stats").count("duplicate", delivery.format.as_str());
             return match answer {
                 Some(a) => {
