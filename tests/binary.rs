@@ -22,6 +22,17 @@ impl Drop for Running {
     }
 }
 
+/// POSTs a JSON delivery to the running binary.
+async fn post_json(url: &str, body: String) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{url}/"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
 fn sigterm(child: &Child) {
     let pid = child.id() as i32;
     assert!(pid > 1);
@@ -219,13 +230,7 @@ async fn cloud_monitoring_backend_end_to_end_with_service_account_credentials() 
     ])
     .await;
     let (body, ts) = recent_running_push();
-    let resp = reqwest::Client::new()
-        .post(format!("{}/", run.url))
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let resp = post_json(&run.url, body).await;
     assert_eq!(resp.status(), 204);
     let reqs = gcm.requests();
     assert_eq!(reqs.len(), 1, "one call for the event");
@@ -243,13 +248,7 @@ async fn cloud_monitoring_backend_end_to_end_with_service_account_credentials() 
         chrono::DateTime::parse_from_rfc3339(series["points"][0]["interval"]["endTime"].as_str().unwrap()).unwrap();
     assert_eq!(end, chrono::DateTime::parse_from_rfc3339(&ts).unwrap());
     // a redelivery of the same event: the point is already there; acknowledged, not retried
-    let resp = reqwest::Client::new()
-        .post(format!("{}/", run.url))
-        .header("content-type", "application/json")
-        .body(running_push(&ts, "m-2"))
-        .send()
-        .await
-        .unwrap();
+    let resp = post_json(&run.url, running_push(&ts, "m-2")).await;
     assert_eq!(resp.status(), 204);
     assert_eq!(gcm.requests().len(), 2, "one call, no retry loop");
     assert_eq!(gcm.written_points(), 1);
@@ -262,13 +261,7 @@ async fn otlp_backend_end_to_end() {
     let collector = common::fakes::FakeCollector::start().await;
     let run = start_with(&[("METRICS_BACKEND", "otlp"), ("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.url)]).await;
     let (body, _) = recent_running_push();
-    let resp = reqwest::Client::new()
-        .post(format!("{}/", run.url))
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let resp = post_json(&run.url, body).await;
     assert_eq!(resp.status(), 204);
     let decoded = collector.decoded();
     assert_eq!(decoded.len(), 1, "sent before the answer");
