@@ -108,8 +108,7 @@ async fn build(
     };
     let mut projects = Projects::new(config.metric_project.clone(), config.data_project.clone());
     projects.allowed_datasets = config.delivery.allowed_datasets.clone();
-    let d = &config.delivery;
-    let verifier = d.auth.as_ref().map(|a| {
+    let verifier = config.delivery.auth.as_ref().map(|a| {
         let keys = Keys::Url {
             http: http.clone(),
             url: a.jwks_url.clone(),
@@ -118,17 +117,7 @@ async fn build(
         };
         Arc::new(PushVerifier::new(&a.audience, a.service_accounts.clone(), keys))
     });
-    let options = Options {
-        max_body_bytes: config.max_body_bytes,
-        ack_permanent: d.ack_permanent,
-        event_deadline: d.event_deadline,
-        dedup_window: d.dedup_window,
-        dedup_capacity: d.dedup_capacity,
-        max_in_flight: d.max_in_flight,
-        verifier,
-        self_metrics: d.self_metrics,
-        self_metrics_interval: d.self_metrics_interval,
-    };
+    let options = Options { max_body_bytes: config.max_body_bytes, delivery: config.delivery.clone(), verifier };
     Ok(Arc::new(App::new(Dispatcher::new(handlers, projects), warehouse, sink, options)))
 }
 

@@ -29,32 +29,21 @@ use crate::error::{DecodeError, DecodeErrorKind, ErrorClass, HandlerError, Outco
 use crate::record::{self, ChangeEvent};
 use crate::sink::{Delivered, Gauge, MetricSink};
 
-/// How deliveries are accepted and answered (see [`crate::config::Delivery`]).
+/// How deliveries are accepted and answered.
 pub struct Options {
     pub max_body_bytes: usize,
-    pub ack_permanent: bool,
-    pub event_deadline: Duration,
-    pub dedup_window: Duration,
-    pub dedup_capacity: usize,
-    pub max_in_flight: usize,
+    /// Acknowledgement, deadline, de-duplication, admission and self-metrics settings.
+    pub delivery: crate::config::Delivery,
+    /// Verifies push OIDC tokens when set (built from `delivery.auth`).
     pub verifier: Option<Arc<PushVerifier>>,
-    pub self_metrics: bool,
-    pub self_metrics_interval: Duration,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        let d = crate::config::Delivery::default();
         Options {
             max_body_bytes: crate::config::DEFAULT_MAX_BODY_BYTES,
-            ack_permanent: d.ack_permanent,
-            event_deadline: d.event_deadline,
-            dedup_window: d.dedup_window,
-            dedup_capacity: d.dedup_capacity,
-            max_in_flight: d.max_in_flight,
+            delivery: crate::config::Delivery::default(),
             verifier: None,
-            self_metrics: d.self_metrics,
-            self_metrics_interval: d.self_metrics_interval,
         }
     }
 }
@@ -83,9 +72,9 @@ impl App {
         sink: Arc<dyn MetricSink>,
         options: Options,
     ) -> App {
-        let dedup = Dedup::new(options.dedup_window, options.dedup_capacity);
-        let in_flight =
-            (options.max_in_flight > 0).then(|| Arc::new(tokio::sync::Semaphore::new(options.max_in_flight)));
+        let dedup = Dedup::new(options.delivery.dedup_window, options.delivery.dedup_capacity);
+        let in_flight = (options.delivery.max_in_flight > 0)
+            .then(|| Arc::new(tokio::sync::Semaphore::new(options.delivery.max_in_flight)));
         App { dispatcher, warehouse, sink, options, dedup, in_flight, stats: Mutex::new(SelfStats::new()) }
     }
 }
@@ -182,7 +171,7 @@ async fn ingest(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> 
         if let Err(e) = verifier.verify(authorization).await {
             tracing::warn!(status = 401, reason = %e, "push not authenticated");
             app.stats.lock().expect("stats").count("unauthorized", "none");
-            let status = ack_status(Outcome::Unauthorized, app.options.ack_permanent);
+            let status = ack_status(Outcome::Unauthorized, app.options.delivery.ack_permanent);
             return into_response(json_response(status, &json!({"error": "unauthorized", "message": e.0})));
         }
     }
@@ -191,12 +180,12 @@ async fn ingest(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> 
         Some(sem) => match sem.clone().try_acquire_owned() {
             Ok(p) => Some(p),
             Err(_) => {
-                tracing::warn!(status = 429, limit = app.options.max_in_flight, "too many events in flight");
+                tracing::warn!(status = 429, limit = app.options.delivery.max_in_flight, "too many events in flight");
                 app.stats.lock().expect("stats").count("overloaded", "none");
-                let status = ack_status(Outcome::Overloaded, app.options.ack_permanent);
+                let status = ack_status(Outcome::Overloaded, app.options.delivery.ack_permanent);
                 return into_response(json_response(
                     status,
-                    &json!({"error": "overloaded", "message": format!("more than {} events in flight; retry later", app.options.max_in_flight)}),
+                    &json!({"error": "overloaded", "message": format!("more than {} events in flight; retry later", app.options.delivery.max_in_flight)}),
                 ));
             }
         },
@@ -238,7 +227,7 @@ async fn process(app: Arc<App>, delivery: Delivery, event: ChangeEvent, started:
         Begin::Running(mut rx) => {
             // a redelivery while the first attempt runs: wait for its outcome (a final answer,
             // or None when it failed transiently or was cancelled)
-            let answer = match tokio::time::timeout(app.options.event_deadline, rx.changed()).await {
+            let answer = match tokio::time::timeout(app.options.delivery.event_deadline, rx.changed()).await {
                 Ok(_) => rx.borrow().clone(),
                 Err(_) => None,
             };
@@ -262,15 +251,13 @@ async fn process(app: Arc<App>, delivery: Delivery, event: ChangeEvent, started:
         }
     };
     let work = async {
-        let report = app.dispatcher.dispatch(&event, app.warehouse.as_ref()).await;
+        let mut report = app.dispatcher.dispatch(&event, app.warehouse.as_ref()).await;
         // A transient failure will be retried: write only the failure gauges now, so that the
         // retry writes every point exactly once. Otherwise write everything.
-        let mut points: Vec<Gauge> = match report.outcome() {
-            Outcome::HandlersFailed { transient: true } => {
-                report.points.iter().filter(|p| p.name == crate::handler::FAILURE_METRIC).cloned().collect()
-            }
-            _ => report.points.clone(),
-        };
+        let mut points: Vec<Gauge> = std::mem::take(&mut report.points);
+        if report.outcome() == (Outcome::HandlersFailed { transient: true }) {
+            points.retain(|p| p.name == crate::handler::FAILURE_METRIC);
+        }
         let self_points = {
             let mut stats = app.stats.lock().expect("stats");
             let outcome = match report.outcome() {
@@ -282,8 +269,8 @@ async fn process(app: Arc<App>, delivery: Delivery, event: ChangeEvent, started:
             for r in &report.results {
                 stats.handler(&r.handler, r.elapsed);
             }
-            if app.options.self_metrics {
-                stats.flush(&app.dispatcher.projects().metric, app.options.self_metrics_interval)
+            if app.options.delivery.self_metrics {
+                stats.flush(&app.dispatcher.projects().metric, app.options.delivery.self_metrics_interval)
             } else {
                 vec![]
             }
@@ -293,20 +280,20 @@ async fn process(app: Arc<App>, delivery: Delivery, event: ChangeEvent, started:
         let sink = app.sink.emit(&points).await;
         (report, sink, written)
     };
-    match tokio::time::timeout(app.options.event_deadline, work).await {
+    match tokio::time::timeout(app.options.delivery.event_deadline, work).await {
         Err(_) => {
             drop(ticket); // forget it: the redelivery is processed anew
-            let status = ack_status(Outcome::DeadlineExceeded, app.options.ack_permanent);
+            let status = ack_status(Outcome::DeadlineExceeded, app.options.delivery.ack_permanent);
             tracing::warn!(
                 status = status.as_u16(),
-                deadline_secs = app.options.event_deadline.as_secs_f64(),
+                deadline_secs = app.options.delivery.event_deadline.as_secs_f64(),
                 "event deadline exceeded: work cancelled"
             );
             app.stats.lock().expect("stats").count("deadline_exceeded", delivery.format.as_str());
             into_response(json_response(
                 status,
                 &json!({"error": "deadline_exceeded", "class": "transient",
-                        "message": format!("the event did not finish within {:?}", app.options.event_deadline)}),
+                        "message": format!("the event did not finish within {:?}", app.options.delivery.event_deadline)}),
             ))
         }
         Ok((report, sink, written)) => {
@@ -316,7 +303,7 @@ async fn process(app: Arc<App>, delivery: Delivery, event: ChangeEvent, started:
                     stats.rejected(r.as_str());
                 }
             }
-            let (outcome, status, body) = report_answer(&report, &sink, app.options.ack_permanent);
+            let (outcome, status, body) = report_answer(&report, &sink, app.options.delivery.ack_permanent);
             log_event(&delivery, &event, &report, &sink, written, status, started);
             ticket.finish(Answer { status: status.as_u16(), body: body.clone() }, outcome.is_final());
             into_response((status, body))
@@ -325,7 +312,7 @@ async fn process(app: Arc<App>, delivery: Delivery, event: ChangeEvent, started:
 }
 
 fn rejected(app: &App, e: &DecodeError, delivery: Option<&Delivery>) -> Response {
-    let status = ack_status(Outcome::Rejected(e.kind), app.options.ack_permanent);
+    let status = ack_status(Outcome::Rejected(e.kind), app.options.delivery.ack_permanent);
     let kind = match e.kind {
         DecodeErrorKind::Malformed => "malformed_event",
         DecodeErrorKind::UnsupportedMediaType => "unsupported_media_type",

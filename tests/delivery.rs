@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use common::{PRE_AND_PROCESSABLE, ScriptedWarehouse, TestApp, wrangling_record};
 use pipeline_run_metrics::auth::{Keys, PushVerifier};
+use pipeline_run_metrics::config::Delivery;
 use pipeline_run_metrics::transport::Options;
 use serde_json::{Value, json};
 
@@ -32,7 +33,11 @@ const JSON: (&str, &str) = ("content-type", "application/json");
 async fn acknowledgement_policy_table() {
     for ack_permanent in [false, true] {
         let wh = Arc::new(ScriptedWarehouse::default());
-        let options = Options { ack_permanent, max_body_bytes: 64 * 1024, ..Default::default() };
+        let options = Options {
+            max_body_bytes: 64 * 1024,
+            delivery: Delivery { ack_permanent, ..Default::default() },
+            ..Default::default()
+        };
         let app = app_with(wh.clone(), options).await;
         let p = |s: u16| if ack_permanent { 200 } else { s };
         let ok = app.post(&[JSON], push_body(&wrangling_record(), "m1")).await;
@@ -60,7 +65,10 @@ async fn acknowledgement_policy_table() {
 #[tokio::test]
 async fn overload_is_429_and_retried_later() {
     let wh = Arc::new(ScriptedWarehouse { delay: Duration::from_millis(800), ..Default::default() });
-    let app = Arc::new(app_with(wh, Options { max_in_flight: 1, ..Default::default() }).await);
+    let app = Arc::new(
+        app_with(wh, Options { delivery: Delivery { max_in_flight: 1, ..Default::default() }, ..Default::default() })
+            .await,
+    );
     let first = {
         let app = app.clone();
         tokio::spawn(async move { app.post(&[JSON], push_body(&wrangling_record(), "slow")).await })
@@ -78,7 +86,14 @@ async fn overload_is_429_and_retried_later() {
 #[tokio::test]
 async fn deadline_answers_503_at_once_and_cancels_the_queries() {
     let wh = Arc::new(ScriptedWarehouse { delay: Duration::from_secs(5), ..Default::default() });
-    let app = app_with(wh.clone(), Options { event_deadline: Duration::from_millis(300), ..Default::default() }).await;
+    let app = app_with(
+        wh.clone(),
+        Options {
+            delivery: Delivery { event_deadline: Duration::from_millis(300), ..Default::default() },
+            ..Default::default()
+        },
+    )
+    .await;
     let t0 = Instant::now();
     let ans = app.post(&[JSON], push_body(&wrangling_record(), "m")).await;
     assert_eq!(ans.status, 503);

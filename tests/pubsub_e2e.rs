@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use common::{Bq, TestApp};
 use pipeline_run_metrics::bigquery::BigQuery;
+use pipeline_run_metrics::config::Delivery;
 use pipeline_run_metrics::transport::Options;
 use serde_json::{Value, json};
 
@@ -242,7 +243,8 @@ async fn thousand_messages_through_the_pubsub_emulator_exactly_once_with_a_bigqu
     let warehouse = Arc::new(
         BigQuery::emulator(&bq_host, "test-project", Duration::from_secs(5), ::reqwest::Client::new()).await.unwrap(),
     );
-    let options = Options { ack_permanent: true, event_deadline: Duration::from_secs(8), ..Default::default() };
+    let delivery = Delivery { ack_permanent: true, event_deadline: Duration::from_secs(8), ..Default::default() };
+    let options = Options { delivery, ..Default::default() };
     let only = ["PipelineRunHandler", "PreFilteredWranglingHandler", "ProcessableWranglingHandler"];
     let app = TestApp::with_options(Some(&only), None, warehouse, options, None).await;
 
