@@ -17,12 +17,13 @@ use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use criterion::{Criterion, criterion_group, criterion_main};
-use pipeline_run_metrics::bigquery::{Cell, Param, Row, TableRef, Warehouse};
-use pipeline_run_metrics::dispatch::Dispatcher;
-use pipeline_run_metrics::error::WarehouseError;
-use pipeline_run_metrics::handler::Projects;
+use pipeline_run_metrics::decode as envelope;
+use pipeline_run_metrics::handlers::Projects;
+use pipeline_run_metrics::handlers::all as all_handlers;
+use pipeline_run_metrics::handlers::dispatch::Dispatcher;
 use pipeline_run_metrics::sink::{JsonLines, MetricSink};
-use pipeline_run_metrics::{all_handlers, envelope, record};
+use pipeline_run_metrics::warehouse::WarehouseError;
+use pipeline_run_metrics::warehouse::{Cell, Param, Row, TableRef, Warehouse};
 
 /// The events measured: (benchmark id, file in events/).
 const CASES: &[(&str, &str)] = &[
@@ -133,7 +134,8 @@ fn bench(c: &mut Criterion) {
     for (id, file) in CASES {
         let (headers, body) = load_event(file);
         let delivery = envelope::decode(&headers, &body).unwrap_or_else(|e| panic!("{id}: {e:?}"));
-        let event = record::decode(&delivery.record).unwrap_or_else(|e| panic!("{id}: {e:?}"));
+        let event =
+            delivery.records.into_iter().next().expect("one record").record.unwrap_or_else(|e| panic!("{id}: {e:?}"));
         let report = rt.block_on(dispatcher.dispatch(&event, &warehouse));
         assert!(report.failures().next().is_none(), "{id}: {:?}", report.results);
         eprintln!(
@@ -152,7 +154,7 @@ fn bench(c: &mut Criterion) {
         group.bench_function(*id, |b| {
             b.to_async(&rt).iter(|| async {
                 let delivery = envelope::decode(black_box(&headers), black_box(&body)).expect("delivery");
-                let event = record::decode(&delivery.record).expect("record");
+                let event = delivery.records.into_iter().next().expect("one record").record.expect("record");
                 black_box(dispatcher.dispatch(&event, &warehouse).await)
             })
         });
@@ -167,7 +169,7 @@ fn bench(c: &mut Criterion) {
         group.bench_function(*id, |b| {
             b.iter(|| {
                 let delivery = envelope::decode(black_box(&headers), black_box(&body)).expect("delivery");
-                black_box(record::decode(&delivery.record).expect("record"))
+                black_box(delivery.records.into_iter().next().expect("one record").record.expect("record"))
             })
         });
     }
@@ -181,7 +183,7 @@ fn bench(c: &mut Criterion) {
     ] {
         let (headers, body) = load_event(file);
         let delivery = envelope::decode(&headers, &body).expect("delivery");
-        let event = record::decode(&delivery.record).expect("record");
+        let event = delivery.records.into_iter().next().expect("one record").record.expect("record");
         let projects = dispatcher.projects().clone();
         group.bench_function(id, |b| {
             b.iter(|| {
@@ -199,7 +201,7 @@ fn bench(c: &mut Criterion) {
         group.bench_function(*id, |b| {
             b.to_async(&rt).iter(|| async {
                 let delivery = envelope::decode(black_box(&headers), black_box(&body)).expect("delivery");
-                let event = record::decode(&delivery.record).expect("record");
+                let event = delivery.records.into_iter().next().expect("one record").record.expect("record");
                 let report = dispatcher.dispatch(&event, &warehouse).await;
                 black_box(sink.emit(&report.points).await.expect("emit"))
             })

@@ -28,13 +28,14 @@ use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use chrono::{TimeZone, Utc};
-use pipeline_run_metrics::bigquery::{BigQuery, Param, Row, TableRef, Warehouse};
-use pipeline_run_metrics::dispatch::Dispatcher;
-use pipeline_run_metrics::error::WarehouseError;
-use pipeline_run_metrics::handler::Projects;
-use pipeline_run_metrics::record::ChangeEvent;
-use pipeline_run_metrics::sink::{Gauge, JsonLines, MetricSink};
-use pipeline_run_metrics::{all_handlers, envelope, record};
+use pipeline_run_metrics::decode as envelope;
+use pipeline_run_metrics::decode::ChangeEvent;
+use pipeline_run_metrics::handlers::Projects;
+use pipeline_run_metrics::handlers::all as all_handlers;
+use pipeline_run_metrics::handlers::dispatch::Dispatcher;
+use pipeline_run_metrics::sink::{JsonLines, MetricSink, Point};
+use pipeline_run_metrics::warehouse::WarehouseError;
+use pipeline_run_metrics::warehouse::{BigQuery, Param, Row, TableRef, Warehouse};
 use serde_json::{Value, json};
 
 const METRIC_PROJECT: &str = "local-project";
@@ -158,7 +159,7 @@ impl Event {
 
     fn decode(&self) -> ChangeEvent {
         let delivery = envelope::decode(&self.header_map(), &self.body).expect("delivery");
-        record::decode(&delivery.record).expect("record")
+        delivery.records.into_iter().next().expect("one record").record.expect("record")
     }
 }
 
@@ -872,13 +873,11 @@ fn sink_calls(opts: &Opts) -> Value {
     let mut series = Vec::new();
     for n in [1usize, 9, 50, 100, 200, 201, 400] {
         let time = Utc.with_ymd_and_hms(2025, 11, 5, 18, 23, 31).unwrap();
-        let points: Vec<Gauge> = (0..n)
-            .map(|i| Gauge {
-                name: "claims/pipeline/savings/count".into(),
-                value: i as f64,
-                time,
-                labels: BTreeMap::from([("agent_id".into(), format!("agent-{i}")), ("partner".into(), "p".into())]),
-                project: METRIC_PROJECT.into(),
+        let points: Vec<Point> = (0..n)
+            .map(|i| {
+                let labels =
+                    BTreeMap::from([("agent_id".into(), format!("agent-{i}")), ("partner".into(), "p".into())]);
+                Point::gauge("claims/pipeline/savings/count", i as f64, time, labels, METRIC_PROJECT)
             })
             .collect();
         let counter = CountingWriter::default();

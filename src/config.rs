@@ -307,7 +307,7 @@ impl Config {
                             "the push subscription's service account e-mail(s), comma-separated",
                         ));
                     }
-                    let jwks_url = url_var(&pick, "PUSH_JWKS_URL", crate::auth::GOOGLE_JWKS_URL)?;
+                    let jwks_url = url_var(&pick, "PUSH_JWKS_URL", crate::ingress::auth::GOOGLE_JWKS_URL)?;
                     Some(PushAuth { audience, service_accounts: accounts, jwks_url })
                 }
             },
@@ -504,7 +504,7 @@ mod tests {
         let auth = d.auth.unwrap();
         assert_eq!(auth.audience, "https://fn.example.com/");
         assert_eq!(auth.service_accounts, vec!["a@p.iam.gserviceaccount.com", "b@p.iam.gserviceaccount.com"]);
-        assert_eq!(auth.jwks_url, crate::auth::GOOGLE_JWKS_URL);
+        assert_eq!(auth.jwks_url, crate::ingress::auth::GOOGLE_JWKS_URL);
         assert!(d.ack_permanent);
         assert_eq!(d.allowed_datasets.unwrap(), vec!["tmp_cemig", "other-proj.refined"]);
         assert_eq!(d.dedup_window, Duration::ZERO);

@@ -1,34 +1,26 @@
-//! pipeline-run-metrics: turns Datastream change records of Mage.ai `pipeline_run` rows into
+//! pipeline-run-metrics: turns change-data-capture records of orchestrators' run tables into
 //! operational metrics.
 //!
-//! Data flow, one module per stage:
-//! [`transport`] (HTTP) -> [`envelope`] (Pub/Sub push, CloudEvents) -> [`record`] (Datastream
-//! change record) -> [`dispatch`] (matching, concurrent execution) -> [`handler`] / [`catalogue`]
-//! (built-in and declarative query handlers, through [`bigquery`]) -> [`sink`] (metric points).
-//! [`error`] decides ack or retry in one place; [`config`] and [`logging`] are set up once.
+//! Modules in the order a delivery flows through them:
+//! [`ingress`] (HTTP router, push auth, Lambda entry) -> [`decode`] (delivery formats, CloudEvents,
+//! Pub/Sub, Datastream) -> [`pipeline`] (the per-delivery driver, de-duplication, the ack table)
+//! -> [`handlers`] (trait, dispatch, built-ins, the catalogue) -> [`warehouse`] (BigQuery, table
+//! references, the per-event request cache) -> [`sink`] (stdout, Cloud Monitoring, OTLP).
+//! Shared by several stages: [`google`] (credentials), [`config`], [`error`], [`logging`].
 
-pub mod auth;
-pub mod bigquery;
-pub mod catalogue;
-pub mod config;
-pub mod credentials;
-pub mod dedup;
-pub mod dispatch;
-pub mod envelope;
-pub mod error;
-pub mod handler;
-pub mod logging;
-pub mod record;
+pub mod ingress;
+
+pub mod decode;
+
+pub mod pipeline;
+
+pub mod handlers;
+
+pub mod warehouse;
+
 pub mod sink;
-pub mod transport;
 
-use std::sync::Arc;
-
-/// Every handler in registration order: the built-in ones, then the catalogue.
-pub fn all_handlers(
-    dir: Option<&std::path::Path>,
-) -> Result<Vec<Arc<dyn handler::Handler>>, catalogue::CatalogueError> {
-    let mut handlers: Vec<Arc<dyn handler::Handler>> = vec![Arc::new(handler::PipelineRunCount)];
-    handlers.extend(catalogue::load(dir)?);
-    Ok(handlers)
-}
+pub mod config;
+pub mod error;
+pub mod google;
+pub mod logging;

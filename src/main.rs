@@ -2,17 +2,18 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pipeline_run_metrics::auth::{Keys, PushVerifier};
-use pipeline_run_metrics::bigquery::{BigQuery, Warehouse};
 use pipeline_run_metrics::config::{Config, MetricsBackend};
-use pipeline_run_metrics::credentials::{self, BIGQUERY_SCOPE, MONITORING_SCOPE, TokenSource};
-use pipeline_run_metrics::dispatch::Dispatcher;
-use pipeline_run_metrics::handler::Projects;
+use pipeline_run_metrics::google::credentials::{self, BIGQUERY_SCOPE, MONITORING_SCOPE, TokenSource};
+use pipeline_run_metrics::handlers::Dispatcher;
+use pipeline_run_metrics::handlers::Projects;
+use pipeline_run_metrics::handlers::all as all_handlers;
+use pipeline_run_metrics::ingress::auth::{Keys, PushVerifier};
+use pipeline_run_metrics::ingress::http::{App, Options, router};
+use pipeline_run_metrics::logging;
 use pipeline_run_metrics::sink::gcm::{CloudMonitoring, Retry};
 use pipeline_run_metrics::sink::otlp::Otlp;
 use pipeline_run_metrics::sink::{JsonLines, MetricSink};
-use pipeline_run_metrics::transport::{App, Options, router};
-use pipeline_run_metrics::{all_handlers, logging};
+use pipeline_run_metrics::warehouse::{BigQuery, Warehouse};
 
 /// Startup failures are printed as one structured line, so they reach Cloud Logging too.
 fn fatal(message: &str, detail: String) -> ExitCode {
@@ -58,7 +59,7 @@ async fn main() -> ExitCode {
 
 async fn build(
     config: &Config,
-    handlers: Vec<Arc<dyn pipeline_run_metrics::handler::Handler>>,
+    handlers: Vec<Arc<dyn pipeline_run_metrics::handlers::Handler>>,
 ) -> Result<Arc<App>, (&'static str, String)> {
     let http = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))

@@ -10,8 +10,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
-use pipeline_run_metrics::bigquery::{BigQuery, Cell, Param, Warehouse};
-use pipeline_run_metrics::error::WarehouseError;
+use pipeline_run_metrics::warehouse::WarehouseError;
+use pipeline_run_metrics::warehouse::{BigQuery, Cell, Param, Warehouse};
 use serde_json::{Value, json};
 
 #[derive(Clone, Default)]

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use common::{PRE_AND_PROCESSABLE, ScriptedWarehouse, TestApp, wrangling_record};
-use pipeline_run_metrics::auth::{Keys, PushVerifier};
 use pipeline_run_metrics::config::Delivery;
-use pipeline_run_metrics::transport::Options;
+use pipeline_run_metrics::ingress::auth::{Keys, PushVerifier};
+use pipeline_run_metrics::ingress::http::Options;
 use serde_json::{Value, json};
 
 async fn app_with(warehouse: Arc<ScriptedWarehouse>, options: Options) -> TestApp {

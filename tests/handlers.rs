@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
-use pipeline_run_metrics::error::HandlerError;
-use pipeline_run_metrics::handler::{Handler, Plan, Projects};
+use pipeline_run_metrics::handlers::HandlerError;
+use pipeline_run_metrics::handlers::{Handler, Plan, Projects};
 use serde_json::{Value, json};
 
 struct Case {
@@ -169,7 +169,7 @@ fn case(name: &str) -> Case {
 }
 
 fn handler(name: &str) -> Arc<dyn Handler> {
-    pipeline_run_metrics::all_handlers(None)
+    pipeline_run_metrics::handlers::all(None)
         .unwrap()
         .into_iter()
         .find(|h| h.name() == name)
@@ -192,8 +192,8 @@ fn set(vars: &mut serde_json::Map<String, Value>, path: &str, value: Value) {
     }
 }
 
-fn event(pipeline: &str, status: &str, vars: Value) -> pipeline_run_metrics::record::ChangeEvent {
-    pipeline_run_metrics::record::decode(&json!({
+fn event(pipeline: &str, status: &str, vars: Value) -> pipeline_run_metrics::decode::ChangeEvent {
+    pipeline_run_metrics::decode::datastream::decode(&json!({
         "source_timestamp": "2024-01-15T10:30:00Z", "source_metadata": {"table": "pipeline_run", "change_type": "UPDATE"},
         "payload": {"pipeline_uuid": pipeline, "status": status, "variables": vars}}))
     .unwrap()
@@ -221,13 +221,15 @@ fn check(name: &str) {
     assert!(!h.matches(&event(c.sibling, "COMPLETED", vars.clone())), "{name}: sibling pipeline");
     assert!(!h.matches(&event(c.pipeline, c.other_status, vars.clone())), "{name}: status {}", c.other_status);
     assert!(!h.matches(&event(c.pipeline, "completed", vars.clone())), "{name}: status is case-sensitive");
-    let empty =
-        pipeline_run_metrics::record::decode(&json!({"source_timestamp": "2024-01-15T10:30:00Z", "payload": {}}))
-            .unwrap();
+    let empty = pipeline_run_metrics::decode::datastream::decode(
+        &json!({"source_timestamp": "2024-01-15T10:30:00Z", "payload": {}}),
+    )
+    .unwrap();
     assert!(!h.matches(&empty), "{name}: empty payload");
-    let null =
-        pipeline_run_metrics::record::decode(&json!({"source_timestamp": "2024-01-15T10:30:00Z", "payload": null}))
-            .unwrap();
+    let null = pipeline_run_metrics::decode::datastream::decode(
+        &json!({"source_timestamp": "2024-01-15T10:30:00Z", "payload": null}),
+    )
+    .unwrap();
     assert!(!h.matches(&null), "{name}: null payload");
     // with every variable it prepares a query
     assert!(matches!(h.prepare(&event(c.pipeline, "COMPLETED", vars), &projects()), Ok(Plan::Query(_))), "{name}");
@@ -261,7 +263,7 @@ macro_rules! handler_tests {
         #[test]
         fn every_catalogue_handler_has_a_test() {
             let tested: std::collections::BTreeSet<&str> = [$(stringify!($name)),*].into_iter().collect();
-            let all = pipeline_run_metrics::all_handlers(None).unwrap();
+            let all = pipeline_run_metrics::handlers::all(None).unwrap();
             let names: std::collections::BTreeSet<&str> =
                 all.iter().map(|h| h.name()).filter(|n| *n != "PipelineRunHandler").collect();
             assert_eq!(tested, names);

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::{Answer, METRIC_PROJECT, TestApp, event_file, seed};
-use pipeline_run_metrics::bigquery::{BigQuery, Param, Row, TableRef, Warehouse};
-use pipeline_run_metrics::error::WarehouseError;
+use pipeline_run_metrics::warehouse::WarehouseError;
+use pipeline_run_metrics::warehouse::{BigQuery, Param, Row, TableRef, Warehouse};
 use serde_json::json;
 
 fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {

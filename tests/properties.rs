@@ -5,7 +5,7 @@
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use base64::Engine;
-use pipeline_run_metrics::{envelope, record};
+use pipeline_run_metrics::decode::{self as envelope, datastream as record};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -100,9 +100,7 @@ proptest! {
     fn arbitrary_json_never_panics(v in json_value(), ct in content_type(),
                                    ce in prop::collection::vec(("ce-[a-z]{1,10}", "[ -~%]{0,20}"), 0..5)) {
         let body = serde_json::to_vec(&v).unwrap();
-        if let Ok(d) = envelope::decode(&headers(&ct, &ce), &body) {
-            let _ = record::decode(&d.record);
-        }
+        let _ = envelope::decode(&headers(&ct, &ce), &body);
         let _ = record::decode(&v);
     }
 
@@ -110,9 +108,7 @@ proptest! {
     fn any_json_inside_a_push_message_never_panics(v in json_value(), raw in prop::collection::vec(any::<u8>(), 0..64), use_raw in any::<bool>()) {
         let data = if use_raw { raw } else { serde_json::to_vec(&v).unwrap() };
         let body = json!({"message": {"data": base64::engine::general_purpose::STANDARD.encode(&data), "messageId": "m"}, "subscription": "s"});
-        if let Ok(d) = envelope::decode(&headers("application/json", &[]), body.to_string().as_bytes()) {
-            let _ = record::decode(&d.record);
-        }
+        let _ = envelope::decode(&headers("application/json", &[]), body.to_string().as_bytes());
     }
 
     #[test]
@@ -138,8 +134,9 @@ proptest! {
             _ => rec.clone(),
         };
         let d = envelope::decode(&headers("application/json", &[]), body.to_string().as_bytes()).unwrap();
-        prop_assert_eq!(&d.record, &rec);
-        let e = record::decode(&d.record).unwrap();
+        prop_assert_eq!(d.records.len(), 1);
+        let e = d.records[0].record.clone().unwrap();
+        prop_assert_eq!(&e, &record::decode(&rec).unwrap());
         prop_assert_eq!(e.source_timestamp.timestamp_millis(), ms);
         let vars = e.payload.unwrap().variables.unwrap();
         prop_assert_eq!(vars["partner"].as_str(), Some(partner.as_str()));

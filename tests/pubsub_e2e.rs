@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use common::{Bq, TestApp};
-use pipeline_run_metrics::bigquery::BigQuery;
 use pipeline_run_metrics::config::Delivery;
-use pipeline_run_metrics::transport::Options;
+use pipeline_run_metrics::ingress::http::Options;
+use pipeline_run_metrics::warehouse::BigQuery;
 use serde_json::{Value, json};
 
 /// A child process group, killed on drop (gcloud forks java; bqemulator is python).

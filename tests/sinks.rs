@@ -9,21 +9,15 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use common::fakes::{FakeCollector, FakeGcm, FakeTokenServer};
-use pipeline_run_metrics::credentials::{self, StaticToken, TokenSource};
 use pipeline_run_metrics::error::ErrorClass;
+use pipeline_run_metrics::google::credentials::{self, StaticToken, TokenSource};
 use pipeline_run_metrics::sink::gcm::{CloudMonitoring, Resource, Retry};
 use pipeline_run_metrics::sink::otlp::Otlp;
-use pipeline_run_metrics::sink::{Gauge, MetricSink, Rejection};
+use pipeline_run_metrics::sink::{MetricSink, Point, Rejection};
 use serde_json::json;
 
-fn gauge(name: &str, labels: &[(&str, &str)], time: DateTime<Utc>, value: f64) -> Gauge {
-    Gauge {
-        name: name.into(),
-        value,
-        time,
-        labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-        project: "my-proj".into(),
-    }
+fn gauge(name: &str, labels: &[(&str, &str)], time: DateTime<Utc>, value: f64) -> Point {
+    Point::gauge(name, value, time, labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(), "my-proj")
 }
 
 fn fast_retry() -> Retry {
@@ -92,7 +86,7 @@ async fn one_call_with_the_exact_body() {
 async fn batches_of_200_and_one_point_per_series_per_call() {
     let fake = FakeGcm::start().await;
     let t = recent(120);
-    let mut pts: Vec<Gauge> = (0..450)
+    let mut pts: Vec<Point> = (0..450)
         .map(|i| gauge("claims/glosa/approved/vl_glosa_arvo", &[("agent_id", &format!("a{i}"))], t, i as f64))
         .collect();
     // the same series again, 10 s later: must go in a later call, after the first point

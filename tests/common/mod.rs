@@ -14,11 +14,11 @@ use serde_json::{Value, json};
 
 pub mod fakes;
 
-use pipeline_run_metrics::bigquery::BigQuery;
-use pipeline_run_metrics::dispatch::Dispatcher;
-use pipeline_run_metrics::handler::Projects;
+use pipeline_run_metrics::handlers::Projects;
+use pipeline_run_metrics::handlers::dispatch::Dispatcher;
+use pipeline_run_metrics::ingress::http::{App, router};
 use pipeline_run_metrics::sink::{JsonLines, SharedBuffer};
-use pipeline_run_metrics::transport::{App, router};
+use pipeline_run_metrics::warehouse::BigQuery;
 
 pub const DATA_PROJECT: &str = "test-project";
 pub const METRIC_PROJECT: &str = "arvo-eng-prd";
@@ -212,7 +212,7 @@ impl TestApp {
 
     pub async fn with_warehouse(
         only: Option<&[&str]>,
-        warehouse: Arc<dyn pipeline_run_metrics::bigquery::Warehouse>,
+        warehouse: Arc<dyn pipeline_run_metrics::warehouse::Warehouse>,
         max_body_bytes: usize,
     ) -> TestApp {
         TestApp::with_catalogue(only, None, warehouse, max_body_bytes).await
@@ -222,10 +222,10 @@ impl TestApp {
     pub async fn with_catalogue(
         only: Option<&[&str]>,
         handlers_dir: Option<&std::path::Path>,
-        warehouse: Arc<dyn pipeline_run_metrics::bigquery::Warehouse>,
+        warehouse: Arc<dyn pipeline_run_metrics::warehouse::Warehouse>,
         max_body_bytes: usize,
     ) -> TestApp {
-        let options = pipeline_run_metrics::transport::Options { max_body_bytes, ..Default::default() };
+        let options = pipeline_run_metrics::ingress::http::Options { max_body_bytes, ..Default::default() };
         TestApp::with_options(only, handlers_dir, warehouse, options, None).await
     }
 
@@ -233,11 +233,11 @@ impl TestApp {
     pub async fn with_options(
         only: Option<&[&str]>,
         handlers_dir: Option<&std::path::Path>,
-        warehouse: Arc<dyn pipeline_run_metrics::bigquery::Warehouse>,
-        options: pipeline_run_metrics::transport::Options,
+        warehouse: Arc<dyn pipeline_run_metrics::warehouse::Warehouse>,
+        options: pipeline_run_metrics::ingress::http::Options,
         allowed_datasets: Option<Vec<String>>,
     ) -> TestApp {
-        let mut handlers = pipeline_run_metrics::all_handlers(handlers_dir).expect("catalogue");
+        let mut handlers = pipeline_run_metrics::handlers::all(handlers_dir).expect("catalogue");
         if let Some(names) = only {
             for n in names {
                 assert!(handlers.iter().any(|h| h.name() == *n), "no handler named {n}");
@@ -329,7 +329,7 @@ pub fn event_file(name: &str) -> (Vec<(String, String)>, Vec<u8>) {
     (headers, body)
 }
 
-pub async fn emulator_warehouse() -> Arc<dyn pipeline_run_metrics::bigquery::Warehouse> {
+pub async fn emulator_warehouse() -> Arc<dyn pipeline_run_metrics::warehouse::Warehouse> {
     Arc::new(
         BigQuery::emulator(emulator(), DATA_PROJECT, Duration::from_secs(30), reqwest::Client::new()).await.unwrap(),
     )
@@ -357,19 +357,19 @@ impl Drop for CancelGuard {
 }
 
 #[async_trait::async_trait]
-impl pipeline_run_metrics::bigquery::Warehouse for ScriptedWarehouse {
+impl pipeline_run_metrics::warehouse::Warehouse for ScriptedWarehouse {
     async fn table_exists(
         &self,
-        _: &pipeline_run_metrics::bigquery::TableRef,
-    ) -> Result<bool, pipeline_run_metrics::error::WarehouseError> {
+        _: &pipeline_run_metrics::warehouse::TableRef,
+    ) -> Result<bool, pipeline_run_metrics::warehouse::WarehouseError> {
         Ok(true)
     }
     async fn query(
         &self,
         _: &str,
-        _: &[(String, pipeline_run_metrics::bigquery::Param)],
-    ) -> Result<Vec<pipeline_run_metrics::bigquery::Row>, pipeline_run_metrics::error::WarehouseError> {
-        use pipeline_run_metrics::bigquery::Cell;
+        _: &[(String, pipeline_run_metrics::warehouse::Param)],
+    ) -> Result<Vec<pipeline_run_metrics::warehouse::Row>, pipeline_run_metrics::warehouse::WarehouseError> {
+        use pipeline_run_metrics::warehouse::Cell;
         use std::sync::atomic::Ordering::SeqCst;
         self.queries.fetch_add(1, SeqCst);
         let mut guard = CancelGuard(self.cancelled.clone(), false);
@@ -377,9 +377,9 @@ impl pipeline_run_metrics::bigquery::Warehouse for ScriptedWarehouse {
         guard.1 = true;
         if self.fail_queries.load(SeqCst) > 0 {
             self.fail_queries.fetch_sub(1, SeqCst);
-            return Err(pipeline_run_metrics::error::WarehouseError::Unavailable("HTTP 503: backend error".into()));
+            return Err(pipeline_run_metrics::warehouse::WarehouseError::Unavailable("HTTP 503: backend error".into()));
         }
-        let row: pipeline_run_metrics::bigquery::Row = [
+        let row: pipeline_run_metrics::warehouse::Row = [
             ("unprocessable_total", Cell::Float(1000.0)),
             ("processable_total", Cell::Float(3000.0)),
             ("unprocessable_relative", Cell::Float(0.25)),

@@ -1,4 +1,6 @@
-//! Envelope decoding: one HTTP request -> the delivery metadata plus the Datastream record (JSON).
+//! Decode: one HTTP request -> a [`Delivery`]: its format, its metadata and the change record it
+//! carries ([`pubsub`] push bodies, [`cloudevents`]), then the record -> a [`ChangeEvent`]
+//! ([`datastream`]).
 //!
 //! Accepted formats, tried in this order (protocols.md §2, "recommended decoder order"):
 //! 1. `application/cloudevents-batch+json` -> rejected (415): batch mode is not supported;
@@ -11,14 +13,19 @@
 //! 5. unwrapped Pub/Sub push: the body is the record itself (metadata, when written, comes in
 //!    `x-goog-pubsub-*` headers).
 
+pub mod change;
+pub mod cloudevents;
+pub mod datastream;
+pub mod error;
+pub mod pubsub;
+
 use std::collections::BTreeMap;
 
 use axum::http::HeaderMap;
-use base64::Engine;
-use serde::Deserialize;
 use serde_json::Value;
 
-use crate::error::DecodeError;
+pub use change::{ChangeEvent, ChangeKind, PipelineRun, ReadKind, SourceMetadata};
+pub use error::{DecodeError, DecodeErrorKind};
 
 /// How the event reached us.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -54,44 +61,34 @@ pub struct DeliveryMeta {
     pub ce_type: Option<String>,
 }
 
-/// A decoded delivery: its format, its metadata and the Datastream record it carries.
+/// A decoded delivery: its format, its metadata and the change records it carries.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Delivery {
     pub format: DeliveryFormat,
     pub meta: DeliveryMeta,
-    pub record: Value,
+    pub records: Vec<RecordInput>,
 }
 
-const EXPECTED: &str = "expected a CloudEvent (binary or structured mode), a Pub/Sub push body \
+/// One record of a delivery, decoded or not: a record that cannot be decoded fails alone,
+/// without the others of its delivery.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordInput {
+    /// The transport's id of the item (a batch item id, a file line); `None` when the delivery
+    /// is the record.
+    pub item: Option<String>,
+    pub record: Result<ChangeEvent, DecodeError>,
+}
+
+impl Delivery {
+    /// A delivery of one record (JSON), decoded as a Datastream record.
+    pub fn single(format: DeliveryFormat, meta: DeliveryMeta, record: &Value) -> Delivery {
+        Delivery { format, meta, records: vec![RecordInput { item: None, record: datastream::decode(record) }] }
+    }
+}
+
+pub(crate) const EXPECTED: &str = "expected a CloudEvent (binary or structured mode), a Pub/Sub push body \
 {\"message\":{\"data\":<base64>,...},\"subscription\":...}, or a Datastream record \
 {\"source_timestamp\":...,\"payload\":{...}}";
-
-/// The Pub/Sub push wrapper (`PubsubMessage` plus subscription). Eventarc's
-/// `MessagePublishedData` has the same shape.
-#[derive(Debug, Clone, Deserialize)]
-struct PushBody {
-    message: PushMessage,
-    #[serde(default)]
-    subscription: Option<String>,
-    #[serde(default, alias = "delivery_attempt", rename = "deliveryAttempt")]
-    delivery_attempt: Option<u32>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-struct PushMessage {
-    #[serde(default)]
-    data: Option<String>,
-    #[serde(default)]
-    attributes: Option<BTreeMap<String, String>>,
-    #[serde(default, rename = "messageId")]
-    message_id_camel: Option<String>,
-    #[serde(default, rename = "message_id")]
-    message_id_snake: Option<String>,
-    #[serde(default, rename = "publishTime")]
-    publish_time_camel: Option<String>,
-    #[serde(default, rename = "publish_time")]
-    publish_time_snake: Option<String>,
-}
 
 fn content_type(headers: &HeaderMap) -> String {
     headers
@@ -115,7 +112,7 @@ fn is_accepted_type(ct: &str) -> bool {
     ct.is_empty() || is_json_type(ct) || ct == "application/octet-stream" || ct == "text/plain"
 }
 
-fn header(headers: &HeaderMap, name: &str) -> Result<Option<String>, DecodeError> {
+pub(crate) fn header(headers: &HeaderMap, name: &str) -> Result<Option<String>, DecodeError> {
     match headers.get(name) {
         None => Ok(None),
         Some(v) => {
@@ -133,7 +130,7 @@ fn header(headers: &HeaderMap, name: &str) -> Result<Option<String>, DecodeError
     }
 }
 
-fn parse_json(body: &[u8], what: &str) -> Result<Value, DecodeError> {
+pub(crate) fn parse_json(body: &[u8], what: &str) -> Result<Value, DecodeError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(DecodeError::malformed(None, format!("empty body: {EXPECTED}")));
     }
@@ -142,6 +139,9 @@ fn parse_json(body: &[u8], what: &str) -> Result<Value, DecodeError> {
 }
 
 /// Decodes one HTTP request into a [`Delivery`].
+///
+/// Errors: a request that is not a delivery at all (the whole delivery is refused); a record
+/// that does not decode is carried in [`RecordInput::record`] instead.
 pub fn decode(headers: &HeaderMap, body: &[u8]) -> Result<Delivery, DecodeError> {
     let ct = content_type(headers);
     if ct == "application/cloudevents-batch+json" {
@@ -155,15 +155,15 @@ pub fn decode(headers: &HeaderMap, body: &[u8]) -> Result<Delivery, DecodeError>
         )));
     }
     if headers.contains_key("ce-specversion") {
-        return binary_cloud_event(headers, body);
+        return cloudevents::binary(headers, body);
     }
     let value = parse_json(body, "body")?;
     if ct == "application/cloudevents+json" || value.get("specversion").is_some() {
-        return structured_cloud_event(value);
+        return cloudevents::structured(value);
     }
     if value.get("message").is_some() {
-        let (meta, record) = push_body(value, "")?;
-        return Ok(Delivery { format: DeliveryFormat::PubSubPush, meta, record });
+        let (meta, record) = pubsub::push_body(value, "")?;
+        return Ok(Delivery::single(DeliveryFormat::PubSubPush, meta, &record));
     }
     if looks_like_record(&value) {
         let meta = DeliveryMeta {
@@ -172,171 +172,23 @@ pub fn decode(headers: &HeaderMap, body: &[u8]) -> Result<Delivery, DecodeError>
             publish_time: header(headers, "x-goog-pubsub-publish-time")?,
             ..Default::default()
         };
-        return Ok(Delivery { format: DeliveryFormat::PubSubUnwrapped, meta, record: value });
+        return Ok(Delivery::single(DeliveryFormat::PubSubUnwrapped, meta, &value));
     }
     Err(DecodeError::malformed(None, format!("unrecognised body: {EXPECTED}")))
 }
 
 /// A Datastream record has at least one of its top-level metadata keys.
-fn looks_like_record(v: &Value) -> bool {
+pub(crate) fn looks_like_record(v: &Value) -> bool {
     v.as_object().is_some_and(|o| {
         ["source_timestamp", "payload", "source_metadata", "read_method", "uuid"].iter().any(|k| o.contains_key(*k))
     })
-}
-
-fn binary_cloud_event(headers: &HeaderMap, body: &[u8]) -> Result<Delivery, DecodeError> {
-    let specversion = header(headers, "ce-specversion")?.unwrap_or_default();
-    if specversion != "1.0" {
-        return Err(DecodeError::malformed(
-            Some("header ce-specversion".into()),
-            format!("unsupported CloudEvents specversion '{specversion}': expected 1.0"),
-        ));
-    }
-    let mut required = BTreeMap::new();
-    for name in ["ce-id", "ce-source", "ce-type"] {
-        match header(headers, name)? {
-            Some(v) if !v.is_empty() => {
-                required.insert(name, v);
-            }
-            _ => {
-                return Err(DecodeError::malformed(
-                    Some(format!("header {name}")),
-                    format!("binary-mode CloudEvent without the required header {name}"),
-                ));
-            }
-        }
-    }
-    let value = parse_json(body, "CloudEvent data")?;
-    let (mut meta, record) = data_to_record(value, "data")?;
-    meta.ce_id = required.remove("ce-id");
-    meta.ce_source = required.remove("ce-source");
-    meta.ce_type = required.remove("ce-type");
-    Ok(Delivery { format: DeliveryFormat::CloudEventBinary, meta, record })
-}
-
-fn structured_cloud_event(value: Value) -> Result<Delivery, DecodeError> {
-    let Value::Object(mut ce) = value else {
-        return Err(DecodeError::malformed(None, "a structured CloudEvent must be a JSON object"));
-    };
-    match ce.get("specversion") {
-        Some(Value::String(s)) if s == "1.0" => {}
-        other => {
-            return Err(DecodeError::malformed(
-                Some("specversion".into()),
-                format!(
-                    "unsupported CloudEvents specversion {}: expected \"1.0\"",
-                    other.cloned().unwrap_or(Value::Null)
-                ),
-            ));
-        }
-    }
-    let attr = |name: &str| -> Result<String, DecodeError> {
-        match ce.get(name) {
-            Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
-            _ => Err(DecodeError::malformed(
-                Some(name.to_string()),
-                format!("structured CloudEvent without the required attribute '{name}' (a non-empty string)"),
-            )),
-        }
-    };
-    let (id, source, ty) = (attr("id")?, attr("source")?, attr("type")?);
-    let data = match (ce.remove("data"), ce.remove("data_base64")) {
-        (Some(_), Some(_)) => {
-            return Err(DecodeError::malformed(
-                Some("data_base64".into()),
-                "a CloudEvent must not carry both 'data' and 'data_base64'",
-            ));
-        }
-        (Some(Value::String(s)), None) => parse_json(s.as_bytes(), "CloudEvent data")?,
-        (Some(v), None) => v,
-        (None, Some(Value::String(b64))) => {
-            let bytes = decode_base64(&b64, "data_base64")?;
-            parse_json(&bytes, "CloudEvent data_base64")?
-        }
-        (None, Some(_)) => {
-            return Err(DecodeError::malformed(Some("data_base64".into()), "'data_base64' must be a string"));
-        }
-        (None, None) => {
-            return Err(DecodeError::malformed(Some("data".into()), "structured CloudEvent without 'data'"));
-        }
-    };
-    let (mut meta, record) = data_to_record(data, "data.")?;
-    meta.ce_id = Some(id);
-    meta.ce_source = Some(source);
-    meta.ce_type = Some(ty);
-    Ok(Delivery { format: DeliveryFormat::CloudEventStructured, meta, record })
-}
-
-/// CloudEvent data is either a Pub/Sub push wrapper (Eventarc) or the record itself.
-fn data_to_record(data: Value, prefix: &str) -> Result<(DeliveryMeta, Value), DecodeError> {
-    if data.get("message").is_some() {
-        return push_body(data, prefix);
-    }
-    if looks_like_record(&data) {
-        return Ok((DeliveryMeta::default(), data));
-    }
-    let field = prefix.trim_end_matches('.');
-    Err(DecodeError::malformed(
-        Some(field.to_string()),
-        format!("CloudEvent {field} is neither a Pub/Sub message {{\"message\":{{...}}}} nor a Datastream record"),
-    ))
-}
-
-fn decode_base64(s: &str, field: &str) -> Result<Vec<u8>, DecodeError> {
-    let trimmed: String = s.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-    base64::engine::general_purpose::STANDARD
-        .decode(trimmed.as_bytes())
-        .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(trimmed.as_bytes()))
-        .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(trimmed.as_bytes()))
-        .map_err(|e| DecodeError::malformed(Some(field.to_string()), format!("{field} is not valid base64: {e}")))
-}
-
-fn push_body(value: Value, prefix: &str) -> Result<(DeliveryMeta, Value), DecodeError> {
-    let push: PushBody = serde_json::from_value(value).map_err(|e| {
-        DecodeError::malformed(Some(format!("{prefix}message")), format!("invalid Pub/Sub push body: {e}"))
-    })?;
-    let m = push.message;
-    let attributes = m.attributes.unwrap_or_default();
-    let meta = DeliveryMeta {
-        message_id: m.message_id_camel.or(m.message_id_snake),
-        subscription: push.subscription,
-        publish_time: m.publish_time_camel.or(m.publish_time_snake),
-        delivery_attempt: push.delivery_attempt,
-        attributes,
-        ..Default::default()
-    };
-    let data_field = format!("{prefix}message.data");
-    let data = match m.data {
-        Some(d) if !d.is_empty() => d,
-        _ => {
-            if meta.attributes.contains_key("objectId") && meta.attributes.contains_key("bucketId") {
-                return Err(DecodeError::malformed(
-                    Some(data_field),
-                    "Cloud Storage notifications (Datastream files) are not supported: relay one Datastream record per message",
-                ));
-            }
-            return Err(DecodeError::malformed(Some(data_field), "Pub/Sub message without data"));
-        }
-    };
-    let bytes = decode_base64(&data, &data_field)?;
-    let record: Value = serde_json::from_slice(&bytes).map_err(|e| {
-        DecodeError::malformed(Some(data_field.clone()), format!("{data_field} does not decode to JSON: {e}"))
-    })?;
-    if meta.attributes.get("eventType").is_some_and(|t| t.starts_with("OBJECT_"))
-        && meta.attributes.contains_key("objectId")
-    {
-        return Err(DecodeError::malformed(
-            Some(data_field),
-            "Cloud Storage notifications (Datastream files) are not supported: relay one Datastream record per message",
-        ));
-    }
-    Ok((meta, record))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
+    use base64::Engine;
     use serde_json::json;
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
@@ -351,6 +203,16 @@ mod tests {
         json!({"uuid": "u-1", "source_timestamp": "2024-01-15T10:30:00Z", "payload": {"pipeline_uuid": "p", "status": "COMPLETED"}})
     }
 
+    /// The one record of a delivery, decoded.
+    fn only(d: &Delivery) -> &ChangeEvent {
+        assert_eq!(d.records.len(), 1);
+        d.records[0].record.as_ref().expect("a decoded record")
+    }
+
+    fn decoded(v: Value) -> ChangeEvent {
+        datastream::decode(&v).unwrap()
+    }
+
     fn b64(v: &Value) -> String {
         base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(v).unwrap())
     }
@@ -361,7 +223,7 @@ mod tests {
             "attributes": {"k": "v"}}, "subscription": "projects/p/subscriptions/s", "deliveryAttempt": 3});
         let d = decode(&headers(&[("content-type", "application/json")]), body.to_string().as_bytes()).unwrap();
         assert_eq!(d.format, DeliveryFormat::PubSubPush);
-        assert_eq!(d.record, record());
+        assert_eq!(only(&d), &decoded(record()));
         assert_eq!(d.meta.message_id.as_deref(), Some("m-1"));
         assert_eq!(d.meta.publish_time.as_deref(), Some("2024-01-15T10:30:01Z"));
         assert_eq!(d.meta.subscription.as_deref(), Some("projects/p/subscriptions/s"));
@@ -380,7 +242,7 @@ mod tests {
             "publishTime": "t", "publish_time": "t"}, "subscription": "s"});
         let d = decode(&headers(&[("content-type", "application/json")]), both.to_string().as_bytes()).unwrap();
         assert_eq!(d.meta.message_id.as_deref(), Some("m-3"));
-        assert_eq!(d.record, record());
+        assert_eq!(only(&d), &decoded(record()));
     }
 
     #[test]
@@ -415,7 +277,7 @@ mod tests {
         let d = decode(&h, record().to_string().as_bytes()).unwrap();
         assert_eq!(d.format, DeliveryFormat::PubSubUnwrapped);
         assert_eq!(d.meta.message_id.as_deref(), Some("m-9"));
-        assert_eq!(d.record, record());
+        assert_eq!(only(&d), &decoded(record()));
         // without metadata headers and without a content type
         let d = decode(&headers(&[]), record().to_string().as_bytes()).unwrap();
         assert_eq!(d.format, DeliveryFormat::PubSubUnwrapped);
@@ -428,7 +290,7 @@ mod tests {
         let d = decode(&headers(&[("content-type", "application/json")]), ce.to_string().as_bytes()).unwrap();
         assert_eq!(d.format, DeliveryFormat::CloudEventStructured);
         assert_eq!(d.meta.ce_id.as_deref(), Some("e-1"));
-        assert_eq!(d.record, record());
+        assert_eq!(only(&d), &decoded(record()));
     }
 
     #[test]
@@ -441,11 +303,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(d.meta.message_id.as_deref(), Some("m-5"));
-        assert_eq!(d.record, record());
+        assert_eq!(only(&d), &decoded(record()));
         let ce = json!({"specversion": "1.0", "id": "e-3", "source": "s", "type": "t", "data_base64": b64(&record())});
         let d =
             decode(&headers(&[("content-type", "application/cloudevents+json")]), ce.to_string().as_bytes()).unwrap();
-        assert_eq!(d.record, record());
+        assert_eq!(only(&d), &decoded(record()));
     }
 
     #[test]
@@ -479,7 +341,7 @@ mod tests {
         assert_eq!(d.format, DeliveryFormat::CloudEventBinary);
         assert_eq!(d.meta.ce_id.as_deref(), Some("m 7"));
         assert_eq!(d.meta.message_id.as_deref(), Some("m-7"));
-        assert_eq!(d.record, record());
+        assert_eq!(only(&d), &decoded(record()));
     }
 
     #[test]
@@ -493,7 +355,7 @@ mod tests {
     fn batch_and_unknown_content_types_are_unsupported() {
         for ct in ["application/cloudevents-batch+json", "text/html", "application/xml", "multipart/form-data"] {
             let e = decode(&headers(&[("content-type", ct)]), b"[]").unwrap_err();
-            assert_eq!(e.kind, crate::error::DecodeErrorKind::UnsupportedMediaType, "{ct}");
+            assert_eq!(e.kind, crate::decode::DecodeErrorKind::UnsupportedMediaType, "{ct}");
         }
     }
 
@@ -501,7 +363,7 @@ mod tests {
     fn garbage_bodies_are_malformed_and_say_what_was_expected() {
         for body in [&b""[..], b"not json", b"{\"x\":1}", b"[1,2]", b"42"] {
             let e = decode(&headers(&[("content-type", "application/json")]), body).unwrap_err();
-            assert_eq!(e.kind, crate::error::DecodeErrorKind::Malformed);
+            assert_eq!(e.kind, crate::decode::DecodeErrorKind::Malformed);
             assert!(e.message.contains("expected"), "{e}");
         }
     }
@@ -510,6 +372,6 @@ mod tests {
     fn deeply_nested_json_is_rejected_not_crashing() {
         let body = "[".repeat(100_000);
         let e = decode(&headers(&[]), body.as_bytes()).unwrap_err();
-        assert_eq!(e.kind, crate::error::DecodeErrorKind::Malformed);
+        assert_eq!(e.kind, crate::decode::DecodeErrorKind::Malformed);
     }
 }

@@ -6,11 +6,14 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
-use crate::bigquery::Warehouse;
-use crate::error::{ErrorClass, HandlerError, Outcome};
-use crate::handler::{EventContext, Handler, Plan, Projects, failure_gauge};
-use crate::record::ChangeEvent;
-use crate::sink::Gauge;
+use crate::decode::ChangeEvent;
+use crate::error::ErrorClass;
+use crate::handlers::HandlerError;
+use crate::handlers::builtin::failure_gauge;
+use crate::handlers::{Handler, Plan, Projects};
+use crate::sink::Point;
+use crate::warehouse::EventContext;
+use crate::warehouse::Warehouse;
 
 /// The result of one handler for one event.
 #[derive(Debug)]
@@ -28,7 +31,7 @@ pub struct Report {
     pub results: Vec<HandlerResult>,
     /// Points of the successful handlers (registration order, then row order), then one
     /// `handler_execution_failure` point per failed handler.
-    pub points: Vec<Gauge>,
+    pub points: Vec<Point>,
     /// Distinct table-existence checks and queries sent for the event.
     pub tables_checked: usize,
     pub queries_run: usize,
@@ -39,15 +42,14 @@ impl Report {
         self.results.iter().filter_map(|r| r.result.as_ref().err().map(|e| (r.handler.as_str(), e)))
     }
 
-    /// The outcome that decides the HTTP answer (see [`crate::error::ack_status`]).
-    pub fn outcome(&self) -> Outcome {
-        let mut failed = false;
-        let mut transient = false;
+    /// `None` when every matched handler succeeded; otherwise whether any failure is transient
+    /// (a retry may fix it).
+    pub fn failed(&self) -> Option<bool> {
+        let mut failed = None;
         for (_, e) in self.failures() {
-            failed = true;
-            transient |= e.class() == ErrorClass::Transient;
+            *failed.get_or_insert(false) |= e.class() == ErrorClass::Transient;
         }
-        if failed { Outcome::HandlersFailed { transient } } else { Outcome::Done }
+        failed
     }
 }
 
@@ -124,8 +126,8 @@ impl Dispatcher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bigquery::{Cell, Param, Row, TableRef};
-    use crate::error::WarehouseError;
+    use crate::warehouse::WarehouseError;
+    use crate::warehouse::{Cell, Param, Row, TableRef};
     use serde_json::json;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -158,14 +160,14 @@ mod tests {
     }
 
     fn approval_event(unprocessable: &str) -> ChangeEvent {
-        crate::record::decode(&json!({"source_timestamp": "2024-01-15T10:30:00Z", "payload": {
+        crate::decode::datastream::decode(&json!({"source_timestamp": "2024-01-15T10:30:00Z", "payload": {
             "pipeline_uuid": "pipesv2_approval", "status": "COMPLETED", "variables": {"partner": "porto",
             "unprocessable_claims_input_table": unprocessable, "processable_claims_input_table": "ds.p"}}}))
         .unwrap()
     }
 
     fn dispatcher() -> Dispatcher {
-        let handlers = crate::all_handlers(None)
+        let handlers = crate::handlers::all(None)
             .unwrap()
             .into_iter()
             .filter(|h| ["PreFilteredApprovalHandler", "ProcessableApprovalHandler"].contains(&h.name()))
@@ -178,7 +180,7 @@ mod tests {
         // Both families share claims_paid.sql: one query serves both (a barrier of 1 never waits).
         let wh = Rendezvous { barrier: tokio::sync::Barrier::new(1), queries: AtomicUsize::new(0) };
         let report = dispatcher().dispatch(&approval_event("ds.u"), &wh).await;
-        assert_eq!(report.outcome(), Outcome::Done, "{:?}", report.results);
+        assert_eq!(report.failed(), None, "{:?}", report.results);
         assert_eq!(wh.queries.load(Ordering::SeqCst), 1);
         assert_eq!(report.points.len(), 4);
     }
@@ -190,14 +192,14 @@ mod tests {
         // completes only if both queries are in flight at the same time.
         let dir = std::env::temp_dir().join(format!("concurrency-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let sql = crate::catalogue::tests_support::builtin_file("claims_paid.sql");
+        let sql = crate::handlers::catalogue::tests_support::builtin_file("claims_paid.sql");
         std::fs::write(dir.join("claims_paid_copy.sql"), format!("{sql}\nLIMIT 1")).unwrap();
-        let toml = crate::catalogue::tests_support::builtin_file("processable.toml")
+        let toml = crate::handlers::catalogue::tests_support::builtin_file("processable.toml")
             .replace("claims_paid.sql", "claims_paid_copy.sql")
             .replace("ProcessableApprovalHandler", "CopyApprovalHandler")
             .replace("ProcessableWranglingHandler", "CopyWranglingHandler");
         std::fs::write(dir.join("processable_copy.toml"), toml).unwrap();
-        let handlers = crate::all_handlers(Some(&dir))
+        let handlers = crate::handlers::all(Some(&dir))
             .unwrap()
             .into_iter()
             .filter(|h| ["PreFilteredApprovalHandler", "CopyApprovalHandler"].contains(&h.name()))
@@ -207,7 +209,7 @@ mod tests {
         let report = tokio::time::timeout(Duration::from_secs(10), d.dispatch(&approval_event("ds.u"), &wh))
             .await
             .expect("the two queries must be in flight at the same time");
-        assert_eq!(report.outcome(), Outcome::Done);
+        assert_eq!(report.failed(), None);
         assert_eq!(wh.queries.load(Ordering::SeqCst), 2);
     }
 
@@ -216,7 +218,7 @@ mod tests {
         let wh = Rendezvous { barrier: tokio::sync::Barrier::new(1), queries: AtomicUsize::new(0) };
         let report = dispatcher().dispatch(&approval_event("ds.u; DROP TABLE x"), &wh).await;
         assert_eq!(wh.queries.load(Ordering::SeqCst), 0);
-        assert_eq!(report.outcome(), Outcome::HandlersFailed { transient: false });
+        assert_eq!(report.failed(), Some(false));
         let kinds: Vec<&str> = report.failures().map(|(_, e)| e.kind()).collect();
         assert_eq!(kinds, ["invalid_table_reference", "invalid_table_reference"]);
         assert_eq!(report.points.iter().filter(|p| p.name == "handler_execution_failure").count(), 2);

@@ -1,7 +1,7 @@
 //! OTLP/HTTP sink: one `ExportMetricsServiceRequest` (protobuf) per event, POSTed to
 //! `{endpoint}/v1/metrics` before the answer is returned. Built from `opentelemetry-proto`
 //! messages directly, because the OpenTelemetry SDK cannot set a point's time (stack.md §9.3).
-//! Each point is a `Gauge` data point with `time_unix_nano` = the event's time; metric names and
+//! Each point is a `Point` data point with `time_unix_nano` = the event's time; metric names and
 //! label keys are the same as in Cloud Monitoring.
 
 use std::time::{Duration, Instant};
@@ -15,8 +15,9 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 
 use super::gcm::Retry;
-use super::{Delivered, Gauge, MetricSink, Rejection};
-use crate::error::{ErrorClass, SinkError};
+use super::{Delivered, MetricSink, Point, Rejection};
+use crate::error::ErrorClass;
+use crate::sink::SinkError;
 
 pub struct Otlp {
     http: reqwest::Client,
@@ -56,7 +57,7 @@ impl Otlp {
     }
 
     /// The export request for one event's points: one resource per metric project.
-    pub fn request(&self, points: &[Gauge]) -> ExportMetricsServiceRequest {
+    pub fn request(&self, points: &[Point]) -> ExportMetricsServiceRequest {
         let mut projects: Vec<&str> = points.iter().map(|g| g.project.as_str()).collect();
         projects.dedup();
         projects.sort_unstable();
@@ -104,7 +105,7 @@ impl Otlp {
 
 #[async_trait::async_trait]
 impl MetricSink for Otlp {
-    async fn emit(&self, points: &[Gauge]) -> Result<Delivered, SinkError> {
+    async fn emit(&self, points: &[Point]) -> Result<Delivered, SinkError> {
         let mut out = Delivered::default();
         if points.is_empty() {
             return Ok(out);
@@ -186,13 +187,13 @@ mod tests {
     #[test]
     fn request_carries_explicit_times_and_labels() {
         let sink = Otlp::new(reqwest::Client::new(), "http://x", vec![], "svc", Retry::default());
-        let g = Gauge {
-            name: "claims/pipeline/filtered_pre/vl_pago/total".into(),
-            value: 1500.0,
-            time: chrono::Utc.timestamp_opt(1_767_323_045, 123_000_000).unwrap(),
-            labels: [("partner".to_string(), "abertta".to_string())].into_iter().collect(),
-            project: "p".into(),
-        };
+        let g = Point::gauge(
+            "claims/pipeline/filtered_pre/vl_pago/total",
+            1500.0,
+            chrono::Utc.timestamp_opt(1_767_323_045, 123_000_000).unwrap(),
+            [("partner".to_string(), "abertta".to_string())].into_iter().collect(),
+            "p",
+        );
         let req = sink.request(&[g]);
         let rm = &req.resource_metrics[0];
         assert_eq!(rm.resource.as_ref().unwrap().attributes[0], kv("service.name", "svc"));

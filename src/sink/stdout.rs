@@ -1,14 +1,7 @@
-//! Metric sinks: where the points of an event are written once it is processed.
-//!
-//! Every sink writes inside the request, before the answer: Lambda freezes the process and
-//! Cloud Run throttles its CPU once the response is sent, so nothing is left to flush later.
-//! [`gcm`] writes to Google Cloud Monitoring, [`otlp`] to an OTLP/HTTP collector, and
-//! [`JsonLines`] prints (local work).
-//!
-//! `StdoutJson` (local work) prints one JSON line per point carrying the reference service's
-//! `METRIC:` fields in its key order (handlers.md §4.3): `metric_type`, `project_id`, `name`,
-//! `value`, `labels`, `timestamp`, preceded by `severity` and `message` so that Cloud Logging and
-//! CloudWatch read the line as a structured entry.
+//! The stdout sink: one JSON line per point carrying the reference service's `METRIC:` fields
+//! in its key order (handlers.md §4.3): `metric_type`, `project_id`, `name`, `value`, `labels`,
+//! `timestamp`, preceded by `severity` and `message` so that Cloud Logging and CloudWatch read
+//! the line as a structured entry.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -17,64 +10,8 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Timelike, Utc};
 use serde::Serialize;
 
-use crate::error::{ErrorClass, SinkError};
-
-pub mod gcm;
-pub mod otlp;
-
-/// One gauge point.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Gauge {
-    /// Metric name without the `custom.googleapis.com/` prefix.
-    pub name: String,
-    pub value: f64,
-    /// Point (end) time.
-    pub time: DateTime<Utc>,
-    pub labels: BTreeMap<String, String>,
-    /// The project the metric is written to (the "run project").
-    pub project: String,
-}
-
-/// Why a backend refused a point for good. Such points are logged and counted, never retried:
-/// retrying the same point cannot succeed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Rejection {
-    /// The series already has a point at or after this time, or one less than the minimum
-    /// spacing before it: typically a redelivered event whose points were written. Counted as
-    /// written.
-    AlreadyWritten,
-    /// The point time is outside the backend's window (Cloud Monitoring: 25 h in the past, 5 min
-    /// in the future).
-    OutOfWindow,
-    /// The backend dropped the point for another reason it reported as final.
-    Refused,
-}
-
-impl Rejection {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Rejection::AlreadyWritten => "already_written",
-            Rejection::OutOfWindow => "out_of_window",
-            Rejection::Refused => "refused",
-        }
-    }
-}
-
-/// What a sink did with the points of one event.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Delivered {
-    /// Requests (or writes) made, retries included.
-    pub calls: usize,
-    /// Points refused for good, by metric name.
-    pub rejected: Vec<(String, Rejection)>,
-}
-
-#[async_trait::async_trait]
-pub trait MetricSink: Send + Sync {
-    /// Writes the points of one event; returns only when they are written (or definitely not).
-    async fn emit(&self, points: &[Gauge]) -> Result<Delivered, SinkError>;
-}
+use super::{Delivered, MetricSink, Point, PointKind, SinkError};
+use crate::error::ErrorClass;
 
 /// Renders a time like Python's `datetime.isoformat()` in UTC: six fraction digits, no
 /// fraction at all when the microseconds are zero, `+00:00` offset.
@@ -95,19 +32,26 @@ struct MetricLine<'a> {
     project_id: &'a str,
     name: &'a str,
     value: f64,
+    /// Counters and histograms only: a gauge line keeps the reference's fields exactly.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unit: Option<&'a str>,
     labels: &'a BTreeMap<String, String>,
     timestamp: String,
 }
 
-/// Renders one point as the JSON line the stdout sink prints.
-pub fn metric_line(g: &Gauge) -> String {
+/// Renders one point as the JSON line the stdout sink prints: for a gauge, the reference's
+/// fields in its order; for a counter (`value` = the increment) or a histogram (`value` = one
+/// observation), `metric_type` names the kind and `unit` (UCUM) follows the value. One line per
+/// observation is also what logs-based metrics count.
+pub fn metric_line(g: &Point) -> String {
     let line = MetricLine {
         severity: "INFO",
         message: "METRIC",
-        metric_type: "gauge",
+        metric_type: g.kind.as_str(),
         project_id: &g.project,
         name: &g.name,
         value: g.value,
+        unit: (g.kind != PointKind::Gauge).then_some(g.unit.as_ref()),
         labels: &g.labels,
         timestamp: python_isoformat(&g.time),
     };
@@ -128,7 +72,7 @@ impl<W: Write + Send> JsonLines<W> {
 
 #[async_trait::async_trait]
 impl<W: Write + Send> MetricSink for JsonLines<W> {
-    async fn emit(&self, points: &[Gauge]) -> Result<Delivered, SinkError> {
+    async fn emit(&self, points: &[Point]) -> Result<Delivered, SinkError> {
         if points.is_empty() {
             return Ok(Delivered::default());
         }
@@ -189,14 +133,14 @@ mod tests {
     async fn json_line_has_reference_fields_in_order() {
         let buf = SharedBuffer::default();
         let sink = JsonLines::new(buf.clone());
-        let g = Gauge {
-            name: "claims/pipeline/filtered_pre/vl_pago/relative".into(),
-            value: 1500.0 / 9500.0,
-            time: Utc.with_ymd_and_hms(2025, 11, 5, 18, 23, 31).unwrap(),
-            labels: BTreeMap::from([("partner".into(), "abertta".into()), ("approved".into(), "false".into())]),
-            project: "local-project".into(),
-        };
-        sink.emit(&[g.clone(), Gauge { value: 1500.0, ..g }]).await.unwrap();
+        let g = Point::gauge(
+            "claims/pipeline/filtered_pre/vl_pago/relative",
+            1500.0 / 9500.0,
+            Utc.with_ymd_and_hms(2025, 11, 5, 18, 23, 31).unwrap(),
+            BTreeMap::from([("partner".into(), "abertta".into()), ("approved".into(), "false".into())]),
+            "local-project",
+        );
+        sink.emit(&[g.clone(), Point { value: 1500.0, ..g }]).await.unwrap();
         let lines = buf.take_lines();
         assert_eq!(
             lines,
@@ -204,6 +148,22 @@ mod tests {
                 r#"{"severity":"INFO","message":"METRIC","metric_type":"gauge","project_id":"local-project","name":"claims/pipeline/filtered_pre/vl_pago/relative","value":0.15789473684210525,"labels":{"approved":"false","partner":"abertta"},"timestamp":"2025-11-05T18:23:31+00:00"}"#,
                 r#"{"severity":"INFO","message":"METRIC","metric_type":"gauge","project_id":"local-project","name":"claims/pipeline/filtered_pre/vl_pago/relative","value":1500.0,"labels":{"approved":"false","partner":"abertta"},"timestamp":"2025-11-05T18:23:31+00:00"}"#,
             ]
+        );
+    }
+
+    #[test]
+    fn counter_and_histogram_lines_name_their_kind_and_unit() {
+        let t = Utc.with_ymd_and_hms(2025, 11, 5, 18, 23, 31).unwrap();
+        let labels = BTreeMap::from([("pipeline".to_string(), "etl".to_string())]);
+        let c = Point::counter("pipeline.run.finished", 1.0, "{run}", t, labels.clone(), "p");
+        assert_eq!(
+            metric_line(&c),
+            r#"{"severity":"INFO","message":"METRIC","metric_type":"counter","project_id":"p","name":"pipeline.run.finished","value":1.0,"unit":"{run}","labels":{"pipeline":"etl"},"timestamp":"2025-11-05T18:23:31+00:00"}"#
+        );
+        let h = Point::histogram("pipeline.run.duration", 205.489, "s", t, labels, "p");
+        assert_eq!(
+            metric_line(&h),
+            r#"{"severity":"INFO","message":"METRIC","metric_type":"histogram","project_id":"p","name":"pipeline.run.duration","value":205.489,"unit":"s","labels":{"pipeline":"etl"},"timestamp":"2025-11-05T18:23:31+00:00"}"#
         );
     }
 }

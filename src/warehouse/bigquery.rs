@@ -1,11 +1,6 @@
-//! BigQuery access: validated table references, named query parameters, and the
-//! [`Warehouse`] trait with its `gcp-bigquery-client` implementation.
-//!
-//! Payload values never enter SQL text: scalars are named query parameters, and table
-//! variables are parsed into [`TableRef`]s whose parts must be valid identifiers before they are
-//! backtick-quoted into the query.
+//! BigQuery through `gcp-bigquery-client` (stack.md §5): `tables.get` for existence checks and
+//! `jobs.query` / `jobs.getQueryResults` for queries, against BigQuery or an emulator.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,133 +14,8 @@ use gcp_bigquery_client::model::query_request::QueryRequest;
 use gcp_bigquery_client::model::table_field_schema::TableFieldSchema;
 use gcp_bigquery_client::model::table_row::TableRow;
 
-use crate::credentials::{BIGQUERY_SCOPE, TokenSource};
-use crate::error::WarehouseError;
-
-/// A fully qualified table: `project.dataset.table`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TableRef {
-    pub project: String,
-    pub dataset: String,
-    pub table: String,
-}
-
-impl TableRef {
-    /// Resolves a table variable like the reference implementation (handlers.md §5.1):
-    /// `project.dataset.table` is used as is; `dataset.table` is read in the data project; a
-    /// value without a dot becomes `<data project>.<value>`, which BigQuery reads as
-    /// dataset `<data project>`, table `<value>`. Each part must be a valid identifier: project
-    /// letters, digits and hyphens; dataset and table `[A-Za-z0-9_]+`.
-    pub fn resolve(value: &str, data_project: &str) -> Result<TableRef, String> {
-        match value.split('.').collect::<Vec<_>>().as_slice() {
-            [t] => TableRef::checked(data_project, data_project, t, value),
-            [d, t] => TableRef::checked(data_project, d, t, value),
-            [p, d, t] => TableRef::checked(p, d, t, value),
-            _ => Err(format!("'{value}' is not a table reference of the form [project.]dataset.table")),
-        }
-    }
-
-    fn checked(project: &str, dataset: &str, table: &str, raw: &str) -> Result<TableRef, String> {
-        let valid_project = !project.is_empty()
-            && project.len() <= 63
-            && project.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-            && !project.starts_with('-');
-        let valid_name =
-            |s: &str| !s.is_empty() && s.len() <= 1024 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid_project {
-            return Err(format!("'{raw}': project '{project}' is not a valid project id (letters, digits, hyphens)"));
-        }
-        if !valid_name(dataset) {
-            return Err(format!("'{raw}': dataset '{dataset}' is not a valid identifier ([A-Za-z0-9_]+)"));
-        }
-        if !valid_name(table) {
-            return Err(format!("'{raw}': table '{table}' is not a valid identifier ([A-Za-z0-9_]+)"));
-        }
-        Ok(TableRef { project: project.into(), dataset: dataset.into(), table: table.into() })
-    }
-
-    /// The backtick-quoted reference for SQL text. Safe because every part was validated.
-    pub fn sql(&self) -> String {
-        format!("`{}.{}.{}`", self.project, self.dataset, self.table)
-    }
-}
-
-impl std::fmt::Display for TableRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}.{}.{}", self.project, self.dataset, self.table)
-    }
-}
-
-/// A named query parameter value.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Param {
-    String(String),
-    Bool(bool),
-    Int(i64),
-    Float(f64),
-    /// Rendered `YYYY-MM-DD HH:MM:SS.ffffff+00:00`.
-    Timestamp(chrono::DateTime<chrono::Utc>),
-    Date(chrono::NaiveDate),
-}
-
-impl Param {
-    fn bq_type(&self) -> &'static str {
-        match self {
-            Param::String(_) => "STRING",
-            Param::Bool(_) => "BOOL",
-            Param::Int(_) => "INT64",
-            Param::Float(_) => "FLOAT64",
-            Param::Timestamp(_) => "TIMESTAMP",
-            Param::Date(_) => "DATE",
-        }
-    }
-
-    fn bq_value(&self) -> String {
-        match self {
-            Param::String(s) => s.clone(),
-            Param::Bool(b) => b.to_string(),
-            Param::Int(i) => i.to_string(),
-            Param::Float(f) => f.to_string(),
-            Param::Timestamp(t) => t.format("%Y-%m-%d %H:%M:%S%.6f+00:00").to_string(),
-            Param::Date(d) => d.format("%Y-%m-%d").to_string(),
-        }
-    }
-}
-
-/// One result cell, typed from the result schema.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Cell {
-    Null,
-    Float(f64),
-    Int(i64),
-    Bool(bool),
-    Text(String),
-}
-
-impl Cell {
-    /// The cell as a label value. NULL becomes `"None"`, the reference's rendering of a NULL
-    /// `agent_id` (handlers.md §7.5), for every label taken from a column.
-    pub fn label(&self) -> String {
-        match self {
-            Cell::Null => "None".into(),
-            Cell::Float(f) => f.to_string(),
-            Cell::Int(i) => i.to_string(),
-            Cell::Bool(b) => if *b { "True" } else { "False" }.into(),
-            Cell::Text(s) => s.clone(),
-        }
-    }
-}
-
-/// Result rows: column name -> cell, in result order.
-pub type Row = BTreeMap<String, Cell>;
-
-#[async_trait::async_trait]
-pub trait Warehouse: Send + Sync {
-    /// Whether the table exists.
-    async fn table_exists(&self, table: &TableRef) -> Result<bool, WarehouseError>;
-    /// Runs a standard-SQL query with named parameters and returns all rows.
-    async fn query(&self, sql: &str, params: &[(String, Param)]) -> Result<Vec<Row>, WarehouseError>;
-}
+use super::{Cell, Param, Row, TableRef, Warehouse, WarehouseError};
+use crate::google::credentials::{BIGQUERY_SCOPE, TokenSource};
 
 /// Static bearer token for emulators (they ignore it).
 #[derive(Clone)]
@@ -353,46 +223,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn table_resolution_like_the_reference() {
-        let t = TableRef::resolve("tmp_abertta.processable_claims_abertta_20251105_171427", "test-project").unwrap();
-        assert_eq!(t.sql(), "`test-project.tmp_abertta.processable_claims_abertta_20251105_171427`");
-        let t = TableRef::resolve("other-proj.ds.t", "test-project").unwrap();
-        assert_eq!(t.to_string(), "other-proj.ds.t");
-        // no dot: `<data project>.<value>`, which BigQuery reads as dataset `<data project>`
-        // (only valid when the data project id is also a valid dataset name)
-        let t = TableRef::resolve("t1", "dataproj").unwrap();
-        assert_eq!(t.to_string(), "dataproj.dataproj.t1");
-    }
-
-    #[test]
-    fn invalid_identifiers_are_rejected() {
-        for bad in [
-            "ds.t`; DROP TABLE x; --",
-            "ds.t where 1=1",
-            "a.b.c.d",
-            "ds.",
-            ".t",
-            "proj_with_underscore.ds.t",
-            "-proj.ds.t",
-            "ds.t-with-hyphen",
-            "ds.t\n",
-            "",
-            "t1",
-        ] {
-            assert!(TableRef::resolve(bad, "test-project").is_err(), "{bad:?} must be rejected");
-        }
-    }
-
-    #[test]
-    fn param_rendering() {
-        use chrono::TimeZone;
-        let t = chrono::Utc.with_ymd_and_hms(2024, 1, 15, 10, 10, 0).unwrap();
-        assert_eq!(Param::Timestamp(t).bq_value(), "2024-01-15 10:10:00.000000+00:00");
-        assert_eq!(Param::Date(t.date_naive()).bq_value(), "2024-01-15");
-        assert_eq!(Param::Bool(true).bq_type(), "BOOL");
-    }
-
-    #[test]
     fn query_errors_inside_http_200_are_errors() {
         use gcp_bigquery_client::model::error_proto::ErrorProto;
         let e =
@@ -402,11 +232,5 @@ mod tests {
         assert!(matches!(check_errors(Some(&[e("backendError")])), Err(WarehouseError::Unavailable(_))));
         assert!(check_errors(Some(&[])).is_ok());
         assert!(check_errors(None).is_ok());
-    }
-
-    #[test]
-    fn null_label_is_none() {
-        assert_eq!(Cell::Null.label(), "None");
-        assert_eq!(Cell::Int(3).label(), "3");
     }
 }

@@ -16,19 +16,13 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
 use tokio::sync::watch;
 
-/// A remembered answer.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Answer {
-    pub status: u16,
-    pub body: Bytes,
-}
+use super::answer::Remembered;
 
 enum Slot {
-    Running(watch::Receiver<Option<Answer>>),
-    Done { answer: Answer, at: Instant },
+    Running(watch::Receiver<Option<Remembered>>),
+    Done { answer: Remembered, at: Instant },
 }
 
 struct Inner {
@@ -48,9 +42,9 @@ pub enum Begin {
     /// Not seen: process it, then call [`Ticket::finish`].
     Fresh(Ticket),
     /// Already answered: replay this answer.
-    Seen(Answer),
+    Seen(Remembered),
     /// Another attempt is running: wait for its answer (`None` if it failed transiently).
-    Running(watch::Receiver<Option<Answer>>),
+    Running(watch::Receiver<Option<Remembered>>),
 }
 
 /// Held while an event is processed. Dropping it unfinished (a cancelled request) forgets the
@@ -58,7 +52,7 @@ pub enum Begin {
 pub struct Ticket {
     dedup: Option<Arc<Dedup>>,
     key: String,
-    tx: watch::Sender<Option<Answer>>,
+    tx: watch::Sender<Option<Remembered>>,
 }
 
 impl Dedup {
@@ -111,7 +105,7 @@ impl Dedup {
 
 impl Ticket {
     /// Records the answer: `remember` = it is final (success or permanent failure).
-    pub fn finish(mut self, answer: Answer, remember: bool) {
+    pub fn finish(mut self, answer: Remembered, remember: bool) {
         if let Some(dedup) = self.dedup.take() {
             let mut inner = dedup.inner.lock().expect("dedup lock");
             if remember {
@@ -141,9 +135,10 @@ impl Drop for Ticket {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::body::Bytes;
 
-    fn answer(status: u16) -> Answer {
-        Answer { status, body: Bytes::from_static(b"{}") }
+    fn answer(status: u16) -> Remembered {
+        Remembered { status, body: Bytes::from_static(b"{}") }
     }
 
     #[test]

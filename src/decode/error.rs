@@ -1,0 +1,38 @@
+//! Why a request or a record could not be decoded: the kind decides the answer (400, 413, 415),
+//! the field names what is wrong.
+
+use serde::Serialize;
+
+/// A request that could not be turned into a change event (envelope or record decoding).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct DecodeError {
+    pub kind: DecodeErrorKind,
+    /// Dotted path of the offending field or header, e.g. `message.data` or `header ce-source`.
+    pub field: Option<String>,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecodeErrorKind {
+    /// The body is not one of the accepted delivery formats, or a required field is missing/invalid.
+    Malformed,
+    /// Content type we do not accept (including CloudEvents batch mode).
+    UnsupportedMediaType,
+    /// The body exceeds the configured limit.
+    TooLarge,
+}
+
+impl DecodeError {
+    pub fn malformed(field: impl Into<Option<String>>, message: impl Into<String>) -> Self {
+        DecodeError { kind: DecodeErrorKind::Malformed, field: field.into(), message: message.into() }
+    }
+    pub fn unsupported(message: impl Into<String>) -> Self {
+        DecodeError {
+            kind: DecodeErrorKind::UnsupportedMediaType,
+            field: Some("header content-type".into()),
+            message: message.into(),
+        }
+    }
+}

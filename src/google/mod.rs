@@ -1,0 +1,5 @@
+//! Google credentials shared by the BigQuery client and the Cloud Monitoring sink.
+
+pub mod credentials;
+
+pub use credentials::TokenSource;

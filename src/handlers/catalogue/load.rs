@@ -1,0 +1,409 @@
+//! Loading and validating the catalogue: the built-in files overlaid with `HANDLERS_DIR`, every
+//! error naming its file and line.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+use super::spec::{FamilyFile, IfMissing, InputKind, LabelSpec};
+use super::sql::{segments, sql_code, sql_parameters, sql_placeholders};
+use super::{BUILTIN_PARAMS, Family, QueryHandler, builtin};
+use crate::handlers::Handler;
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{file}:{line}: {message}")]
+pub struct CatalogueError {
+    pub file: String,
+    pub line: usize,
+    pub message: String,
+}
+
+/// 1-based line of the first occurrence of `needle` (1 when absent).
+pub(super) fn line_of(text: &str, needle: &str) -> usize {
+    text.find(needle).map(|i| text[..i].matches('\n').count() + 1).unwrap_or(1)
+}
+
+pub(super) fn is_ident(s: &str) -> bool {
+    let mut c = s.chars();
+    c.next().is_some_and(|f| f.is_ascii_alphabetic() || f == '_') && c.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Cloud Monitoring custom metric names: path segments of `[A-Za-z0-9_.-]`, at most 200 chars.
+pub fn is_valid_metric_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 200
+        && s.split('/')
+            .all(|seg| !seg.is_empty() && seg.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)))
+}
+
+/// Label keys: `[a-z_][a-z0-9_]*`, at most 100 chars (Cloud Monitoring's limit).
+fn is_valid_label_key(s: &str) -> bool {
+    s.len() <= 100
+        && s.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+const COLUMN_TYPES: [&str; 9] =
+    ["FLOAT64", "INT64", "STRING", "BOOL", "TIMESTAMP", "DATE", "DATETIME", "NUMERIC", "BYTES"];
+/// The catalogue: the built-in files overlaid with `dir` (same file name replaces, new names add).
+pub fn load(dir: Option<&Path>) -> Result<Vec<Arc<dyn Handler>>, CatalogueError> {
+    let mut files: BTreeMap<String, (String, String)> = builtin::BUILTIN
+        .iter()
+        .map(|(name, text)| (name.to_string(), (format!("handlers/{name}"), text.to_string())))
+        .collect();
+    if let Some(dir) = dir {
+        let entries = std::fs::read_dir(dir).map_err(|e| CatalogueError {
+            file: dir.display().to_string(),
+            line: 0,
+            message: format!("cannot read HANDLERS_DIR: {e}"),
+        })?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_string) else { continue };
+            if !(name.ends_with(".toml") || name.ends_with(".sql")) {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).map_err(|e| CatalogueError {
+                file: path.display().to_string(),
+                line: 0,
+                message: format!("cannot read: {e}"),
+            })?;
+            files.insert(name, (path.display().to_string(), text));
+        }
+    }
+    load_files(&files)
+}
+
+/// Parses and validates catalogue files: file name -> (display path, contents).
+fn load_files(files: &BTreeMap<String, (String, String)>) -> Result<Vec<Arc<dyn Handler>>, CatalogueError> {
+    let mut handlers: Vec<Arc<dyn Handler>> = Vec::new();
+    let mut names: HashMap<String, String> = HashMap::new();
+    for (name, (path, text)) in files.iter().filter(|(n, _)| n.ends_with(".toml")) {
+        let err =
+            |needle: &str, message: String| CatalogueError { file: path.clone(), line: line_of(text, needle), message };
+        let spec: FamilyFile = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| text[..s.start].matches('\n').count() + 1).unwrap_or(1);
+            CatalogueError { file: path.clone(), line, message: e.message().trim().to_string() }
+        })?;
+        let Some((sql_path, sql)) = files.get(&spec.sql) else {
+            return Err(err("sql", format!("SQL file '{}' not found next to {name}", spec.sql)));
+        };
+        let family = validate(&spec, path, text, sql_path, sql)?;
+        let family = Arc::new(family);
+        if spec.handlers.is_empty() {
+            return Err(err("[[handler]]", "a family needs at least one [[handler]]".into()));
+        }
+        for v in &spec.handlers {
+            let here = |m: String| err(&format!("\"{}\"", v.name), m);
+            if !is_ident(&v.name) {
+                return Err(here(format!("handler name '{}' must be an identifier", v.name)));
+            }
+            if let Some(other) = names.insert(v.name.clone(), path.clone()) {
+                return Err(here(format!("duplicate handler name '{}' (also in {other})", v.name)));
+            }
+            if v.pipeline_uuid.is_empty() {
+                return Err(here(format!("handler '{}' needs a pipeline_uuid", v.name)));
+            }
+            for k in v.variables.keys() {
+                if !spec.inputs.iter().any(|i| &i.name == k) {
+                    return Err(here(format!("handler '{}' maps variable for unknown input '{k}'", v.name)));
+                }
+            }
+            let selected: Vec<usize> = match &v.metrics {
+                None => (0..spec.metrics.len()).collect(),
+                Some(names) => {
+                    let mut idx = Vec::new();
+                    for n in names {
+                        let i = spec
+                            .metrics
+                            .iter()
+                            .position(|m| &m.name == n)
+                            .ok_or_else(|| here(format!("handler '{}' selects unknown metric '{n}'", v.name)))?;
+                        idx.push(i);
+                    }
+                    if idx.is_empty() {
+                        return Err(here(format!("handler '{}' selects no metric", v.name)));
+                    }
+                    idx
+                }
+            };
+            for m in selected.iter().map(|&i| &spec.metrics[i]) {
+                for (key, label) in &m.labels {
+                    if let LabelSpec::Text(t) = label
+                        && let Some(var) = t.strip_prefix('$')
+                        && !spec.inputs.iter().any(|i| i.name == var)
+                        && !v.constants.contains_key(var)
+                    {
+                        return Err(err(
+                            t,
+                            format!(
+                                "label '{key}' of metric '{}' uses unknown variable '${var}' (handler '{}')",
+                                m.name, v.name
+                            ),
+                        ));
+                    }
+                }
+            }
+            let paths = spec
+                .inputs
+                .iter()
+                .map(|i| {
+                    let p = v.variables.get(&i.name).or(i.variable.as_ref()).cloned().unwrap_or_else(|| i.name.clone());
+                    (i.name.clone(), p)
+                })
+                .collect();
+            handlers.push(Arc::new(QueryHandler {
+                family: family.clone(),
+                name: v.name.clone(),
+                pipeline_uuid: v.pipeline_uuid.clone(),
+                paths,
+                constants: v.constants.clone(),
+                metrics: selected,
+            }));
+        }
+    }
+    Ok(handlers)
+}
+
+fn validate(spec: &FamilyFile, path: &str, text: &str, sql_path: &str, sql: &str) -> Result<Family, CatalogueError> {
+    let err =
+        |needle: &str, message: String| CatalogueError { file: path.to_string(), line: line_of(text, needle), message };
+    let sql_err = |needle: &str, message: String| CatalogueError {
+        file: sql_path.to_string(),
+        line: line_of(sql, needle),
+        message,
+    };
+    let code = sql_code(sql);
+    let mut seen = BTreeSet::new();
+    for i in &spec.inputs {
+        let at = format!("\"{}\"", i.name);
+        if !is_ident(&i.name) {
+            return Err(err(&at, format!("input name '{}' must be an identifier", i.name)));
+        }
+        if BUILTIN_PARAMS.contains(&i.name.as_str()) {
+            return Err(err(&at, format!("input name '{}' is reserved for a built-in parameter", i.name)));
+        }
+        if !seen.insert(i.name.clone()) {
+            return Err(err(&at, format!("duplicate input '{}'", i.name)));
+        }
+        match (i.kind, i.if_missing) {
+            (InputKind::String, IfMissing::Error) => {}
+            (InputKind::String, _) => {
+                return Err(err(&at, format!("input '{}': if_missing applies to tables only", i.name)));
+            }
+            (InputKind::Table, IfMissing::Empty) => {
+                if i.columns.is_empty() {
+                    return Err(err(&at, format!("input '{}': if_missing = \"empty\" needs `columns`", i.name)));
+                }
+                for (c, t) in &i.columns {
+                    if !is_ident(c) || !COLUMN_TYPES.contains(&t.as_str()) {
+                        return Err(err(
+                            c,
+                            format!("input '{}': column {c} = {t:?} (types: {})", i.name, COLUMN_TYPES.join(", ")),
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+        if i.kind == InputKind::Table && !sql_placeholders(&code).contains(&i.name) {
+            return Err(err(
+                &at,
+                format!("table input '{}' is not used in {sql_path} (as {{{{{}}}}})", i.name, i.name),
+            ));
+        }
+    }
+    for p in sql_placeholders(&code) {
+        if !spec.inputs.iter().any(|i| i.name == p && i.kind == InputKind::Table) {
+            return Err(sql_err(&format!("{{{{{p}"), format!("{{{{{p}}}}} is not a declared table input")));
+        }
+    }
+    let sql_params = sql_parameters(&code);
+    for p in &sql_params {
+        let declared = BUILTIN_PARAMS.contains(&p.as_str())
+            || spec.inputs.iter().any(|i| &i.name == p && i.kind == InputKind::String)
+            || spec.inputs.iter().any(|i| i.if_missing == IfMissing::Empty && format!("{}_exists", i.name) == *p);
+        if !declared {
+            return Err(sql_err(&format!("@{p}"), format!("undeclared SQL parameter @{p}")));
+        }
+    }
+    if spec.metrics.is_empty() {
+        return Err(err("sql", "a family needs at least one [[metrics]]".into()));
+    }
+    for m in &spec.metrics {
+        if !is_valid_metric_name(&m.name) {
+            return Err(err(&m.name, format!("invalid metric name '{}' (path segments of [A-Za-z0-9_.-])", m.name)));
+        }
+        if !is_ident(&m.value) {
+            return Err(err(&m.name, format!("metric '{}': value column '{}' is not an identifier", m.name, m.value)));
+        }
+        for (k, l) in &m.labels {
+            if !is_valid_label_key(k) {
+                return Err(err(k, format!("metric '{}': invalid label key '{k}'", m.name)));
+            }
+            if let LabelSpec::Column { column } = l
+                && !is_ident(column)
+            {
+                return Err(err(column, format!("metric '{}': label column '{column}' is not an identifier", m.name)));
+            }
+        }
+    }
+    Ok(Family {
+        file: path.to_string(),
+        sql_file: spec.sql.clone(),
+        segments: segments(&code),
+        sql_params,
+        status: spec.matcher.status.clone(),
+        table: spec.matcher.table.clone(),
+        inputs: spec.inputs.clone(),
+        metrics: spec.metrics.clone(),
+        missing_message: spec.missing_message.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(list: &[(&str, &str)]) -> BTreeMap<String, (String, String)> {
+        list.iter().map(|(n, t)| (n.to_string(), (format!("test/{n}"), t.to_string()))).collect()
+    }
+
+    const SQL: &str = "SELECT COALESCE(SUM(x), 0) AS total -- @ignored in comments\nFROM {{t}} WHERE p = @partner AND ts <= @source_timestamp";
+    const TOML: &str = r#"sql = "f.sql"
+[match]
+status = "COMPLETED"
+[[inputs]]
+name = "t"
+type = "table"
+[[inputs]]
+name = "partner"
+type = "string"
+[[metrics]]
+name = "a/b"
+value = "total"
+labels = { partner = "$partner", approved = "$approved" }
+[[handler]]
+name = "H1"
+pipeline_uuid = "p1"
+constants = { approved = "true" }
+"#;
+
+    fn load_err(toml: &str, sql: &str) -> CatalogueError {
+        match load_files(&files(&[("f.toml", toml), ("f.sql", sql)])) {
+            Err(e) => e,
+            Ok(_) => panic!("expected an error"),
+        }
+    }
+
+    #[test]
+    fn a_valid_family_loads() {
+        let hs = load_files(&files(&[("f.toml", TOML), ("f.sql", SQL)])).unwrap();
+        assert_eq!(hs.len(), 1);
+        assert_eq!(hs[0].name(), "H1");
+    }
+
+    #[test]
+    fn the_builtin_catalogue_is_valid() {
+        let hs = load(None).unwrap();
+        let mut names: Vec<_> = hs.iter().map(|h| h.name().to_string()).collect();
+        let n = names.len();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), n, "unique names");
+        assert!(n >= 4, "{names:?}");
+    }
+
+    #[test]
+    fn undeclared_sql_parameter_names_the_sql_file_and_line() {
+        let e = load_err(TOML, "SELECT 1 AS total\nFROM {{t}}\nWHERE a = @nope");
+        assert_eq!((e.file.as_str(), e.line), ("test/f.sql", 3), "{e}");
+        assert!(e.message.contains("@nope"), "{e}");
+    }
+
+    #[test]
+    fn unknown_label_variable_names_the_line() {
+        let toml = TOML.replace("$approved", "$approvd");
+        let e = load_err(&toml, SQL);
+        assert_eq!(e.line, 13, "{e}");
+        assert!(e.message.contains("$approvd"), "{e}");
+    }
+
+    #[test]
+    fn invalid_metric_name() {
+        let e = load_err(&TOML.replace("name = \"a/b\"", "name = \"a//b c\""), SQL);
+        assert_eq!(e.line, 11, "{e}");
+        assert!(e.message.contains("invalid metric name"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_handler_names_across_files() {
+        let sql2 = SQL;
+        let r = load_files(&files(&[("f.toml", TOML), ("f.sql", SQL), ("g.toml", TOML), ("g.sql", sql2)]));
+        let e = r.err().expect("duplicate");
+        assert_eq!(e.file, "test/g.toml");
+        assert_eq!(e.line, 15);
+        assert!(e.message.contains("duplicate handler name 'H1'"), "{e}");
+    }
+
+    #[test]
+    fn unknown_keys_and_syntax_errors_name_the_line() {
+        let e = load_err(&TOML.replace("[[metrics]]\n", "[[metrics]]\nunits = \"x\"\n"), SQL);
+        assert_eq!(e.line, 11, "{e}");
+        assert!(e.message.contains("unknown field"), "{e}");
+        let e = load_err(&TOML.replace("type = \"string\"", "type = string"), SQL);
+        assert_eq!(e.line, 9, "{e}");
+    }
+
+    #[test]
+    fn unused_table_input_and_unknown_placeholder() {
+        let e = load_err(TOML, "SELECT 1 AS total WHERE p = @partner");
+        assert!(e.message.contains("not used"), "{e}");
+        let e = load_err(TOML, "SELECT 1 AS total FROM {{t}} JOIN {{u}} ON TRUE");
+        assert_eq!(e.file, "test/f.sql");
+        assert!(e.message.contains("{{u}}"), "{e}");
+    }
+
+    #[test]
+    fn empty_tables_need_columns() {
+        let toml = TOML.replace("type = \"table\"", "type = \"table\"\nif_missing = \"empty\"");
+        let e = load_err(&toml, SQL);
+        assert!(e.message.contains("needs `columns`"), "{e}");
+    }
+
+    #[test]
+    fn handlers_dir_overrides_a_builtin_file_and_adds_new_ones() {
+        let dir = std::env::temp_dir().join(format!("override-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let builtin = super::super::tests_support::builtin_file("post_filtered.toml");
+        std::fs::write(dir.join("post_filtered.toml"), builtin.replace("pipesv2_selection", "custom_selection"))
+            .unwrap();
+        std::fs::write(dir.join("f.toml"), TOML).unwrap();
+        std::fs::write(dir.join("f.sql"), SQL).unwrap();
+        let hs = load(Some(&dir)).unwrap();
+        let ev = |p: &str| {
+            crate::decode::datastream::decode(&serde_json::json!({"source_timestamp": "2024-01-15T10:30:00Z",
+                "payload": {"pipeline_uuid": p, "status": "COMPLETED"}}))
+            .unwrap()
+        };
+        let sel = hs.iter().find(|h| h.name() == "PostFilteredSelectionHandler").unwrap();
+        assert!(sel.matches(&ev("custom_selection")));
+        assert!(!sel.matches(&ev("pipesv2_selection")));
+        assert!(hs.iter().any(|h| h.name() == "H1"), "new handler added");
+        assert_eq!(hs.len(), load(None).unwrap().len() + 1);
+    }
+
+    #[test]
+    fn metric_name_rules() {
+        assert!(is_valid_metric_name("claims/pipeline/filtered_pre/vl_pago/total"));
+        assert!(is_valid_metric_name("mageai/pipeline_run/count"));
+        for bad in ["", "/a", "a/", "a//b", "a b", "a/é"] {
+            assert!(!is_valid_metric_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn line_numbers() {
+        assert_eq!(line_of("a\nb\nc", "c"), 3);
+    }
+}

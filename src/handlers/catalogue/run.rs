@@ -1,0 +1,156 @@
+//! Running a prepared query plan: missing-table rules, one query per distinct text and
+//! parameters per event, rows mapped to points.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::Utc;
+
+use super::Family;
+use super::spec::{IfMissing, IfNull, LabelSpec};
+use super::sql::Segment;
+use crate::handlers::HandlerError;
+use crate::sink::Point;
+use crate::warehouse::{Cell, EventContext, Param, TableRef};
+
+pub(super) struct PlannedTable {
+    pub(super) input: String,
+    pub(super) path: String,
+    pub(super) raw: String,
+    pub(super) table: TableRef,
+    pub(super) if_missing: IfMissing,
+    pub(super) columns: BTreeMap<String, String>,
+    pub(super) missing_table_message: Option<String>,
+}
+
+/// A prepared query: the resolved tables, parameters and label values of one handler for one
+/// event.
+pub struct QueryPlan {
+    pub(super) handler: String,
+    pub(super) family: Arc<Family>,
+    pub(super) metrics: Vec<usize>,
+    pub(super) tables: Vec<PlannedTable>,
+    pub(super) params: Vec<(String, Param)>,
+    pub(super) values: BTreeMap<String, String>,
+    pub(super) time: chrono::DateTime<Utc>,
+    pub(super) project: String,
+}
+
+fn empty_relation(columns: &BTreeMap<String, String>) -> String {
+    let cols: Vec<String> = columns.iter().map(|(c, t)| format!("CAST(NULL AS {t}) AS {c}")).collect();
+    format!("(SELECT {} LIMIT 0)", cols.join(", "))
+}
+
+impl QueryPlan {
+    pub fn handler(&self) -> &str {
+        &self.handler
+    }
+
+    /// Checks the tables that have a missing-table rule, runs the query and maps its rows.
+    pub async fn run(&self, ctx: &EventContext<'_>) -> Result<Vec<Point>, HandlerError> {
+        let checked: Vec<&PlannedTable> = self.tables.iter().filter(|t| t.if_missing != IfMissing::Error).collect();
+        let exists = futures_util::future::join_all(checked.iter().map(|t| ctx.table_exists(&t.table))).await;
+        let mut present = BTreeMap::new();
+        for (t, e) in checked.iter().zip(exists) {
+            present.insert(t.input.clone(), e?);
+        }
+        for t in &checked {
+            if t.if_missing == IfMissing::Fail && !present[&t.input] {
+                let mut msg = t.missing_table_message.clone().unwrap_or_else(|| "Table '{value}' not found.".into());
+                msg = msg.replace("{value}", &t.raw);
+                for (k, v) in &self.values {
+                    msg = msg.replace(&format!("{{{k}}}"), v);
+                }
+                return Err(HandlerError::invalid(format!("payload.variables.{}", t.path), msg));
+            }
+        }
+        // The relation each table input stands for, and the parameters the SQL uses.
+        let mut params = self.params.clone();
+        let mut relations: BTreeMap<&str, String> = BTreeMap::new();
+        for t in &self.tables {
+            let exists = present.get(&t.input).copied().unwrap_or(true);
+            let rel = if exists { t.table.sql() } else { empty_relation(&t.columns) };
+            relations.insert(t.input.as_str(), rel);
+            if t.if_missing == IfMissing::Empty {
+                params.push((format!("{}_exists", t.input), Param::Bool(exists)));
+            }
+        }
+        params.retain(|(n, _)| self.family.sql_params.contains(n));
+        // Families sharing a SQL file with the same tables and parameters share one query.
+        let key = format!("{}|{relations:?}|{params:?}", self.family.sql_file);
+        let family = &self.family;
+        let rows = ctx
+            .query_keyed(key, || {
+                let mut sql = String::with_capacity(
+                    family
+                        .segments
+                        .iter()
+                        .map(|s| match s {
+                            Segment::Text(t) => t.len(),
+                            Segment::Table(_) => 64,
+                        })
+                        .sum(),
+                );
+                for seg in &family.segments {
+                    match seg {
+                        Segment::Text(t) => sql.push_str(t),
+                        Segment::Table(name) => {
+                            sql.push_str(relations.get(name.as_str()).map(String::as_str).unwrap_or(""))
+                        }
+                    }
+                }
+                (sql, params)
+            })
+            .await?;
+        self.gauges(&rows)
+    }
+
+    fn gauges(&self, rows: &[crate::warehouse::Row]) -> Result<Vec<Point>, HandlerError> {
+        let mut out = Vec::new();
+        for row in rows {
+            for m in self.metrics.iter().map(|&i| &self.family.metrics[i]) {
+                let cell = row.get(&m.value).ok_or_else(|| {
+                    HandlerError::BadResult(format!(
+                        "{}: column '{}' missing from the result",
+                        self.family.file, m.value
+                    ))
+                })?;
+                let value = match cell {
+                    Cell::Float(f) => *f,
+                    Cell::Int(i) => *i as f64,
+                    Cell::Null => match m.if_null {
+                        IfNull::Zero => 0.0,
+                        IfNull::Skip => continue,
+                    },
+                    other => {
+                        return Err(HandlerError::BadResult(format!(
+                            "{}: column '{}' is not numeric ({other:?})",
+                            self.family.file, m.value
+                        )));
+                    }
+                };
+                let mut labels = BTreeMap::new();
+                for (k, l) in &m.labels {
+                    let v = match l {
+                        LabelSpec::Text(t) => match t.strip_prefix('$') {
+                            Some(var) => self.values.get(var).cloned().unwrap_or_default(),
+                            None => t.clone(),
+                        },
+                        LabelSpec::Column { column } => row
+                            .get(column)
+                            .ok_or_else(|| {
+                                HandlerError::BadResult(format!(
+                                    "{}: label column '{column}' missing from the result",
+                                    self.family.file
+                                ))
+                            })?
+                            .label(),
+                    };
+                    labels.insert(k.clone(), v);
+                }
+                out.push(Point::gauge(m.name.clone(), value, self.time, labels, self.project.clone()));
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,74 @@
+//! Why one handler failed for one event, and whether a retry can help.
+
+use crate::error::ErrorClass;
+use crate::warehouse::WarehouseError;
+
+/// Why one handler failed for one event.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum HandlerError {
+    /// The event lacks something the handler needs, or carries an invalid value.
+    #[error("{message}")]
+    InvalidInput { field: String, message: String },
+    /// A table variable is not a valid BigQuery identifier. Stops every query of the event.
+    #[error("{message}")]
+    InvalidTableReference { field: String, message: String },
+    #[error(transparent)]
+    Warehouse(#[from] WarehouseError),
+    /// The query ran but its result does not fit the handler's declaration (missing column, text
+    /// where a number is expected). Permanent: the same query returns the same result.
+    #[error("unexpected query result: {0}")]
+    BadResult(String),
+}
+
+impl HandlerError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        HandlerError::InvalidInput { field: field.into(), message: message.into() }
+    }
+
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            HandlerError::InvalidInput { .. }
+            | HandlerError::InvalidTableReference { .. }
+            | HandlerError::BadResult(_) => ErrorClass::Permanent,
+            HandlerError::Warehouse(e) => e.class(),
+        }
+    }
+
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            HandlerError::InvalidInput { field, .. } | HandlerError::InvalidTableReference { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+
+    /// Short machine-readable kind for error bodies and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            HandlerError::InvalidInput { .. } => "invalid_input",
+            HandlerError::InvalidTableReference { .. } => "invalid_table_reference",
+            HandlerError::Warehouse(WarehouseError::NotFound(_)) => "table_not_found",
+            HandlerError::Warehouse(WarehouseError::Rejected(_)) => "query_rejected",
+            HandlerError::Warehouse(WarehouseError::Unavailable(_)) => "bigquery_unavailable",
+            HandlerError::BadResult(_) => "bad_query_result",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handler_error_classes() {
+        let table = [
+            (HandlerError::invalid("payload.variables.partner", "x"), ErrorClass::Permanent),
+            (WarehouseError::NotFound("t".into()).into(), ErrorClass::Permanent),
+            (WarehouseError::Rejected("syntax".into()).into(), ErrorClass::Permanent),
+            (WarehouseError::Unavailable("503".into()).into(), ErrorClass::Transient),
+            (HandlerError::BadResult("no column".into()), ErrorClass::Permanent),
+        ];
+        for (err, class) in table {
+            assert_eq!(err.class(), class, "{err:?}");
+        }
+    }
+}

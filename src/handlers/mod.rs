@@ -1,0 +1,97 @@
+//! Handlers: what matches a change event and what it computes.
+//!
+//! A handler is prepared synchronously (inputs read and validated, nothing sent anywhere), then
+//! its plan runs. Built-in handlers that need no query ([`builtin`]) produce their points at
+//! preparation; catalogue handlers ([`catalogue`]) produce a [`QueryPlan`]. [`dispatch`] runs
+//! every matching handler of an event.
+
+pub mod builtin;
+pub mod catalogue;
+pub mod dispatch;
+pub mod error;
+pub mod values;
+
+use std::sync::Arc;
+
+use crate::decode::ChangeEvent;
+use crate::sink::Point;
+use crate::warehouse::TableRef;
+
+pub use catalogue::{CatalogueError, QueryPlan};
+pub use dispatch::{Dispatcher, Report};
+pub use error::HandlerError;
+
+/// What a prepared handler still has to do.
+pub enum Plan {
+    /// Points computed without any query.
+    Points(Vec<Point>),
+    /// A query to run, and how its rows become points.
+    Query(Box<QueryPlan>),
+}
+
+/// Process-wide settings a handler needs.
+#[derive(Debug, Clone)]
+pub struct Projects {
+    /// Where metrics are written (`CLOUD_RUN_PROJECT_ID`).
+    pub metric: String,
+    /// Where unqualified tables live and jobs run (`BIGQUERY_PROJECT_ID`).
+    pub data: String,
+    /// Datasets handlers may read (`dataset` = in the data project, or `project.dataset`);
+    /// `None`: any.
+    pub allowed_datasets: Option<Vec<String>>,
+}
+
+impl Projects {
+    pub fn new(metric: impl Into<String>, data: impl Into<String>) -> Self {
+        Projects { metric: metric.into(), data: data.into(), allowed_datasets: None }
+    }
+
+    /// Whether a resolved table may be read.
+    pub fn allows(&self, table: &TableRef) -> bool {
+        match &self.allowed_datasets {
+            None => true,
+            Some(list) => list.iter().any(|entry| match entry.split_once('.') {
+                Some((project, dataset)) => project == table.project && dataset == table.dataset,
+                None => entry == &table.dataset && table.project == self.data,
+            }),
+        }
+    }
+}
+
+pub trait Handler: Send + Sync {
+    /// Unique name; the `handler_class` label of failure metrics.
+    fn name(&self) -> &str;
+    /// Whether this handler runs for the event.
+    fn matches(&self, event: &ChangeEvent) -> bool;
+    /// Reads and validates inputs; sends nothing.
+    fn prepare(&self, event: &ChangeEvent, projects: &Projects) -> Result<Plan, HandlerError>;
+}
+
+/// Every handler in registration order: the built-in ones, then the catalogue (the built-in
+/// files overlaid with `dir`).
+///
+/// Errors: the first invalid catalogue file, with its line.
+pub fn all(dir: Option<&std::path::Path>) -> Result<Vec<Arc<dyn Handler>>, CatalogueError> {
+    let mut handlers: Vec<Arc<dyn Handler>> = vec![Arc::new(builtin::PipelineRunCount)];
+    handlers.extend(catalogue::load(dir)?);
+    Ok(handlers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allow_list() {
+        let mut p = Projects::new("m", "data-proj");
+        let t = |s: &str| TableRef::resolve(s, "data-proj").unwrap();
+        assert!(p.allows(&t("any.table")));
+        p.allowed_datasets = Some(vec!["tmp_cemig".into(), "other-proj.refined".into()]);
+        assert!(p.allows(&t("tmp_cemig.x")));
+        assert!(p.allows(&t("data-proj.tmp_cemig.x")));
+        assert!(!p.allows(&t("evil-proj.tmp_cemig.x")), "a bare dataset means the data project's");
+        assert!(p.allows(&t("other-proj.refined.y")));
+        assert!(!p.allows(&t("refined.y")));
+        assert!(!p.allows(&t("secrets.users")));
+    }
+}

@@ -1,0 +1,138 @@
+//! HTTP ingress: one axum `Router`, served by `axum::serve` (Cloud Run, local) or by lambda_http
+//! (AWS Lambda Function URLs, API Gateway, ALB). It does not know which platform serves it.
+//!
+//! `POST /` (or a POST to any other path) takes one delivery; `GET /healthz` answers when the
+//! process is ready. Per delivery the HTTP layer only authenticates (401), admits (429 past
+//! `MAX_IN_FLIGHT`), reads the body (413), decodes it (400/415), hands the [`Delivery`] to the
+//! [`Pipeline`] and turns its [`Answer`] into a response.
+//!
+//! [`Delivery`]: crate::decode::Delivery
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+
+use super::auth::PushVerifier;
+use crate::decode::{self, DecodeError, DecodeErrorKind};
+use crate::handlers::Dispatcher;
+use crate::pipeline::{Answer, Pipeline, Refusal};
+use crate::sink::MetricSink;
+use crate::warehouse::Warehouse;
+
+/// How deliveries are accepted and answered.
+pub struct Options {
+    pub max_body_bytes: usize,
+    /// Acknowledgement, deadline, de-duplication, admission and self-metrics settings.
+    pub delivery: crate::config::Delivery,
+    /// Verifies push OIDC tokens when set (built from `delivery.auth`).
+    pub verifier: Option<Arc<PushVerifier>>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            max_body_bytes: crate::config::DEFAULT_MAX_BODY_BYTES,
+            delivery: crate::config::Delivery::default(),
+            verifier: None,
+        }
+    }
+}
+
+/// The HTTP ingress state: the pipeline, and what the HTTP layer itself checks.
+pub struct App {
+    pub pipeline: Pipeline,
+    max_body_bytes: usize,
+    verifier: Option<Arc<PushVerifier>>,
+    in_flight: Option<Arc<tokio::sync::Semaphore>>,
+    max_in_flight: usize,
+}
+
+impl App {
+    pub fn new(
+        dispatcher: Dispatcher,
+        warehouse: Arc<dyn Warehouse>,
+        sink: Arc<dyn MetricSink>,
+        options: Options,
+    ) -> App {
+        let max_in_flight = options.delivery.max_in_flight;
+        let in_flight = (max_in_flight > 0).then(|| Arc::new(tokio::sync::Semaphore::new(max_in_flight)));
+        App {
+            pipeline: Pipeline::new(dispatcher, warehouse, sink, options.delivery),
+            max_body_bytes: options.max_body_bytes,
+            verifier: options.verifier,
+            in_flight,
+            max_in_flight,
+        }
+    }
+
+    /// Records seen by this instance, by (delivery format, outcome): `ok`, `permanent`,
+    /// `transient`, `rejected`, `duplicate`, `unauthorized`, `overloaded`, `deadline_exceeded`.
+    pub fn event_counts(&self) -> std::collections::BTreeMap<(String, String), u64> {
+        self.pipeline.stats().event_counts()
+    }
+}
+
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/", post(ingest))
+        // Any other path too: a push endpoint URL may carry one, API Gateway REST stages prefix
+        // it, and lambda_http's pass_through turns non-HTTP invocations into POST /events.
+        .route("/{*path}", post(ingest))
+        .route("/healthz", get(healthz))
+        .with_state(app)
+}
+
+async fn healthz(State(app): State<Arc<App>>) -> impl IntoResponse {
+    axum::Json(json!({"status": "ok", "handlers": app.pipeline.dispatcher.handlers().len()}))
+}
+
+/// The HTTP response of an [`Answer`]: its status, and its JSON body when it has one.
+pub fn response(answer: Answer) -> Response {
+    if answer.body.is_empty() {
+        return answer.status.into_response();
+    }
+    (answer.status, [(header::CONTENT_TYPE, "application/json")], answer.body).into_response()
+}
+
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, DecodeError> {
+    axum::body::to_bytes(body, limit).await.map_err(|_| DecodeError {
+        kind: DecodeErrorKind::TooLarge,
+        field: None,
+        message: format!("request body larger than {limit} bytes"),
+    })
+}
+
+async fn ingest(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
+    let pipeline = &app.pipeline;
+    if let Some(verifier) = &app.verifier {
+        let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        if let Err(e) = verifier.verify(authorization).await {
+            return response(pipeline.refuse(&Refusal::Unauthorized(e.0)));
+        }
+    }
+    let _permit = match &app.in_flight {
+        None => None,
+        Some(sem) => match sem.clone().try_acquire_owned() {
+            Ok(p) => Some(p),
+            Err(_) => return response(pipeline.refuse(&Refusal::Overloaded { limit: app.max_in_flight })),
+        },
+    };
+    let body = match read_body(body, app.max_body_bytes).await {
+        Ok(b) => b,
+        Err(e) => return response(pipeline.refuse(&Refusal::Undecodable(e))),
+    };
+    let delivery = match decode::decode(&headers, &body) {
+        Ok(d) => d,
+        Err(e) => return response(pipeline.refuse(&Refusal::Undecodable(e))),
+    };
+    drop(body);
+    let answer = pipeline.handle(delivery).await;
+    debug_assert!(answer.status != StatusCode::OK || pipeline.config.ack_permanent || answer.body.is_empty());
+    response(answer)
+}

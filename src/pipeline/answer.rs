@@ -1,0 +1,406 @@
+//! The acknowledgement decision, in one place: what happened to each record of a delivery ->
+//! the [`Answer`] its transport reads as ack or retry.
+//!
+//! * A record is *done* (processed, including "no handler matched", or a replay of a final
+//!   answer), failed *permanently* (retrying the same record cannot succeed: malformed input, an
+//!   invalid variable, a query the warehouse rejects) or failed *transiently* (a retry may
+//!   succeed: the warehouse or the metric backend unavailable, the deadline exceeded, the same
+//!   record still being processed).
+//! * Push transports (Pub/Sub push, CloudEvents) read the HTTP status: 204 when every record is
+//!   done; 503 when any record failed transiently (a transient failure wins over a permanent one,
+//!   because a redelivery can still fix part of it); otherwise 400 / 413 / 415 for permanent
+//!   failures, so that Pub/Sub nacks and, after the subscription's maximum delivery attempts,
+//!   moves the message to its dead-letter topic. With `ack_permanent` (subscriptions without a
+//!   dead-letter topic) permanent failures are answered 200 with the same JSON body, logged and
+//!   counted, so that they do not loop until retention ends (protocols.md §1.3, §1.5).
+//! * Refusals before any record is read: 401 (not authenticated; never acknowledged, it is not
+//!   the message's fault), 429 (overloaded; Pub/Sub backs off), and the undecodable request
+//!   (a permanent failure of the whole delivery).
+//! * Batch transports read [`Answer::retry`]: the items to deliver again (transient failures,
+//!   and permanent ones unless `ack_permanent`, so that a dead-letter queue keeps them).
+
+use axum::body::Bytes;
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::decode::{DecodeError, DecodeErrorKind};
+use crate::error::ErrorClass;
+use crate::handlers::HandlerError;
+use crate::sink::SinkError;
+
+/// A final answer remembered for a record, replayed to its duplicates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Remembered {
+    pub status: u16,
+    pub body: Bytes,
+}
+
+/// One failed handler of a record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    pub handler: String,
+    pub error: HandlerError,
+}
+
+/// What happened to one record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Every matched handler succeeded (or none matched) and the points were written.
+    Done,
+    /// The record was answered before with a final status: that answer again, nothing redone.
+    Duplicate(Remembered),
+    /// The record could not be decoded.
+    Rejected(DecodeError),
+    /// At least one handler failed (in handler order); `transient` when any failure is.
+    HandlersFailed { transient: bool, failures: Vec<Failure> },
+    /// The points could not be written.
+    SinkFailed(SinkError),
+    /// The same record is being processed by another request whose outcome is not final.
+    InProgress,
+    /// The delivery did not finish within its deadline; its work was cancelled.
+    DeadlineExceeded { deadline_secs: f64 },
+}
+
+impl Outcome {
+    /// `None` when the record is done; otherwise whether its failure is permanent or transient.
+    pub fn class(&self) -> Option<ErrorClass> {
+        match self {
+            Outcome::Done => None,
+            Outcome::Duplicate(r) => match r.status {
+                200..=299 => None,
+                400..=499 if r.status != 401 && r.status != 429 => Some(ErrorClass::Permanent),
+                _ => Some(ErrorClass::Transient),
+            },
+            Outcome::Rejected(_) => Some(ErrorClass::Permanent),
+            Outcome::HandlersFailed { transient: true, .. } => Some(ErrorClass::Transient),
+            Outcome::HandlersFailed { transient: false, .. } => Some(ErrorClass::Permanent),
+            Outcome::SinkFailed(e) => Some(e.class),
+            Outcome::InProgress | Outcome::DeadlineExceeded { .. } => Some(ErrorClass::Transient),
+        }
+    }
+
+    /// Whether a redelivery of the record would get the same answer (so it may be remembered).
+    pub fn is_final(&self) -> bool {
+        self.class() != Some(ErrorClass::Transient)
+    }
+
+    /// The counter label of the function's own `events` metric.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Done => "ok",
+            Outcome::Duplicate(_) | Outcome::InProgress => "duplicate",
+            Outcome::Rejected(_) => "rejected",
+            Outcome::DeadlineExceeded { .. } => "deadline_exceeded",
+            other => match other.class() {
+                Some(ErrorClass::Transient) => "transient",
+                _ => "permanent",
+            },
+        }
+    }
+}
+
+/// Why a delivery was refused before any of its records was read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Refusal {
+    /// The push was not authenticated (missing or invalid OIDC token).
+    Unauthorized(String),
+    /// More than `limit` deliveries in flight in this instance.
+    Overloaded { limit: usize },
+    /// The request is not a delivery this function can decode (413, 415 or 400).
+    Undecodable(DecodeError),
+}
+
+/// How permanent failures are acknowledged (`ACK_PERMANENT_ERRORS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AckPolicy {
+    pub ack_permanent: bool,
+}
+
+/// The answer to one delivery.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    /// The HTTP status (push transports).
+    pub status: StatusCode,
+    /// A JSON body, or empty.
+    pub body: Bytes,
+    /// The items to deliver again (batch transports), in delivery order.
+    pub retry: Vec<String>,
+}
+
+impl Answer {
+    fn json(status: StatusCode, body: &Value) -> Answer {
+        Answer { status, body: Bytes::from(serde_json::to_vec(body).unwrap_or_default()), retry: Vec::new() }
+    }
+
+    /// What a duplicate of this (single-record) answer replays.
+    pub fn remembered(&self) -> Remembered {
+        Remembered { status: self.status.as_u16(), body: self.body.clone() }
+    }
+}
+
+fn permanent(status: StatusCode, policy: AckPolicy) -> StatusCode {
+    if policy.ack_permanent { StatusCode::OK } else { status }
+}
+
+fn decode_kind(kind: DecodeErrorKind) -> (&'static str, StatusCode) {
+    match kind {
+        DecodeErrorKind::Malformed => ("malformed_event", StatusCode::BAD_REQUEST),
+        DecodeErrorKind::UnsupportedMediaType => ("unsupported_media_type", StatusCode::UNSUPPORTED_MEDIA_TYPE),
+        DecodeErrorKind::TooLarge => ("payload_too_large", StatusCode::PAYLOAD_TOO_LARGE),
+    }
+}
+
+fn rejected_body(e: &DecodeError) -> Value {
+    json!({"error": decode_kind(e.kind).0, "class": "permanent", "message": e.message, "field": e.field})
+}
+
+/// The answer to a refused delivery.
+pub fn refuse(refusal: &Refusal, policy: AckPolicy) -> Answer {
+    match refusal {
+        Refusal::Unauthorized(message) => {
+            Answer::json(StatusCode::UNAUTHORIZED, &json!({"error": "unauthorized", "message": message}))
+        }
+        Refusal::Overloaded { limit } => Answer::json(
+            StatusCode::TOO_MANY_REQUESTS,
+            &json!({"error": "overloaded", "message": format!("more than {limit} events in flight; retry later")}),
+        ),
+        Refusal::Undecodable(e) => Answer::json(permanent(decode_kind(e.kind).1, policy), &rejected_body(e)),
+    }
+}
+
+fn failure_json(f: &Failure) -> Value {
+    json!({"handler": f.handler, "error": f.error.kind(), "class": f.error.class(), "message": f.error.to_string(),
+           "field": f.error.field()})
+}
+
+/// The answer to a delivery of one record (the HTTP answer today's push transports read).
+pub fn record_answer(outcome: &Outcome, policy: AckPolicy) -> Answer {
+    match outcome {
+        Outcome::Done => Answer { status: StatusCode::NO_CONTENT, body: Bytes::new(), retry: Vec::new() },
+        Outcome::Duplicate(r) => Answer {
+            status: StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK),
+            body: r.body.clone(),
+            retry: Vec::new(),
+        },
+        Outcome::Rejected(e) => Answer::json(permanent(decode_kind(e.kind).1, policy), &rejected_body(e)),
+        Outcome::HandlersFailed { transient, failures } => {
+            // The headline is the first failure of the class that decided the status; every
+            // failure is listed.
+            let deciding = if *transient { ErrorClass::Transient } else { ErrorClass::Permanent };
+            let status =
+                if *transient { StatusCode::SERVICE_UNAVAILABLE } else { permanent(StatusCode::BAD_REQUEST, policy) };
+            let mut body = failures
+                .iter()
+                .find(|f| f.error.class() == deciding)
+                .or(failures.first())
+                .map(failure_json)
+                .unwrap_or_else(|| json!({}));
+            body["failures"] = failures.iter().map(failure_json).collect();
+            Answer::json(status, &body)
+        }
+        Outcome::SinkFailed(e) => {
+            let status = match e.class {
+                ErrorClass::Transient => StatusCode::SERVICE_UNAVAILABLE,
+                ErrorClass::Permanent => permanent(StatusCode::BAD_REQUEST, policy),
+            };
+            Answer::json(status, &json!({"error": "metric_sink_failed", "class": e.class, "message": e.message}))
+        }
+        Outcome::InProgress => Answer::json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"error": "in_progress", "class": "transient",
+                    "message": "the same event is being processed; retry later"}),
+        ),
+        Outcome::DeadlineExceeded { deadline_secs } => Answer::json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"error": "deadline_exceeded", "class": "transient",
+                    "message": format!("the event did not finish within {deadline_secs} s")}),
+        ),
+    }
+}
+
+/// One record of a delivery: the transport's item id (batch transports; a line number for
+/// files) and its outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordResult {
+    pub item: Option<String>,
+    pub outcome: Outcome,
+}
+
+/// Lists at most this many failed records in a multi-record answer body.
+pub const MAX_LISTED_FAILURES: usize = 20;
+
+/// The answer to a delivery: a single record's own answer, or for several records the status
+/// of the worst class (transient > permanent > done), a summary body and the items to retry.
+pub fn answer(records: &[RecordResult], policy: AckPolicy) -> Answer {
+    if let [one] = records {
+        let mut a = record_answer(&one.outcome, policy);
+        a.retry = retry_items(records, policy);
+        return a;
+    }
+    let class_of = |c: ErrorClass| records.iter().filter(move |r| r.outcome.class() == Some(c));
+    let transient = class_of(ErrorClass::Transient).count();
+    let permanent_n = class_of(ErrorClass::Permanent).count();
+    let done = records.len() - transient - permanent_n;
+    let status = if transient > 0 {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else if permanent_n > 0 {
+        permanent(StatusCode::BAD_REQUEST, policy)
+    } else {
+        StatusCode::NO_CONTENT
+    };
+    if status == StatusCode::NO_CONTENT {
+        return Answer { status, body: Bytes::new(), retry: Vec::new() };
+    }
+    let failed: Vec<Value> = records
+        .iter()
+        .filter(|r| r.outcome.class().is_some())
+        .take(MAX_LISTED_FAILURES)
+        .map(|r| {
+            let mut v = record_answer(&r.outcome, policy);
+            let mut body: Value = serde_json::from_slice(&v.body).unwrap_or_else(|_| json!({}));
+            body["item"] = json!(r.item);
+            v.body = Bytes::new();
+            body
+        })
+        .collect();
+    let mut a = Answer::json(
+        status,
+        &json!({"error": if transient > 0 { "records_failed_transiently" } else { "records_failed" },
+                "class": if transient > 0 { "transient" } else { "permanent" },
+                "records": records.len(), "done": done, "transient": transient, "permanent": permanent_n,
+                "failures": failed}),
+    );
+    a.retry = retry_items(records, policy);
+    a
+}
+
+fn retry_items(records: &[RecordResult], policy: AckPolicy) -> Vec<String> {
+    records
+        .iter()
+        .filter(|r| match r.outcome.class() {
+            Some(ErrorClass::Transient) => true,
+            Some(ErrorClass::Permanent) => !policy.ack_permanent,
+            None => false,
+        })
+        .filter_map(|r| r.item.clone())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::warehouse::WarehouseError;
+
+    const ACK: AckPolicy = AckPolicy { ack_permanent: true };
+    const NACK: AckPolicy = AckPolicy { ack_permanent: false };
+
+    fn failed(e: HandlerError) -> Outcome {
+        let transient = e.class() == ErrorClass::Transient;
+        Outcome::HandlersFailed { transient, failures: vec![Failure { handler: "H".into(), error: e }] }
+    }
+
+    fn sink(class: ErrorClass) -> Outcome {
+        Outcome::SinkFailed(SinkError { class, message: "m".into() })
+    }
+
+    #[test]
+    fn single_record_answer_table() {
+        // (outcome, status by default, status with ack_permanent, final)
+        let table = [
+            (Outcome::Done, 204, 204, true),
+            (Outcome::Rejected(DecodeError::malformed(None, "x")), 400, 200, true),
+            (Outcome::Rejected(DecodeError::unsupported("x")), 415, 200, true),
+            (
+                Outcome::Rejected(DecodeError { kind: DecodeErrorKind::TooLarge, field: None, message: "x".into() }),
+                413,
+                200,
+                true,
+            ),
+            (failed(HandlerError::invalid("f", "m")), 400, 200, true),
+            (failed(WarehouseError::Unavailable("503".into()).into()), 503, 503, false),
+            (sink(ErrorClass::Transient), 503, 503, false),
+            (sink(ErrorClass::Permanent), 400, 200, true),
+            (Outcome::InProgress, 503, 503, false),
+            (Outcome::DeadlineExceeded { deadline_secs: 50.0 }, 503, 503, false),
+            (Outcome::Duplicate(Remembered { status: 204, body: Bytes::new() }), 204, 204, true),
+            (Outcome::Duplicate(Remembered { status: 400, body: Bytes::from_static(b"{}") }), 400, 400, true),
+        ];
+        for (outcome, status, acked, is_final) in table {
+            assert_eq!(record_answer(&outcome, NACK).status.as_u16(), status, "{outcome:?}");
+            assert_eq!(record_answer(&outcome, ACK).status.as_u16(), acked, "{outcome:?} with ack_permanent");
+            assert_eq!(outcome.is_final(), is_final, "{outcome:?}");
+        }
+    }
+
+    #[test]
+    fn refusal_table() {
+        let table = [
+            (Refusal::Unauthorized("no token".into()), 401, 401),
+            (Refusal::Overloaded { limit: 256 }, 429, 429),
+            (Refusal::Undecodable(DecodeError::malformed(None, "x")), 400, 200),
+            (Refusal::Undecodable(DecodeError::unsupported("x")), 415, 200),
+        ];
+        for (r, status, acked) in table {
+            assert_eq!(refuse(&r, NACK).status.as_u16(), status, "{r:?}");
+            assert_eq!(refuse(&r, ACK).status.as_u16(), acked, "{r:?} with ack_permanent");
+        }
+    }
+
+    #[test]
+    fn headline_is_the_first_failure_of_the_deciding_class() {
+        let outcome = Outcome::HandlersFailed {
+            transient: true,
+            failures: vec![
+                Failure { handler: "A".into(), error: HandlerError::invalid("payload.x", "bad") },
+                Failure { handler: "B".into(), error: WarehouseError::Unavailable("down".into()).into() },
+            ],
+        };
+        let a = record_answer(&outcome, NACK);
+        let body: Value = serde_json::from_slice(&a.body).unwrap();
+        assert_eq!(body["handler"], "B");
+        assert_eq!(body["class"], "transient");
+        assert_eq!(body["failures"].as_array().unwrap().len(), 2);
+        assert_eq!(body["failures"][0]["field"], "payload.x");
+    }
+
+    #[test]
+    fn multi_record_answers_and_retry_items() {
+        let r = |item: &str, outcome: Outcome| RecordResult { item: Some(item.into()), outcome };
+        let done = [r("1", Outcome::Done), r("2", Outcome::Duplicate(Remembered { status: 204, body: Bytes::new() }))];
+        let a = answer(&done, NACK);
+        assert_eq!((a.status.as_u16(), a.retry.len()), (204, 0));
+        assert!(a.body.is_empty());
+
+        let mixed = [
+            r("1", Outcome::Done),
+            r("2", Outcome::Rejected(DecodeError::malformed(Some("line 2".into()), "not JSON"))),
+            r("3", Outcome::InProgress),
+        ];
+        let a = answer(&mixed, NACK);
+        assert_eq!(a.status.as_u16(), 503, "a transient failure wins");
+        assert_eq!(a.retry, vec!["2".to_string(), "3".to_string()]);
+        let body: Value = serde_json::from_slice(&a.body).unwrap();
+        assert_eq!((body["records"].as_u64(), body["done"].as_u64()), (Some(3), Some(1)));
+        assert_eq!(body["failures"][0]["item"], "2");
+        assert_eq!(body["failures"][0]["field"], "line 2");
+        let a = answer(&mixed, ACK);
+        assert_eq!(a.retry, vec!["3".to_string()], "acknowledged permanent failures are not retried");
+
+        let permanent_only = [r("1", Outcome::Done), r("2", sink(ErrorClass::Permanent))];
+        assert_eq!(answer(&permanent_only, NACK).status.as_u16(), 400);
+        assert_eq!(answer(&permanent_only, ACK).status.as_u16(), 200);
+    }
+
+    #[test]
+    fn many_failures_are_listed_up_to_a_bound() {
+        let records: Vec<RecordResult> = (0..100)
+            .map(|i| RecordResult {
+                item: Some(i.to_string()),
+                outcome: Outcome::Rejected(DecodeError::malformed(None, "x")),
+            })
+            .collect();
+        let body: Value = serde_json::from_slice(&answer(&records, NACK).body).unwrap();
+        assert_eq!(body["failures"].as_array().unwrap().len(), MAX_LISTED_FAILURES);
+        assert_eq!(body["permanent"], 100);
+    }
+}

@@ -1,0 +1,297 @@
+//! The pipeline: one transport-agnostic driver per delivery.
+//!
+//! [`Pipeline::handle`] takes a decoded [`Delivery`] of one or more records and returns its
+//! [`Answer`]. Per record: de-duplicate ([`dedup`]), dispatch to the handlers, then write the
+//! points of every processed record through the sink, all within the delivery's deadline. Each
+//! record gets its own [`Outcome`]; the answer of the delivery is derived from those outcomes in
+//! one function ([`answer::answer`]). Every operational outcome is an internal event
+//! ([`events`]) that logs and counts itself. Transports (HTTP, Lambda batches) only decode and
+//! turn the answer into their own response.
+
+pub mod answer;
+pub mod dedup;
+pub mod events;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tracing::Instrument;
+
+pub use answer::{AckPolicy, Answer, Outcome, RecordResult, Refusal};
+
+use crate::config::Delivery as DeliveryConfig;
+use crate::decode::{ChangeEvent, Delivery, DeliveryMeta};
+use crate::handlers::{Dispatcher, Report, builtin::FAILURE_METRIC};
+use crate::sink::{Delivered, MetricSink, Point};
+use crate::warehouse::Warehouse;
+use answer::Failure;
+use dedup::{Begin, Dedup, Ticket};
+use events::Stats;
+
+/// Everything a delivery needs, built once at startup.
+pub struct Pipeline {
+    pub dispatcher: Dispatcher,
+    pub warehouse: Arc<dyn Warehouse>,
+    pub sink: Arc<dyn MetricSink>,
+    pub config: DeliveryConfig,
+    dedup: Arc<Dedup>,
+    stats: Stats,
+}
+
+/// A record on its way through [`Pipeline::handle`].
+enum Slot {
+    /// Its outcome is known without processing (not decodable, or a replayed duplicate).
+    Known(Outcome),
+    /// A redelivery of a record whose first attempt runs: wait for that attempt's answer.
+    Waiting(tokio::sync::watch::Receiver<Option<answer::Remembered>>),
+    /// To be processed.
+    Fresh(Box<ChangeEvent>, Ticket),
+}
+
+/// What processing a fresh record produced.
+struct Processed {
+    event: Box<ChangeEvent>,
+    ticket: Ticket,
+    report: Report,
+    outcome: Outcome,
+    /// Indices of this record's points in the delivery's point list.
+    points: std::ops::Range<usize>,
+}
+
+impl Pipeline {
+    pub fn new(
+        dispatcher: Dispatcher,
+        warehouse: Arc<dyn Warehouse>,
+        sink: Arc<dyn MetricSink>,
+        config: DeliveryConfig,
+    ) -> Pipeline {
+        let dedup = Dedup::new(config.dedup_window, config.dedup_capacity);
+        Pipeline { dispatcher, warehouse, sink, config, dedup, stats: Stats::default() }
+    }
+
+    pub fn policy(&self) -> AckPolicy {
+        AckPolicy { ack_permanent: self.config.ack_permanent }
+    }
+
+    /// The function's own counters (internal events count into them).
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The answer to a refused delivery, logged and counted.
+    pub fn refuse(&self, refusal: &Refusal) -> Answer {
+        let answer = answer::refuse(refusal, self.policy());
+        match refusal {
+            Refusal::Unauthorized(reason) => events::Unauthorized { reason }.emit(&self.stats),
+            Refusal::Overloaded { limit } => events::Overloaded { limit: *limit }.emit(&self.stats),
+            Refusal::Undecodable(error) => {
+                events::Rejected { status: answer.status.as_u16(), error, format: None, meta: None, item: None }
+                    .emit(&self.stats)
+            }
+        }
+        answer
+    }
+
+    /// Processes one delivery and answers it.
+    pub async fn handle(&self, delivery: Delivery) -> Answer {
+        let span = match delivery.records.as_slice() {
+            [one] => tracing::info_span!(
+                "event",
+                message_id = delivery.meta.message_id.as_deref().unwrap_or(""),
+                ce_id = delivery.meta.ce_id.as_deref().unwrap_or(""),
+                datastream_uuid = one.record.as_ref().ok().and_then(|e| e.uuid.as_deref()).unwrap_or(""),
+                delivery_attempt = delivery.meta.delivery_attempt.unwrap_or(0),
+            ),
+            _ => tracing::info_span!(
+                "delivery",
+                message_id = delivery.meta.message_id.as_deref().unwrap_or(""),
+                ce_id = delivery.meta.ce_id.as_deref().unwrap_or(""),
+                delivery_attempt = delivery.meta.delivery_attempt.unwrap_or(0),
+                records = delivery.records.len(),
+            ),
+        };
+        self.process(delivery).instrument(span).await
+    }
+
+    async fn process(&self, delivery: Delivery) -> Answer {
+        let started = Instant::now();
+        let Delivery { format, meta, records } = delivery;
+        let mut items = Vec::with_capacity(records.len());
+        let mut slots = Vec::with_capacity(records.len());
+        for input in records {
+            items.push(input.item);
+            slots.push(match input.record {
+                Err(e) => Slot::Known(Outcome::Rejected(e)),
+                Ok(event) => match self.dedup.begin(dedup_key(&meta, &event)) {
+                    Begin::Seen(prev) => {
+                        events::Duplicate { status: prev.status, format, waited: false }.emit(&self.stats);
+                        Slot::Known(Outcome::Duplicate(prev))
+                    }
+                    Begin::Running(rx) => Slot::Waiting(rx),
+                    Begin::Fresh(ticket) => Slot::Fresh(Box::new(event), ticket),
+                },
+            });
+        }
+        let deadline = self.config.event_deadline;
+        let mut outcomes: Vec<Option<Outcome>> = slots
+            .iter_mut()
+            .map(|s| match s {
+                Slot::Known(o) => Some(std::mem::replace(o, Outcome::Done)),
+                _ => None,
+            })
+            .collect();
+        let work = self.run(format, &meta, &items, slots, started);
+        match tokio::time::timeout(deadline, work).await {
+            Ok(done) => {
+                for (i, o) in done {
+                    outcomes[i] = Some(o);
+                }
+            }
+            Err(_) => {
+                // The work was cancelled: its tickets are dropped, so redeliveries are processed
+                // anew.
+                let outcome = Outcome::DeadlineExceeded { deadline_secs: deadline.as_secs_f64() };
+                let pending = outcomes.iter().filter(|o| o.is_none()).count();
+                let status = answer::record_answer(&outcome, self.policy()).status.as_u16();
+                events::DeadlineExceeded { status, deadline, format, records: pending }.emit(&self.stats);
+                for o in outcomes.iter_mut().filter(|o| o.is_none()) {
+                    *o = Some(outcome.clone());
+                }
+            }
+        }
+        let results: Vec<RecordResult> = items
+            .into_iter()
+            .zip(outcomes)
+            .map(|(item, outcome)| RecordResult { item, outcome: outcome.unwrap_or(Outcome::InProgress) })
+            .collect();
+        for r in &results {
+            if let Outcome::Rejected(error) = &r.outcome {
+                let status = answer::record_answer(&r.outcome, self.policy()).status.as_u16();
+                events::Rejected { status, error, format: Some(format), meta: Some(&meta), item: r.item.as_deref() }
+                    .emit(&self.stats);
+            }
+        }
+        answer::answer(&results, self.policy())
+    }
+
+    /// Waits for the duplicates, processes the fresh records and writes their points. Returns
+    /// (record index, outcome) for every record that was not known before.
+    async fn run(
+        &self,
+        format: crate::decode::DeliveryFormat,
+        meta: &DeliveryMeta,
+        items: &[Option<String>],
+        slots: Vec<Slot>,
+        started: Instant,
+    ) -> Vec<(usize, Outcome)> {
+        let mut out = Vec::new();
+        let mut fresh = Vec::new();
+        let mut waiting = Vec::new();
+        for (i, slot) in slots.into_iter().enumerate() {
+            match slot {
+                Slot::Known(_) => {}
+                Slot::Waiting(rx) => waiting.push((i, rx)),
+                Slot::Fresh(event, ticket) => fresh.push((i, event, ticket)),
+            }
+        }
+        // A redelivery while the first attempt runs waits for its outcome: a final answer, or
+        // None when it failed transiently or was cancelled.
+        let waits = futures_util::future::join_all(waiting.into_iter().map(|(i, mut rx)| async move {
+            let _ = rx.changed().await;
+            let prev = rx.borrow().clone();
+            (i, prev)
+        }));
+        let dispatches = futures_util::future::join_all(fresh.into_iter().map(|(i, event, ticket)| async move {
+            let report = self.dispatcher.dispatch(&event, self.warehouse.as_ref()).await;
+            (i, event, ticket, report)
+        }));
+        let (waited, dispatched) = futures_util::future::join(waits, dispatches).await;
+        for (i, prev) in waited {
+            let outcome = match prev {
+                Some(prev) => Outcome::Duplicate(prev),
+                None => Outcome::InProgress,
+            };
+            let status = answer::record_answer(&outcome, self.policy()).status.as_u16();
+            events::Duplicate { status, format, waited: true }.emit(&self.stats);
+            out.push((i, outcome));
+        }
+        // Points of every processed record, written in one sink call. A record that failed
+        // transiently will be retried: only its failure gauges are written now, so that the
+        // retry writes every point exactly once.
+        let mut points: Vec<Point> = Vec::new();
+        let mut processed: Vec<(usize, Processed)> = Vec::with_capacity(dispatched.len());
+        for (i, event, ticket, mut report) in dispatched {
+            let outcome = report_outcome(&report);
+            events::Dispatched { format, outcome: &outcome, report: &report }.emit(&self.stats);
+            let mut own = std::mem::take(&mut report.points);
+            if outcome.class() == Some(crate::error::ErrorClass::Transient) {
+                own.retain(|p| p.name == FAILURE_METRIC);
+            }
+            let start = points.len();
+            points.extend(own);
+            processed.push((i, Processed { event, ticket, report, outcome, points: start..points.len() }));
+        }
+        if processed.is_empty() {
+            return out;
+        }
+        if self.config.self_metrics {
+            points.extend(self.stats.flush(&self.dispatcher.projects().metric, self.config.self_metrics_interval));
+        }
+        let written = points.len();
+        let sink = self.sink.emit(&points).await;
+        let single = processed.len() == 1;
+        for (i, mut p) in processed {
+            if let Err(e) = &sink
+                && (single || !p.points.is_empty())
+            {
+                p.outcome = Outcome::SinkFailed(e.clone());
+            }
+            let answer = answer::record_answer(&p.outcome, self.policy());
+            let delivered: Option<&Delivered> = sink.as_ref().ok();
+            events::Processed {
+                status: answer.status.as_u16(),
+                format,
+                meta,
+                item: items[i].as_deref(),
+                event: &p.event,
+                report: &p.report,
+                outcome: &p.outcome,
+                points: if single { written } else { p.points.len() },
+                sink: delivered,
+                sink_error: sink.as_ref().err().map(|e| e.message.as_str()),
+                started,
+            }
+            .emit(&self.stats);
+            let is_final = p.outcome.is_final();
+            p.ticket.finish(answer.remembered(), is_final);
+            out.push((i, p.outcome));
+        }
+        out
+    }
+}
+
+/// The outcome of a dispatched record, before its points are written.
+fn report_outcome(report: &Report) -> Outcome {
+    let failures: Vec<Failure> =
+        report.failures().map(|(h, e)| Failure { handler: h.to_string(), error: e.clone() }).collect();
+    if failures.is_empty() {
+        return Outcome::Done;
+    }
+    let transient = failures.iter().any(|f| f.error.class() == crate::error::ErrorClass::Transient);
+    Outcome::HandlersFailed { transient, failures }
+}
+
+/// One key per record for de-duplication: the Datastream uuid, else the message id, else the
+/// CloudEvent source + id.
+fn dedup_key(meta: &DeliveryMeta, event: &ChangeEvent) -> Option<String> {
+    if let Some(u) = event.uuid.as_deref().filter(|u| !u.is_empty()) {
+        return Some(format!("uuid:{u}"));
+    }
+    if let Some(m) = meta.message_id.as_deref().filter(|m| !m.is_empty()) {
+        return Some(format!("msg:{}:{m}", meta.subscription.as_deref().unwrap_or("")));
+    }
+    match (&meta.ce_source, &meta.ce_id) {
+        (Some(s), Some(i)) => Some(format!("ce:{s}:{i}")),
+        _ => None,
+    }
+}

@@ -1,0 +1,92 @@
+//! Table references: the one validator of BigQuery identifiers a payload value must pass
+//! before it is written into SQL text.
+
+/// A fully qualified table: `project.dataset.table`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TableRef {
+    pub project: String,
+    pub dataset: String,
+    pub table: String,
+}
+
+impl TableRef {
+    /// Resolves a table variable like the reference implementation (handlers.md §5.1):
+    /// `project.dataset.table` is used as is; `dataset.table` is read in the data project; a
+    /// value without a dot becomes `<data project>.<value>`, which BigQuery reads as
+    /// dataset `<data project>`, table `<value>`. Each part must be a valid identifier: project
+    /// letters, digits and hyphens; dataset and table `[A-Za-z0-9_]+`.
+    pub fn resolve(value: &str, data_project: &str) -> Result<TableRef, String> {
+        match value.split('.').collect::<Vec<_>>().as_slice() {
+            [t] => TableRef::checked(data_project, data_project, t, value),
+            [d, t] => TableRef::checked(data_project, d, t, value),
+            [p, d, t] => TableRef::checked(p, d, t, value),
+            _ => Err(format!("'{value}' is not a table reference of the form [project.]dataset.table")),
+        }
+    }
+
+    fn checked(project: &str, dataset: &str, table: &str, raw: &str) -> Result<TableRef, String> {
+        let valid_project = !project.is_empty()
+            && project.len() <= 63
+            && project.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !project.starts_with('-');
+        let valid_name =
+            |s: &str| !s.is_empty() && s.len() <= 1024 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid_project {
+            return Err(format!("'{raw}': project '{project}' is not a valid project id (letters, digits, hyphens)"));
+        }
+        if !valid_name(dataset) {
+            return Err(format!("'{raw}': dataset '{dataset}' is not a valid identifier ([A-Za-z0-9_]+)"));
+        }
+        if !valid_name(table) {
+            return Err(format!("'{raw}': table '{table}' is not a valid identifier ([A-Za-z0-9_]+)"));
+        }
+        Ok(TableRef { project: project.into(), dataset: dataset.into(), table: table.into() })
+    }
+
+    /// The backtick-quoted reference for SQL text. Safe because every part was validated.
+    pub fn sql(&self) -> String {
+        format!("`{}.{}.{}`", self.project, self.dataset, self.table)
+    }
+}
+
+impl std::fmt::Display for TableRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.project, self.dataset, self.table)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_resolution_like_the_reference() {
+        let t = TableRef::resolve("tmp_abertta.processable_claims_abertta_20251105_171427", "test-project").unwrap();
+        assert_eq!(t.sql(), "`test-project.tmp_abertta.processable_claims_abertta_20251105_171427`");
+        let t = TableRef::resolve("other-proj.ds.t", "test-project").unwrap();
+        assert_eq!(t.to_string(), "other-proj.ds.t");
+        // no dot: `<data project>.<value>`, which BigQuery reads as dataset `<data project>`
+        // (only valid when the data project id is also a valid dataset name)
+        let t = TableRef::resolve("t1", "dataproj").unwrap();
+        assert_eq!(t.to_string(), "dataproj.dataproj.t1");
+    }
+
+    #[test]
+    fn invalid_identifiers_are_rejected() {
+        for bad in [
+            "ds.t`; DROP TABLE x; --",
+            "ds.t where 1=1",
+            "a.b.c.d",
+            "ds.",
+            ".t",
+            "proj_with_underscore.ds.t",
+            "-proj.ds.t",
+            "ds.t-with-hyphen",
+            "ds.t\n",
+            "",
+            "t1",
+        ] {
+            assert!(TableRef::resolve(bad, "test-project").is_err(), "{bad:?} must be rejected");
+        }
+    }
+}
