@@ -83,6 +83,11 @@ pub struct Delivery {
     /// Write the function's own metrics (events by format and outcome, handler durations).
     pub self_metrics: bool,
     pub self_metrics_interval: Duration,
+    /// Process history records (Datastream backfill and supplementation reads, Debezium
+    /// snapshots, DMS full load) instead of skipping them, with the point time taken from the
+    /// row (`history_time_columns`, first non-null) instead of the read time.
+    pub process_history: bool,
+    pub history_time_columns: Vec<String>,
 }
 
 impl Default for Delivery {
@@ -97,6 +102,8 @@ impl Default for Delivery {
             allowed_datasets: None,
             self_metrics: false,
             self_metrics_interval: Duration::from_secs(60),
+            process_history: false,
+            history_time_columns: vec!["completed_at".into(), "updated_at".into()],
         }
     }
 }
@@ -339,6 +346,20 @@ impl Config {
             allowed_datasets,
             self_metrics: flag("SELF_METRICS", metrics_backend != MetricsBackend::Stdout)?,
             self_metrics_interval: seconds("SELF_METRICS_INTERVAL_SECS", 60.0)?,
+            process_history: flag("PROCESS_HISTORY", false)?,
+            history_time_columns: match pick(&["HISTORY_TIME_COLUMNS"]) {
+                None => vec!["completed_at".into(), "updated_at".into()],
+                Some((n, v)) => {
+                    let list: Vec<String> =
+                        v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+                    if list.is_empty()
+                        || !list.iter().all(|c| c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_'))
+                    {
+                        return Err(err(&n, &v, "comma-separated column names of the run table"));
+                    }
+                    list
+                }
+            },
         };
         Ok(Config {
             host,

@@ -193,7 +193,7 @@ fn set(vars: &mut serde_json::Map<String, Value>, path: &str, value: Value) {
 }
 
 fn event(pipeline: &str, status: &str, vars: Value) -> pipeline_run_metrics::decode::ChangeEvent {
-    pipeline_run_metrics::decode::datastream::decode(&json!({
+    pipeline_run_metrics::decode::datastream::decode_ref(&json!({
         "source_timestamp": "2024-01-15T10:30:00Z", "source_metadata": {"table": "pipeline_run", "change_type": "UPDATE"},
         "payload": {"pipeline_uuid": pipeline, "status": status, "variables": vars}}))
     .unwrap()
@@ -221,12 +221,12 @@ fn check(name: &str) {
     assert!(!h.matches(&event(c.sibling, "COMPLETED", vars.clone())), "{name}: sibling pipeline");
     assert!(!h.matches(&event(c.pipeline, c.other_status, vars.clone())), "{name}: status {}", c.other_status);
     assert!(!h.matches(&event(c.pipeline, "completed", vars.clone())), "{name}: status is case-sensitive");
-    let empty = pipeline_run_metrics::decode::datastream::decode(
+    let empty = pipeline_run_metrics::decode::datastream::decode_ref(
         &json!({"source_timestamp": "2024-01-15T10:30:00Z", "payload": {}}),
     )
     .unwrap();
     assert!(!h.matches(&empty), "{name}: empty payload");
-    let null = pipeline_run_metrics::decode::datastream::decode(
+    let null = pipeline_run_metrics::decode::datastream::decode_ref(
         &json!({"source_timestamp": "2024-01-15T10:30:00Z", "payload": null}),
     )
     .unwrap();

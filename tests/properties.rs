@@ -101,7 +101,7 @@ proptest! {
                                    ce in prop::collection::vec(("ce-[a-z]{1,10}", "[ -~%]{0,20}"), 0..5)) {
         let body = serde_json::to_vec(&v).unwrap();
         let _ = envelope::decode(&headers(&ct, &ce), &body);
-        let _ = record::decode(&v);
+        let _ = record::decode_ref(&v);
     }
 
     #[test]
@@ -133,12 +133,13 @@ proptest! {
             1 => json!({"specversion": "1.0", "id": "i", "source": "s", "type": "t", "data": rec.clone()}),
             _ => rec.clone(),
         };
-        let d = envelope::decode(&headers("application/json", &[]), body.to_string().as_bytes()).unwrap();
+        let d = envelope::decode(&headers("application/json", &[]), body.to_string().as_bytes()).unwrap().into_delivery().unwrap();
         prop_assert_eq!(d.records.len(), 1);
         let e = d.records[0].record.clone().unwrap();
-        prop_assert_eq!(&e, &record::decode(&rec).unwrap());
+        prop_assert_eq!(&e, &record::decode_ref(&rec).unwrap());
         prop_assert_eq!(e.source_timestamp.timestamp_millis(), ms);
-        let vars = e.payload.unwrap().variables.unwrap();
+        let payload = e.payload.unwrap();
+        let vars = payload.variables().unwrap();
         prop_assert_eq!(vars["partner"].as_str(), Some(partner.as_str()));
     }
 }

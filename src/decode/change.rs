@@ -1,14 +1,20 @@
-//! The decoded change record: what every source format (Datastream today) is turned into before
-//! handlers see it. Only what the function uses is typed; the row's JSON columns stay JSON.
+//! The decoded change record: what every source format is turned into before handlers see it.
+//! Only what the function branches on is typed; the row itself stays JSON (moved, not copied,
+//! out of the decoded record).
 
 use chrono::{DateTime, FixedOffset};
 use serde_json::{Map, Value};
 
-/// CDC (log-based) or backfill (snapshot) read, from `read_method`.
+/// How the source read the row: a live change from the log, or a read of existing rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadKind {
+    /// A change read from the database log (Datastream `*-cdc*`, Debezium streaming, DMS CDC).
     Cdc,
+    /// A read of rows that already existed: Datastream backfill and supplementation reads,
+    /// Debezium snapshots, DMS full load. Such records are history, not transitions.
     Backfill,
+    /// The source did not say (a record without `read_method`): treated as a live change, as
+    /// the reference service did.
     Unknown,
 }
 
@@ -19,6 +25,7 @@ pub enum ChangeKind {
     Delete,
 }
 
+/// Where the change happened (Datastream's PostgreSQL `source_metadata`, protocols.md §3.2).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SourceMetadata {
     pub schema: Option<String>,
@@ -30,7 +37,7 @@ pub struct SourceMetadata {
     pub primary_keys: Vec<String>,
 }
 
-/// The `pipeline_run` columns the function reads; `row` keeps the whole row.
+/// The row after the change, with the Mage `pipeline_run` columns the claim handlers read typed.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PipelineRun {
     pub id: Option<i64>,
@@ -39,8 +46,16 @@ pub struct PipelineRun {
     pub execution_date: Option<String>,
     pub started_at: Option<String>,
     pub completed_at: Option<String>,
-    /// `payload.variables` (JSON object); `None` when absent or null.
-    pub variables: Option<Map<String, Value>>,
+    /// Every column of the row, as the source wrote it, except that a `variables` column that
+    /// arrived as JSON text is stored parsed.
+    pub row: Map<String, Value>,
+}
+
+impl PipelineRun {
+    /// `variables` (a JSON object); `None` when absent or null.
+    pub fn variables(&self) -> Option<&Map<String, Value>> {
+        self.row.get("variables").and_then(Value::as_object)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -56,17 +71,27 @@ pub struct ChangeEvent {
 }
 
 impl ChangeEvent {
+    /// From `read_method` (protocols.md §3.2): `*backfill*` and `*supplementation*` reads are
+    /// history; `*cdc*` reads are live; anything else is unknown.
     pub fn read_kind(&self) -> ReadKind {
         match self.read_method.as_deref() {
-            Some(m) if m.contains("backfill") => ReadKind::Backfill,
+            Some(m) if m.contains("backfill") || m.contains("supplementation") => ReadKind::Backfill,
             Some(m) if m.contains("cdc") => ReadKind::Cdc,
             _ => ReadKind::Unknown,
         }
     }
 
+    /// Whether the record re-reads an existing row instead of reporting a change.
+    pub fn is_history(&self) -> bool {
+        self.read_kind() == ReadKind::Backfill
+    }
+
     pub fn change_kind(&self) -> ChangeKind {
-        let ct = self.source_metadata.change_type.as_deref().unwrap_or("").to_ascii_uppercase();
-        if self.source_metadata.is_deleted || ct == "DELETE" || ct == "UPDATE-DELETE" {
+        let ct = self.source_metadata.change_type.as_deref().unwrap_or("");
+        if self.source_metadata.is_deleted
+            || ct.eq_ignore_ascii_case("DELETE")
+            || ct.eq_ignore_ascii_case("UPDATE-DELETE")
+        {
             ChangeKind::Delete
         } else {
             ChangeKind::Upsert
@@ -89,7 +114,9 @@ impl ChangeEvent {
     /// like the reference implementation, which never looked at it).
     pub fn is_table(&self, table: &str) -> bool {
         match self.table() {
-            Some(t) => t == table || t.ends_with(&format!("_{table}")),
+            Some(t) => {
+                t == table || (t.len() > table.len() && t.ends_with(table) && t[..t.len() - table.len()].ends_with('_'))
+            }
             None => true,
         }
     }

@@ -1,17 +1,23 @@
 //! CloudEvents 1.0 in binary mode (`ce-*` headers, the body is the data) and structured mode
 //! (`application/cloudevents+json`, or a JSON body with `specversion`), as Eventarc and Pub/Sub's
-//! CloudEvents support send them (protocols.md §2). The data is a Pub/Sub push wrapper (Eventarc)
-//! or the record itself.
+//! CloudEvents support send them (protocols.md §2). This module reads the context attributes;
+//! what the data is (a Pub/Sub push wrapper, a record, a Cloud Storage object) is decided by the
+//! caller, the same way on every route.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
 
 use axum::http::HeaderMap;
-use serde_json::Value;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 
-use super::pubsub::{decode_base64, push_body};
-use super::{DecodeError, Delivery, DeliveryFormat, DeliveryMeta, header, looks_like_record, parse_json};
+use super::pubsub::decode_base64;
+use super::{DecodeError, DeliveryMeta, header};
 
-pub fn binary(headers: &HeaderMap, body: &[u8]) -> Result<Delivery, DecodeError> {
+/// The context attributes of a binary-mode CloudEvent (`ce-id`, `ce-source`, `ce-type` are
+/// required; values are percent-decoded).
+///
+/// Errors: a missing required header, or a `ce-specversion` other than 1.0, naming the header.
+pub fn binary(headers: &HeaderMap) -> Result<DeliveryMeta, DecodeError> {
     let specversion = header(headers, "ce-specversion")?.unwrap_or_default();
     if specversion != "1.0" {
         return Err(DecodeError::malformed(
@@ -19,92 +25,94 @@ pub fn binary(headers: &HeaderMap, body: &[u8]) -> Result<Delivery, DecodeError>
             format!("unsupported CloudEvents specversion '{specversion}': expected 1.0"),
         ));
     }
-    let mut required = BTreeMap::new();
-    for name in ["ce-id", "ce-source", "ce-type"] {
+    let required = |name: &str| -> Result<String, DecodeError> {
         match header(headers, name)? {
-            Some(v) if !v.is_empty() => {
-                required.insert(name, v);
-            }
-            _ => {
-                return Err(DecodeError::malformed(
-                    Some(format!("header {name}")),
-                    format!("binary-mode CloudEvent without the required header {name}"),
-                ));
-            }
-        }
-    }
-    let value = parse_json(body, "CloudEvent data")?;
-    let (mut meta, record) = data_to_record(value, "data")?;
-    meta.ce_id = required.remove("ce-id");
-    meta.ce_source = required.remove("ce-source");
-    meta.ce_type = required.remove("ce-type");
-    Ok(Delivery::single(DeliveryFormat::CloudEventBinary, meta, &record))
-}
-
-pub fn structured(value: Value) -> Result<Delivery, DecodeError> {
-    let Value::Object(mut ce) = value else {
-        return Err(DecodeError::malformed(None, "a structured CloudEvent must be a JSON object"));
-    };
-    match ce.get("specversion") {
-        Some(Value::String(s)) if s == "1.0" => {}
-        other => {
-            return Err(DecodeError::malformed(
-                Some("specversion".into()),
-                format!(
-                    "unsupported CloudEvents specversion {}: expected \"1.0\"",
-                    other.cloned().unwrap_or(Value::Null)
-                ),
-            ));
-        }
-    }
-    let attr = |name: &str| -> Result<String, DecodeError> {
-        match ce.get(name) {
-            Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+            Some(v) if !v.is_empty() => Ok(v),
             _ => Err(DecodeError::malformed(
-                Some(name.to_string()),
-                format!("structured CloudEvent without the required attribute '{name}' (a non-empty string)"),
+                Some(format!("header {name}")),
+                format!("binary-mode CloudEvent without the required header {name}"),
             )),
         }
     };
-    let (id, source, ty) = (attr("id")?, attr("source")?, attr("type")?);
-    let data = match (ce.remove("data"), ce.remove("data_base64")) {
+    Ok(DeliveryMeta {
+        ce_id: Some(required("ce-id")?),
+        ce_source: Some(required("ce-source")?),
+        ce_type: Some(required("ce-type")?),
+        ..Default::default()
+    })
+}
+
+#[derive(Deserialize)]
+struct Structured<'a> {
+    #[serde(default, borrow)]
+    specversion: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    id: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    source: Option<&'a RawValue>,
+    #[serde(default, rename = "type", borrow)]
+    ty: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    data: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    data_base64: Option<&'a RawValue>,
+}
+
+fn as_string(raw: Option<&RawValue>) -> Option<String> {
+    raw.and_then(|r| serde_json::from_str::<String>(r.get()).ok())
+}
+
+/// The context attributes and the data (JSON text: `data` as a JSON value, or a string holding
+/// JSON, or `data_base64` decoded) of a structured-mode CloudEvent.
+///
+/// Errors: not an object, a specversion other than "1.0", a missing `id`/`source`/`type`, both or
+/// neither of `data`/`data_base64`, naming the attribute.
+pub fn structured(body: &[u8]) -> Result<(DeliveryMeta, Cow<'_, [u8]>), DecodeError> {
+    let ce: Structured = serde_json::from_slice(body)
+        .map_err(|_| DecodeError::malformed(None, "a structured CloudEvent must be a JSON object"))?;
+    match ce.specversion.map(RawValue::get) {
+        Some("\"1.0\"") => {}
+        other => {
+            return Err(DecodeError::malformed(
+                Some("specversion".into()),
+                format!("unsupported CloudEvents specversion {}: expected \"1.0\"", other.unwrap_or("null")),
+            ));
+        }
+    }
+    let attr = |name: &str, raw: Option<&RawValue>| -> Result<String, DecodeError> {
+        as_string(raw).filter(|s| !s.is_empty()).ok_or_else(|| {
+            DecodeError::malformed(
+                Some(name.to_string()),
+                format!("structured CloudEvent without the required attribute '{name}' (a non-empty string)"),
+            )
+        })
+    };
+    let meta = DeliveryMeta {
+        ce_id: Some(attr("id", ce.id)?),
+        ce_source: Some(attr("source", ce.source)?),
+        ce_type: Some(attr("type", ce.ty)?),
+        ..Default::default()
+    };
+    let data = match (ce.data, ce.data_base64) {
         (Some(_), Some(_)) => {
             return Err(DecodeError::malformed(
                 Some("data_base64".into()),
                 "a CloudEvent must not carry both 'data' and 'data_base64'",
             ));
         }
-        (Some(Value::String(s)), None) => parse_json(s.as_bytes(), "CloudEvent data")?,
-        (Some(v), None) => v,
-        (None, Some(Value::String(b64))) => {
-            let bytes = decode_base64(&b64, "data_base64")?;
-            parse_json(&bytes, "CloudEvent data_base64")?
-        }
-        (None, Some(_)) => {
-            return Err(DecodeError::malformed(Some("data_base64".into()), "'data_base64' must be a string"));
+        (Some(raw), None) => match as_string(Some(raw)) {
+            // data given as a JSON string holding the JSON document
+            Some(text) => Cow::Owned(text.into_bytes()),
+            None => Cow::Borrowed(raw.get().as_bytes()),
+        },
+        (None, Some(raw)) => {
+            let b64 = as_string(Some(raw))
+                .ok_or_else(|| DecodeError::malformed(Some("data_base64".into()), "'data_base64' must be a string"))?;
+            Cow::Owned(decode_base64(&b64, "data_base64")?)
         }
         (None, None) => {
             return Err(DecodeError::malformed(Some("data".into()), "structured CloudEvent without 'data'"));
         }
     };
-    let (mut meta, record) = data_to_record(data, "data.")?;
-    meta.ce_id = Some(id);
-    meta.ce_source = Some(source);
-    meta.ce_type = Some(ty);
-    Ok(Delivery::single(DeliveryFormat::CloudEventStructured, meta, &record))
-}
-
-/// CloudEvent data is either a Pub/Sub push wrapper (Eventarc) or the record itself.
-fn data_to_record(data: Value, prefix: &str) -> Result<(DeliveryMeta, Value), DecodeError> {
-    if data.get("message").is_some() {
-        return push_body(data, prefix);
-    }
-    if looks_like_record(&data) {
-        return Ok((DeliveryMeta::default(), data));
-    }
-    let field = prefix.trim_end_matches('.');
-    Err(DecodeError::malformed(
-        Some(field.to_string()),
-        format!("CloudEvent {field} is neither a Pub/Sub message {{\"message\":{{...}}}} nor a Datastream record"),
-    ))
+    Ok((meta, data))
 }

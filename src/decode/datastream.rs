@@ -51,9 +51,12 @@ pub fn parse_timestamp(v: &Value, field: &str) -> Result<DateTime<FixedOffset>, 
     }
 }
 
-/// Decodes a Datastream record (JSON) into a [`ChangeEvent`].
-pub fn decode(record: &Value) -> Result<ChangeEvent, DecodeError> {
-    let Some(o) = record.as_object() else {
+/// Decodes a Datastream record (JSON) into a [`ChangeEvent`], taking the record so that the row
+/// is moved into the event, not copied.
+///
+/// Errors: a field of the wrong type or a missing `source_timestamp`, naming the field.
+pub fn decode(record: Value) -> Result<ChangeEvent, DecodeError> {
+    let Value::Object(mut o) = record else {
         return Err(DecodeError::malformed(None, "the Datastream record must be a JSON object"));
     };
     let source_timestamp = match o.get("source_timestamp") {
@@ -71,20 +74,20 @@ pub fn decode(record: &Value) -> Result<ChangeEvent, DecodeError> {
             return Err(DecodeError::malformed(Some("source_metadata".into()), "source_metadata must be an object"));
         }
     };
-    let payload = match o.get("payload") {
+    let uuid = opt_string(&o, "uuid", "")?;
+    let object = opt_string(&o, "object", "")?;
+    let read_method = opt_string(&o, "read_method", "")?;
+    let payload = match o.remove("payload") {
         None | Some(Value::Null) => None,
         Some(Value::Object(p)) => Some(decode_pipeline_run(p)?),
         Some(_) => return Err(DecodeError::malformed(Some("payload".into()), "payload must be an object")),
     };
-    Ok(ChangeEvent {
-        uuid: opt_string(o, "uuid", "")?,
-        source_timestamp,
-        read_timestamp,
-        object: opt_string(o, "object", "")?,
-        read_method: opt_string(o, "read_method", "")?,
-        source_metadata,
-        payload,
-    })
+    Ok(ChangeEvent { uuid, source_timestamp, read_timestamp, object, read_method, source_metadata, payload })
+}
+
+/// Decodes a record given by reference (tests and tools; the pipeline uses [`decode`]).
+pub fn decode_ref(record: &Value) -> Result<ChangeEvent, DecodeError> {
+    decode(record.clone())
 }
 
 fn decode_source_metadata(m: &Map<String, Value>) -> Result<SourceMetadata, DecodeError> {
@@ -120,7 +123,7 @@ fn decode_source_metadata(m: &Map<String, Value>) -> Result<SourceMetadata, Deco
     })
 }
 
-fn decode_pipeline_run(p: &Map<String, Value>) -> Result<PipelineRun, DecodeError> {
+fn decode_pipeline_run(mut p: Map<String, Value>) -> Result<PipelineRun, DecodeError> {
     let pre = "payload.";
     let id = match p.get("id") {
         None | Some(Value::Null) => None,
@@ -128,26 +131,19 @@ fn decode_pipeline_run(p: &Map<String, Value>) -> Result<PipelineRun, DecodeErro
         Some(Value::String(s)) if s.parse::<i64>().is_ok() => s.parse().ok(),
         Some(_) => return Err(DecodeError::malformed(Some("payload.id".into()), "payload.id must be an integer")),
     };
-    let variables = match p.get("variables") {
-        None | Some(Value::Null) => None,
-        Some(Value::Object(v)) => Some(v.clone()),
-        // Mage's JSON column can arrive as JSON text from some relays.
+    let not_an_object =
+        || DecodeError::malformed(Some("payload.variables".into()), "payload.variables must be a JSON object");
+    match p.get("variables") {
+        None | Some(Value::Null) | Some(Value::Object(_)) => {}
+        // Mage's JSON column can arrive as JSON text (Debezium, DMS, some relays): parsed once.
         Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
-            Ok(Value::Object(v)) => Some(v),
-            _ => {
-                return Err(DecodeError::malformed(
-                    Some("payload.variables".into()),
-                    "payload.variables must be a JSON object",
-                ));
+            Ok(v @ Value::Object(_)) => {
+                p.insert("variables".into(), v);
             }
+            _ => return Err(not_an_object()),
         },
-        Some(_) => {
-            return Err(DecodeError::malformed(
-                Some("payload.variables".into()),
-                "payload.variables must be a JSON object",
-            ));
-        }
-    };
+        Some(_) => return Err(not_an_object()),
+    }
     // pipeline_uuid and status must be strings when present: they become label values.
     let strict = |key: &str| -> Result<Option<String>, DecodeError> {
         match p.get(key) {
@@ -160,10 +156,10 @@ fn decode_pipeline_run(p: &Map<String, Value>) -> Result<PipelineRun, DecodeErro
         id,
         pipeline_uuid: strict("pipeline_uuid")?,
         status: strict("status")?,
-        execution_date: opt_string(p, "execution_date", pre)?,
-        started_at: opt_string(p, "started_at", pre)?,
-        completed_at: opt_string(p, "completed_at", pre)?,
-        variables,
+        execution_date: opt_string(&p, "execution_date", pre)?,
+        started_at: opt_string(&p, "started_at", pre)?,
+        completed_at: opt_string(&p, "completed_at", pre)?,
+        row: p,
     })
 }
 
@@ -186,7 +182,7 @@ mod tests {
 
     #[test]
     fn decodes_every_field_of_a_cdc_record() {
-        let e = decode(&full()).unwrap();
+        let e = decode(full()).unwrap();
         assert_eq!(e.uuid.as_deref(), Some("6c1b"));
         assert_eq!(e.source_timestamp.to_rfc3339(), "2024-12-31T23:59:59+00:00");
         assert_eq!(e.read_timestamp.unwrap().timestamp_millis(), 1735689600123);
@@ -201,7 +197,7 @@ mod tests {
         assert_eq!(p.pipeline_uuid.as_deref(), Some("etl"));
         assert_eq!(p.status.as_deref(), Some("COMPLETED"));
         assert_eq!(p.completed_at, None);
-        assert_eq!(p.variables.unwrap().get("partner"), Some(&json!("acme")));
+        assert_eq!(p.variables().unwrap().get("partner"), Some(&json!("acme")));
     }
 
     #[test]
@@ -227,27 +223,27 @@ mod tests {
     fn backfill_and_deletes() {
         let mut r = full();
         r["read_method"] = json!("postgresql-backfill");
-        assert_eq!(decode(&r).unwrap().read_kind(), ReadKind::Backfill);
+        assert_eq!(decode(r.clone()).unwrap().read_kind(), ReadKind::Backfill);
         let del = json!({"source_timestamp": "2024-01-15T10:30:00Z", "source_metadata": {"table": "pipeline_run",
             "change_type": "DELETE", "is_deleted": true}});
-        let e = decode(&del).unwrap();
+        let e = decode(del).unwrap();
         assert_eq!(e.change_kind(), ChangeKind::Delete);
         assert_eq!(e.payload, None);
         let mut r = full();
         r["source_metadata"]["is_deleted"] = json!(true);
-        assert_eq!(decode(&r).unwrap().change_kind(), ChangeKind::Delete);
+        assert_eq!(decode(r.clone()).unwrap().change_kind(), ChangeKind::Delete);
     }
 
     #[test]
     fn table_from_object_when_metadata_lacks_it() {
         let e = decode(
-            &json!({"source_timestamp": 1, "object": "public_pipeline_run", "source_metadata": {"schema": "public"}}),
+            json!({"source_timestamp": 1, "object": "public_pipeline_run", "source_metadata": {"schema": "public"}}),
         )
         .unwrap();
         assert_eq!(e.table(), Some("pipeline_run"));
         assert!(e.is_table("pipeline_run"));
         assert!(!e.is_table("block_run"));
-        let e = decode(&json!({"source_timestamp": 1})).unwrap();
+        let e = decode(json!({"source_timestamp": 1})).unwrap();
         assert!(e.is_table("pipeline_run"));
     }
 
@@ -264,15 +260,15 @@ mod tests {
             (json!({"source_timestamp": 1, "source_metadata": 5}), "source_metadata"),
         ];
         for (v, field) in cases {
-            let e = decode(&v).unwrap_err();
+            let e = decode(v.clone()).unwrap_err();
             assert_eq!(e.field.as_deref(), Some(field), "{v}");
         }
-        assert!(decode(&json!("x")).is_err());
+        assert!(decode(json!("x")).is_err());
     }
 
     #[test]
     fn variables_as_json_text_are_accepted() {
-        let e = decode(&json!({"source_timestamp": 1, "payload": {"variables": "{\"partner\":\"p\"}"}})).unwrap();
-        assert_eq!(e.payload.unwrap().variables.unwrap().get("partner"), Some(&json!("p")));
+        let e = decode(json!({"source_timestamp": 1, "payload": {"variables": "{\"partner\":\"p\"}"}})).unwrap();
+        assert_eq!(e.payload.unwrap().variables().unwrap().get("partner"), Some(&json!("p")));
     }
 }

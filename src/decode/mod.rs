@@ -18,6 +18,7 @@ pub mod cloudevents;
 pub mod datastream;
 pub mod error;
 pub mod pubsub;
+pub mod storage;
 
 use std::collections::BTreeMap;
 
@@ -26,6 +27,7 @@ use serde_json::Value;
 
 pub use change::{ChangeEvent, ChangeKind, PipelineRun, ReadKind, SourceMetadata};
 pub use error::{DecodeError, DecodeErrorKind};
+pub use storage::{ObjectEvent, StorageObject};
 
 /// How the event reached us.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -81,7 +83,7 @@ pub struct RecordInput {
 
 impl Delivery {
     /// A delivery of one record (JSON), decoded as a Datastream record.
-    pub fn single(format: DeliveryFormat, meta: DeliveryMeta, record: &Value) -> Delivery {
+    pub fn single(format: DeliveryFormat, meta: DeliveryMeta, record: Value) -> Delivery {
         Delivery { format, meta, records: vec![RecordInput { item: None, record: datastream::decode(record) }] }
     }
 }
@@ -138,11 +140,39 @@ pub(crate) fn parse_json(body: &[u8], what: &str) -> Result<Value, DecodeError> 
         .map_err(|e| DecodeError::malformed(None, format!("{what} is not valid JSON ({e}): {EXPECTED}")))
 }
 
-/// Decodes one HTTP request into a [`Delivery`].
+/// What a request carries: change records, or the announcement of a Cloud Storage object whose
+/// lines are change records.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decoded {
+    Records(Delivery),
+    Object { format: DeliveryFormat, meta: DeliveryMeta, object: storage::StorageObject },
+}
+
+impl Decoded {
+    /// The delivery of records, or `None` for an object notification.
+    pub fn into_delivery(self) -> Option<Delivery> {
+        match self {
+            Decoded::Records(d) => Some(d),
+            Decoded::Object { .. } => None,
+        }
+    }
+}
+
+/// The top-level keys that decide the route, read without building the document.
+#[derive(serde::Deserialize)]
+struct Top<'a> {
+    #[serde(default, borrow)]
+    specversion: Option<&'a serde_json::value::RawValue>,
+    #[serde(default, borrow)]
+    message: Option<&'a serde_json::value::RawValue>,
+}
+
+/// Decodes one HTTP request: its route (binary or structured CloudEvent, wrapped or unwrapped
+/// Pub/Sub push), then what the route carries, recognised the same way on every route.
 ///
 /// Errors: a request that is not a delivery at all (the whole delivery is refused); a record
 /// that does not decode is carried in [`RecordInput::record`] instead.
-pub fn decode(headers: &HeaderMap, body: &[u8]) -> Result<Delivery, DecodeError> {
+pub fn decode(headers: &HeaderMap, body: &[u8]) -> Result<Decoded, DecodeError> {
     let ct = content_type(headers);
     if ct == "application/cloudevents-batch+json" {
         return Err(DecodeError::unsupported(
@@ -155,26 +185,87 @@ pub fn decode(headers: &HeaderMap, body: &[u8]) -> Result<Delivery, DecodeError>
         )));
     }
     if headers.contains_key("ce-specversion") {
-        return cloudevents::binary(headers, body);
+        let meta = cloudevents::binary(headers)?;
+        return carried(DeliveryFormat::CloudEventBinary, meta, body, "data");
     }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(DecodeError::malformed(None, format!("empty body: {EXPECTED}")));
+    }
+    let top: Top = match serde_json::from_slice(body) {
+        Ok(top) => top,
+        Err(e) => {
+            return Err(match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+                Ok(_) => DecodeError::malformed(None, format!("unrecognised body: {EXPECTED}")),
+                Err(_) => DecodeError::malformed(None, format!("body is not valid JSON ({e}): {EXPECTED}")),
+            });
+        }
+    };
+    if ct == "application/cloudevents+json" || top.specversion.is_some() {
+        let (meta, data) = cloudevents::structured(body)?;
+        return carried(DeliveryFormat::CloudEventStructured, meta, &data, "data");
+    }
+    if top.message.is_some() {
+        let (meta, data) = pubsub::push_body(body, "")?;
+        return message_data(DeliveryFormat::PubSubPush, meta, data, "message.data");
+    }
+    let meta = DeliveryMeta {
+        message_id: header(headers, "x-goog-pubsub-message-id")?,
+        subscription: header(headers, "x-goog-pubsub-subscription-name")?,
+        publish_time: header(headers, "x-goog-pubsub-publish-time")?,
+        ..Default::default()
+    };
     let value = parse_json(body, "body")?;
-    if ct == "application/cloudevents+json" || value.get("specversion").is_some() {
-        return cloudevents::structured(value);
-    }
-    if value.get("message").is_some() {
-        let (meta, record) = pubsub::push_body(value, "")?;
-        return Ok(Delivery::single(DeliveryFormat::PubSubPush, meta, &record));
+    if let Some(object) = storage::notification(&meta, Some(&value)) {
+        return Ok(Decoded::Object { format: DeliveryFormat::PubSubUnwrapped, meta, object });
     }
     if looks_like_record(&value) {
-        let meta = DeliveryMeta {
-            message_id: header(headers, "x-goog-pubsub-message-id")?,
-            subscription: header(headers, "x-goog-pubsub-subscription-name")?,
-            publish_time: header(headers, "x-goog-pubsub-publish-time")?,
-            ..Default::default()
-        };
-        return Ok(Delivery::single(DeliveryFormat::PubSubUnwrapped, meta, &value));
+        return Ok(Decoded::Records(Delivery::single(DeliveryFormat::PubSubUnwrapped, meta, value)));
     }
     Err(DecodeError::malformed(None, format!("unrecognised body: {EXPECTED}")))
+}
+
+/// The data of a Pub/Sub message (`field` names it): a Cloud Storage notification (attributes,
+/// with or without the object resource as data), or one record.
+fn message_data(
+    format: DeliveryFormat,
+    meta: DeliveryMeta,
+    data: Option<Vec<u8>>,
+    field: &str,
+) -> Result<Decoded, DecodeError> {
+    let Some(bytes) = data else {
+        if let Some(object) = storage::notification(&meta, None) {
+            return Ok(Decoded::Object { format, meta, object });
+        }
+        return Err(DecodeError::malformed(Some(field.to_string()), "Pub/Sub message without data"));
+    };
+    let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
+        DecodeError::malformed(Some(field.to_string()), format!("{field} does not decode to JSON: {e}"))
+    })?;
+    if let Some(object) = storage::notification(&meta, Some(&value)) {
+        return Ok(Decoded::Object { format, meta, object });
+    }
+    Ok(Decoded::Records(Delivery::single(format, meta, value)))
+}
+
+/// The data of a CloudEvent (`field` names it): a Pub/Sub push wrapper (Eventarc's
+/// `MessagePublishedData`), a Cloud Storage object resource, or a record.
+fn carried(format: DeliveryFormat, meta: DeliveryMeta, data: &[u8], field: &str) -> Result<Decoded, DecodeError> {
+    let value = parse_json(data, "CloudEvent data")?;
+    if value.get("message").is_some() {
+        let (mut inner, data) = pubsub::push_body(data, &format!("{field}."))?;
+        (inner.ce_id, inner.ce_source, inner.ce_type) = (meta.ce_id, meta.ce_source, meta.ce_type);
+        return message_data(format, inner, data, &format!("{field}.message.data"));
+    }
+    if let Some(object) = storage::notification(&meta, Some(&value)) {
+        return Ok(Decoded::Object { format, meta, object });
+    }
+    if looks_like_record(&value) {
+        return Ok(Decoded::Records(Delivery::single(format, meta, value)));
+    }
+    Err(DecodeError::malformed(
+        Some(field.to_string()),
+        format!("CloudEvent {field} is neither a Pub/Sub message {{\"message\":{{...}}}} nor a Datastream record"),
+    ))
 }
 
 /// A Datastream record has at least one of its top-level metadata keys.
@@ -210,7 +301,15 @@ mod tests {
     }
 
     fn decoded(v: Value) -> ChangeEvent {
-        datastream::decode(&v).unwrap()
+        datastream::decode(v).unwrap()
+    }
+
+    /// The request decoded as records (a test failure if it is an object notification).
+    fn decode(h: &HeaderMap, body: &[u8]) -> Result<Delivery, DecodeError> {
+        match super::decode(h, body)? {
+            Decoded::Records(d) => Ok(d),
+            other => panic!("expected records, got {other:?}"),
+        }
     }
 
     fn b64(v: &Value) -> String {
@@ -260,11 +359,43 @@ mod tests {
     }
 
     #[test]
-    fn gcs_notification_is_rejected_explicitly() {
-        let body = json!({"message": {"data": b64(&json!({"bucket": "b", "name": "o"})), "messageId": "m",
-            "attributes": {"eventType": "OBJECT_FINALIZE", "objectId": "o", "bucketId": "b"}}, "subscription": "s"});
-        let e = decode(&headers(&[]), body.to_string().as_bytes()).unwrap_err();
-        assert!(e.message.contains("Cloud Storage notifications"), "{e}");
+    fn gcs_notification_is_recognised_on_every_route() {
+        let object = json!({"kind": "storage#object", "bucket": "b", "name": "ds/public_pipeline_run/f.jsonl", "generation": "7"});
+        let push = json!({"message": {"data": b64(&object), "messageId": "m",
+            "attributes": {"eventType": "OBJECT_FINALIZE", "objectId": "ds/public_pipeline_run/f.jsonl", "bucketId": "b",
+                           "objectGeneration": "7"}}, "subscription": "s"});
+        let ce_binary = headers(&[
+            ("content-type", "application/json"),
+            ("ce-specversion", "1.0"),
+            ("ce-id", "1"),
+            ("ce-source", "//storage.googleapis.com/projects/_/buckets/b"),
+            ("ce-type", "google.cloud.storage.object.v1.finalized"),
+        ]);
+        let structured = json!({"specversion": "1.0", "id": "1", "source": "//storage.googleapis.com/projects/_/buckets/b",
+            "type": "google.cloud.storage.object.v1.finalized", "data": object});
+        let no_payload = json!({"message": {"messageId": "m", "attributes": {"eventType": "OBJECT_FINALIZE",
+            "objectId": "ds/public_pipeline_run/f.jsonl", "bucketId": "b", "objectGeneration": "7", "payloadFormat": "NONE"}}});
+        let cases = [
+            (headers(&[]), push.to_string(), DeliveryFormat::PubSubPush),
+            (ce_binary, object.to_string(), DeliveryFormat::CloudEventBinary),
+            (
+                headers(&[("content-type", "application/cloudevents+json")]),
+                structured.to_string(),
+                DeliveryFormat::CloudEventStructured,
+            ),
+            (headers(&[]), no_payload.to_string(), DeliveryFormat::PubSubPush),
+            (headers(&[]), object.to_string(), DeliveryFormat::PubSubUnwrapped),
+        ];
+        for (h, body, want) in cases {
+            match super::decode(&h, body.as_bytes()).unwrap() {
+                Decoded::Object { format, object, .. } => {
+                    assert_eq!(format, want, "{body}");
+                    assert_eq!((object.bucket.as_str(), object.name.as_str()), ("b", "ds/public_pipeline_run/f.jsonl"));
+                    assert_eq!(object.generation.as_deref(), Some("7"), "{body}");
+                }
+                other => panic!("{body}: {other:?}"),
+            }
+        }
     }
 
     #[test]

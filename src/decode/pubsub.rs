@@ -1,29 +1,33 @@
-//! Pub/Sub push bodies: the wrapper `{"message": {...}, "subscription": ...}` in camelCase or
-//! snake_case keys (protocols.md §1.1), whose `message.data` is the base64 of the record.
+//! Pub/Sub push bodies: the wrapper `{"message": {...}, "subscription": ...}` with camelCase or
+//! snake_case keys, or both (protocols.md §1.1), whose `message.data` is the base64 of the
+//! payload. Eventarc's `MessagePublishedData` has the same shape.
+//!
+//! The wrapper is parsed straight from the request bytes, borrowing its strings: the base64 text
+//! is never copied before it is decoded.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use base64::Engine;
 use serde::Deserialize;
-use serde_json::Value;
 
 use super::{DecodeError, DeliveryMeta};
 
-/// The Pub/Sub push wrapper (`PubsubMessage` plus subscription). Eventarc's
-/// `MessagePublishedData` has the same shape.
-#[derive(Debug, Clone, Deserialize)]
-struct PushBody {
-    message: PushMessage,
+/// The push wrapper (`PubsubMessage` plus subscription).
+#[derive(Debug, Deserialize)]
+struct PushBody<'a> {
+    #[serde(borrow)]
+    message: PushMessage<'a>,
     #[serde(default)]
     subscription: Option<String>,
     #[serde(default, alias = "delivery_attempt", rename = "deliveryAttempt")]
     delivery_attempt: Option<u32>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-struct PushMessage {
-    #[serde(default)]
-    data: Option<String>,
+#[derive(Debug, Deserialize)]
+struct PushMessage<'a> {
+    #[serde(default, borrow)]
+    data: Option<Cow<'a, str>>,
     #[serde(default)]
     attributes: Option<BTreeMap<String, String>>,
     #[serde(default, rename = "messageId")]
@@ -36,53 +40,44 @@ struct PushMessage {
     publish_time_snake: Option<String>,
 }
 
+/// Decodes base64 (standard, unpadded or URL-safe alphabet; whitespace ignored).
+///
+/// Errors: malformed, naming `field`.
 pub(crate) fn decode_base64(s: &str, field: &str) -> Result<Vec<u8>, DecodeError> {
+    let engine = &base64::engine::general_purpose::STANDARD;
+    if let Ok(bytes) = engine.decode(s.as_bytes()) {
+        return Ok(bytes);
+    }
     let trimmed: String = s.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-    base64::engine::general_purpose::STANDARD
+    engine
         .decode(trimmed.as_bytes())
         .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(trimmed.as_bytes()))
         .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(trimmed.as_bytes()))
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(trimmed.as_bytes()))
         .map_err(|e| DecodeError::malformed(Some(field.to_string()), format!("{field} is not valid base64: {e}")))
 }
 
-pub(crate) fn push_body(value: Value, prefix: &str) -> Result<(DeliveryMeta, Value), DecodeError> {
-    let push: PushBody = serde_json::from_value(value).map_err(|e| {
+/// The message of a push body: its metadata, and its data (decoded from base64; `None` when the
+/// message has none, as a Cloud Storage notification with `payloadFormat=NONE`).
+///
+/// `prefix` is the path of the wrapper in the request (`""`, or `data.` inside a CloudEvent), for
+/// the field names of errors.
+pub(crate) fn push_body(json: &[u8], prefix: &str) -> Result<(DeliveryMeta, Option<Vec<u8>>), DecodeError> {
+    let push: PushBody = serde_json::from_slice(json).map_err(|e| {
         DecodeError::malformed(Some(format!("{prefix}message")), format!("invalid Pub/Sub push body: {e}"))
     })?;
     let m = push.message;
-    let attributes = m.attributes.unwrap_or_default();
     let meta = DeliveryMeta {
         message_id: m.message_id_camel.or(m.message_id_snake),
         subscription: push.subscription,
         publish_time: m.publish_time_camel.or(m.publish_time_snake),
         delivery_attempt: push.delivery_attempt,
-        attributes,
+        attributes: m.attributes.unwrap_or_default(),
         ..Default::default()
     };
-    let data_field = format!("{prefix}message.data");
     let data = match m.data {
-        Some(d) if !d.is_empty() => d,
-        _ => {
-            if meta.attributes.contains_key("objectId") && meta.attributes.contains_key("bucketId") {
-                return Err(DecodeError::malformed(
-                    Some(data_field),
-                    "Cloud Storage notifications (Datastream files) are not supported: relay one Datastream record per message",
-                ));
-            }
-            return Err(DecodeError::malformed(Some(data_field), "Pub/Sub message without data"));
-        }
+        Some(d) if !d.is_empty() => Some(decode_base64(&d, &format!("{prefix}message.data"))?),
+        _ => None,
     };
-    let bytes = decode_base64(&data, &data_field)?;
-    let record: Value = serde_json::from_slice(&bytes).map_err(|e| {
-        DecodeError::malformed(Some(data_field.clone()), format!("{data_field} does not decode to JSON: {e}"))
-    })?;
-    if meta.attributes.get("eventType").is_some_and(|t| t.starts_with("OBJECT_"))
-        && meta.attributes.contains_key("objectId")
-    {
-        return Err(DecodeError::malformed(
-            Some(data_field),
-            "Cloud Storage notifications (Datastream files) are not supported: relay one Datastream record per message",
-        ));
-    }
-    Ok((meta, record))
+    Ok((meta, data))
 }

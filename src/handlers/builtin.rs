@@ -34,7 +34,7 @@ impl Handler for PipelineRunCount {
         let mut labels = BTreeMap::new();
         labels.insert("pipeline_uuid".to_string(), payload.pipeline_uuid.clone().unwrap_or_default());
         labels.insert("pipeline_status".to_string(), payload.status.clone().unwrap_or_default());
-        if let Some(partner) = payload.variables.as_ref().and_then(|v| v.get("partner"))
+        if let Some(partner) = payload.variables().and_then(|v| v.get("partner"))
             && !is_missing(Some(partner))
         {
             let text = scalar_text(partner).ok_or_else(|| {
@@ -75,7 +75,7 @@ mod tests {
     use serde_json::{Value, json};
 
     fn event(v: Value) -> ChangeEvent {
-        crate::decode::datastream::decode(&v).unwrap()
+        crate::decode::datastream::decode_ref(&v).unwrap()
     }
 
     fn projects() -> Projects {

@@ -160,7 +160,7 @@ mod tests {
     }
 
     fn approval_event(unprocessable: &str) -> ChangeEvent {
-        crate::decode::datastream::decode(&json!({"source_timestamp": "2024-01-15T10:30:00Z", "payload": {
+        crate::decode::datastream::decode_ref(&json!({"source_timestamp": "2024-01-15T10:30:00Z", "payload": {
             "pipeline_uuid": "pipesv2_approval", "status": "COMPLETED", "variables": {"partner": "porto",
             "unprocessable_claims_input_table": unprocessable, "processable_claims_input_table": "ds.p"}}}))
         .unwrap()

@@ -19,7 +19,7 @@ use axum::routing::{get, post};
 use serde_json::json;
 
 use super::auth::PushVerifier;
-use crate::decode::{self, DecodeError, DecodeErrorKind};
+use crate::decode::{self, DecodeError, DecodeErrorKind, Decoded, DeliveryFormat};
 use crate::handlers::Dispatcher;
 use crate::pipeline::{Answer, Pipeline, Refusal};
 use crate::sink::MetricSink;
@@ -128,7 +128,19 @@ async fn ingest(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> 
         Err(e) => return response(pipeline.refuse(&Refusal::Undecodable(e))),
     };
     let delivery = match decode::decode(&headers, &body) {
-        Ok(d) => d,
+        Ok(Decoded::Records(d)) => d,
+        Ok(Decoded::Object { format, .. }) => {
+            // Recognised on every route (Pub/Sub bucket notification, Eventarc CloudEvent).
+            let field = match format {
+                DeliveryFormat::PubSubPush => "message.data",
+                _ => "data",
+            };
+            let e = DecodeError::malformed(
+                Some(field.into()),
+                "Cloud Storage notifications (Datastream files) are not supported: relay one Datastream record per message",
+            );
+            return response(pipeline.refuse(&Refusal::Undecodable(e)));
+        }
         Err(e) => return response(pipeline.refuse(&Refusal::Undecodable(e))),
     };
     drop(body);

@@ -47,6 +47,9 @@ pub struct Failure {
 pub enum Outcome {
     /// Every matched handler succeeded (or none matched) and the points were written.
     Done,
+    /// The record re-reads an existing row (a backfill, snapshot or full-load read): history,
+    /// not a change. Nothing runs and nothing is written unless `PROCESS_HISTORY` is set.
+    History,
     /// The record was answered before with a final status: that answer again, nothing redone.
     Duplicate(Remembered),
     /// The record could not be decoded.
@@ -65,7 +68,7 @@ impl Outcome {
     /// `None` when the record is done; otherwise whether its failure is permanent or transient.
     pub fn class(&self) -> Option<ErrorClass> {
         match self {
-            Outcome::Done => None,
+            Outcome::Done | Outcome::History => None,
             Outcome::Duplicate(r) => match r.status {
                 200..=299 => None,
                 400..=499 if r.status != 401 && r.status != 429 => Some(ErrorClass::Permanent),
@@ -88,6 +91,7 @@ impl Outcome {
     pub fn label(&self) -> &'static str {
         match self {
             Outcome::Done => "ok",
+            Outcome::History => "history",
             Outcome::Duplicate(_) | Outcome::InProgress => "duplicate",
             Outcome::Rejected(_) => "rejected",
             Outcome::DeadlineExceeded { .. } => "deadline_exceeded",
@@ -176,7 +180,9 @@ fn failure_json(f: &Failure) -> Value {
 /// The answer to a delivery of one record (the HTTP answer today's push transports read).
 pub fn record_answer(outcome: &Outcome, policy: AckPolicy) -> Answer {
     match outcome {
-        Outcome::Done => Answer { status: StatusCode::NO_CONTENT, body: Bytes::new(), retry: Vec::new() },
+        Outcome::Done | Outcome::History => {
+            Answer { status: StatusCode::NO_CONTENT, body: Bytes::new(), retry: Vec::new() }
+        }
         Outcome::Duplicate(r) => Answer {
             status: StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK),
             body: r.body.clone(),
@@ -308,6 +314,7 @@ mod tests {
         // (outcome, status by default, status with ack_permanent, final)
         let table = [
             (Outcome::Done, 204, 204, true),
+            (Outcome::History, 204, 204, true),
             (Outcome::Rejected(DecodeError::malformed(None, "x")), 400, 200, true),
             (Outcome::Rejected(DecodeError::unsupported("x")), 415, 200, true),
             (

@@ -180,6 +180,29 @@ impl Duplicate {
     }
 }
 
+/// A history record (backfill, snapshot, full load) skipped: it re-reads a row that already
+/// existed, so it is not a change (`PROCESS_HISTORY` processes such records instead).
+pub struct HistorySkipped<'a> {
+    pub format: DeliveryFormat,
+    pub event: &'a ChangeEvent,
+    pub item: Option<&'a str>,
+}
+
+impl HistorySkipped<'_> {
+    pub fn emit(&self, stats: &Stats) {
+        tracing::info!(
+            status = 204,
+            format = self.format.as_str(),
+            item = self.item.unwrap_or(""),
+            datastream_uuid = self.event.uuid.as_deref().unwrap_or(""),
+            read_method = self.event.read_method.as_deref().unwrap_or(""),
+            table = self.event.table().unwrap_or(""),
+            "history record skipped: it re-reads an existing row (set PROCESS_HISTORY=true to process it)"
+        );
+        stats.count("history", self.format.as_str());
+    }
+}
+
 /// A delivery whose work was cancelled at its deadline.
 pub struct DeadlineExceeded {
     pub status: u16,

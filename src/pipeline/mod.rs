@@ -78,6 +78,18 @@ impl Pipeline {
         &self.stats
     }
 
+    /// A processed history record is timed by its row (the first non-null of
+    /// `history_time_columns`), not by the time of the read, which is when the backfill ran.
+    fn history_time(&self, event: &mut ChangeEvent) {
+        let Some(row) = event.payload.as_ref().map(|p| &p.row) else { return };
+        let time = self.config.history_time_columns.iter().find_map(|c| {
+            row.get(c).filter(|v| !v.is_null()).and_then(|v| crate::decode::datastream::parse_timestamp(v, c).ok())
+        });
+        if let Some(t) = time {
+            event.source_timestamp = t;
+        }
+    }
+
     /// The answer to a refused delivery, logged and counted.
     pub fn refuse(&self, refusal: &Refusal) -> Answer {
         let answer = answer::refuse(refusal, self.policy());
@@ -119,18 +131,27 @@ impl Pipeline {
         let mut items = Vec::with_capacity(records.len());
         let mut slots = Vec::with_capacity(records.len());
         for input in records {
-            items.push(input.item);
             slots.push(match input.record {
                 Err(e) => Slot::Known(Outcome::Rejected(e)),
-                Ok(event) => match self.dedup.begin(dedup_key(&meta, &event)) {
-                    Begin::Seen(prev) => {
-                        events::Duplicate { status: prev.status, format, waited: false }.emit(&self.stats);
-                        Slot::Known(Outcome::Duplicate(prev))
+                Ok(event) if event.is_history() && !self.config.process_history => {
+                    events::HistorySkipped { format, event: &event, item: input.item.as_deref() }.emit(&self.stats);
+                    Slot::Known(Outcome::History)
+                }
+                Ok(mut event) => {
+                    if event.is_history() {
+                        self.history_time(&mut event);
                     }
-                    Begin::Running(rx) => Slot::Waiting(rx),
-                    Begin::Fresh(ticket) => Slot::Fresh(Box::new(event), ticket),
-                },
+                    match self.dedup.begin(dedup_key(&meta, &event)) {
+                        Begin::Seen(prev) => {
+                            events::Duplicate { status: prev.status, format, waited: false }.emit(&self.stats);
+                            Slot::Known(Outcome::Duplicate(prev))
+                        }
+                        Begin::Running(rx) => Slot::Waiting(rx),
+                        Begin::Fresh(ticket) => Slot::Fresh(Box::new(event), ticket),
+                    }
+                }
             });
+            items.push(input.item);
         }
         let deadline = self.config.event_deadline;
         let mut outcomes: Vec<Option<Outcome>> = slots

@@ -382,7 +382,7 @@ constants = { approved = "true" }
         std::fs::write(dir.join("f.sql"), SQL).unwrap();
         let hs = load(Some(&dir)).unwrap();
         let ev = |p: &str| {
-            crate::decode::datastream::decode(&serde_json::json!({"source_timestamp": "2024-01-15T10:30:00Z",
+            crate::decode::datastream::decode_ref(&serde_json::json!({"source_timestamp": "2024-01-15T10:30:00Z",
                 "payload": {"pipeline_uuid": p, "status": "COMPLETED"}}))
             .unwrap()
         };

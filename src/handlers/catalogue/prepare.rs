@@ -32,7 +32,7 @@ impl Handler for QueryHandler {
             .as_ref()
             .ok_or_else(|| HandlerError::invalid("payload", "No 'payload' found in event data."))?;
         let empty = serde_json::Map::new();
-        let vars = payload.variables.as_ref().unwrap_or(&empty);
+        let vars = payload.variables().unwrap_or(&empty);
         let mut tables = Vec::new();
         let mut params = Vec::new();
         let mut values = self.constants.clone();
