@@ -62,6 +62,39 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Delivery semantics, security and self-observation.
     pub delivery: Delivery,
+    /// Lifecycle profiles and the fact store.
+    pub lifecycle: LifecycleConfig,
+}
+
+/// Which lifecycle profiles are in force and where facts are remembered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LifecycleConfig {
+    /// Profile names to enable (`PROFILES`, file names without `.toml`); `None`: all;
+    /// an empty list (`PROFILES=none`): no lifecycle metrics.
+    pub profiles: Option<Vec<String>>,
+    /// Extra or overriding profile files (`PROFILES_DIR`).
+    pub profiles_dir: Option<PathBuf>,
+    pub fact_store: FactStoreConfig,
+    /// How long a task row waits for the parent row that names its pipeline.
+    pub lookup_wait: Duration,
+}
+
+impl Default for LifecycleConfig {
+    fn default() -> Self {
+        LifecycleConfig {
+            profiles: None,
+            profiles_dir: None,
+            fact_store: FactStoreConfig::Memory { capacity: crate::facts::memory::DEFAULT_CAPACITY },
+            lookup_wait: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Where facts are remembered (`FACT_STORE`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum FactStoreConfig {
+    /// In-process, bounded (`FACT_MEMORY_CAPACITY` entries).
+    Memory { capacity: u64 },
 }
 
 /// How deliveries are accepted and answered.
@@ -361,7 +394,36 @@ impl Config {
                 }
             },
         };
+        let dir = |name: &str, what: &str| -> Result<Option<PathBuf>, ConfigError> {
+            match pick(&[name]) {
+                None => Ok(None),
+                Some((n, v)) => {
+                    let p = PathBuf::from(&v);
+                    if p.is_dir() { Ok(Some(p)) } else { Err(err(&n, &v, what)) }
+                }
+            }
+        };
+        let lifecycle = LifecycleConfig {
+            profiles: match pick(&["PROFILES"]) {
+                None => None,
+                Some((_, v)) if v.eq_ignore_ascii_case("none") => Some(Vec::new()),
+                Some((_, v)) if v.eq_ignore_ascii_case("all") => None,
+                Some((_, v)) => Some(v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()),
+            },
+            profiles_dir: dir("PROFILES_DIR", "an existing directory of profile .toml files")?,
+            fact_store: match pick(&["FACT_STORE"]).map(|(n, v)| (n, v.to_ascii_lowercase())) {
+                None => FactStoreConfig::Memory {
+                    capacity: count("FACT_MEMORY_CAPACITY", crate::facts::memory::DEFAULT_CAPACITY as usize)? as u64,
+                },
+                Some((_, v)) if v == "memory" => FactStoreConfig::Memory {
+                    capacity: count("FACT_MEMORY_CAPACITY", crate::facts::memory::DEFAULT_CAPACITY as usize)? as u64,
+                },
+                Some((n, v)) => return Err(err(&n, &v, "memory")),
+            },
+            lookup_wait: seconds("LOOKUP_WAIT_SECS", 600.0)?,
+        };
         Ok(Config {
+            lifecycle,
             host,
             port,
             metric_project,

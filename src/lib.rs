@@ -18,6 +18,8 @@ pub mod handlers;
 
 pub mod warehouse;
 
+pub mod facts;
+
 pub mod sink;
 
 pub mod config;

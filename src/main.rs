@@ -2,14 +2,16 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pipeline_run_metrics::config::{Config, MetricsBackend};
+use pipeline_run_metrics::config::{Config, FactStoreConfig, MetricsBackend};
 use pipeline_run_metrics::google::credentials::{self, BIGQUERY_SCOPE, MONITORING_SCOPE, TokenSource};
 use pipeline_run_metrics::handlers::Dispatcher;
 use pipeline_run_metrics::handlers::Projects;
 use pipeline_run_metrics::handlers::all as all_handlers;
+use pipeline_run_metrics::handlers::lifecycle::Lifecycle;
 use pipeline_run_metrics::ingress::auth::{Keys, PushVerifier};
 use pipeline_run_metrics::ingress::http::{App, Options, router};
 use pipeline_run_metrics::logging;
+use pipeline_run_metrics::pipeline::LifecycleParts;
 use pipeline_run_metrics::sink::gcm::{CloudMonitoring, Retry};
 use pipeline_run_metrics::sink::otlp::Otlp;
 use pipeline_run_metrics::sink::{JsonLines, MetricSink};
@@ -36,11 +38,19 @@ async fn main() -> ExitCode {
         Ok(h) => h,
         Err(e) => return fatal("invalid handler catalogue", e.to_string()),
     };
+    let lc = &config.lifecycle;
+    let profiles = match lc.profiles.as_deref() {
+        Some([]) => Vec::new(),
+        enabled => match pipeline_run_metrics::handlers::lifecycle::load(lc.profiles_dir.as_deref(), enabled) {
+            Ok(p) => p,
+            Err(e) => return fatal("invalid lifecycle profiles", e.to_string()),
+        },
+    };
     if check_only {
-        println!("configuration and {} handlers are valid", handlers.len());
+        println!("configuration, {} handlers and {} lifecycle profiles are valid", handlers.len(), profiles.len());
         return ExitCode::SUCCESS;
     }
-    let app = match build(&config, handlers).await {
+    let app = match build(&config, handlers, profiles).await {
         Ok(app) => app,
         Err((message, detail)) => return fatal(message, detail),
     };
@@ -60,6 +70,7 @@ async fn main() -> ExitCode {
 async fn build(
     config: &Config,
     handlers: Vec<Arc<dyn pipeline_run_metrics::handlers::Handler>>,
+    profiles: Vec<pipeline_run_metrics::handlers::lifecycle::Profile>,
 ) -> Result<Arc<App>, (&'static str, String)> {
     let http = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
@@ -118,7 +129,27 @@ async fn build(
         };
         Arc::new(PushVerifier::new(&a.audience, a.service_accounts.clone(), keys))
     });
-    let options = Options { max_body_bytes: config.max_body_bytes, delivery: config.delivery.clone(), verifier };
+    let lifecycle = if profiles.is_empty() {
+        None
+    } else if config.metrics_backend != MetricsBackend::Stdout {
+        // Counters and histograms need the backend's own encoding (cumulative series per
+        // instance for Cloud Monitoring, delta sums for OTLP), which these sinks do not write yet.
+        tracing::warn!(
+            backend = config.metrics_backend.name(),
+            "lifecycle metrics are written to stdout only for now: disabled on this backend"
+        );
+        None
+    } else {
+        let facts: Arc<dyn pipeline_run_metrics::facts::FactStore> = match &config.lifecycle.fact_store {
+            FactStoreConfig::Memory { capacity } => {
+                Arc::new(pipeline_run_metrics::facts::memory::Memory::new(*capacity))
+            }
+        };
+        let lifecycle = Lifecycle::new(profiles, config.metric_project.clone(), config.lifecycle.lookup_wait);
+        Some(LifecycleParts { lifecycle: Arc::new(lifecycle), facts })
+    };
+    let options =
+        Options { max_body_bytes: config.max_body_bytes, delivery: config.delivery.clone(), verifier, lifecycle };
     Ok(Arc::new(App::new(Dispatcher::new(handlers, projects), warehouse, sink, options)))
 }
 

@@ -61,6 +61,9 @@ impl PipelineRun {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChangeEvent {
     pub uuid: Option<String>,
+    /// The change stream the record came from (Datastream `stream_name`): tells databases apart
+    /// in fact identities.
+    pub stream: Option<String>,
     pub source_timestamp: DateTime<FixedOffset>,
     pub read_timestamp: Option<DateTime<FixedOffset>>,
     pub object: Option<String>,

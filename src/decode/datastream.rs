@@ -75,6 +75,7 @@ pub fn decode(record: Value) -> Result<ChangeEvent, DecodeError> {
         }
     };
     let uuid = opt_string(&o, "uuid", "")?;
+    let stream = opt_string(&o, "stream_name", "")?;
     let object = opt_string(&o, "object", "")?;
     let read_method = opt_string(&o, "read_method", "")?;
     let payload = match o.remove("payload") {
@@ -82,7 +83,7 @@ pub fn decode(record: Value) -> Result<ChangeEvent, DecodeError> {
         Some(Value::Object(p)) => Some(decode_pipeline_run(p)?),
         Some(_) => return Err(DecodeError::malformed(Some("payload".into()), "payload must be an object")),
     };
-    Ok(ChangeEvent { uuid, source_timestamp, read_timestamp, object, read_method, source_metadata, payload })
+    Ok(ChangeEvent { uuid, stream, source_timestamp, read_timestamp, object, read_method, source_metadata, payload })
 }
 
 /// Decodes a record given by reference (tests and tools; the pipeline uses [`decode`]).

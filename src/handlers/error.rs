@@ -14,6 +14,13 @@ pub enum HandlerError {
     InvalidTableReference { field: String, message: String },
     #[error(transparent)]
     Warehouse(#[from] WarehouseError),
+    /// The fact store could not be reached: nothing was reserved or written; a retry may
+    /// succeed.
+    #[error(transparent)]
+    Store(#[from] crate::facts::StoreError),
+    /// A task row names its pipeline through a parent row not seen yet (it may still arrive).
+    #[error("{message}")]
+    ParentNotSeen { field: String, message: String },
     /// The query ran but its result does not fit the handler's declaration (missing column, text
     /// where a number is expected). Permanent: the same query returns the same result.
     #[error("unexpected query result: {0}")]
@@ -31,12 +38,15 @@ impl HandlerError {
             | HandlerError::InvalidTableReference { .. }
             | HandlerError::BadResult(_) => ErrorClass::Permanent,
             HandlerError::Warehouse(e) => e.class(),
+            HandlerError::Store(_) | HandlerError::ParentNotSeen { .. } => ErrorClass::Transient,
         }
     }
 
     pub fn field(&self) -> Option<&str> {
         match self {
-            HandlerError::InvalidInput { field, .. } | HandlerError::InvalidTableReference { field, .. } => Some(field),
+            HandlerError::InvalidInput { field, .. }
+            | HandlerError::InvalidTableReference { field, .. }
+            | HandlerError::ParentNotSeen { field, .. } => Some(field),
             _ => None,
         }
     }
@@ -50,6 +60,8 @@ impl HandlerError {
             HandlerError::Warehouse(WarehouseError::Rejected(_)) => "query_rejected",
             HandlerError::Warehouse(WarehouseError::Unavailable(_)) => "bigquery_unavailable",
             HandlerError::BadResult(_) => "bad_query_result",
+            HandlerError::Store(_) => "fact_store_unavailable",
+            HandlerError::ParentNotSeen { .. } => "parent_not_seen",
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod builtin;
 pub mod catalogue;
 pub mod dispatch;
 pub mod error;
+pub mod lifecycle;
 pub mod values;
 
 use std::sync::Arc;

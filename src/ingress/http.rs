@@ -32,6 +32,8 @@ pub struct Options {
     pub delivery: crate::config::Delivery,
     /// Verifies push OIDC tokens when set (built from `delivery.auth`).
     pub verifier: Option<Arc<PushVerifier>>,
+    /// The lifecycle profiles in force and the fact store (none: no lifecycle metrics).
+    pub lifecycle: Option<crate::pipeline::LifecycleParts>,
 }
 
 impl Default for Options {
@@ -40,6 +42,7 @@ impl Default for Options {
             max_body_bytes: crate::config::DEFAULT_MAX_BODY_BYTES,
             delivery: crate::config::Delivery::default(),
             verifier: None,
+            lifecycle: None,
         }
     }
 }
@@ -63,7 +66,7 @@ impl App {
         let max_in_flight = options.delivery.max_in_flight;
         let in_flight = (max_in_flight > 0).then(|| Arc::new(tokio::sync::Semaphore::new(max_in_flight)));
         App {
-            pipeline: Pipeline::new(dispatcher, warehouse, sink, options.delivery),
+            pipeline: Pipeline::new(dispatcher, warehouse, sink, options.delivery).with_lifecycle(options.lifecycle),
             max_body_bytes: options.max_body_bytes,
             verifier: options.verifier,
             in_flight,

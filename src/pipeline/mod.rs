@@ -21,6 +21,8 @@ pub use answer::{AckPolicy, Answer, Outcome, RecordResult, Refusal};
 
 use crate::config::Delivery as DeliveryConfig;
 use crate::decode::{ChangeEvent, Delivery, DeliveryMeta};
+use crate::facts::{FactStore, Reservation};
+use crate::handlers::lifecycle::Lifecycle;
 use crate::handlers::{Dispatcher, Report, builtin::FAILURE_METRIC};
 use crate::sink::{Delivered, MetricSink, Point};
 use crate::warehouse::Warehouse;
@@ -34,8 +36,16 @@ pub struct Pipeline {
     pub warehouse: Arc<dyn Warehouse>,
     pub sink: Arc<dyn MetricSink>,
     pub config: DeliveryConfig,
+    lifecycle: Option<LifecycleParts>,
     dedup: Arc<Dedup>,
     stats: Stats,
+}
+
+/// The lifecycle profiles in force and the fact store that makes their facts count once.
+#[derive(Clone)]
+pub struct LifecycleParts {
+    pub lifecycle: Arc<Lifecycle>,
+    pub facts: Arc<dyn FactStore>,
 }
 
 /// A record on its way through [`Pipeline::handle`].
@@ -54,6 +64,8 @@ struct Processed {
     ticket: Ticket,
     report: Report,
     outcome: Outcome,
+    /// Lifecycle facts reserved for this record: released if its points are not written.
+    reserved: Vec<Reservation>,
     /// Indices of this record's points in the delivery's point list.
     points: std::ops::Range<usize>,
 }
@@ -66,7 +78,64 @@ impl Pipeline {
         config: DeliveryConfig,
     ) -> Pipeline {
         let dedup = Dedup::new(config.dedup_window, config.dedup_capacity);
-        Pipeline { dispatcher, warehouse, sink, config, dedup, stats: Stats::default() }
+        Pipeline { dispatcher, warehouse, sink, config, lifecycle: None, dedup, stats: Stats::default() }
+    }
+
+    /// With lifecycle metrics (`None`: without).
+    pub fn with_lifecycle(mut self, lifecycle: Option<LifecycleParts>) -> Pipeline {
+        self.lifecycle = lifecycle;
+        self
+    }
+
+    /// Claim handlers and lifecycle profiles of one record, run concurrently; their results
+    /// and points in one report, and the facts the lifecycle reserved.
+    async fn dispatch(&self, event: &ChangeEvent) -> (Report, Vec<Reservation>) {
+        let claims = self.dispatcher.dispatch(event, self.warehouse.as_ref());
+        let Some(parts) = self.lifecycle.as_ref().filter(|l| l.lifecycle.matches(event)) else {
+            return (claims.await, Vec::new());
+        };
+        let started = Instant::now();
+        let name = parts.lifecycle.table_of(event).map(|(p, _)| p.name.as_str()).unwrap_or("lookup");
+        let lifecycle = parts.lifecycle.derive(event, parts.facts.as_ref(), chrono::Utc::now());
+        let (mut report, derived) = futures_util::future::join(claims, lifecycle).await;
+        let handler = format!("lifecycle/{name}");
+        let result = match derived {
+            Ok(d) => {
+                let n = d.points.len();
+                // the failure gauges of the claim handlers stay last
+                let at = report.points.iter().position(|p| p.name == FAILURE_METRIC).unwrap_or(report.points.len());
+                report.points.splice(at..at, d.points);
+                report.results.push(crate::handlers::dispatch::HandlerResult {
+                    handler,
+                    result: Ok(n),
+                    elapsed: started.elapsed(),
+                });
+                return (report, d.reserved);
+            }
+            Err(e) => e,
+        };
+        report.points.push(crate::handlers::builtin::failure_gauge(
+            &handler,
+            result.class(),
+            chrono::Utc::now(),
+            &self.dispatcher.projects().metric,
+        ));
+        report.results.push(crate::handlers::dispatch::HandlerResult {
+            handler,
+            result: Err(result),
+            elapsed: started.elapsed(),
+        });
+        (report, Vec::new())
+    }
+
+    async fn release(&self, facts: &[Reservation]) {
+        if let Some(parts) = &self.lifecycle {
+            for f in facts {
+                if let Err(e) = crate::facts::release(parts.facts.as_ref(), f).await {
+                    tracing::warn!(error = %e, "a fact whose points were not written could not be released");
+                }
+            }
+        }
     }
 
     pub fn policy(&self) -> AckPolicy {
@@ -223,8 +292,8 @@ impl Pipeline {
             (i, prev)
         }));
         let dispatches = futures_util::future::join_all(fresh.into_iter().map(|(i, event, ticket)| async move {
-            let report = self.dispatcher.dispatch(&event, self.warehouse.as_ref()).await;
-            (i, event, ticket, report)
+            let (report, reserved) = self.dispatch(&event).await;
+            (i, event, ticket, report, reserved)
         }));
         let (waited, dispatched) = futures_util::future::join(waits, dispatches).await;
         for (i, prev) in waited {
@@ -241,16 +310,18 @@ impl Pipeline {
         // retry writes every point exactly once.
         let mut points: Vec<Point> = Vec::new();
         let mut processed: Vec<(usize, Processed)> = Vec::with_capacity(dispatched.len());
-        for (i, event, ticket, mut report) in dispatched {
+        for (i, event, ticket, mut report, mut reserved) in dispatched {
             let outcome = report_outcome(&report);
             events::Dispatched { format, outcome: &outcome, report: &report }.emit(&self.stats);
             let mut own = std::mem::take(&mut report.points);
             if outcome.class() == Some(crate::error::ErrorClass::Transient) {
                 own.retain(|p| p.name == FAILURE_METRIC);
+                // nothing of this record is written now: its redelivery must find its facts free
+                self.release(&std::mem::take(&mut reserved)).await;
             }
             let start = points.len();
             points.extend(own);
-            processed.push((i, Processed { event, ticket, report, outcome, points: start..points.len() }));
+            processed.push((i, Processed { event, ticket, report, outcome, reserved, points: start..points.len() }));
         }
         if processed.is_empty() {
             return out;
@@ -266,6 +337,7 @@ impl Pipeline {
                 && (single || !p.points.is_empty())
             {
                 p.outcome = Outcome::SinkFailed(e.clone());
+                self.release(&p.reserved).await;
             }
             let answer = answer::record_answer(&p.outcome, self.policy());
             let delivered: Option<&Delivered> = sink.as_ref().ok();
