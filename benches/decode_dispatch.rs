@@ -134,13 +134,15 @@ fn bench(c: &mut Criterion) {
     for (id, file) in CASES {
         let (headers, body) = load_event(file);
         let delivery = envelope::decode(&headers, &body).unwrap_or_else(|e| panic!("{id}: {e:?}"));
-        let event =
-            delivery.records.into_iter().next().expect("one record").record.unwrap_or_else(|e| panic!("{id}: {e:?}"));
+        let delivery = delivery.into_delivery().expect("records");
+        let format = delivery.format;
+        let event = delivery.records.into_iter().next().expect("one record").record;
+        let event = event.unwrap_or_else(|e| panic!("{id}: {e:?}"));
         let report = rt.block_on(dispatcher.dispatch(&event, &warehouse));
         assert!(report.failures().next().is_none(), "{id}: {:?}", report.results);
         eprintln!(
             "{id}: format {}, {} handlers, {} points, {} checks + {} queries (canned)",
-            delivery.format.as_str(),
+            format.as_str(),
             report.results.len(),
             report.points.len(),
             report.tables_checked,
@@ -154,7 +156,15 @@ fn bench(c: &mut Criterion) {
         group.bench_function(*id, |b| {
             b.to_async(&rt).iter(|| async {
                 let delivery = envelope::decode(black_box(&headers), black_box(&body)).expect("delivery");
-                let event = delivery.records.into_iter().next().expect("one record").record.expect("record");
+                let event = delivery
+                    .into_delivery()
+                    .expect("records")
+                    .records
+                    .into_iter()
+                    .next()
+                    .expect("one record")
+                    .record
+                    .expect("record");
                 black_box(dispatcher.dispatch(&event, &warehouse).await)
             })
         });
@@ -169,7 +179,17 @@ fn bench(c: &mut Criterion) {
         group.bench_function(*id, |b| {
             b.iter(|| {
                 let delivery = envelope::decode(black_box(&headers), black_box(&body)).expect("delivery");
-                black_box(delivery.records.into_iter().next().expect("one record").record.expect("record"))
+                black_box(
+                    delivery
+                        .into_delivery()
+                        .expect("records")
+                        .records
+                        .into_iter()
+                        .next()
+                        .expect("one record")
+                        .record
+                        .expect("record"),
+                )
             })
         });
     }
@@ -183,7 +203,15 @@ fn bench(c: &mut Criterion) {
     ] {
         let (headers, body) = load_event(file);
         let delivery = envelope::decode(&headers, &body).expect("delivery");
-        let event = delivery.records.into_iter().next().expect("one record").record.expect("record");
+        let event = delivery
+            .into_delivery()
+            .expect("records")
+            .records
+            .into_iter()
+            .next()
+            .expect("one record")
+            .record
+            .expect("record");
         let projects = dispatcher.projects().clone();
         group.bench_function(id, |b| {
             b.iter(|| {
@@ -201,7 +229,15 @@ fn bench(c: &mut Criterion) {
         group.bench_function(*id, |b| {
             b.to_async(&rt).iter(|| async {
                 let delivery = envelope::decode(black_box(&headers), black_box(&body)).expect("delivery");
-                let event = delivery.records.into_iter().next().expect("one record").record.expect("record");
+                let event = delivery
+                    .into_delivery()
+                    .expect("records")
+                    .records
+                    .into_iter()
+                    .next()
+                    .expect("one record")
+                    .record
+                    .expect("record");
                 let report = dispatcher.dispatch(&event, &warehouse).await;
                 black_box(sink.emit(&report.points).await.expect("emit"))
             })

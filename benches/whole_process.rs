@@ -159,7 +159,15 @@ impl Event {
 
     fn decode(&self) -> ChangeEvent {
         let delivery = envelope::decode(&self.header_map(), &self.body).expect("delivery");
-        delivery.records.into_iter().next().expect("one record").record.expect("record")
+        delivery
+            .into_delivery()
+            .expect("records")
+            .records
+            .into_iter()
+            .next()
+            .expect("one record")
+            .record
+            .expect("record")
     }
 }
 

@@ -265,7 +265,9 @@ fn table_rules(
 /// Two profiles may describe tables of the same name (Airflow 2 and 3): each must then say
 /// which rows are its own with `requires`, and no two may require the same.
 fn check_ambiguity(profiles: &[Profile]) -> Result<(), CatalogueError> {
-    let mut seen: BTreeMap<(Option<String>, String), Vec<(String, Vec<String>)>> = BTreeMap::new();
+    // (schema, table) -> [(profile, requires)]
+    type Owners = Vec<(String, Vec<String>)>;
+    let mut seen: BTreeMap<(Option<String>, String), Owners> = BTreeMap::new();
     for p in profiles {
         for t in &p.tables {
             seen.entry((t.schema.clone(), t.name.clone())).or_default().push((p.name.clone(), t.spec.requires.clone()));
