@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::spec::{FamilyFile, IfMissing, InputKind, LabelSpec};
 use super::sql::{segments, sql_code, sql_parameters, sql_placeholders};
-use super::{BUILTIN_PARAMS, Family, QueryHandler, builtin};
+use super::{BUILTIN_PARAMS, Family, QueryHandler, builtin_files, is_catalogue_file};
 use crate::handlers::Handler;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -47,10 +47,8 @@ const COLUMN_TYPES: [&str; 9] =
     ["FLOAT64", "INT64", "STRING", "BOOL", "TIMESTAMP", "DATE", "DATETIME", "NUMERIC", "BYTES"];
 /// The catalogue: the built-in files overlaid with `dir` (same file name replaces, new names add).
 pub fn load(dir: Option<&Path>) -> Result<Vec<Arc<dyn Handler>>, CatalogueError> {
-    let mut files: BTreeMap<String, (String, String)> = builtin::BUILTIN
-        .iter()
-        .map(|(name, text)| (name.to_string(), (format!("handlers/{name}"), text.to_string())))
-        .collect();
+    let mut files: BTreeMap<String, (String, String)> =
+        builtin_files()?.into_iter().map(|(name, text)| (name.clone(), (format!("handlers/{name}"), text))).collect();
     if let Some(dir) = dir {
         let entries = std::fs::read_dir(dir).map_err(|e| CatalogueError {
             file: dir.display().to_string(),
@@ -60,7 +58,7 @@ pub fn load(dir: Option<&Path>) -> Result<Vec<Arc<dyn Handler>>, CatalogueError>
         for entry in entries.flatten() {
             let path = entry.path();
             let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_string) else { continue };
-            if !(name.ends_with(".toml") || name.ends_with(".sql")) {
+            if !is_catalogue_file(&name) {
                 continue;
             }
             let text = std::fs::read_to_string(&path).map_err(|e| CatalogueError {

@@ -30,8 +30,36 @@ pub use run::QueryPlan;
 use spec::{InputSpec, MetricSpec};
 use sql::Segment;
 
-mod builtin {
-    include!(concat!(env!("OUT_DIR"), "/builtin_handlers.rs"));
+/// The built-in catalogue: every file of `handlers/`, embedded at compile time.
+///
+/// Cargo rebuilds the crate when an embedded file changes, but not when a file is added to
+/// `handlers/` (include_dir cannot tell it to watch a directory on stable Rust): after adding
+/// one, touch this file or run `cargo clean -p pipeline-run-metrics`. The test
+/// `the_embedded_catalogue_matches_handlers_dir` fails while the embedded copy is stale.
+static BUILTIN: include_dir::Dir<'static> = include_dir::include_dir!("$CARGO_MANIFEST_DIR/handlers");
+
+/// (file name, contents) of the built-in catalogue files (`.toml` and `.sql`), by name.
+fn builtin_files() -> Result<Vec<(String, String)>, CatalogueError> {
+    let mut out = Vec::new();
+    for f in BUILTIN.files() {
+        let name = f.path().to_string_lossy().to_string();
+        if !is_catalogue_file(&name) {
+            continue;
+        }
+        let text = f.contents_utf8().ok_or_else(|| CatalogueError {
+            file: format!("handlers/{name}"),
+            line: 0,
+            message: "not UTF-8 text".into(),
+        })?;
+        out.push((name, text.to_string()));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Whether a file name belongs to the catalogue (`.toml` family files and `.sql` files).
+fn is_catalogue_file(name: &str) -> bool {
+    name.ends_with(".toml") || name.ends_with(".sql")
 }
 
 const BUILTIN_PARAMS: [&str; 2] = ["source_timestamp", "source_date"];
@@ -67,6 +95,36 @@ pub struct QueryHandler {
 pub(crate) mod tests_support {
     /// Contents of a built-in catalogue file.
     pub fn builtin_file(name: &str) -> String {
-        super::builtin::BUILTIN.iter().find(|(n, _)| *n == name).map(|(_, t)| t.to_string()).expect("builtin file")
+        super::BUILTIN.get_file(name).and_then(|f| f.contents_utf8()).expect("builtin file").to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Cargo does not rebuild when a file is added to `handlers/` (see [`BUILTIN`]): this fails
+    /// until the embedded copy is rebuilt, instead of a new handler silently missing.
+    #[test]
+    fn the_embedded_catalogue_matches_handlers_dir() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("handlers");
+        let mut on_disk = Vec::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            if path.is_file() && is_catalogue_file(&name) {
+                on_disk.push((name, std::fs::read_to_string(&path).unwrap()));
+            }
+        }
+        on_disk.sort();
+        let embedded = builtin_files().unwrap();
+        let names = |v: &[(String, String)]| v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+        assert_eq!(
+            names(&embedded),
+            names(&on_disk),
+            "the embedded catalogue is stale: touch src/handlers/catalogue/mod.rs (Cargo does not watch handlers/ for new files)"
+        );
+        assert!(embedded == on_disk, "embedded contents differ from handlers/");
+        assert!(embedded.iter().any(|(n, _)| n == "claims_paid.sql"), "{:?}", names(&embedded));
     }
 }
