@@ -14,8 +14,13 @@
 //! with `if_missing = "empty"` is replaced by an empty relation when the table does not exist,
 //! and `@<name>_exists` (BOOL) tells the SQL which case it is in.
 //!
-//! The whole catalogue is validated when the process starts; an error names the file and line.
+//! A SQL file may include a fragment with `{{> name}}` (the file `name.fragment.sql`; see
+//! `include`), so that SQL several families share is written once.
+//!
+//! The whole catalogue is validated when the process starts; an error names the file and line
+//! (for a line of a fragment, also the include sites).
 
+mod include;
 mod load;
 mod prepare;
 mod run;
@@ -46,11 +51,8 @@ fn builtin_files() -> Result<Vec<(String, String)>, CatalogueError> {
         if !is_catalogue_file(&name) {
             continue;
         }
-        let text = f.contents_utf8().ok_or_else(|| CatalogueError {
-            file: format!("handlers/{name}"),
-            line: 0,
-            message: "not UTF-8 text".into(),
-        })?;
+        let text =
+            f.contents_utf8().ok_or_else(|| CatalogueError::new(format!("handlers/{name}"), 0, "not UTF-8 text"))?;
         out.push((name, text.to_string()));
     }
     out.sort();
