@@ -12,7 +12,9 @@
 //! Built-in parameters every SQL file may use: `@source_timestamp` (TIMESTAMP, the record's
 //! source time) and `@source_date` (DATE, its calendar date in its own offset). A table input
 //! with `if_missing = "empty"` is replaced by an empty relation when the table does not exist,
-//! and `@<name>_exists` (BOOL) tells the SQL which case it is in.
+//! and `@<name>_exists` (BOOL) tells the SQL which case it is in. A `[[when_missing]]` rule
+//! decides the result without data instead: when its tables do not exist (`any_of` / `all_of`),
+//! no query runs and its `rows` stand for the query's result.
 //!
 //! A SQL file may include a fragment with `{{> name}}` (the file `name.fragment.sql`; see
 //! `include`), so that SQL several families share is written once.
@@ -79,6 +81,37 @@ struct Family {
     inputs: Vec<InputSpec>,
     metrics: Vec<MetricSpec>,
     missing_message: String,
+    /// `[[when_missing]]` rules, in file order.
+    when_missing: Vec<WhenMissing>,
+}
+
+impl Family {
+    /// Whether a table input's existence is checked before the query: it has a missing-table
+    /// rule of its own, or a `[[when_missing]]` rule looks at it.
+    fn checks(&self, input: &InputSpec) -> bool {
+        input.if_missing != spec::IfMissing::Error || self.when_missing.iter().any(|w| w.inputs.contains(&input.name))
+    }
+}
+
+/// A result decided without data (`[[when_missing]]`): when its tables are missing, no query
+/// runs and `rows` stand for the query's result.
+#[derive(Debug)]
+struct WhenMissing {
+    /// The table inputs it looks at.
+    inputs: Vec<String>,
+    /// `true` (`all_of`): applies when none of them exists; `false` (`any_of`): when any is
+    /// missing.
+    all: bool,
+    /// Every value column of the family's metrics is present (NULL where the file omits it).
+    rows: Vec<crate::warehouse::Row>,
+}
+
+impl WhenMissing {
+    /// Whether it applies, given input name -> whether the table exists.
+    fn applies(&self, present: &BTreeMap<String, bool>) -> bool {
+        let missing = |i: &String| present.get(i) == Some(&false);
+        if self.all { self.inputs.iter().all(missing) } else { self.inputs.iter().any(missing) }
+    }
 }
 
 /// One query handler of the catalogue (a family variant).
