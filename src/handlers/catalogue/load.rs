@@ -18,9 +18,13 @@ use crate::warehouse::Cell;
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{file}:{line}: {message}{}", include_chain(included_from))]
 pub struct CatalogueError {
+    /// The file at fault, as displayed (`handlers/x.toml`, or its path in `HANDLERS_DIR`).
     pub file: String,
+    /// 1-based line in `file`; 0 when the file as a whole is at fault.
     pub line: usize,
+    /// What is wrong.
     pub message: String,
+    /// For a line of a fragment: (file, line) of each include that brought it in, innermost first.
     pub included_from: Vec<(String, usize)>,
 }
 
