@@ -2,7 +2,7 @@
 # in a minimal Debian image that has CA certificates (TLS to Google APIs).
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
-COPY Cargo.toml Cargo.lock build.rs ./
+COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY handlers ./handlers
 COPY benches ./benches

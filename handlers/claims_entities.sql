@@ -1,7 +1,7 @@
 -- Providers (id_prestador) and beneficiaries (id_matricula) of a batch compared with the claims
 -- history: handlers.md §7.7 (share of new entities, last 3 months) and §7.8 (volume ratio, last
 -- month against the month before). One query serves the four families, which read the same four
--- tables. A missing historical table reads as empty and makes every value 1.0.
+-- tables. It runs only when both historical tables exist (claims_entities.toml, [[when_missing]]).
 WITH batch AS (
   SELECT id_arvo, id_prestador, id_matricula FROM {{batch_processable}}
   UNION ALL
@@ -43,12 +43,8 @@ counts AS (
     (SELECT COUNT(DISTINCT id_matricula) FROM previous) AS previous_beneficiaries
 )
 SELECT
-  IF(@historical_processable_exists AND @historical_unprocessable_exists,
-     IF(providers > 0, new_providers / providers, 0.0), 1.0) AS providers_new_fraction,
-  IF(@historical_processable_exists AND @historical_unprocessable_exists,
-     IF(beneficiaries > 0, new_beneficiaries / beneficiaries, 0.0), 1.0) AS beneficiaries_new_fraction,
-  IF(@historical_processable_exists AND @historical_unprocessable_exists,
-     IF(previous_providers = 0, 1.0, latest_providers / previous_providers), 1.0) AS providers_volume_ratio,
-  IF(@historical_processable_exists AND @historical_unprocessable_exists,
-     IF(previous_beneficiaries = 0, 1.0, latest_beneficiaries / previous_beneficiaries), 1.0) AS beneficiaries_volume_ratio
+  IF(providers > 0, new_providers / providers, 0.0) AS providers_new_fraction,
+  IF(beneficiaries > 0, new_beneficiaries / beneficiaries, 0.0) AS beneficiaries_new_fraction,
+  IF(previous_providers = 0, 1.0, latest_providers / previous_providers) AS providers_volume_ratio,
+  IF(previous_beneficiaries = 0, 1.0, latest_beneficiaries / previous_beneficiaries) AS beneficiaries_volume_ratio
 FROM counts

@@ -2,6 +2,7 @@
 -- handlers.md §7.2 (pre-filtered) and §7.4 (processable). Both families send this same query
 -- with the same tables, so for one event it runs once and serves both.
 -- A missing table reads as empty (U = 0, P = 0); @processable_exists tells whether P's table exists.
+-- With both tables missing it does not run: the families decide their totals ([[when_missing]]).
 SELECT
   u AS unprocessable_total,
   p AS processable_total,

@@ -1,5 +1,5 @@
 -- Selected savings per agent (handlers.md §7.5): sum of vl_glosa_arvo per agent_id.
--- A missing table reads as empty: no rows, no points.
+-- It runs only when the table exists (a missing table: no points, no query; [[when_missing]]).
 SELECT
   agent_id,
   COALESCE(SUM(vl_glosa_arvo), 0) AS vl_glosa_arvo

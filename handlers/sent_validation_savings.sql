@@ -1,18 +1,8 @@
 -- Savings sent over savings validated in the last 2 days, per submission status (handlers.md §7.11).
-WITH anchor AS (
-  SELECT COALESCE(
-    (SELECT MAX(ingested_at) FROM {{submitted}} WHERE submission_run_id = @submission_run_id),
-    TIMESTAMP_SUB(@source_timestamp, INTERVAL 20 MINUTE)) AS l
-),
-win AS (SELECT TIMESTAMP_SUB(l, INTERVAL 2 DAY) AS lo, l AS hi FROM anchor),
+WITH {{> submission_window}},
 -- validated items: decided (not sent / not sending for validation), not filtered for a shared invoice id
 validated AS (
-  SELECT v.id_arvo, v.vl_glosa_arvo FROM (
-    SELECT id_arvo, vl_glosa_arvo, status, filtered_reason, ingested_at FROM {{internal_validation}}
-    UNION ALL
-    SELECT id_arvo, vl_glosa_arvo, status, filtered_reason, ingested_at FROM {{manual_validation}}
-  ) v, win
-  WHERE v.ingested_at BETWEEN win.lo AND win.hi
+  {{> validation_savings_in_window}}
     AND v.status NOT IN ('SENT_FOR_VALIDATION', 'NOT_SENT_FOR_VALIDATION')
     AND (v.filtered_reason IS NULL OR v.filtered_reason != 'SHARED_ID_FATURA')
 ),

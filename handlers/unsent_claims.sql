@@ -1,11 +1,6 @@
 -- Claims sent over claims received in the last 2 days, per submission status (handlers.md §7.9).
--- L = latest ingested_at of this run's submitted rows, or source time - 20 min; W = [L - 2 days, L].
-WITH anchor AS (
-  SELECT COALESCE(
-    (SELECT MAX(ingested_at) FROM {{submitted}} WHERE submission_run_id = @submission_run_id),
-    TIMESTAMP_SUB(@source_timestamp, INTERVAL 20 MINUTE)) AS l
-),
-win AS (SELECT TIMESTAMP_SUB(l, INTERVAL 2 DAY) AS lo, l AS hi FROM anchor),
+-- W: the submission window (submission_window.fragment.sql).
+WITH {{> submission_window}},
 -- claims received in W (distinct on the whole tuple)
 ingested AS (
   SELECT DISTINCT h.id_arvo, h.vl_pago, h.vl_info FROM (

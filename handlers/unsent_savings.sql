@@ -1,10 +1,5 @@
 -- Savings sent over savings accepted in the last 2 days, per submission status (handlers.md §7.10).
-WITH anchor AS (
-  SELECT COALESCE(
-    (SELECT MAX(ingested_at) FROM {{submitted}} WHERE submission_run_id = @submission_run_id),
-    TIMESTAMP_SUB(@source_timestamp, INTERVAL 20 MINUTE)) AS l
-),
-win AS (SELECT TIMESTAMP_SUB(l, INTERVAL 2 DAY) AS lo, l AS hi FROM anchor),
+WITH {{> submission_window}},
 validation AS (
   SELECT v.id_arvo, v.id_fatura, v.status, v.vl_glosa_arvo FROM (
     SELECT id_arvo, id_fatura, status, vl_glosa_arvo, ingested_at FROM {{internal_validation}}

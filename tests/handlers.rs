@@ -1,7 +1,8 @@
 //! Per handler (handlers.md §6, §7): the match rule (own pipeline + COMPLETED matches; a sibling
 //! pipeline, another status and an empty payload don't) and every missing-variable error, in
 //! check order, with the spec's message. Nothing here reaches BigQuery: variables are checked
-//! before any query.
+//! before any query, and the values the spec decides without data (`without_query`) run against
+//! a fake warehouse that counts queries.
 
 use std::sync::Arc;
 
@@ -295,4 +296,233 @@ handler_tests! {
     ProvidersVolumeRatioWranglingHandler,
     BeneficiariesVolumeRatioApprovalHandler,
     BeneficiariesVolumeRatioWranglingHandler,
+}
+
+// ---- Values the spec decides without any query (handlers.md §7.2, §7.4-§7.8) ----------------
+//
+// A fake warehouse knows which tables exist and counts every query; it answers a query with
+// `row` (the columns the family reads), or rejects it when `row` is None. Each case asserts the
+// BigQuery work and every point, exactly.
+
+mod without_query {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use pipeline_run_metrics::handlers::{Dispatcher, HandlerError, Projects};
+    use pipeline_run_metrics::warehouse::{Cell, Param, Row, TableRef, Warehouse, WarehouseError};
+    use serde_json::{Value, json};
+
+    struct Fake {
+        existing: BTreeSet<String>,
+        row: Option<Row>,
+        checked: Mutex<Vec<String>>,
+        queries: AtomicUsize,
+    }
+
+    impl Fake {
+        fn new(existing: &[&str], row: Option<&[(&str, f64)]>) -> Fake {
+            Fake {
+                existing: existing.iter().map(|t| format!("test-project.ds.{t}")).collect(),
+                row: row.map(|r| r.iter().map(|(k, v)| (k.to_string(), Cell::Float(*v))).collect()),
+                checked: Mutex::new(Vec::new()),
+                queries: AtomicUsize::new(0),
+            }
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Warehouse for Fake {
+        async fn table_exists(&self, t: &TableRef) -> Result<bool, WarehouseError> {
+            self.checked.lock().unwrap().push(t.table.clone());
+            Ok(self.existing.contains(&t.to_string()))
+        }
+        async fn query(&self, _: &str, _: &[(String, Param)]) -> Result<Vec<Row>, WarehouseError> {
+            self.queries.fetch_add(1, Ordering::SeqCst);
+            match &self.row {
+                Some(row) => Ok(vec![row.clone()]),
+                None => Err(WarehouseError::Rejected("this fake answers no query".into())),
+            }
+        }
+    }
+
+    const ENTITIES: [&str; 4] = [
+        "claims/pipeline/providers/new_pct_last_3_mo",
+        "claims/pipeline/beneficiaries/new_pct_last_3_mo",
+        "claims/pipeline/providers/volume_ratio_last_1_mo",
+        "claims/pipeline/beneficiaries/volume_ratio_last_1_mo",
+    ];
+
+    fn event(pipeline: &str, vars: Value) -> pipeline_run_metrics::decode::ChangeEvent {
+        pipeline_run_metrics::decode::datastream::decode(&json!({
+            "source_timestamp": "2024-04-15T10:30:00Z", "source_metadata": {"table": "pipeline_run"},
+            "payload": {"pipeline_uuid": pipeline, "status": "COMPLETED", "variables": vars}}))
+        .unwrap()
+    }
+
+    fn wrangling() -> pipeline_run_metrics::decode::ChangeEvent {
+        event(
+            "pipesv2_wrangling",
+            json!({"partner": "abertta",
+                "refined_processable_claims_output_table": "ds.bp", "refined_unprocessable_claims_output_table": "ds.bu",
+                "refined_processable_claims_historical_table": "ds.hp", "refined_unprocessable_claims_historical_table": "ds.hu"}),
+        )
+    }
+
+    fn approval() -> pipeline_run_metrics::decode::ChangeEvent {
+        event(
+            "pipesv2_approval",
+            json!({"partner": "cemig",
+                "processable_claims_input_table": "ds.bp", "unprocessable_claims_input_table": "ds.bu",
+                "processable_claims_output_table": "ds.hp", "unprocessable_claims_output_table": "ds.hu",
+                "savings_input_table": "ds.sv", "selected_savings_input_table": "ds.ss"}),
+        )
+    }
+
+    /// Runs the named handlers; returns (queries, tables checked, points as (name, value, labels),
+    /// failures as (handler, message)).
+    #[allow(clippy::type_complexity)]
+    async fn run(
+        handlers: &[&str],
+        ev: &pipeline_run_metrics::decode::ChangeEvent,
+        wh: &Fake,
+    ) -> (usize, Vec<String>, Vec<(String, f64, BTreeMap<String, String>)>, Vec<(String, String)>) {
+        let hs = pipeline_run_metrics::handlers::all(None)
+            .unwrap()
+            .into_iter()
+            .filter(|h| handlers.contains(&h.name()))
+            .collect::<Vec<_>>();
+        assert_eq!(hs.len(), handlers.len(), "{handlers:?}");
+        let report = Dispatcher::new(hs, Projects::new("arvo-eng-prd", "test-project")).dispatch(ev, wh).await;
+        assert_eq!(report.queries_run, wh.queries.load(Ordering::SeqCst), "the report counts the fake's queries");
+        let failures = report
+            .failures()
+            .map(|(h, e)| {
+                let msg = match e {
+                    HandlerError::InvalidInput { message, .. } => message.clone(),
+                    other => other.to_string(),
+                };
+                (h.to_string(), msg)
+            })
+            .collect();
+        let points = report
+            .points
+            .iter()
+            .filter(|p| p.name != "handler_execution_failure")
+            .map(|p| (p.name.clone(), p.value, p.labels.clone()))
+            .collect();
+        let mut checked = wh.checked.lock().unwrap().clone();
+        checked.sort();
+        (wh.queries.load(Ordering::SeqCst), checked, points, failures)
+    }
+
+    fn labels(partner: &str, approved: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([("partner".to_string(), partner.to_string()), ("approved".to_string(), approved.to_string())])
+    }
+
+    const WRANGLING_ENTITIES: [&str; 4] = [
+        "NewProvidersWranglingHandler",
+        "NewBeneficiariesWranglingHandler",
+        "ProvidersVolumeRatioWranglingHandler",
+        "BeneficiariesVolumeRatioWranglingHandler",
+    ];
+    const APPROVAL_ENTITIES: [&str; 4] = [
+        "NewProvidersApprovalHandler",
+        "NewBeneficiariesApprovalHandler",
+        "ProvidersVolumeRatioApprovalHandler",
+        "BeneficiariesVolumeRatioApprovalHandler",
+    ];
+
+    /// §7.7 step 6, §7.8: either historical table missing -> 1.0, and no query.
+    #[tokio::test]
+    async fn a_missing_historical_table_decides_1_0_without_a_query() {
+        for (existing, name) in [
+            (&["bp", "bu", "hp"][..], "hu missing"),
+            (&["bp", "bu", "hu"], "hp missing"),
+            (&["bp", "bu"], "both missing"),
+        ] {
+            let wh = Fake::new(existing, None);
+            let (queries, checked, points, failures) = run(&WRANGLING_ENTITIES, &wrangling(), &wh).await;
+            assert_eq!(queries, 0, "{name}: the reference sends no query");
+            assert_eq!(failures, vec![], "{name}");
+            assert_eq!(checked, ["bp", "bu", "hp", "hu"], "{name}: each table checked once");
+            let want: Vec<_> = ENTITIES.iter().map(|m| (m.to_string(), 1.0, labels("abertta", "false"))).collect();
+            assert_eq!(points, want, "{name}");
+        }
+        let wh = Fake::new(&["bp", "bu"], None);
+        let (queries, _, points, failures) = run(&APPROVAL_ENTITIES, &approval(), &wh).await;
+        assert_eq!((queries, failures), (0, vec![]));
+        let want: Vec<_> = ENTITIES.iter().map(|m| (m.to_string(), 1.0, labels("cemig", "true"))).collect();
+        assert_eq!(points, want);
+    }
+
+    /// With both historical tables present the query runs, once for the four families.
+    #[tokio::test]
+    async fn present_historical_tables_run_the_shared_query_once() {
+        let row = [
+            ("providers_new_fraction", 0.5),
+            ("beneficiaries_new_fraction", 0.25),
+            ("providers_volume_ratio", 3.0),
+            ("beneficiaries_volume_ratio", 2.0),
+        ];
+        let wh = Fake::new(&["bp", "bu", "hp", "hu"], Some(&row));
+        let (queries, _, points, failures) = run(&WRANGLING_ENTITIES, &wrangling(), &wh).await;
+        assert_eq!((queries, failures), (1, vec![]));
+        let values: Vec<f64> = points.iter().map(|p| p.1).collect();
+        assert_eq!(values, [0.5, 0.25, 3.0, 2.0]);
+    }
+
+    /// §7.7 step 5 before step 6: a missing batch table is a 400 even when history is missing.
+    #[tokio::test]
+    async fn a_missing_batch_table_is_still_a_400_before_the_history_rule() {
+        let wh = Fake::new(&["bu"], None);
+        let (queries, _, points, failures) = run(&["NewProvidersWranglingHandler"], &wrangling(), &wh).await;
+        assert_eq!(queries, 0);
+        assert_eq!(points, vec![]);
+        assert_eq!(
+            failures,
+            [("NewProvidersWranglingHandler".to_string(), "Batch tables not found: ds.bp or ds.bu".to_string())]
+        );
+    }
+
+    /// §7.5, §7.6: a missing savings table -> no points, success, no query.
+    #[tokio::test]
+    async fn a_missing_savings_table_means_no_points_and_no_query() {
+        let wh = Fake::new(&[], None);
+        let (queries, checked, points, failures) =
+            run(&["SelectedSavingsApprovalHandler", "SavingsApprovalHandler"], &approval(), &wh).await;
+        assert_eq!(queries, 0, "the reference sends no query");
+        assert_eq!(failures, vec![]);
+        assert_eq!(checked, ["ss", "sv"]);
+        assert_eq!(points, vec![]);
+    }
+
+    /// §7.2 and §7.4 with both batch tables missing: U = 0 and P = 0 (or absent) are decided
+    /// without data: the totals 0.0, no relative value, no query. With one table present the
+    /// query runs (for the other sum).
+    #[tokio::test]
+    async fn both_claims_tables_missing_decide_the_totals_without_a_query() {
+        let handlers = ["PreFilteredApprovalHandler", "ProcessableApprovalHandler"];
+        let wh = Fake::new(&[], None);
+        let (queries, checked, points, failures) = run(&handlers, &approval(), &wh).await;
+        assert_eq!(queries, 0, "the reference sends no query");
+        assert_eq!(failures, vec![]);
+        assert_eq!(checked, ["bp", "bu"]);
+        assert_eq!(
+            points,
+            [
+                ("claims/pipeline/filtered_pre/vl_pago/total".to_string(), 0.0, labels("cemig", "true")),
+                ("claims/pipeline/processable/vl_pago/total".to_string(), 0.0, labels("cemig", "true")),
+            ]
+        );
+        let row = [
+            ("unprocessable_total", 0.0),
+            ("processable_total", 10.0),
+            ("unprocessable_relative", 0.0),
+            ("processable_relative", 1.0),
+        ];
+        let wh = Fake::new(&["bp"], Some(&row));
+        let (queries, _, points, _) = run(&handlers, &approval(), &wh).await;
+        assert_eq!((queries, points.len()), (1, 4));
+    }
 }

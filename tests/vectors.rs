@@ -195,6 +195,8 @@ vectors! {
     beneficiaries_volume_ratio_2_history_missing,
     beneficiaries_volume_ratio_3_no_previous,
     new_providers_batch_missing_is_400,
+    entities_history_missing_batch_without_entity_columns,
+    entities_one_history_table_missing,
     pre_filtered_1_approval,
     pre_filtered_2_wrangling,
     pre_filtered_3_unprocessable_missing,

@@ -74,6 +74,7 @@ impl Handler for QueryHandler {
                         raw: raw.clone(),
                         table,
                         if_missing: input.if_missing,
+                        checked: self.family.checks(input),
                         columns: input.columns.clone(),
                         missing_table_message: input.missing_table_message.clone(),
                     });

@@ -19,6 +19,8 @@ pub(super) struct PlannedTable {
     pub(super) raw: String,
     pub(super) table: TableRef,
     pub(super) if_missing: IfMissing,
+    /// Whether its existence is checked before the query (see `Family::checks`).
+    pub(super) checked: bool,
     pub(super) columns: BTreeMap<String, String>,
     pub(super) missing_table_message: Option<String>,
 }
@@ -46,9 +48,11 @@ impl QueryPlan {
         &self.handler
     }
 
-    /// Checks the tables that have a missing-table rule, runs the query and maps its rows.
+    /// Checks the tables that have a missing-table rule, then: a `fail` table missing is a 400;
+    /// a `[[when_missing]]` rule that applies decides the result without a query; otherwise
+    /// the query runs and its rows are mapped.
     pub async fn run(&self, ctx: &EventContext<'_>) -> Result<Vec<Point>, HandlerError> {
-        let checked: Vec<&PlannedTable> = self.tables.iter().filter(|t| t.if_missing != IfMissing::Error).collect();
+        let checked: Vec<&PlannedTable> = self.tables.iter().filter(|t| t.checked).collect();
         let exists = futures_util::future::join_all(checked.iter().map(|t| ctx.table_exists(&t.table))).await;
         let mut present = BTreeMap::new();
         for (t, e) in checked.iter().zip(exists) {
@@ -63,6 +67,9 @@ impl QueryPlan {
                 }
                 return Err(HandlerError::invalid(format!("payload.variables.{}", t.path), msg));
             }
+        }
+        if let Some(rule) = self.family.when_missing.iter().find(|w| w.applies(&present)) {
+            return self.gauges(&rule.rows);
         }
         // The relation each table input stands for, and the parameters the SQL uses.
         let mut params = self.params.clone();

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+use toml::Spanned;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -20,6 +21,9 @@ pub(super) struct FamilyFile {
     #[serde(default)]
     pub(super) inputs: Vec<InputSpec>,
     pub(super) metrics: Vec<MetricSpec>,
+    /// Results decided without a query when tables are missing, first that applies wins.
+    #[serde(default)]
+    pub(super) when_missing: Vec<Spanned<WhenMissingSpec>>,
     #[serde(rename = "handler")]
     pub(super) handlers: Vec<VariantSpec>,
 }
@@ -123,4 +127,20 @@ pub(super) struct VariantSpec {
     /// Names of the family's metrics this variant emits (default: all of them).
     #[serde(default)]
     pub(super) metrics: Option<Vec<String>>,
+}
+
+/// `[[when_missing]]`: when table inputs do not exist, the result is decided without data: the
+/// query does not run, and `rows` stand for its result (so `[]` means "no points").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct WhenMissingSpec {
+    /// Applies when any of these table inputs does not exist.
+    #[serde(default)]
+    pub(super) any_of: Option<Spanned<Vec<String>>>,
+    /// Applies when none of these table inputs exists.
+    #[serde(default)]
+    pub(super) all_of: Option<Spanned<Vec<String>>>,
+    /// The result instead of the query's: per row, column -> value (a number for a metric's
+    /// value column, a string for a label column).
+    pub(super) rows: Spanned<Vec<BTreeMap<String, toml::Value>>>,
 }

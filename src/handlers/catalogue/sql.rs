@@ -1,5 +1,5 @@
 //! SQL text of catalogue files: comments stripped, `{{table}}` placeholders found and split out,
-//! `@parameters` listed.
+//! `@parameters` listed (fragments are spliced in by `include`).
 
 use std::collections::BTreeSet;
 
@@ -24,15 +24,16 @@ pub(super) fn segments(sql: &str) -> Vec<Segment> {
     out
 }
 
-/// Strips `-- comments` and blank lines. The stripped text is what is validated and sent:
-/// comments cost bytes, and bqemulator miscounts parameters mentioned in comments. (So `--`
-/// must not appear inside a string literal of a catalogue query.)
-pub(super) fn sql_code(sql: &str) -> String {
+/// The code lines of a SQL text, numbered from 1: `-- comments`, trailing whitespace and blank
+/// lines stripped. The stripped text is what is validated and sent: comments cost bytes, and
+/// bqemulator miscounts parameters mentioned in comments. (So `--` must not appear inside a
+/// string literal of a catalogue query.)
+pub(super) fn code_lines(sql: &str) -> Vec<(usize, &str)> {
     sql.lines()
-        .map(|l| l.split("--").next().unwrap_or("").trim_end())
-        .filter(|l| !l.trim().is_empty())
-        .collect::<Vec<_>>()
-        .join("\n")
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.split("--").next().unwrap_or("").trim_end()))
+        .filter(|(_, l)| !l.trim().is_empty())
+        .collect()
 }
 
 /// `{{name}}` placeholders of a SQL text.
@@ -87,5 +88,10 @@ mod tests {
         assert_eq!(sql_placeholders("a {{x}} b {{ y }}"), vec!["x", "y"]);
         let p = sql_parameters("x = @a AND y=@b_2 AND z = @@c");
         assert_eq!(p, BTreeSet::from(["a".to_string(), "b_2".to_string()]));
+    }
+
+    #[test]
+    fn code_lines_strip_comments_and_blank_lines() {
+        assert_eq!(code_lines("-- head\nSELECT 1 -- one\n\n   \n  FROM t  \n"), vec![(2, "SELECT 1"), (5, "  FROM t")]);
     }
 }
