@@ -354,7 +354,7 @@ mod without_query {
     ];
 
     fn event(pipeline: &str, vars: Value) -> pipeline_run_metrics::decode::ChangeEvent {
-        pipeline_run_metrics::decode::datastream::decode(&json!({
+        pipeline_run_metrics::decode::datastream::decode_ref(&json!({
             "source_timestamp": "2024-04-15T10:30:00Z", "source_metadata": {"table": "pipeline_run"},
             "payload": {"pipeline_uuid": pipeline, "status": "COMPLETED", "variables": vars}}))
         .unwrap()

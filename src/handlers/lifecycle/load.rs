@@ -33,22 +33,16 @@ pub fn load(dir: Option<&Path>, enabled: Option<&[String]>) -> Result<Vec<Profil
         }
     }
     if let Some(dir) = dir {
-        let entries = std::fs::read_dir(dir).map_err(|e| CatalogueError {
-            file: dir.display().to_string(),
-            line: 0,
-            message: format!("cannot read PROFILES_DIR: {e}"),
-        })?;
+        let entries = std::fs::read_dir(dir)
+            .map_err(|e| CatalogueError::new(dir.display().to_string(), 0, format!("cannot read PROFILES_DIR: {e}")))?;
         for entry in entries.flatten() {
             let path = entry.path();
             let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_string) else { continue };
             if !name.ends_with(".toml") {
                 continue;
             }
-            let text = std::fs::read_to_string(&path).map_err(|e| CatalogueError {
-                file: path.display().to_string(),
-                line: 0,
-                message: format!("cannot read: {e}"),
-            })?;
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| CatalogueError::new(path.display().to_string(), 0, format!("cannot read: {e}")))?;
             files.insert(name, (path.display().to_string(), text));
         }
     }
@@ -56,11 +50,11 @@ pub fn load(dir: Option<&Path>, enabled: Option<&[String]>) -> Result<Vec<Profil
         for n in names {
             if !files.contains_key(&format!("{n}.toml")) {
                 let known: Vec<&str> = files.keys().map(|k| k.trim_end_matches(".toml")).collect();
-                return Err(CatalogueError {
-                    file: "PROFILES".into(),
-                    line: 0,
-                    message: format!("unknown profile '{n}' (known: {})", known.join(", ")),
-                });
+                return Err(CatalogueError::new(
+                    "PROFILES",
+                    0,
+                    format!("unknown profile '{n}' (known: {})", known.join(", ")),
+                ));
             }
         }
         files.retain(|k, _| names.iter().any(|n| format!("{n}.toml") == *k));
@@ -91,11 +85,10 @@ fn is_path(s: &str) -> bool {
 
 /// Parses and validates one profile file.
 pub(super) fn parse(name: &str, path: &str, text: &str) -> Result<Profile, CatalogueError> {
-    let err =
-        |needle: &str, message: String| CatalogueError { file: path.into(), line: line_of(text, needle), message };
+    let err = |needle: &str, message: String| CatalogueError::new(path, line_of(text, needle), message);
     let spec: ProfileFile = toml::from_str(text).map_err(|e| {
         let line = e.span().map(|s| text[..s.start].matches('\n').count() + 1).unwrap_or(1);
-        CatalogueError { file: path.into(), line, message: e.message().trim().to_string() }
+        CatalogueError::new(path, line, e.message().trim())
     })?;
     if spec.orchestrator.is_empty() || !spec.orchestrator.chars().all(|c| c.is_ascii_alphanumeric() || "_-".contains(c))
     {
@@ -280,14 +273,15 @@ fn check_ambiguity(profiles: &[Profile]) -> Result<(), CatalogueError> {
         let mut sets = BTreeSet::new();
         for (profile, requires) in &owners {
             if requires.is_empty() || !sets.insert(requires.clone()) {
-                return Err(CatalogueError {
-                    file: format!("profiles/{profile}.toml"),
-                    line: 0,
-                    message: format!(
+                let names: Vec<&str> = owners.iter().map(|(p, _)| p.as_str()).collect();
+                return Err(CatalogueError::new(
+                    format!("profiles/{profile}.toml"),
+                    0,
+                    format!(
                         "table '{table}' is described by several profiles ({}); each needs a distinct `requires`",
-                        owners.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>().join(", ")
+                        names.join(", ")
                     ),
-                });
+                ));
             }
         }
     }
