@@ -207,7 +207,7 @@ impl Policy {
 
     /// Runs `op` until it succeeds, `decide` calls its error non-retryable, or the deadline
     /// would pass; returns its last result. Built on `backon::Retryable` (`when` + `adjust`).
-    pub async fn retry<T, E, Fut, F, D>(&self, op: F, decide: D) -> Result<T, E>
+    pub async fn retry<T, E, Fut, F, D>(self, op: F, decide: D) -> Result<T, E>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,

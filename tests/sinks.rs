@@ -13,8 +13,28 @@ use pipeline_run_metrics::error::ErrorClass;
 use pipeline_run_metrics::google::credentials::{self, StaticToken, TokenSource};
 use pipeline_run_metrics::sink::gcm::{CloudMonitoring, Resource, Retry};
 use pipeline_run_metrics::sink::otlp::Otlp;
-use pipeline_run_metrics::sink::{MetricSink, Point, Rejection};
+use pipeline_run_metrics::sink::{Delivered, MetricSink, Point, Rejection, SinkError};
 use serde_json::json;
+
+/// The sink's report, read as a test expects it.
+trait Report {
+    /// The report of an emit that wrote (or rejected) every point; panics on a failure.
+    fn written(self) -> Delivered;
+    /// The failure of an emit that failed; panics when it did not.
+    fn failure(self) -> SinkError;
+}
+
+impl Report for Delivered {
+    fn written(self) -> Delivered {
+        assert_eq!(self.result(), Ok(()), "{self:?}");
+        assert!(self.unwritten.is_empty(), "{self:?}");
+        self
+    }
+    fn failure(self) -> SinkError {
+        assert!(!self.unwritten.is_empty(), "{self:?}");
+        self.failed.unwrap_or_else(|| panic!("the emit did not fail"))
+    }
+}
 
 fn gauge(name: &str, labels: &[(&str, &str)], time: DateTime<Utc>, value: f64) -> Point {
     Point::gauge(name, value, time, labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(), "my-proj")
@@ -60,7 +80,7 @@ async fn one_call_with_the_exact_body() {
             0.15789473684210525,
         ),
     ];
-    let d = gcm(&fake, tok(), Resource::Global).emit(&pts).await.unwrap();
+    let d = gcm(&fake, tok(), Resource::Global).emit(&pts).await.written();
     assert_eq!(d.calls, 1);
     assert!(d.rejected.is_empty());
     let reqs = fake.requests();
@@ -96,7 +116,7 @@ async fn batches_of_200_and_one_point_per_series_per_call() {
         t + chrono::Duration::seconds(10),
         7.0,
     ));
-    let d = gcm(&fake, tok(), Resource::Global).emit(&pts).await.unwrap();
+    let d = gcm(&fake, tok(), Resource::Global).emit(&pts).await.written();
     let sizes: Vec<usize> = fake.bodies().iter().map(|b| b["timeSeries"].as_array().unwrap().len()).collect();
     assert_eq!(sizes, vec![200, 200, 50, 1]);
     assert_eq!(d.calls, 4);
@@ -110,14 +130,14 @@ async fn a_redelivered_event_is_already_written_not_retried() {
     let sink = gcm(&fake, tok(), Resource::Global);
     let t = recent(30);
     let pts = vec![gauge("mageai/pipeline_run/count", &[("pipeline_uuid", "p")], t, 1.0)];
-    sink.emit(&pts).await.unwrap();
-    let d = sink.emit(&pts).await.unwrap();
+    sink.emit(&pts).await.written();
+    let d = sink.emit(&pts).await.written();
     assert_eq!(d.calls, 1, "no retry of a point that is already there");
     assert_eq!(d.rejected, vec![("mageai/pipeline_run/count".to_string(), Rejection::AlreadyWritten)]);
     // a point 2 s after the last one of the series: too frequent, also counted as written
     let soon =
         vec![gauge("mageai/pipeline_run/count", &[("pipeline_uuid", "p")], t + chrono::Duration::seconds(2), 1.0)];
-    let d = sink.emit(&soon).await.unwrap();
+    let d = sink.emit(&soon).await.written();
     assert_eq!(d.rejected, vec![("mageai/pipeline_run/count".to_string(), Rejection::AlreadyWritten)]);
     assert_eq!(fake.written_points(), 1);
 }
@@ -127,7 +147,7 @@ async fn points_older_than_25_hours_are_refused_and_counted_while_the_rest_is_wr
     let fake = FakeGcm::start().await;
     let old = Utc::now() - chrono::Duration::hours(26);
     let pts = vec![gauge("a/old", &[], old, 1.0), gauge("a/new", &[], recent(10), 2.0)];
-    let d = gcm(&fake, tok(), Resource::Global).emit(&pts).await.unwrap();
+    let d = gcm(&fake, tok(), Resource::Global).emit(&pts).await.written();
     assert_eq!(d.calls, 1);
     assert_eq!(d.rejected, vec![("a/old".to_string(), Rejection::OutOfWindow)]);
     assert_eq!(fake.written_points(), 1);
@@ -137,7 +157,7 @@ async fn points_older_than_25_hours_are_refused_and_counted_while_the_rest_is_wr
 async fn transient_failures_are_retried_with_backoff() {
     let fake = FakeGcm::start().await;
     fake.fail_next(&[503, 429]);
-    let d = gcm(&fake, tok(), Resource::Global).emit(&[gauge("a/b", &[], recent(5), 1.0)]).await.unwrap();
+    let d = gcm(&fake, tok(), Resource::Global).emit(&[gauge("a/b", &[], recent(5), 1.0)]).await.written();
     assert_eq!(d.calls, 3);
     assert_eq!(fake.written_points(), 1);
 }
@@ -146,8 +166,8 @@ async fn transient_failures_are_retried_with_backoff() {
 async fn persistent_unavailability_is_transient_after_the_deadline() {
     let fake = FakeGcm::start().await;
     fake.fail_next(&[503; 50]);
-    let e = gcm(&fake, tok(), Resource::Global).emit(&[gauge("a/b", &[], recent(5), 1.0)]).await.unwrap_err();
-    assert_eq!(e.class, ErrorClass::Transient);
+    let e = gcm(&fake, tok(), Resource::Global).emit(&[gauge("a/b", &[], recent(5), 1.0)]).await.failure();
+    assert_eq!(e.class(), ErrorClass::Transient);
     let calls = fake.requests().len();
     assert!((2..50).contains(&calls), "retried, then gave up within the deadline ({calls} calls)");
 }
@@ -157,9 +177,9 @@ async fn an_invalid_series_is_permanent_and_names_the_reason() {
     let fake = FakeGcm::start().await;
     let long = "x".repeat(2000);
     let pts = vec![gauge("a/good", &[], recent(5), 1.0), gauge("a/bad", &[("partner", &long)], recent(5), 1.0)];
-    let e = gcm(&fake, tok(), Resource::Global).emit(&pts).await.unwrap_err();
-    assert_eq!(e.class, ErrorClass::Permanent);
-    assert!(e.message.contains("a/bad") && e.message.contains("too long"), "{}", e.message);
+    let e = gcm(&fake, tok(), Resource::Global).emit(&pts).await.failure();
+    assert_eq!(e.class(), ErrorClass::Permanent);
+    assert!(e.message().contains("a/bad") && e.message().contains("too long"), "{}", e.message());
     assert_eq!(fake.written_points(), 1, "the valid series of the call was written");
 }
 
@@ -172,7 +192,7 @@ async fn generic_task_resource_carries_every_label() {
         job: "metrics".into(),
         task_id: "singleton".into(),
     };
-    gcm(&fake, tok(), task).emit(&[gauge("a/b", &[], recent(5), 1.0)]).await.unwrap();
+    gcm(&fake, tok(), task).emit(&[gauge("a/b", &[], recent(5), 1.0)]).await.written();
     assert_eq!(
         fake.bodies()[0]["timeSeries"][0]["resource"],
         json!({"type": "generic_task", "labels": {"project_id": "my-proj", "location": "us-east1", "namespace": "data", "job": "metrics", "task_id": "singleton"}})
@@ -184,7 +204,7 @@ async fn production_credentials_from_a_service_account_key() {
     let tokens = FakeTokenServer::start().await;
     let source = credentials::from_env(Some(&tokens.service_account_json())).await.unwrap();
     let fake = FakeGcm::start().await;
-    gcm(&fake, source, Resource::Global).emit(&[gauge("a/b", &[], recent(5), 1.0)]).await.unwrap();
+    gcm(&fake, source, Resource::Global).emit(&[gauge("a/b", &[], recent(5), 1.0)]).await.written();
     assert_eq!(fake.requests()[0].headers["authorization"], "Bearer ya29.fake-token");
     assert_eq!(tokens.grants.lock().unwrap().len(), 1, "one signed JWT grant");
     // unusable keys are refused before any request
@@ -214,7 +234,7 @@ async fn otlp_sends_one_protobuf_request_with_event_times() {
         ),
         gauge("mageai/pipeline_run/count", &[("pipeline_uuid", "p")], t, 1.0),
     ];
-    let d = sink.emit(&pts).await.unwrap();
+    let d = sink.emit(&pts).await.written();
     assert_eq!(d.calls, 1);
     let reqs = fake.requests.lock().unwrap().clone();
     assert_eq!(reqs[0].headers["x-api-key"], "k1");
@@ -251,10 +271,10 @@ async fn otlp_retries_503_and_fails_permanently_on_400() {
     let sink = Otlp::new(reqwest::Client::new(), &fake.url, vec![], "svc", fast_retry());
     let pts = vec![gauge("a/b", &[], Utc::now(), 1.0)];
     fake.fail_next.lock().unwrap().extend([503, 502]);
-    assert_eq!(sink.emit(&pts).await.unwrap().calls, 3);
+    assert_eq!(sink.emit(&pts).await.written().calls, 3);
     fake.fail_next.lock().unwrap().push_back(400);
-    let e = sink.emit(&pts).await.unwrap_err();
-    assert_eq!(e.class, ErrorClass::Permanent);
+    let e = sink.emit(&pts).await.failure();
+    assert_eq!(e.class(), ErrorClass::Permanent);
     fake.fail_next.lock().unwrap().extend([503; 50]);
-    assert_eq!(sink.emit(&pts).await.unwrap_err().class, ErrorClass::Transient);
+    assert_eq!(sink.emit(&pts).await.failure().class(), ErrorClass::Transient);
 }
