@@ -78,7 +78,9 @@ async fn build(
         if matches!(config.metrics_backend, MetricsBackend::CloudMonitoring { .. }) {
             scopes.push(MONITORING_SCOPE);
         }
-        credentials::check(tokens.as_ref(), &scopes).await.map_err(|e| ("no usable Google credentials", e.to_string()))?;
+        credentials::check(tokens.as_ref(), &scopes)
+            .await
+            .map_err(|e| ("no usable Google credentials", e.to_string()))?;
         Some(tokens)
     } else {
         None

@@ -104,7 +104,9 @@ impl TokenError {
     /// How a retry of the request that failed is classified ([`retry::oauth_token`]).
     fn decision(&self) -> RetryDecision {
         match (self.kind, self.status) {
-            (TokenErrorKind::Unavailable, Some(status)) => retry::oauth_token(status, self.oauth_error(), self.retry_after),
+            (TokenErrorKind::Unavailable, Some(status)) => {
+                retry::oauth_token(status, self.oauth_error(), self.retry_after)
+            }
             (TokenErrorKind::Unavailable, None) => retry::transport(),
             _ => RetryDecision::NonRetryable,
         }
@@ -199,8 +201,8 @@ impl ServiceAccount {
     /// `private_key` as PKCS#8 PEM, optional `private_key_id` and `token_uri`).
     pub fn from_json(json: &str, http: reqwest::Client) -> Result<ServiceAccount, TokenError> {
         let invalid = |why: String| TokenError::new(TokenErrorKind::InvalidKey, why);
-        let key: ServiceAccountKey =
-            serde_json::from_str(json).map_err(|e| invalid(format!("not a service-account key: {e}")).with_source(e))?;
+        let key: ServiceAccountKey = serde_json::from_str(json)
+            .map_err(|e| invalid(format!("not a service-account key: {e}")).with_source(e))?;
         if key.kind != "service_account" {
             return Err(invalid(format!("key type is '{}', not 'service_account'", key.kind)));
         }
@@ -324,9 +326,8 @@ pub async fn from_env(sa_key_json: Option<&str>) -> Result<Arc<dyn TokenSource>,
 /// Fetches one token for `scopes`, so that unusable credentials stop the process at startup
 /// instead of failing every event.
 pub async fn check(tokens: &dyn TokenSource, scopes: &[&str]) -> Result<(), TokenError> {
-    tokens
-        .token(scopes)
-        .await
-        .map(|_| ())
-        .map_err(|e| TokenError { message: format!("cannot obtain an access token for {scopes:?}: {}", e.message), ..e })
+    tokens.token(scopes).await.map(|_| ()).map_err(|e| TokenError {
+        message: format!("cannot obtain an access token for {scopes:?}: {}", e.message),
+        ..e
+    })
 }

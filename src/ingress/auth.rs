@@ -161,9 +161,7 @@ impl PushVerifier {
         v.set_issuer(&ISSUERS);
         v.set_required_spec_claims(&["exp", "iat", "iss", "aud"]);
         v.leeway = 60;
-        let claims = jsonwebtoken::decode::<PushClaims>(token, &key, &v)
-            .map_err(AuthError::InvalidToken)?
-            .claims;
+        let claims = jsonwebtoken::decode::<PushClaims>(token, &key, &v).map_err(AuthError::InvalidToken)?.claims;
         if !claims.email_verified {
             return Err(AuthError::EmailNotVerified);
         }

@@ -2,8 +2,8 @@
 //! `jobs.query` / `jobs.getQueryResults` for queries, against BigQuery or an emulator.
 //!
 //! Failed calls are classified by [`crate::retry::bigquery`] (the error's `errors[0].reason`,
-//! else its HTTP status) and retryable ones are retried with the shared backoff within the
-//! query timeout. The client does not expose response headers, so `Retry-After` cannot be read
+//! else its HTTP status) and retryable ones are retried briefly with the shared backoff
+//! (`BigQuery::retry_policy`). The client does not expose response headers, so `Retry-After` cannot be read
 //! here.
 
 use std::sync::Arc;
@@ -89,9 +89,16 @@ impl BigQuery {
         Ok(BigQuery { client, project: project.into(), timeout })
     }
 
-    /// Retries of one call: 200 ms doubling to 2 s, within the query timeout.
+    /// Retries of one call: a short second chance (100 ms doubling to 1 s, within 2 s or a
+    /// quarter of the query timeout, whichever is less). Longer outages are left to Pub/Sub's
+    /// redelivery, whose backoff is built for them (protocols.md §1.4), so that an event does
+    /// not outlive the push's ack deadline (10 s by default) retrying.
     fn retry_policy(&self) -> Policy {
-        Policy { first_backoff: Duration::from_millis(200), max_backoff: Duration::from_secs(2), deadline: self.timeout }
+        Policy {
+            first_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(1),
+            deadline: Duration::from_secs(2).min(self.timeout / 4),
+        }
     }
 
     async fn run_query(&self, sql: &str, params: &[(String, Param)]) -> Result<Vec<Row>, WarehouseError> {
@@ -279,7 +286,8 @@ mod tests {
     #[test]
     fn http_errors_map_to_the_taxonomy() {
         use WarehouseError::{NotFound, Rejected, Unavailable};
-        let table: &[(Option<u16>, Option<&str>, fn(String) -> WarehouseError)] = &[
+        type Variant = fn(String) -> WarehouseError;
+        let table: &[(Option<u16>, Option<&str>, Variant)] = &[
             (Some(404), Some("notFound"), NotFound),
             (Some(404), None, NotFound),
             (Some(400), Some("invalidQuery"), Rejected),

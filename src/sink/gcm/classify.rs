@@ -147,7 +147,8 @@ fn find_marker(text: &str) -> Option<(usize, usize, &str)> {
         let list_start = start + MARKER.len();
         let close = text[list_start..].find(']')? + list_start;
         let list = &text[list_start..close];
-        let is_list = !list.is_empty() && list.bytes().all(|b| b.is_ascii_digit() || b == b',' || b == b'-' || b == b' ');
+        let is_list =
+            !list.is_empty() && list.bytes().all(|b| b.is_ascii_digit() || b == b',' || b == b'-' || b == b' ');
         let field_path = text[..start].ends_with("Field ") || text[close + 1..].starts_with('.');
         if is_list && !field_path {
             return Some((start, close + 1, list));
@@ -396,18 +397,42 @@ mod tests {
             (ORDER, Reason::Rejected(AlreadyWritten)),
             (ORDER_END, Reason::Rejected(AlreadyWritten)),
             // rekor-tiles#470 quotes it without the final full stop
-            ("Points must be written in order. One or more of the points specified had an older end time than the most recent point", Reason::Rejected(AlreadyWritten)),
+            (
+                "Points must be written in order. One or more of the points specified had an older end time than the most recent point",
+                Reason::Rejected(AlreadyWritten),
+            ),
             (SAMPLING, Reason::Rejected(AlreadyWritten)),
-            ("One or more points were written more frequently than the maximum sampling period configured for the metric. {Metric: workload.googleapis.com/x, Timestamps: {Youngest Existing: '2025/10/05-06:03:53.004', New: '2025/10/05-06:03:54.778'}}", Reason::Rejected(AlreadyWritten)),
-            ("Field timeSeries[0].points[0].interval.end_time had an invalid value of \"2026-11-29T05:29:28.482+00:00\": Data points cannot be written more than 24h in the past.", Reason::Rejected(OutOfWindow)),
+            (
+                "One or more points were written more frequently than the maximum sampling period configured for the metric. {Metric: workload.googleapis.com/x, Timestamps: {Youngest Existing: '2025/10/05-06:03:53.004', New: '2025/10/05-06:03:54.778'}}",
+                Reason::Rejected(AlreadyWritten),
+            ),
+            (
+                "Field timeSeries[0].points[0].interval.end_time had an invalid value of \"2026-11-29T05:29:28.482+00:00\": Data points cannot be written more than 24h in the past.",
+                Reason::Rejected(OutOfWindow),
+            ),
             ("Data points cannot be written more than 25h10s in the past.", Reason::Rejected(OutOfWindow)),
-            ("Field timeSeries[3].points[0].interval.end_time had an invalid value of \"2023-09-12T10:38:00-07:00\": Data points cannot be written more than approximately 24 hours in the past, specifically no more than 25h10s in the past. Your data point is 189h27m56s before the present time, which is too far in the past.", Reason::Rejected(OutOfWindow)),
-            ("Field timeSeries[1] had an invalid value: Duplicate TimeSeries encountered. Only one point can be written per TimeSeries per request.", Reason::Retry),
+            (
+                "Field timeSeries[3].points[0].interval.end_time had an invalid value of \"2023-09-12T10:38:00-07:00\": Data points cannot be written more than approximately 24 hours in the past, specifically no more than 25h10s in the past. Your data point is 189h27m56s before the present time, which is too far in the past.",
+                Reason::Rejected(OutOfWindow),
+            ),
+            (
+                "Field timeSeries[1] had an invalid value: Duplicate TimeSeries encountered. Only one point can be written per TimeSeries per request.",
+                Reason::Retry,
+            ),
             ("An internal error occurred.", Reason::Retry),
-            ("Internal error encountered. Please retry after a few seconds. If internal errors persist, contact support at https://cloud.google.com/support/docs.", Reason::Retry),
+            (
+                "Internal error encountered. Please retry after a few seconds. If internal errors persist, contact support at https://cloud.google.com/support/docs.",
+                Reason::Retry,
+            ),
             ("Metric kind for metric custom.googleapis.com/y must be CUMULATIVE, but is GAUGE.", Reason::Unknown),
-            ("Field timeSeries[0].metric.labels had an invalid value of \"http.scheme\": Label key contains invalid characters.", Reason::Unknown),
-            ("Metrics cannot be written to cloud_run_revision. See https://cloud.google.com/monitoring/custom-metrics/creating-metrics#which-resource for a list of writable resource types.", Reason::Unknown),
+            (
+                "Field timeSeries[0].metric.labels had an invalid value of \"http.scheme\": Label key contains invalid characters.",
+                Reason::Unknown,
+            ),
+            (
+                "Metrics cannot be written to cloud_run_revision. See https://cloud.google.com/monitoring/custom-metrics/creating-metrics#which-resource for a list of writable resource types.",
+                Reason::Unknown,
+            ),
             ("Monitored resource has too many time series (custom metrics).", Reason::Unknown),
             ("Permission monitoring.timeSeries.create denied (or the resource may not exist).", Reason::Unknown),
             // the words the old classifier matched are not the API's
@@ -425,6 +450,9 @@ mod tests {
         assert_eq!(parse_indices("9", 3), Vec::<usize>::new());
         assert_eq!(parse_indices("5-2", 10), Vec::<usize>::new());
         // an index beyond the request names no point
-        assert_eq!(failed_groups("One or more TimeSeries could not be written: timeSeries[7]: x", 2), vec![g(&[], "x")]);
+        assert_eq!(
+            failed_groups("One or more TimeSeries could not be written: timeSeries[7]: x", 2),
+            vec![g(&[], "x")]
+        );
     }
 }

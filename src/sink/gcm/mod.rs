@@ -218,7 +218,10 @@ impl CloudMonitoring {
         if matches!(status, 401 | 403) {
             out.fail(
                 pending.iter().copied(),
-                SinkError::unauthorized(status, format!("Cloud Monitoring refused the credentials (HTTP {status}): {}", failure.message)),
+                SinkError::unauthorized(
+                    status,
+                    format!("Cloud Monitoring refused the credentials (HTTP {status}): {}", failure.message),
+                ),
             );
             return (Vec::new(), RetryDecision::NonRetryable);
         }

@@ -200,7 +200,8 @@ impl MetricSink for Otlp {
             };
             if !backoff.wait(decision).await {
                 let failure = if failure.is_unavailable() {
-                    let message = format!("OTLP collector still failing after {} calls: {}", out.calls, failure.message());
+                    let message =
+                        format!("OTLP collector still failing after {} calls: {}", out.calls, failure.message());
                     failure.with_message(message)
                 } else {
                     failure
