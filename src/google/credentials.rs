@@ -22,13 +22,16 @@ use tokio::sync::RwLock;
 
 use crate::retry::{self, Policy, RetryDecision};
 
+/// The OAuth scope of BigQuery queries.
 pub const BIGQUERY_SCOPE: &str = "https://www.googleapis.com/auth/bigquery";
+/// The OAuth scope of Cloud Monitoring writes.
 pub const MONITORING_SCOPE: &str = "https://www.googleapis.com/auth/monitoring.write";
 /// The OAuth 2.0 grant type of a signed JWT assertion (RFC 7523 §2.1).
 pub const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 /// Google's token endpoint, when a key names none.
 pub const GOOGLE_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
 
+/// Access tokens for Google APIs.
 #[async_trait::async_trait]
 pub trait TokenSource: Send + Sync {
     /// An access token for the scopes (cached and refreshed by the implementation).

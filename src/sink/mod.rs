@@ -88,6 +88,7 @@ impl Delivered {
     }
 }
 
+/// Where the points of an event are written (stdout, Cloud Monitoring, OTLP).
 #[async_trait::async_trait]
 pub trait MetricSink: Send + Sync {
     /// Writes the points of one event; returns when every point is written, refused or failed.
@@ -210,10 +211,12 @@ impl SinkError {
         self.status
     }
 
+    /// A retry of the event may succeed (answered 503).
     pub fn is_transient(&self) -> bool {
         self.class() == ErrorClass::Transient
     }
 
+    /// A retry of the event cannot succeed (answered 400, or acknowledged).
     pub fn is_permanent(&self) -> bool {
         self.class() == ErrorClass::Permanent
     }
