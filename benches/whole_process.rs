@@ -890,7 +890,8 @@ fn sink_calls(opts: &Opts) -> Value {
             .collect();
         let counter = CountingWriter::default();
         let sink = JsonLines::new(counter.clone());
-        let delivered = rt.block_on(sink.emit(&points)).expect("emit");
+        let delivered = rt.block_on(sink.emit(&points));
+        assert_eq!(delivered.result(), Ok(()), "emit");
         let gcm_calls = pipeline_run_metrics::sink::gcm::plan_calls(&points).len();
         series.push(json!({
             "series": n,

@@ -6,7 +6,8 @@
 //! Pub/Sub, Datastream) -> [`pipeline`] (the per-delivery driver, de-duplication, the ack table)
 //! -> [`handlers`] (trait, dispatch, built-ins, the catalogue) -> [`warehouse`] (BigQuery, table
 //! references, the per-event request cache) -> [`sink`] (stdout, Cloud Monitoring, OTLP).
-//! Shared by several stages: [`google`] (credentials), [`config`], [`error`], [`logging`].
+//! Shared by several stages: [`google`] (credentials), [`retry`] (the one retry classifier and
+//! backoff policy of every remote call), [`config`], [`error`], [`logging`].
 
 pub mod ingress;
 
@@ -26,3 +27,4 @@ pub mod config;
 pub mod error;
 pub mod google;
 pub mod logging;
+pub mod retry;

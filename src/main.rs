@@ -81,7 +81,7 @@ async fn build(
     let tokens: Option<Arc<dyn TokenSource>> = if config.needs_google_credentials() {
         let tokens = credentials::from_env(config.gcp_sa_key_json.as_ref().map(|s| s.0.as_str()))
             .await
-            .map_err(|e| ("no usable Google credentials (set BIGQUERY_EMULATOR_HOST and METRICS_BACKEND=stdout for local work)", e))?;
+            .map_err(|e| ("no usable Google credentials (set BIGQUERY_EMULATOR_HOST and METRICS_BACKEND=stdout for local work)", e.to_string()))?;
         let mut scopes = Vec::new();
         if config.bigquery_emulator_host.is_none() {
             scopes.push(BIGQUERY_SCOPE);
@@ -89,7 +89,9 @@ async fn build(
         if matches!(config.metrics_backend, MetricsBackend::CloudMonitoring { .. }) {
             scopes.push(MONITORING_SCOPE);
         }
-        credentials::check(tokens.as_ref(), &scopes).await.map_err(|e| ("no usable Google credentials", e))?;
+        credentials::check(tokens.as_ref(), &scopes)
+            .await
+            .map_err(|e| ("no usable Google credentials", e.to_string()))?;
         Some(tokens)
     } else {
         None

@@ -2,8 +2,11 @@
 //! `jobComplete: true` and puts SQL errors in HTTP 200): an incomplete job is polled with
 //! `getQueryResults` until complete, result pages are followed, a slow answer times out as a
 //! transient error, and errors inside an HTTP 200 are errors. Against an in-process fake of the
-//! REST API that records what the client sent.
+//! REST API that records what the client sent and answers HTTP errors with BigQuery's real
+//! bodies (sources in /work/research/fake-texts.md §4.1): retryable reasons are retried,
+//! `quotaExceeded` and request errors are not.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,7 +23,20 @@ struct Fake {
     /// how many getQueryResults calls answer "not complete yet"
     incomplete: Arc<Mutex<u32>>,
     delay: Duration,
+    /// bqemulator's way (stack.md §5): SQL errors in an HTTP 200. Real BigQuery answers them
+    /// with HTTP errors (python-bigquery `retry.py`; fake-texts.md §4.3).
     error_in_200: bool,
+    /// HTTP errors to answer to the next `jobs.query` calls: (status, body).
+    fail_next: Arc<Mutex<VecDeque<(u16, Value)>>>,
+}
+
+/// BigQuery's error envelope: the legacy `errors` array plus `status` (fake-texts.md §4.1).
+fn bq_error(code: u16, status: &str, reason: &str, message: &str) -> (u16, Value) {
+    (
+        code,
+        json!({"error": {"code": code, "message": message, "errors": [{"message": message, "domain": "global", "reason": reason}],
+            "status": status}}),
+    )
 }
 
 fn schema() -> Value {
@@ -31,15 +47,21 @@ async fn query(
     State(f): State<Fake>,
     Path(project): Path<String>,
     axum::Json(body): axum::Json<Value>,
-) -> axum::Json<Value> {
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
     f.calls.lock().unwrap().push(format!("query {project} {}", body["parameterMode"]));
     tokio::time::sleep(f.delay).await;
+    if let Some((code, body)) = f.fail_next.lock().unwrap().pop_front() {
+        return (axum::http::StatusCode::from_u16(code).unwrap(), axum::Json(body)).into_response();
+    }
     if f.error_in_200 {
         return axum::Json(json!({"jobComplete": true, "rows": [], "totalRows": "0",
-            "errors": [{"reason": "invalidQuery", "message": "Syntax error: Unexpected keyword"}]}));
+            "errors": [{"reason": "invalidQuery", "message": "Syntax error: Unexpected keyword"}]}))
+        .into_response();
     }
     axum::Json(json!({"kind": "bigquery#queryResponse", "jobComplete": false,
         "jobReference": {"projectId": project, "jobId": "job_1", "location": "US"}}))
+    .into_response()
 }
 
 async fn results(
@@ -127,4 +149,45 @@ async fn an_error_inside_an_http_200_is_an_error() {
     let bq = BigQuery::emulator(&host, "p", Duration::from_secs(5), reqwest::Client::new()).await.unwrap();
     let e = bq.query("SELEC 1", &[]).await.unwrap_err();
     assert_eq!(e, WarehouseError::Rejected("Syntax error: Unexpected keyword".into()));
+}
+
+/// (answer of the first `jobs.query`, `jobs.query` calls made, result). The bodies are BigQuery's
+/// (fake-texts.md §4.1); a retryable one is followed by the normal answer.
+#[tokio::test]
+async fn http_errors_are_classified_and_retryable_ones_retried() {
+    // mozilla/bigquery-etl#1698 (the `project:dataset.table` form)
+    let not_found =
+        bq_error(404, "NOT_FOUND", "notFound", "Not found: Table data-proj:ds.t was not found in location US");
+    // metabase/metabase#20514 (its `location`/`locationType` fields are left out)
+    let invalid =
+        bq_error(400, "INVALID_ARGUMENT", "invalidQuery", "Unrecognized name: `beeper_api_db.users` at [4:27]");
+    // the troubleshooting doc's example; the rest of the quota message is UNKNOWN
+    let quota = bq_error(403, "PERMISSION_DENIED", "quotaExceeded", "Quota exceeded: UNKNOWN wording of the rest");
+    // the troubleshooting doc's example message
+    let rate = bq_error(
+        403,
+        "PERMISSION_DENIED",
+        "rateLimitExceeded",
+        "Exceeded rate limits: too many table update operations for this table",
+    );
+    // reason backendError is documented for 500/503; its message text is UNKNOWN
+    let backend = bq_error(503, "UNAVAILABLE", "backendError", "UNKNOWN wording of a backendError");
+    type Want = fn(&Result<Vec<pipeline_run_metrics::warehouse::Row>, WarehouseError>) -> bool;
+    let table: Vec<((u16, Value), usize, Want)> = vec![
+        (not_found, 1, |r| matches!(r, Err(WarehouseError::NotFound(m)) if m.contains("was not found"))),
+        (invalid, 1, |r| matches!(r, Err(WarehouseError::Rejected(m)) if m.contains("Unrecognized name"))),
+        (quota, 1, |r| matches!(r, Err(WarehouseError::Unavailable(m)) if m.contains("Quota exceeded"))),
+        (rate, 2, |r| r.as_ref().is_ok_and(|rows| rows.len() == 3)),
+        (backend, 2, |r| r.as_ref().is_ok_and(|rows| rows.len() == 3)),
+    ];
+    for (answer, calls, want) in table {
+        let fake = Fake::default();
+        fake.fail_next.lock().unwrap().push_back(answer.clone());
+        let host = start(fake.clone()).await;
+        let bq = BigQuery::emulator(&host, "data-proj", Duration::from_secs(10), reqwest::Client::new()).await.unwrap();
+        let r = bq.query("SELECT status, v FROM t", &[]).await;
+        assert!(want(&r), "{answer:?}: {r:?}");
+        let queries = fake.calls.lock().unwrap().iter().filter(|c| c.starts_with("query")).count();
+        assert_eq!(queries, calls, "{answer:?}");
+    }
 }

@@ -14,13 +14,60 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use tokio::sync::RwLock;
 
+/// Google's signing keys of the OIDC tokens Pub/Sub pushes carry.
 pub const GOOGLE_JWKS_URL: &str = "https://www.googleapis.com/oauth2/v3/certs";
 const ISSUERS: [&str; 2] = ["https://accounts.google.com", "accounts.google.com"];
 
-/// Why a request was refused. The message is safe to return: it never contains the token.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{0}")]
-pub struct AuthError(pub String);
+/// Why a push was refused. Its text is safe to return and log: it never contains the token.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AuthError {
+    /// No `Authorization: Bearer …` header.
+    #[error("missing bearer token")]
+    MissingToken,
+    /// The token is not a JWT.
+    #[error("malformed token: {0}")]
+    Malformed(#[source] jsonwebtoken::errors::Error),
+    /// The token is not signed with RS256.
+    #[error("unexpected signing algorithm {0:?}")]
+    UnexpectedAlgorithm(Algorithm),
+    /// The token header names no key id.
+    #[error("token without key id")]
+    NoKeyId,
+    /// Google's keys could not be fetched (not the caller's fault).
+    #[error("cannot fetch the signing keys: {0}")]
+    KeysUnavailable(#[source] Arc<reqwest::Error>),
+    /// Google's key set could not be read (not the caller's fault).
+    #[error("invalid signing keys: {0}")]
+    InvalidKeys(#[source] Arc<reqwest::Error>),
+    /// No key of the set has the token's key id (after one refresh).
+    #[error("unknown signing key {0}")]
+    UnknownKey(String),
+    /// The key with the token's id cannot verify RS256.
+    #[error("unusable signing key: {0}")]
+    UnusableKey(#[source] jsonwebtoken::errors::Error),
+    /// Signature, issuer, audience or time claims do not verify.
+    #[error("invalid token: {0}")]
+    InvalidToken(#[source] jsonwebtoken::errors::Error),
+    /// `email_verified` is not true.
+    #[error("token e-mail not verified")]
+    EmailNotVerified,
+    /// The token's e-mail is not one of the allowed push service accounts.
+    #[error("token of a service account that is not allowed to push")]
+    NotAllowed,
+}
+
+impl AuthError {
+    /// The signing keys could not be had: the push may be fine (the refusal is still 401, so
+    /// Pub/Sub redelivers it).
+    pub fn is_keys_unavailable(&self) -> bool {
+        matches!(self, AuthError::KeysUnavailable(_) | AuthError::InvalidKeys(_))
+    }
+
+    /// The request carried no token at all.
+    pub fn is_missing_token(&self) -> bool {
+        matches!(self, AuthError::MissingToken)
+    }
+}
 
 #[derive(Debug, Clone, serde::Deserialize)]
 struct PushClaims {
@@ -83,10 +130,10 @@ impl PushVerifier {
             .send()
             .await
             .and_then(|r| r.error_for_status())
-            .map_err(|e| AuthError(format!("cannot fetch the signing keys: {e}")))?
+            .map_err(|e| AuthError::KeysUnavailable(Arc::new(e)))?
             .json()
             .await
-            .map_err(|e| AuthError(format!("invalid signing keys: {e}")))?;
+            .map_err(|e| AuthError::InvalidKeys(Arc::new(e)))?;
         let set = Arc::new(set);
         *cache = Some((set.clone(), Instant::now()));
         Ok(set)
@@ -98,31 +145,29 @@ impl PushVerifier {
             .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
             .map(str::trim)
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| AuthError("missing bearer token".into()))?;
-        let header = jsonwebtoken::decode_header(token).map_err(|e| AuthError(format!("malformed token: {e}")))?;
+            .ok_or(AuthError::MissingToken)?;
+        let header = jsonwebtoken::decode_header(token).map_err(AuthError::Malformed)?;
         if header.alg != Algorithm::RS256 {
-            return Err(AuthError(format!("unexpected signing algorithm {:?}", header.alg)));
+            return Err(AuthError::UnexpectedAlgorithm(header.alg));
         }
-        let kid = header.kid.ok_or_else(|| AuthError("token without key id".into()))?;
+        let kid = header.kid.ok_or(AuthError::NoKeyId)?;
         let mut set = self.jwks(None).await?;
         if set.find(&kid).is_none() {
             set = self.jwks(Some(&set)).await?; // key rotation: fetch once more
         }
-        let jwk = set.find(&kid).ok_or_else(|| AuthError(format!("unknown signing key {kid}")))?;
-        let key = DecodingKey::from_jwk(jwk).map_err(|e| AuthError(format!("unusable signing key: {e}")))?;
+        let jwk = set.find(&kid).ok_or_else(|| AuthError::UnknownKey(kid.clone()))?;
+        let key = DecodingKey::from_jwk(jwk).map_err(AuthError::UnusableKey)?;
         let mut v = Validation::new(Algorithm::RS256);
         v.set_audience(&[&self.audience]);
         v.set_issuer(&ISSUERS);
         v.set_required_spec_claims(&["exp", "iat", "iss", "aud"]);
         v.leeway = 60;
-        let claims = jsonwebtoken::decode::<PushClaims>(token, &key, &v)
-            .map_err(|e| AuthError(format!("invalid token: {e}")))?
-            .claims;
+        let claims = jsonwebtoken::decode::<PushClaims>(token, &key, &v).map_err(AuthError::InvalidToken)?.claims;
         if !claims.email_verified {
-            return Err(AuthError("token e-mail not verified".into()));
+            return Err(AuthError::EmailNotVerified);
         }
         if !self.allowed_emails.iter().any(|e| e == &claims.email) {
-            return Err(AuthError("token of a service account that is not allowed to push".into()));
+            return Err(AuthError::NotAllowed);
         }
         Ok(claims.email)
     }

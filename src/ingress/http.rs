@@ -116,7 +116,7 @@ async fn ingest(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> 
     if let Some(verifier) = &app.verifier {
         let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
         if let Err(e) = verifier.verify(authorization).await {
-            return response(pipeline.refuse(&Refusal::Unauthorized(e.0)));
+            return response(pipeline.refuse(&Refusal::Unauthorized(e.to_string())));
         }
     }
     let _permit = match &app.in_flight {

@@ -77,7 +77,7 @@ impl Outcome {
             Outcome::Rejected(_) => Some(ErrorClass::Permanent),
             Outcome::HandlersFailed { transient: true, .. } => Some(ErrorClass::Transient),
             Outcome::HandlersFailed { transient: false, .. } => Some(ErrorClass::Permanent),
-            Outcome::SinkFailed(e) => Some(e.class),
+            Outcome::SinkFailed(e) => Some(e.class()),
             Outcome::InProgress | Outcome::DeadlineExceeded { .. } => Some(ErrorClass::Transient),
         }
     }
@@ -205,11 +205,11 @@ pub fn record_answer(outcome: &Outcome, policy: AckPolicy) -> Answer {
             Answer::json(status, &body)
         }
         Outcome::SinkFailed(e) => {
-            let status = match e.class {
+            let status = match e.class() {
                 ErrorClass::Transient => StatusCode::SERVICE_UNAVAILABLE,
                 ErrorClass::Permanent => permanent(StatusCode::BAD_REQUEST, policy),
             };
-            Answer::json(status, &json!({"error": "metric_sink_failed", "class": e.class, "message": e.message}))
+            Answer::json(status, &json!({"error": "metric_sink_failed", "class": e.class(), "message": e.message()}))
         }
         Outcome::InProgress => Answer::json(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -306,7 +306,10 @@ mod tests {
     }
 
     fn sink(class: ErrorClass) -> Outcome {
-        Outcome::SinkFailed(SinkError { class, message: "m".into() })
+        Outcome::SinkFailed(match class {
+            ErrorClass::Transient => SinkError::unavailable("m"),
+            ErrorClass::Permanent => SinkError::refused("m"),
+        })
     }
 
     #[test]

@@ -264,8 +264,8 @@ pub struct Processed<'a> {
     pub outcome: &'a Outcome,
     /// Points sent for this record (failure gauges and self-metrics included).
     pub points: usize,
-    pub sink: Option<&'a Delivered>,
-    pub sink_error: Option<&'a str>,
+    /// What the sink did with the delivery's points (calls made, rejections, failures).
+    pub sink: &'a Delivered,
     pub started: Instant,
 }
 
@@ -274,12 +274,8 @@ impl Processed<'_> {
         let failures: Vec<String> =
             self.report.failures().map(|(h, e)| format!("{h}: {} ({})", e, e.class().as_str())).collect();
         let handlers: Vec<&str> = self.report.results.iter().map(|r| r.handler.as_str()).collect();
-        let (sink_calls, rejected) = match self.sink {
-            Some(d) => {
-                (d.calls, d.rejected.iter().map(|(m, r)| format!("{m}: {}", r.as_str())).collect::<Vec<_>>().join("; "))
-            }
-            None => (0, String::new()),
-        };
+        let d = self.sink;
+        let rejected = d.rejected.iter().map(|(m, r)| format!("{m}: {}", r.as_str())).collect::<Vec<_>>().join("; ");
         let payload = self.event.payload.as_ref();
         macro_rules! line {
             ($level:ident, $msg:expr) => {
@@ -298,9 +294,10 @@ impl Processed<'_> {
                     tables_checked = self.report.tables_checked,
                     queries = self.report.queries_run,
                     failures = failures.join("; "),
-                    sink_error = self.sink_error.unwrap_or(""),
-                    sink_calls = sink_calls,
+                    sink_error = d.failed.as_ref().map(|e| e.message()).unwrap_or(""),
+                    sink_calls = d.calls,
                     points_rejected = rejected.as_str(),
+                    points_unwritten = d.unwritten.len(),
                     elapsed_ms = self.started.elapsed().as_secs_f64() * 1000.0,
                     $msg
                 )
@@ -320,12 +317,10 @@ impl Processed<'_> {
         } else {
             line!(warn, "event failed permanently");
         }
-        if let Some(d) = self.sink {
-            stats.with(|c| {
-                for (_, r) in &d.rejected {
-                    *c.rejected.entry(r.as_str().to_string()).or_default() += 1;
-                }
-            });
-        }
+        stats.with(|c| {
+            for (_, r) in &d.rejected {
+                *c.rejected.entry(r.as_str().to_string()).or_default() += 1;
+            }
+        });
     }
 }

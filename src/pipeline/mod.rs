@@ -330,17 +330,16 @@ impl Pipeline {
             points.extend(self.stats.flush(&self.dispatcher.projects().metric, self.config.self_metrics_interval));
         }
         let written = points.len();
-        let sink = self.sink.emit(&points).await;
+        let delivered: Delivered = self.sink.emit(&points).await;
         let single = processed.len() == 1;
         for (i, mut p) in processed {
-            if let Err(e) = &sink
+            if let Err(e) = delivered.result()
                 && (single || !p.points.is_empty())
             {
                 p.outcome = Outcome::SinkFailed(e.clone());
                 self.release(&p.reserved).await;
             }
             let answer = answer::record_answer(&p.outcome, self.policy());
-            let delivered: Option<&Delivered> = sink.as_ref().ok();
             events::Processed {
                 status: answer.status.as_u16(),
                 format,
@@ -350,8 +349,7 @@ impl Pipeline {
                 report: &p.report,
                 outcome: &p.outcome,
                 points: if single { written } else { p.points.len() },
-                sink: delivered,
-                sink_error: sink.as_ref().err().map(|e| e.message.as_str()),
+                sink: &delivered,
                 started,
             }
             .emit(&self.stats);

@@ -11,7 +11,6 @@ use chrono::{DateTime, Timelike, Utc};
 use serde::Serialize;
 
 use super::{Delivered, MetricSink, Point, PointKind, SinkError};
-use crate::error::ErrorClass;
 
 /// Renders a time like Python's `datetime.isoformat()` in UTC: six fraction digits, no
 /// fraction at all when the microseconds are zero, `+00:00` offset.
@@ -72,21 +71,28 @@ impl<W: Write + Send> JsonLines<W> {
 
 #[async_trait::async_trait]
 impl<W: Write + Send> MetricSink for JsonLines<W> {
-    async fn emit(&self, points: &[Point]) -> Result<Delivered, SinkError> {
+    async fn emit(&self, points: &[Point]) -> Delivered {
+        let mut out = Delivered::default();
         if points.is_empty() {
-            return Ok(Delivered::default());
+            return out;
         }
         let mut text = String::new();
         for p in points {
             text.push_str(&metric_line(p));
             text.push('\n');
         }
-        let mut out =
-            self.out.lock().map_err(|_| SinkError { class: ErrorClass::Transient, message: "poisoned".into() })?;
-        out.write_all(text.as_bytes())
-            .and_then(|_| out.flush())
-            .map_err(|e| SinkError { class: ErrorClass::Transient, message: format!("cannot write to stdout: {e}") })?;
-        Ok(Delivered { calls: 1, rejected: Vec::new() })
+        out.calls = 1;
+        let written = match self.out.lock() {
+            Err(_) => Err(SinkError::output("poisoned")),
+            Ok(mut w) => w
+                .write_all(text.as_bytes())
+                .and_then(|_| w.flush())
+                .map_err(|e| SinkError::output(format!("cannot write to stdout: {e}")).with_source(e)),
+        };
+        if let Err(e) = written {
+            out.fail(points, e);
+        }
+        out
     }
 }
 
@@ -140,7 +146,9 @@ mod tests {
             BTreeMap::from([("partner".into(), "abertta".into()), ("approved".into(), "false".into())]),
             "local-project",
         );
-        sink.emit(&[g.clone(), Point { value: 1500.0, ..g }]).await.unwrap();
+        let d = sink.emit(&[g.clone(), Point { value: 1500.0, ..g }]).await;
+        assert_eq!(d.result(), Ok(()));
+        assert_eq!(d.calls, 1);
         let lines = buf.take_lines();
         assert_eq!(
             lines,

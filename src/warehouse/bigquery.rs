@@ -1,5 +1,10 @@
 //! BigQuery through `gcp-bigquery-client` (stack.md §5): `tables.get` for existence checks and
 //! `jobs.query` / `jobs.getQueryResults` for queries, against BigQuery or an emulator.
+//!
+//! Failed calls are classified by [`crate::retry::bigquery`] (the error's `errors[0].reason`,
+//! else its HTTP status) and retryable ones are retried briefly with the shared backoff
+//! (`BigQuery::retry_policy`). The client does not expose response headers, so `Retry-After` cannot be read
+//! here.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +21,7 @@ use gcp_bigquery_client::model::table_row::TableRow;
 
 use super::{Cell, Param, Row, TableRef, Warehouse, WarehouseError};
 use crate::google::credentials::{BIGQUERY_SCOPE, TokenSource};
+use crate::retry::{self, Policy, RetryDecision};
 
 /// Static bearer token for emulators (they ignore it).
 #[derive(Clone)]
@@ -83,13 +89,29 @@ impl BigQuery {
         Ok(BigQuery { client, project: project.into(), timeout })
     }
 
+    /// Retries of one call: a short second chance (100 ms doubling to 1 s, within 2 s or a
+    /// quarter of the query timeout, whichever is less). Longer outages are left to Pub/Sub's
+    /// redelivery, whose backoff is built for them (protocols.md §1.4), so that an event does
+    /// not outlive the push's ack deadline (10 s by default) retrying.
+    fn retry_policy(&self) -> Policy {
+        Policy {
+            first_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(1),
+            deadline: Duration::from_secs(2).min(self.timeout / 4),
+        }
+    }
+
     async fn run_query(&self, sql: &str, params: &[(String, Param)]) -> Result<Vec<Row>, WarehouseError> {
         let mut req = QueryRequest::new(sql);
         req.parameter_mode = Some("NAMED".into());
         req.query_parameters = Some(params.iter().map(|(n, v)| to_query_parameter(n, v)).collect());
         let wait_ms = self.timeout.as_millis().min(10_000) as i32;
         req.timeout_ms = Some(wait_ms);
-        let resp = self.client.job().query(&self.project, req).await.map_err(classify)?;
+        let resp = self
+            .retry_policy()
+            .retry(|| self.client.job().query(&self.project, req.clone()), decision)
+            .await
+            .map_err(classify)?;
         check_errors(resp.errors.as_deref())?;
         let mut schema = resp.schema.and_then(|s| s.fields).unwrap_or_default();
         let mut rows = Vec::new();
@@ -109,7 +131,11 @@ impl BigQuery {
                 timeout_ms: Some(wait_ms),
                 ..Default::default()
             };
-            let r = self.client.job().get_query_results(&self.project, &job_id, params).await.map_err(classify)?;
+            let r = self
+                .retry_policy()
+                .retry(|| self.client.job().get_query_results(&self.project, &job_id, params.clone()), decision)
+                .await
+                .map_err(classify)?;
             check_errors(r.errors.as_deref())?;
             let now_complete = r.job_complete.unwrap_or(true);
             if now_complete && !complete {
@@ -135,16 +161,12 @@ fn to_query_parameter(name: &str, v: &Param) -> QueryParameter {
     }
 }
 
+/// Errors inside an HTTP 200 (`QueryResponse.errors`; bqemulator puts SQL errors there, real
+/// BigQuery answers them with HTTP errors): the first error decides, like an HTTP error.
 fn check_errors(errors: Option<&[gcp_bigquery_client::model::error_proto::ErrorProto]>) -> Result<(), WarehouseError> {
     let Some(first) = errors.and_then(|e| e.first()) else { return Ok(()) };
     let message = first.message.clone().unwrap_or_default();
-    Err(match first.reason.as_deref() {
-        Some("notFound") => WarehouseError::NotFound(message),
-        Some("backendError" | "internalError" | "rateLimitExceeded" | "timeout" | "jobBackendError") => {
-            WarehouseError::Unavailable(message)
-        }
-        _ => WarehouseError::Rejected(message),
-    })
+    Err(warehouse_error(None, first.reason.as_deref(), message))
 }
 
 fn append_rows(out: &mut Vec<Row>, schema: &[TableFieldSchema], rows: Vec<TableRow>) -> Result<(), WarehouseError> {
@@ -177,19 +199,41 @@ fn bad_cell(col: &str, v: &str) -> WarehouseError {
     WarehouseError::Rejected(format!("column {col}: cannot parse '{v}'"))
 }
 
-/// Maps a client error to the taxonomy: 404 -> not found; 408, 429, 5xx, transport -> unavailable;
-/// other HTTP errors -> rejected.
+/// How a retry of a failed client call is classified ([`retry::bigquery`]). Errors that are
+/// not answers of BigQuery (no token, an unreadable answer) are not retried here.
+fn decision(e: &BQError) -> RetryDecision {
+    match e {
+        BQError::ResponseError { error } => {
+            let reason = error.error.errors.first().and_then(|m| m.get("reason")).map(String::as_str);
+            retry::bigquery(u16::try_from(error.error.code).ok(), reason, None)
+        }
+        BQError::RequestError(_) => retry::transport(),
+        _ => RetryDecision::NonRetryable,
+    }
+}
+
+/// The taxonomy of a BigQuery error (`status` `None` for errors inside an HTTP 200):
+/// `notFound` or 404 -> not found; what [`retry::bigquery`] calls retryable -> unavailable;
+/// `quotaExceeded` -> unavailable too (not retried at once, but "wait 10 minutes or longer"
+/// makes a later redelivery succeed); anything else -> rejected.
+fn warehouse_error(status: Option<u16>, reason: Option<&str>, message: String) -> WarehouseError {
+    if reason == Some("notFound") || (reason.is_none_or(str::is_empty) && status == Some(404)) {
+        return WarehouseError::NotFound(message);
+    }
+    if reason == Some("quotaExceeded") || retry::bigquery(status, reason, None).is_retryable() {
+        return WarehouseError::Unavailable(message);
+    }
+    WarehouseError::Rejected(message)
+}
+
+/// Maps a client error to the taxonomy ([`warehouse_error`]); a transport failure or another
+/// client error (no token, an unreadable answer) is unavailable.
 fn classify(e: BQError) -> WarehouseError {
     match e {
         BQError::ResponseError { error } => {
-            let reason = error.error.errors.first().and_then(|m| m.get("reason")).cloned().unwrap_or_default();
+            let reason = error.error.errors.first().and_then(|m| m.get("reason")).cloned();
             let msg = format!("HTTP {}: {}", error.error.code, error.error.message);
-            match error.error.code {
-                404 => WarehouseError::NotFound(msg),
-                408 | 429 | 500..=599 => WarehouseError::Unavailable(msg),
-                403 if reason == "rateLimitExceeded" || reason == "quotaExceeded" => WarehouseError::Unavailable(msg),
-                _ => WarehouseError::Rejected(msg),
-            }
+            warehouse_error(u16::try_from(error.error.code).ok(), reason.as_deref(), msg)
         }
         BQError::RequestError(e) => WarehouseError::Unavailable(format!("request failed: {e}")),
         other => WarehouseError::Unavailable(other.to_string()),
@@ -199,7 +243,10 @@ fn classify(e: BQError) -> WarehouseError {
 #[async_trait::async_trait]
 impl Warehouse for BigQuery {
     async fn table_exists(&self, t: &TableRef) -> Result<bool, WarehouseError> {
-        let call = self.client.table().get(&t.project, &t.dataset, &t.table, Some(vec!["tableReference"]));
+        let call = self.retry_policy().retry(
+            || self.client.table().get(&t.project, &t.dataset, &t.table, Some(vec!["tableReference"])),
+            decision,
+        );
         match tokio::time::timeout(self.timeout, call).await {
             Err(_) => Err(WarehouseError::Unavailable(format!("tables.get {t} timed out after {:?}", self.timeout))),
             Ok(Ok(_)) => Ok(true),
@@ -232,5 +279,31 @@ mod tests {
         assert!(matches!(check_errors(Some(&[e("backendError")])), Err(WarehouseError::Unavailable(_))));
         assert!(check_errors(Some(&[])).is_ok());
         assert!(check_errors(None).is_ok());
+    }
+
+    /// (HTTP status, errors[0].reason) -> taxonomy; the bodies are the real ones of
+    /// fake-texts.md §4.1.
+    #[test]
+    fn http_errors_map_to_the_taxonomy() {
+        use WarehouseError::{NotFound, Rejected, Unavailable};
+        type Variant = fn(String) -> WarehouseError;
+        let table: &[(Option<u16>, Option<&str>, Variant)] = &[
+            (Some(404), Some("notFound"), NotFound),
+            (Some(404), None, NotFound),
+            (Some(400), Some("invalidQuery"), Rejected),
+            (Some(403), Some("accessDenied"), Rejected),
+            (Some(403), Some("rateLimitExceeded"), Unavailable),
+            (Some(403), Some("quotaExceeded"), Unavailable),
+            (Some(500), Some("backendError"), Unavailable),
+            (Some(503), Some("backendError"), Unavailable),
+            (Some(500), Some("internalError"), Unavailable),
+            (Some(503), None, Unavailable),
+            (Some(401), None, Rejected),
+            (None, Some("jobBackendError"), Unavailable),
+            (None, Some("invalidQuery"), Rejected),
+        ];
+        for &(status, reason, want) in table {
+            assert_eq!(warehouse_error(status, reason, "m".into()), want("m".into()), "{status:?} {reason:?}");
+        }
     }
 }

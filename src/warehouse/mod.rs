@@ -15,7 +15,7 @@ use crate::error::ErrorClass;
 
 pub use bigquery::BigQuery;
 pub use cache::EventContext;
-pub use table::TableRef;
+pub use table::{TableRef, TableRefError};
 
 /// A named query parameter value.
 #[derive(Debug, Clone, PartialEq)]

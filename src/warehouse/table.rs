@@ -1,6 +1,41 @@
 //! Table references: the one validator of BigQuery identifiers a payload value must pass
 //! before it is written into SQL text.
 
+/// Why a value is not a table reference.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TableRefError {
+    /// Not one to three dot-separated parts.
+    #[error("'{value}' is not a table reference of the form [project.]dataset.table")]
+    NotAReference { value: String },
+    /// The project part is not a project id (letters, digits, hyphens; not starting with a
+    /// hyphen; at most 63 characters).
+    #[error("'{value}': project '{project}' is not a valid project id (letters, digits, hyphens)")]
+    InvalidProject { value: String, project: String },
+    /// The dataset part is not `[A-Za-z0-9_]+` (at most 1024 characters).
+    #[error("'{value}': dataset '{dataset}' is not a valid identifier ([A-Za-z0-9_]+)")]
+    InvalidDataset { value: String, dataset: String },
+    /// The table part is not `[A-Za-z0-9_]+` (at most 1024 characters).
+    #[error("'{value}': table '{table}' is not a valid identifier ([A-Za-z0-9_]+)")]
+    InvalidTable { value: String, table: String },
+}
+
+impl TableRefError {
+    /// The value that was refused, as given.
+    pub fn value(&self) -> &str {
+        match self {
+            TableRefError::NotAReference { value }
+            | TableRefError::InvalidProject { value, .. }
+            | TableRefError::InvalidDataset { value, .. }
+            | TableRefError::InvalidTable { value, .. } => value,
+        }
+    }
+
+    /// The value does not have the `[project.]dataset.table` shape at all.
+    pub fn is_not_a_reference(&self) -> bool {
+        matches!(self, TableRefError::NotAReference { .. })
+    }
+}
+
 /// A fully qualified table: `project.dataset.table`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TableRef {
@@ -15,16 +50,16 @@ impl TableRef {
     /// value without a dot becomes `<data project>.<value>`, which BigQuery reads as
     /// dataset `<data project>`, table `<value>`. Each part must be a valid identifier: project
     /// letters, digits and hyphens; dataset and table `[A-Za-z0-9_]+`.
-    pub fn resolve(value: &str, data_project: &str) -> Result<TableRef, String> {
+    pub fn resolve(value: &str, data_project: &str) -> Result<TableRef, TableRefError> {
         match value.split('.').collect::<Vec<_>>().as_slice() {
             [t] => TableRef::checked(data_project, data_project, t, value),
             [d, t] => TableRef::checked(data_project, d, t, value),
             [p, d, t] => TableRef::checked(p, d, t, value),
-            _ => Err(format!("'{value}' is not a table reference of the form [project.]dataset.table")),
+            _ => Err(TableRefError::NotAReference { value: value.to_string() }),
         }
     }
 
-    fn checked(project: &str, dataset: &str, table: &str, raw: &str) -> Result<TableRef, String> {
+    fn checked(project: &str, dataset: &str, table: &str, raw: &str) -> Result<TableRef, TableRefError> {
         let valid_project = !project.is_empty()
             && project.len() <= 63
             && project.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
@@ -32,13 +67,13 @@ impl TableRef {
         let valid_name =
             |s: &str| !s.is_empty() && s.len() <= 1024 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid_project {
-            return Err(format!("'{raw}': project '{project}' is not a valid project id (letters, digits, hyphens)"));
+            return Err(TableRefError::InvalidProject { value: raw.into(), project: project.into() });
         }
         if !valid_name(dataset) {
-            return Err(format!("'{raw}': dataset '{dataset}' is not a valid identifier ([A-Za-z0-9_]+)"));
+            return Err(TableRefError::InvalidDataset { value: raw.into(), dataset: dataset.into() });
         }
         if !valid_name(table) {
-            return Err(format!("'{raw}': table '{table}' is not a valid identifier ([A-Za-z0-9_]+)"));
+            return Err(TableRefError::InvalidTable { value: raw.into(), table: table.into() });
         }
         Ok(TableRef { project: project.into(), dataset: dataset.into(), table: table.into() })
     }
@@ -88,5 +123,15 @@ mod tests {
         ] {
             assert!(TableRef::resolve(bad, "test-project").is_err(), "{bad:?} must be rejected");
         }
+        // the messages name the part at fault
+        let e = TableRef::resolve("a.b.c.d", "p").unwrap_err();
+        assert!(e.is_not_a_reference() && e.value() == "a.b.c.d");
+        assert_eq!(e.to_string(), "'a.b.c.d' is not a table reference of the form [project.]dataset.table");
+        let e = TableRef::resolve("-p.ds.t", "p").unwrap_err();
+        assert_eq!(e, TableRefError::InvalidProject { value: "-p.ds.t".into(), project: "-p".into() });
+        assert_eq!(e.to_string(), "'-p.ds.t': project '-p' is not a valid project id (letters, digits, hyphens)");
+        let e = TableRef::resolve("ds.t-x", "p").unwrap_err();
+        assert_eq!(e.to_string(), "'ds.t-x': table 't-x' is not a valid identifier ([A-Za-z0-9_]+)");
+        assert!(matches!(TableRef::resolve("d-s.t", "p"), Err(TableRefError::InvalidDataset { .. })));
     }
 }

@@ -1,15 +1,18 @@
 //! In-process fakes of services that have no emulator: Cloud Monitoring's
 //! `projects.timeSeries.create`, Google's OAuth token endpoint and an OTLP/HTTP collector. Each
-//! binds 127.0.0.1:0, records every request and validates it as strictly as the real API.
+//! binds 127.0.0.1:0, records every request, validates it as the real API does and answers with
+//! the real statuses, bodies and message layouts. Every text below names its public source
+//! (collected in /work/research/fake-texts.md, cited as "texts §N"); where the real wording is not
+//! publicly known the text says so (`UNKNOWN wording: …`) and the product must not depend on it.
 #![allow(dead_code)]
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -32,15 +35,64 @@ pub struct Recorded {
 
 // ---------------------------------------------------------------- Cloud Monitoring
 
+/// How the fake writes the failed-series groups of a partial failure (texts §1.2). All follow
+/// `One or more TimeSeries could not be written: ` and are joined by `; `.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GcmLayout {
+    /// L1 (2019–2023): `<reason>: timeSeries[0-2,5]`, one group per reason
+    /// (google/exposure-notifications-server#699, googleforgames/open-match#569).
+    ReasonFirst,
+    /// L3 (2024-12 → 2025-02): `timeSeries[146]: <reason>`, one group per failed series
+    /// (GoogleCloudPlatform/run-gmp-sidecar#50, firezone/firezone#8026).
+    IndexFirst,
+    /// L5 (2025-07 → 2025-10): `timeSeries[0-29] (example metric.type="…", metric.labels={"k":
+    /// "v"}): write for resource=<type>{k:v} failed with: <reason>`. One group per write group
+    /// (every series of one resource, written or not) with the reason of one failed series
+    /// (chainguard-dev/terraform-infra-common#958, GoogleCloudPlatform/opentelemetry-operations-python#431).
+    Example,
+    /// L6 (2026-06, the newest seen): `timeSeries[3,8-12] (example metric.type="…",
+    /// metric.labels={…}, resource.type="…", resource.labels={…}): Monarch only accepted 199 of
+    /// 200 points. Example error: <reason>`, one group per write group
+    /// (GoogleCloudPlatform/prometheus-engine#1970).
+    #[default]
+    ExampleWithResource,
+}
+
+/// The wording of the "too old" refusal (texts §1.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TooOld {
+    /// `… Data points cannot be written more than 25h10s in the past.` (google/slo-generator#98)
+    #[default]
+    H25m10s,
+    /// `… Data points cannot be written more than 24h in the past.`
+    /// (GoogleCloudPlatform/fluent-plugin-google-cloud PR #477); the fake then refuses points
+    /// older than 24 h.
+    H24,
+    /// The 2023 long form (influxdata/telegraf#13826).
+    Long2023,
+}
+
 #[derive(Default)]
 pub struct GcmState {
     pub requests: Vec<Recorded>,
     /// series key -> end times written, in order
     pub written: HashMap<String, Vec<DateTime<Utc>>>,
-    /// statuses to answer instead of processing the next calls (e.g. 503)
-    pub fail_next: VecDeque<u16>,
+    /// metric type -> (metricKind, valueType) of its (auto-created) descriptor
+    pub descriptors: HashMap<String, (String, String)>,
+    /// whole-call failures to answer instead of processing the next calls: (status,
+    /// Retry-After seconds)
+    pub fail_next: VecDeque<(u16, Option<u64>)>,
+    /// scripted answers (status, JSON body) for the next calls, e.g. a field case's answer
+    pub script: VecDeque<(u16, Value)>,
+    /// metric type -> how many more writes of it fail with "An internal error occurred." (500)
+    pub internal_errors: HashMap<String, usize>,
     /// delay before answering each call
     pub delay: Duration,
+    pub layout: GcmLayout,
+    pub too_old: TooOld,
+    /// "older end time" instead of "older start time" in the out-of-order text (both are real;
+    /// which trigger gives which is UNKNOWN, texts §1.3)
+    pub end_time_wording: bool,
 }
 
 #[derive(Clone, Default)]
@@ -49,31 +101,164 @@ pub struct FakeGcm {
     pub state: Arc<Mutex<GcmState>>,
 }
 
-fn gcm_error(code: u16, status: &str, message: &str, total: usize, failed: usize) -> Response {
-    let body = json!({"error": {"code": code, "message": message, "status": status, "details": [{
-        "@type": "type.googleapis.com/google.monitoring.v3.CreateTimeSeriesSummary",
-        "totalPointCount": total, "successPointCount": total - failed,
-        "errors": [{"status": {"code": 3}, "pointCount": failed}]}]}});
-    (StatusCode::from_u16(code).unwrap(), axum::Json(body)).into_response()
+/// The `google.rpc.Status` name of an HTTP status, as Google's REST envelope spells it.
+fn google_status(code: u16) -> &'static str {
+    match code {
+        400 => "INVALID_ARGUMENT",
+        401 => "UNAUTHENTICATED",
+        403 => "PERMISSION_DENIED",
+        404 => "NOT_FOUND",
+        429 => "RESOURCE_EXHAUSTED",
+        500 => "INTERNAL",
+        503 => "UNAVAILABLE",
+        504 => "DEADLINE_EXCEEDED",
+        _ => "UNKNOWN",
+    }
 }
 
-/// Validates one series like the API does; `Err` is the reason it cannot be written.
-fn check_series(ts: &Value, now: DateTime<Utc>, state: &GcmState) -> Result<(String, DateTime<Utc>), String> {
-    let mtype = ts["metric"]["type"].as_str().ok_or("metric.type missing")?;
-    if !mtype.starts_with("custom.googleapis.com/") {
-        return Err(format!("Metric type {mtype} is not a custom metric"));
+/// Google's REST error envelope; key order `code`, `message`, `status`, `details`, no legacy
+/// `errors` array (texts §1.1: firezone/firezone#8142, #8026).
+fn google_error(code: u16, message: &str, details: Option<Value>) -> Value {
+    let mut error = serde_json::Map::new();
+    error.insert("code".into(), json!(code));
+    error.insert("message".into(), json!(message));
+    error.insert("status".into(), json!(google_status(code)));
+    if let Some(d) = details {
+        error.insert("details".into(), d);
     }
-    if ts["metricKind"] != "GAUGE" || ts["valueType"] != "DOUBLE" {
-        return Err("The metric kind / value type must be GAUGE / DOUBLE for this test".into());
+    json!({ "error": error })
+}
+
+fn reply(code: u16, body: Value, retry_after: Option<u64>) -> Response {
+    let mut resp = (StatusCode::from_u16(code).unwrap(), axum::Json(body)).into_response();
+    if let Some(secs) = retry_after {
+        resp.headers_mut().insert("retry-after", secs.to_string().parse().unwrap());
+    }
+    resp
+}
+
+/// The real body of a whole-call failure with this status.
+fn gcm_whole_failure(code: u16) -> Value {
+    match code {
+        // No/invalid token, texts §1.4: the message is CONFIRMED for Google APIs; the ErrorInfo
+        // detail's `metadata.method` for Monitoring is UNKNOWN (the one below is a guess from
+        // the RPC name) and whether an `errors[]` array is present for Monitoring is UNKNOWN.
+        401 => google_error(
+            401,
+            "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.",
+            Some(
+                json!([{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "ACCESS_TOKEN_TYPE_UNSUPPORTED",
+                "domain": "googleapis.com", "metadata": {"service": "monitoring.googleapis.com",
+                "method": "google.monitoring.v3.MetricService.CreateTimeSeries"}}]),
+            ),
+        ),
+        // Missing IAM permission: dynatrace-oss/dynatrace-gcp-monitor#25 (REST body).
+        403 => {
+            google_error(403, "Permission monitoring.timeSeries.create denied (or the resource may not exist).", None)
+        }
+        // Quota: the pattern is google/slo-generator#288 (a Monitoring read quota); the metric and
+        // limit names for time-series ingestion are UNKNOWN, so are the rest of the message and
+        // its details.
+        429 => google_error(
+            429,
+            "Quota exceeded for quota metric 'UNKNOWN (time series ingestion)' and limit 'UNKNOWN' of service 'monitoring.googleapis.com'",
+            None,
+        ),
+        // GoogleCloudPlatform/kubernetes-engine-samples#1084 (2024-01).
+        500 => google_error(
+            500,
+            "Internal error encountered. Please retry after a few seconds. If internal errors persist, contact support at https://cloud.google.com/support/docs.",
+            None,
+        ),
+        // Monitoring's own 503 text is UNKNOWN; this is the generic Google text of older APIs
+        // (google-api-php-client#1945, google-gemini/gemini-cli#11196).
+        503 => google_error(503, "The service is currently unavailable.", None),
+        other => panic!("FakeGcm: no known real body for a whole-call HTTP {other}"),
+    }
+}
+
+/// A Monitoring timestamp in the sampling-period text: `'2025/10/05-06:03:53.004'`
+/// (GoogleCloudPlatform/opentelemetry-operations-python#431).
+fn monarch_time(t: &DateTime<Utc>) -> String {
+    t.format("%Y/%m/%d-%H:%M:%S%.3f").to_string()
+}
+
+/// `0-2,5,7-8`
+fn compress(indices: &[usize]) -> String {
+    let mut parts = Vec::new();
+    let mut i = 0;
+    while i < indices.len() {
+        let start = indices[i];
+        let mut end = start;
+        while i + 1 < indices.len() && indices[i + 1] == end + 1 {
+            i += 1;
+            end = indices[i];
+        }
+        parts.push(if start == end { start.to_string() } else { format!("{start}-{end}") });
+        i += 1;
+    }
+    parts.join(",")
+}
+
+/// One refused series: its index, the reason text and the per-point status code the
+/// `CreateTimeSeriesSummary` counts it under (9 FAILED_PRECONDITION for the sampling period,
+/// 3 INVALID_ARGUMENT otherwise; texts §1.1).
+struct Refused {
+    index: usize,
+    reason: String,
+    code: i32,
+}
+
+/// Validates one series like the API does; `Err((reason, code))` is why it cannot be written.
+fn check_series(
+    i: usize,
+    ts: &Value,
+    now: DateTime<Utc>,
+    state: &GcmState,
+) -> Result<(String, DateTime<Utc>), (String, i32)> {
+    let bad = |reason: String| Err((reason, 3));
+    let mtype = ts["metric"]["type"].as_str().unwrap_or("");
+    // stackdriver-prometheus-sidecar#251, #255
+    if !mtype.contains('.') || !mtype.contains('/') || mtype.ends_with('/') {
+        return bad(format!(
+            "Field timeSeries[{i}].metric.type had an invalid value of \"{mtype}\": The metric type must be a URL-formatted string with a domain and non-empty path."
+        ));
+    }
+    if !mtype.starts_with("custom.googleapis.com/") {
+        return bad(format!("UNKNOWN wording: metric type {mtype} is not writable by this fake"));
+    }
+    let kind = ts["metricKind"].as_str().unwrap_or("GAUGE").to_string();
+    let value_type = ts["valueType"].as_str().unwrap_or("DOUBLE").to_string();
+    match state.descriptors.get(mtype) {
+        // firezone/firezone#8026, stackdriver-prometheus-sidecar#86
+        Some((k, _)) if *k != kind => {
+            return bad(format!("Metric kind for metric {mtype} must be {k}, but is {kind}."));
+        }
+        Some((_, v)) if *v != value_type => {
+            return bad(format!("UNKNOWN wording: value type of {mtype} must be {v}, but is {value_type}"));
+        }
+        None if kind != "GAUGE" && kind != "CUMULATIVE" => {
+            return bad(format!("UNKNOWN wording: a descriptor cannot be auto-created with kind {kind}"));
+        }
+        _ => {}
     }
     let labels = ts["metric"]["labels"].as_object().cloned().unwrap_or_default();
     if labels.len() > 30 {
-        return Err("Too many labels: at most 30".into());
+        // the limit is on the quota page; the text for custom.googleapis.com is UNKNOWN
+        return bad(format!("UNKNOWN wording: metric {mtype} would have over 30 labels"));
     }
     for (k, v) in &labels {
-        let v = v.as_str().ok_or_else(|| format!("Label {k} must be a string"))?;
-        if k.len() > 100 || v.len() > 1024 {
-            return Err(format!("Label {k} is too long"));
+        // opentelemetry-operations-go#98 (2020)
+        let valid_key = k.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+            && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid_key {
+            return bad(format!(
+                "Field timeSeries[{i}].metric.labels had an invalid value of \"{k}\": Label key contains invalid characters."
+            ));
+        }
+        let len = v.as_str().map(str::len).unwrap_or(usize::MAX);
+        if k.len() > 100 || len > 1024 {
+            return bad(format!("UNKNOWN wording: label {k} longer than the 100/1024 limit"));
         }
     }
     let resource = &ts["resource"];
@@ -81,53 +266,198 @@ fn check_series(ts: &Value, now: DateTime<Utc>, state: &GcmState) -> Result<(Str
     match resource["type"].as_str() {
         Some("global") if rlabels.contains_key("project_id") => {}
         Some("generic_task") => {
+            // opentelemetry-operations-java#139, cloudprober/cloudprober#257
             let missing: Vec<&str> = ["project_id", "location", "namespace", "job", "task_id"]
                 .into_iter()
                 .filter(|l| !rlabels.contains_key(*l))
                 .collect();
             if !missing.is_empty() {
-                return Err(format!(
+                return bad(format!(
                     "The set of resource labels is incomplete. Missing labels: ({}).",
                     missing.join(" ")
                 ));
             }
         }
+        // opentelemetry-operations-java#248
         Some("cloud_run_revision") => {
-            return Err("Metrics cannot be written to cloud_run_revision. See https://cloud.google.com/monitoring/custom-metrics/creating-metrics#which-resource for a list of writable resource types.".into());
+            return bad("Metrics cannot be written to cloud_run_revision. See https://cloud.google.com/monitoring/custom-metrics/creating-metrics#which-resource for a list of writable resource types.".into());
         }
-        other => return Err(format!("Unsupported resource {other:?}")),
+        other => return bad(format!("UNKNOWN wording: resource {other:?} not modelled by this fake")),
     }
-    let points = ts["points"].as_array().ok_or("points missing")?;
+    let points = ts["points"].as_array().cloned().unwrap_or_default();
     if points.len() != 1 {
-        return Err("When creating a time series, the points field must contain exactly one point".into());
+        // opentelemetry-operations-java#225 (the trigger is inferred from the field path)
+        return bad(format!(
+            "Field timeSeries[{i}].points had an invalid value: Only one point can be written per TimeSeries per request."
+        ));
     }
     let p = &points[0];
     if !(p["value"]["doubleValue"].is_number() || p["value"]["doubleValue"].is_string()) {
-        return Err("doubleValue missing".into());
+        // GoogleCloudPlatform/docker-clamav-malware-scanner#278
+        return bad(format!(
+            "Field timeSeries[{i}].points[0].value had an invalid value: A point has an unrecognized value type."
+        ));
     }
-    let end = p["interval"]["endTime"].as_str().ok_or("endTime missing")?;
-    let end = DateTime::parse_from_rfc3339(end).map_err(|e| format!("bad endTime: {e}"))?.with_timezone(&Utc);
-    if end < now - chrono::Duration::hours(25) {
-        return Err(
-            "The points for the metric are too old: the end time must be no more than 25 hours in the past".into()
-        );
+    let raw_end = p["interval"]["endTime"].as_str().unwrap_or("");
+    let Ok(end) = DateTime::parse_from_rfc3339(raw_end).map(|t| t.with_timezone(&Utc)) else {
+        // a bad timestamp fails the whole request's JSON parsing; see gcm_create
+        unreachable!("checked before")
+    };
+    let shown = end.to_rfc3339_opts(chrono::SecondsFormat::Millis, false);
+    // The API refuses past 25h10s (texts §1.3), a little more than the documented 25 h; the
+    // "24h" wording is taken to mean a 24 h window.
+    let window = match state.too_old {
+        TooOld::H24 => chrono::Duration::hours(24),
+        TooOld::H25m10s | TooOld::Long2023 => chrono::Duration::hours(25) + chrono::Duration::seconds(10),
+    };
+    if end < now - window {
+        let why = match state.too_old {
+            TooOld::H25m10s => "Data points cannot be written more than 25h10s in the past.".to_string(),
+            TooOld::H24 => "Data points cannot be written more than 24h in the past.".to_string(),
+            TooOld::Long2023 => {
+                let ago = now - end;
+                format!(
+                    "Data points cannot be written more than approximately 24 hours in the past, specifically no more than 25h10s in the past. Your data point is {}h{}m{}s before the present time, which is too far in the past.",
+                    ago.num_hours(),
+                    ago.num_minutes() % 60,
+                    ago.num_seconds() % 60
+                )
+            }
+        };
+        return bad(format!(
+            "Field timeSeries[{i}].points[0].interval.end_time had an invalid value of \"{shown}\": {why}"
+        ));
     }
     if end > now + chrono::Duration::minutes(5) {
-        return Err("The end time is too far in the future".into());
+        return bad(format!(
+            "Field timeSeries[{i}].points[0].interval.end_time had an invalid value of \"{shown}\": UNKNOWN wording: more than 5 minutes in the future"
+        ));
     }
     let key =
         format!("{}|{}|{}", mtype, serde_json::to_string(&labels).unwrap(), serde_json::to_string(resource).unwrap());
     if let Some(last) = state.written.get(&key).and_then(|v| v.last()) {
-        if end <= *last {
-            return Err("Points must be written in order. One or more of the points specified had an older start time than the most recent point.".into());
+        // exposure-notifications-server#699, chainguard#958 ("start"); python-monitoring#57,
+        // rekor-tiles#470 ("end")
+        if end < *last {
+            let which = if state.end_time_wording { "end" } else { "start" };
+            return bad(format!(
+                "Points must be written in order. One or more of the points specified had an older {which} time than the most recent point."
+            ));
         }
+        // the same end time or less than 5 s after the last point; per-point code 9
+        // (firezone#8142, opentelemetry-operations-python#431)
         if end - *last < chrono::Duration::seconds(5) {
-            return Err(format!(
-                "One or more points were written more frequently than the maximum sampling period configured for the metric. {{Metric: {mtype}, Timestamps: {{Youngest Existing: '{last}', New: '{end}'}}}}"
+            return Err((
+                format!(
+                    "One or more points were written more frequently than the maximum sampling period configured for the metric. {{Metric: {mtype}, Timestamps: {{Youngest Existing: '{}', New: '{}'}}}}",
+                    monarch_time(last),
+                    monarch_time(&end)
+                ),
+                9,
             ));
         }
     }
     Ok((key, end))
+}
+
+/// `{"k": "v", "k2": "v2"}` as the example part prints labels (texts §1.2).
+fn json_ish(labels: &Value) -> String {
+    let pairs: Vec<String> = labels
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| format!("\"{k}\": \"{}\"", v.as_str().unwrap_or(""))).collect())
+        .unwrap_or_default();
+    format!("{{{}}}", pairs.join(", "))
+}
+
+/// `{k:v,k2:v2}` as `write for resource=` prints labels (texts §1.2, L4/L5).
+fn colon_ish(labels: &Value) -> String {
+    let pairs: Vec<String> = labels
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| format!("{k}:{}", v.as_str().unwrap_or(""))).collect())
+        .unwrap_or_default();
+    format!("{{{}}}", pairs.join(","))
+}
+
+/// The partial-failure message in `layout`.
+fn partial_message(layout: GcmLayout, series: &[Value], refused: &[Refused]) -> String {
+    let groups: Vec<String> = match layout {
+        GcmLayout::ReasonFirst => {
+            let mut by_reason: Vec<(&str, Vec<usize>)> = Vec::new();
+            for r in refused {
+                match by_reason.iter_mut().find(|(reason, _)| *reason == r.reason) {
+                    Some((_, ix)) => ix.push(r.index),
+                    None => by_reason.push((&r.reason, vec![r.index])),
+                }
+            }
+            by_reason.iter().map(|(reason, ix)| format!("{reason}: timeSeries[{}]", compress(ix))).collect()
+        }
+        GcmLayout::IndexFirst => refused.iter().map(|r| format!("timeSeries[{}]: {}", r.index, r.reason)).collect(),
+        GcmLayout::Example | GcmLayout::ExampleWithResource => {
+            // one group per resource: every series of it, with the first failure as example
+            let mut groups: Vec<(&Value, Vec<usize>, &Refused)> = Vec::new();
+            for r in refused {
+                let res = &series[r.index]["resource"];
+                if groups.iter().any(|(k, _, _)| *k == res) {
+                    continue;
+                }
+                let members = (0..series.len()).filter(|&j| series[j]["resource"] == *res).collect();
+                groups.push((res, members, r));
+            }
+            groups
+                .iter()
+                .map(|(_, members, example)| {
+                    let ts = &series[example.index];
+                    let metric = format!(
+                        "example metric.type=\"{}\", metric.labels={}",
+                        ts["metric"]["type"].as_str().unwrap_or(""),
+                        json_ish(&ts["metric"]["labels"])
+                    );
+                    let resource = &ts["resource"];
+                    let failed = refused.iter().filter(|r| members.contains(&r.index)).count();
+                    if layout == GcmLayout::Example {
+                        format!(
+                            "timeSeries[{}] ({metric}): write for resource={}{} failed with: {}",
+                            compress(members),
+                            resource["type"].as_str().unwrap_or(""),
+                            colon_ish(&resource["labels"]),
+                            example.reason
+                        )
+                    } else {
+                        format!(
+                            "timeSeries[{}] ({metric}, resource.type=\"{}\", resource.labels={}): Monarch only accepted {} of {} points. Example error: {}",
+                            compress(members),
+                            resource["type"].as_str().unwrap_or(""),
+                            json_ish(&resource["labels"]),
+                            members.len() - failed,
+                            members.len(),
+                            example.reason
+                        )
+                    }
+                })
+                .collect()
+        }
+    };
+    format!("One or more TimeSeries could not be written: {}", groups.join("; "))
+}
+
+/// `CreateTimeSeriesSummary`, with point counts per status code; a zero `successPointCount` is
+/// left out as proto3 JSON does (whether REST prints it is UNKNOWN, texts §1.1).
+fn summary(total: usize, refused: &[Refused]) -> Value {
+    let mut by_code: BTreeMap<i32, usize> = BTreeMap::new();
+    for r in refused {
+        *by_code.entry(r.code).or_default() += 1;
+    }
+    let mut s = serde_json::Map::new();
+    s.insert("@type".into(), json!("type.googleapis.com/google.monitoring.v3.CreateTimeSeriesSummary"));
+    s.insert("totalPointCount".into(), json!(total));
+    if total > refused.len() {
+        s.insert("successPointCount".into(), json!(total - refused.len()));
+    }
+    s.insert(
+        "errors".into(),
+        by_code.iter().map(|(code, n)| json!({"status": {"code": code}, "pointCount": n})).collect(),
+    );
+    json!([s])
 }
 
 async fn gcm_create(
@@ -149,70 +479,110 @@ async fn gcm_create(
         tokio::time::sleep(delay).await;
     }
     let mut st = fake.state.lock().unwrap();
-    if let Some(code) = st.fail_next.pop_front() {
-        return gcm_error(code, "UNAVAILABLE", "The service is currently unavailable.", 0, 0);
+    if let Some((code, body)) = st.script.pop_front() {
+        return reply(code, body, None);
+    }
+    if let Some((code, retry_after)) = st.fail_next.pop_front() {
+        return reply(code, gcm_whole_failure(code), retry_after);
     }
     if !headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.starts_with("Bearer ") && a.len() > 7)
     {
-        return gcm_error(401, "UNAUTHENTICATED", "Request is missing required authentication credential.", 0, 0);
+        // texts §1.4, google/google-api-php-client#2479: the no-credential text and reason
+        let body = google_error(
+            401,
+            "Request is missing required authentication credential. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.",
+            Some(json!([{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "CREDENTIALS_MISSING",
+                "domain": "googleapis.com", "metadata": {"service": "monitoring.googleapis.com",
+                "method": "google.monitoring.v3.MetricService.CreateTimeSeries"}}])),
+        );
+        return reply(401, body, None);
     }
     let Ok(req) = serde_json::from_slice::<Value>(&body) else {
-        return gcm_error(400, "INVALID_ARGUMENT", "Invalid JSON payload received.", 0, 0);
+        // "Invalid JSON payload received." is CONFIRMED for Monitoring (vectordotdev/vector#14057);
+        // the rest of the text for a syntax error is UNKNOWN
+        return reply(400, google_error(400, "Invalid JSON payload received. UNKNOWN wording follows", None), None);
     };
-    let Some(series) = req["timeSeries"].as_array() else {
-        return gcm_error(400, "INVALID_ARGUMENT", "timeSeries is required", 0, 0);
-    };
-    if series.is_empty() || series.len() > 200 {
-        return gcm_error(
+    let series = req["timeSeries"].as_array().cloned().unwrap_or_default();
+    if series.is_empty() {
+        // opentelemetry-operations-go#98
+        return reply(400, google_error(400, "Request was missing field timeSeries.", None), None);
+    }
+    if series.len() > 200 {
+        // ServiceWeaver/weaver-gke#142
+        return reply(
             400,
-            "INVALID_ARGUMENT",
-            &format!("Request must contain between 1 and 200 TimeSeries, got {}", series.len()),
-            0,
-            0,
+            google_error(
+                400,
+                "Field timeSeries had an invalid value: A maximum of 200 TimeSeries can be written in a single request.",
+                None,
+            ),
+            None,
         );
     }
-    let now = Utc::now();
-    let mut seen = std::collections::HashSet::new();
-    let mut failures: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-    let mut ok = Vec::new();
     for (i, ts) in series.iter().enumerate() {
-        match check_series(ts, now, &st) {
-            Ok((key, end)) => {
-                if !seen.insert(key.clone()) {
-                    failures
-                        .entry("Duplicate TimeSeries encountered. Only one point can be written per TimeSeries per request.".into())
-                        .or_default()
-                        .push(i);
-                } else {
-                    ok.push((key, end));
-                }
-            }
-            Err(reason) => failures.entry(reason).or_default().push(i),
+        let end = ts["points"][0]["interval"]["endTime"].as_str().unwrap_or("");
+        if DateTime::parse_from_rfc3339(end).is_err() {
+            // cloud-custodian/cloud-custodian#7629 (a read call): the field path format of
+            // create is UNKNOWN
+            return reply(
+                400,
+                google_error(
+                    400,
+                    &format!(
+                        "Invalid value at 'time_series[{i}].points[0].interval.end_time' (type.googleapis.com/google.protobuf.Timestamp), Field 'endTime', Illegal timestamp format; timestamps must end with 'Z' or have a valid timezone offset."
+                    ),
+                    None,
+                ),
+                None,
+            );
         }
     }
-    for (key, end) in ok {
-        st.written.entry(key).or_default().push(end);
+    let now = Utc::now();
+    let mut seen = HashSet::new();
+    let mut refused: Vec<Refused> = Vec::new();
+    let mut ok = Vec::new();
+    let mut internal = false;
+    for (i, ts) in series.iter().enumerate() {
+        let mtype = ts["metric"]["type"].as_str().unwrap_or("").to_string();
+        if let Some(n) = st.internal_errors.get_mut(&mtype).filter(|n| **n > 0) {
+            // nodejs-monitoring#191, python-monitoring#7: a 500 partial failure
+            *n -= 1;
+            internal = true;
+            refused.push(Refused { index: i, reason: "An internal error occurred.".into(), code: 13 });
+            continue;
+        }
+        match check_series(i, ts, now, &st) {
+            Ok((key, end)) => {
+                if !seen.insert(key.clone()) {
+                    // google/go-metrics-stackdriver#5, #11
+                    refused.push(Refused {
+                        index: i,
+                        reason: format!("Field timeSeries[{i}] had an invalid value: Duplicate TimeSeries encountered. Only one point can be written per TimeSeries per request."),
+                        code: 3,
+                    });
+                } else {
+                    ok.push((key, end, mtype, ts["metricKind"].clone(), ts["valueType"].clone()));
+                }
+            }
+            Err((reason, code)) => refused.push(Refused { index: i, reason, code }),
+        }
     }
-    if failures.is_empty() {
+    for (key, end, mtype, kind, value_type) in ok {
+        st.written.entry(key).or_default().push(end);
+        st.descriptors.entry(mtype).or_insert_with(|| {
+            (kind.as_str().unwrap_or("GAUGE").to_string(), value_type.as_str().unwrap_or("DOUBLE").to_string())
+        });
+    }
+    if refused.is_empty() {
         return (StatusCode::OK, axum::Json(json!({}))).into_response();
     }
-    let failed: usize = failures.values().map(Vec::len).sum();
-    let parts: Vec<String> = failures
-        .iter()
-        .map(|(reason, idx)| {
-            format!("{reason}: timeSeries[{}]", idx.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(","))
-        })
-        .collect();
-    gcm_error(
-        400,
-        "INVALID_ARGUMENT",
-        &format!("One or more TimeSeries could not be written: {}", parts.join("; ")),
-        series.len(),
-        failed,
-    )
+    // a partial failure comes as 400, or 500 when a series failed internally (texts §1.1)
+    let code = if internal { 500 } else { 400 };
+    let message = partial_message(st.layout, &series, &refused);
+    reply(code, google_error(code, &message, Some(summary(series.len(), &refused))), None)
 }
 
 impl FakeGcm {
@@ -223,6 +593,16 @@ impl FakeGcm {
         fake
     }
 
+    /// Partial failures in this layout from now on.
+    pub fn set_layout(&self, layout: GcmLayout) {
+        self.state.lock().unwrap().layout = layout;
+    }
+
+    /// The "too old" refusal in this wording from now on.
+    pub fn set_too_old(&self, wording: TooOld) {
+        self.state.lock().unwrap().too_old = wording;
+    }
+
     pub fn requests(&self) -> Vec<Recorded> {
         self.state.lock().unwrap().requests.clone()
     }
@@ -231,15 +611,33 @@ impl FakeGcm {
         self.requests().iter().map(|r| serde_json::from_slice(&r.body).unwrap()).collect()
     }
 
+    /// The next calls fail as a whole with these statuses and their real bodies.
     pub fn fail_next(&self, codes: &[u16]) {
-        self.state.lock().unwrap().fail_next.extend(codes);
+        self.state.lock().unwrap().fail_next.extend(codes.iter().map(|c| (*c, None)));
+    }
+
+    /// The next call fails as a whole with `code` and `Retry-After: secs` (whether Monitoring
+    /// sends `Retry-After` is UNKNOWN; the header is standard HTTP).
+    pub fn fail_next_with_retry_after(&self, code: u16, secs: u64) {
+        self.state.lock().unwrap().fail_next.push_back((code, Some(secs)));
+    }
+
+    /// The next call is answered with this status and body, whatever it sent.
+    pub fn answer_next(&self, code: u16, body: Value) {
+        self.state.lock().unwrap().script.push_back((code, body));
+    }
+
+    /// The next `times` writes of metric type `mtype` fail with "An internal error occurred."
+    /// inside a 500 partial failure.
+    pub fn internal_error_next(&self, mtype: &str, times: usize) {
+        self.state.lock().unwrap().internal_errors.insert(mtype.to_string(), times);
     }
 
     pub fn set_delay(&self, d: Duration) {
         self.state.lock().unwrap().delay = d;
     }
 
-    /// Points written per series key.
+    /// Points written, all series together.
     pub fn written_points(&self) -> usize {
         self.state.lock().unwrap().written.values().map(Vec::len).sum()
     }
@@ -247,22 +645,94 @@ impl FakeGcm {
 
 // ---------------------------------------------------------------- Google OAuth token endpoint
 
+/// `POST /token`, the JWT-bearer grant of Google's token endpoint (texts §3.1). It verifies the
+/// assertion's signature with the public key of tests/fixtures/test-sa-private-key.pem, its
+/// issuer, and its `iat`/`exp` against its own clock, and answers Google's real refusals.
 #[derive(Clone, Default)]
 pub struct FakeTokenServer {
     pub url: String,
+    /// Assertions of the grants answered with a token.
     pub grants: Arc<Mutex<Vec<String>>>,
+    /// Every token request (answered or refused).
+    pub requests: Arc<Mutex<usize>>,
+    /// Added to the server's clock (a client clock that is behind by this much).
+    pub clock_skew: Arc<Mutex<chrono::Duration>>,
+    /// Statuses to answer instead of processing the next requests (e.g. 503).
+    pub fail_next: Arc<Mutex<VecDeque<u16>>>,
+}
+
+/// The e-mail of the fixture key; any other issuer is an unknown client.
+pub const SA_EMAIL: &str = "metrics@my-proj.iam.gserviceaccount.com";
+
+fn fixture_pem() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/test-sa-private-key.pem")).unwrap()
+}
+
+fn fixture_public_key() -> jsonwebtoken::DecodingKey {
+    use rsa::pkcs8::{DecodePrivateKey, EncodePublicKey};
+    let key = rsa::RsaPrivateKey::from_pkcs8_pem(&fixture_pem()).unwrap();
+    let public = key.to_public_key().to_public_key_pem(rsa::pkcs8::LineEnding::LF).unwrap();
+    jsonwebtoken::DecodingKey::from_rsa_pem(public.as_bytes()).unwrap()
+}
+
+/// An OAuth error answer (RFC 6749 §5.2), compact as newer answers are
+/// (spring-attic/spring-cloud-gcp#2634).
+fn oauth_error(code: u16, error: &str, description: &str) -> Response {
+    (StatusCode::from_u16(code).unwrap(), axum::Json(json!({"error": error, "error_description": description})))
+        .into_response()
 }
 
 async fn token(State(fake): State<FakeTokenServer>, body: String) -> Response {
-    let form: HashMap<String, String> =
-        body.split('&').filter_map(|p| p.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    if form.get("grant_type").map(String::as_str) != Some("urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer")
-        || form.get("assertion").is_none_or(|a| a.split('.').count() != 3)
-    {
-        return (StatusCode::BAD_REQUEST, axum::Json(json!({"error": "invalid_grant"}))).into_response();
+    *fake.requests.lock().unwrap() += 1;
+    if let Some(code) = fake.fail_next.lock().unwrap().pop_front() {
+        // The token endpoint's 5xx/429 bodies are UNKNOWN (no public capture): status only.
+        return StatusCode::from_u16(code).unwrap().into_response();
     }
-    fake.grants.lock().unwrap().push(form["assertion"].clone());
-    axum::Json(json!({"access_token": "ya29.fake-token", "token_type": "Bearer", "expires_in": 3600})).into_response()
+    let form: HashMap<String, String> = body
+        .split('&')
+        .filter_map(|p| p.split_once('='))
+        .map(|(k, v)| (k.to_string(), percent_encoding::percent_decode_str(v).decode_utf8_lossy().into_owned()))
+        .collect();
+    if form.get("grant_type").map(String::as_str) != Some("urn:ietf:params:oauth:grant-type:jwt-bearer") {
+        // googleapis/google-api-nodejs-client#2003 (PARTIAL: old endpoint; status assumed 400)
+        let got = form.get("grant_type").cloned().unwrap_or_default();
+        return oauth_error(400, "unsupported_grant_type", &format!("Invalid grant_type: {got}"));
+    }
+    let assertion = form.get("assertion").cloned().unwrap_or_default();
+    // the issuer decides which key verifies the signature
+    let claims = match jsonwebtoken::dangerous::insecure_decode::<Value>(&assertion) {
+        Ok(t) => t.claims,
+        // The text for an assertion that is not a JWT at all is UNKNOWN.
+        Err(_) => return oauth_error(400, "invalid_grant", "UNKNOWN wording: the assertion is not a JWT"),
+    };
+    if claims["iss"].as_str() != Some(SA_EMAIL) {
+        // erebusnz/gapi-google-analytics-php-interface#149 (401)
+        return oauth_error(401, "invalid_client", "The OAuth client was not found.");
+    }
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    v.validate_exp = false;
+    v.validate_aud = false;
+    v.required_spec_claims.clear();
+    if jsonwebtoken::decode::<Value>(&assertion, &fixture_public_key(), &v).is_err() {
+        // google-cloud-python#10004, spring-cloud-gcp#2634, setup-gcloud#76 (a rotated key)
+        return oauth_error(400, "invalid_grant", "Invalid JWT Signature.");
+    }
+    // iat/exp: the token may live at most 60 minutes and must be valid now by the server's
+    // clock. How much leeway Google allows is UNKNOWN; this fake allows none.
+    let now = (Utc::now() + *fake.clock_skew.lock().unwrap()).timestamp();
+    let (iat, exp) = (claims["iat"].as_i64().unwrap_or(0), claims["exp"].as_i64().unwrap_or(0));
+    if exp - iat > 3600 || iat > now || exp <= now {
+        // a terraform user's log (texts §3.1)
+        return oauth_error(
+            400,
+            "invalid_grant",
+            "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe. Check your iat and exp values in the JWT claim.",
+        );
+    }
+    // The wording for a wrong `aud` or `scope` is UNKNOWN: not checked.
+    fake.grants.lock().unwrap().push(assertion);
+    // `expires_in` for the JWT grant is UNKNOWN (3599 is what the metadata server documents)
+    axum::Json(json!({"access_token": "ya29.fake-token", "expires_in": 3599, "token_type": "Bearer"})).into_response()
 }
 
 impl FakeTokenServer {
@@ -277,27 +747,95 @@ impl FakeTokenServer {
     pub fn service_account_json(&self) -> String {
         service_account_json(&format!("{}/token", self.url))
     }
+
+    /// The same key JSON with another private key (a rotated or deleted key): its grants are
+    /// answered "Invalid JWT Signature.".
+    pub fn rotated_key_json(&self) -> String {
+        use rsa::pkcs8::EncodePrivateKey;
+        let other = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).unwrap();
+        let pem = other.to_pkcs8_pem(rsa::pkcs8::LineEnding::LF).unwrap();
+        key_json(&format!("{}/token", self.url), &pem)
+    }
+
+    /// The server's clock runs `skew` ahead of the client's.
+    pub fn set_clock_skew(&self, skew: chrono::Duration) {
+        *self.clock_skew.lock().unwrap() = skew;
+    }
 }
 
-pub fn service_account_json(token_uri: &str) -> String {
-    let pem = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/test-sa-private-key.pem"))
-        .unwrap();
+fn key_json(token_uri: &str, pem: &str) -> String {
     json!({
         "type": "service_account", "project_id": "my-proj", "private_key_id": "test-key-1", "private_key": pem,
-        "client_email": "metrics@my-proj.iam.gserviceaccount.com", "client_id": "1",
+        "client_email": SA_EMAIL, "client_id": "1",
         "auth_uri": "https://accounts.google.com/o/oauth2/auth", "token_uri": token_uri
     })
     .to_string()
 }
 
+pub fn service_account_json(token_uri: &str) -> String {
+    key_json(token_uri, &fixture_pem())
+}
+
 // ---------------------------------------------------------------- OTLP collector
 
+/// `google.rpc.Status`, the body of the collector's error answers.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    pub code: i32,
+    #[prost(string, tag = "2")]
+    pub message: String,
+}
+
+/// The OpenTelemetry Collector's `otlpreceiver` on `/v1/metrics`, as its code answers
+/// (`open-telemetry/opentelemetry-collector@934999f:receiver/otlpreceiver/otlphttp.go`, texts
+/// §2.2).
 #[derive(Clone, Default)]
 pub struct FakeCollector {
     pub url: String,
     pub requests: Arc<Mutex<Vec<Recorded>>>,
+    /// Statuses to answer instead of processing the next requests, each with the body the
+    /// collector sends for it.
     pub fail_next: Arc<Mutex<VecDeque<u16>>>,
+    /// `Retry-After` seconds of the next failures (the collector sends it only when the
+    /// downstream Status carries a RetryInfo detail, `otlphttp.go` L213–228).
+    pub retry_after: Arc<Mutex<VecDeque<u64>>>,
 }
+
+/// The collector's error answer: a `google.rpc.Status` encoded like the request (protobuf
+/// here), with the status the collector maps it to (`internal/errors/errors.go` L15–58).
+fn collector_error(http: u16, code: i32, message: &str, retry_after: Option<u64>) -> Response {
+    use prost::Message;
+    let body = RpcStatus { code, message: message.to_string() }.encode_to_vec();
+    let mut resp =
+        (StatusCode::from_u16(http).unwrap(), [("content-type", "application/x-protobuf")], body).into_response();
+    if let Some(secs) = retry_after {
+        resp.headers_mut().insert("retry-after", secs.to_string().parse().unwrap());
+    }
+    resp
+}
+
+/// What the collector sends for a scripted status.
+fn collector_failure(http: u16, retry_after: Option<u64>) -> Response {
+    match http {
+        // memory_limiter's refusal (`internal/memorylimiter/memorylimiter.go` L35), 14 UNAVAILABLE
+        503 => collector_error(503, 14, "data refused due to high memory usage", retry_after),
+        // a downstream RESOURCE_EXHAUSTED Status; its message is the downstream's (UNKNOWN)
+        429 => collector_error(429, 8, "UNKNOWN wording: the downstream's RESOURCE_EXHAUSTED message", retry_after),
+        // a permanent downstream error without gRPC status (`otlp_test.go` L97–102)
+        500 => collector_error(500, 13, "Permanent error: UNKNOWN wording of the downstream error", None),
+        // bad data: the pdata decoder's error, e.g. io.ErrUnexpectedEOF
+        400 => collector_error(400, 3, "unexpected EOF", None),
+        // the auth extension's text is UNKNOWN
+        401 => collector_error(401, 16, "UNKNOWN wording: the auth extension's error", None),
+        403 => collector_error(403, 7, "UNKNOWN wording: a downstream PERMISSION_DENIED message", None),
+        // The collector never sends 502/504 itself; a proxy in front of it would, with a body
+        // that is UNKNOWN: status only.
+        other => StatusCode::from_u16(other).unwrap().into_response(),
+    }
+}
+
+const MAX_REQUEST_BODY: usize = 20 * 1024 * 1024;
 
 async fn otlp_metrics(State(fake): State<FakeCollector>, headers: HeaderMap, body: Bytes) -> Response {
     fake.requests.lock().unwrap().push(Recorded {
@@ -306,27 +844,57 @@ async fn otlp_metrics(State(fake): State<FakeCollector>, headers: HeaderMap, bod
         body: body.clone(),
     });
     if let Some(code) = fake.fail_next.lock().unwrap().pop_front() {
-        return StatusCode::from_u16(code).unwrap().into_response();
+        let retry_after = fake.retry_after.lock().unwrap().pop_front();
+        return collector_failure(code, retry_after);
     }
-    if headers.get("content-type").and_then(|v| v.to_str().ok()) != Some("application/x-protobuf") {
-        return StatusCode::UNSUPPORTED_MEDIA_TYPE.into_response();
+    // the media type is parsed: parameters and any case are accepted (`otlphttp.go` L153–168)
+    let media = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    if media != "application/x-protobuf" && media != "application/json" {
+        return (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            [("content-type", "text/plain")],
+            "415 unsupported media type, supported: [application/json, application/x-protobuf]",
+        )
+            .into_response();
+    }
+    if body.len() > MAX_REQUEST_BODY {
+        // default max_request_body_size 20 MiB, answered 400, not 413 (`otlphttp.go` L170–181)
+        return collector_error(400, 3, "http: request body too large", None);
+    }
+    if media == "application/json" {
+        // this fake does not decode OTLP/JSON (the product sends protobuf)
+        return ([("content-type", "application/json")], "{}").into_response();
     }
     use prost::Message;
     match opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest::decode(body.as_ref()) {
         Ok(_) => {
+            // the receiver never sets partial_success (`internal/metrics/otlp.go` L33–55)
             let resp = opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse {
                 partial_success: None,
             };
             ([("content-type", "application/x-protobuf")], resp.encode_to_vec()).into_response()
         }
-        Err(_) => StatusCode::BAD_REQUEST.into_response(),
+        // Status{code 3, message = the Go decoder's error}; prost's text differs from Go's
+        Err(e) => collector_error(400, 3, &e.to_string(), None),
     }
+}
+
+async fn otlp_wrong_method() -> Response {
+    (StatusCode::METHOD_NOT_ALLOWED, [("content-type", "text/plain")], "405 method not allowed, supported: [POST]")
+        .into_response()
 }
 
 impl FakeCollector {
     pub async fn start() -> FakeCollector {
         let mut fake = FakeCollector::default();
-        let app = Router::new().route("/v1/metrics", post(otlp_metrics)).with_state(fake.clone());
+        let app = Router::new()
+            .route("/v1/metrics", post(otlp_metrics).fallback(otlp_wrong_method))
+            .layer(DefaultBodyLimit::disable())
+            .with_state(fake.clone());
         fake.url = serve(app).await;
         fake
     }

@@ -31,6 +31,7 @@ impl Resource {
         }
     }
 }
+/// The prefix of every metric type this sink writes (custom metrics).
 pub const METRIC_PREFIX: &str = "custom.googleapis.com/";
 
 /// The request body for a set of points that are all of different series.
@@ -75,7 +76,7 @@ fn series_key(g: &Point) -> SeriesKey {
 /// Splits the points of one event into calls: per project, the k-th point (in time order) of
 /// every series goes into round k, and each round is cut into chunks of 200 series. Calls are
 /// sent in this order, so points of one series are written oldest first.
-pub fn plan_calls(points: &[Point]) -> Vec<(String, Vec<&Point>)> {
+pub fn plan_calls<'a>(points: impl IntoIterator<Item = &'a Point>) -> Vec<(String, Vec<&'a Point>)> {
     let mut by_project: BTreeMap<&str, Vec<&Point>> = BTreeMap::new();
     for g in points {
         by_project.entry(g.project.as_str()).or_default().push(g);
@@ -160,7 +161,7 @@ mod tests {
         }
         assert_eq!(calls[3].1[0].time, pts[450].time);
         assert_eq!(calls[4].1[0].time, pts[451].time);
-        assert_eq!(plan_calls(&[]).len(), 0);
+        assert_eq!(plan_calls(&[] as &[Point]).len(), 0);
         assert_eq!(plan_calls(&pts[..200]).len(), 1, "200 series: exactly one call");
     }
 }

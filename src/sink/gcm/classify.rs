@@ -1,90 +1,458 @@
-//! Classifying Cloud Monitoring's error texts (protocols.md §5.3): which failed series were
-//! already written, which are outside the API's window, which may be retried.
+//! Reading Cloud Monitoring's error texts: which series of a failed `timeSeries.create` failed,
+//! and why (protocols.md §5.3; the layouts and phrases with their sources are in
+//! /work/research/fake-texts.md §1.2–§1.3).
+//!
+//! A failed call's `error.message` names its failed series in groups, in one of the layouts
+//! Google has used (all still seen by clients):
+//!
+//! | layout | shape of one group | seen |
+//! |---|---|---|
+//! | reason first | `<reason>: timeSeries[0-12,15,16]` (L1), also `Field timeSeries[8] had …: <reason>: timeSeries[8]` | 2019–2023 |
+//! | field errors | `Field timeSeries[35].points had an invalid value: <reason>` with no list (L1b), and the unprefixed single `Field timeSeries[0].points[0].interval.end_time had an invalid value of "…": <reason>` | 2020–2023 |
+//! | resource in the middle | `<reason>: global{} timeSeries[3]: <metric.type>{k:v}` (L2) | 2023–2024 |
+//! | index first | `timeSeries[146]: <reason>` (L3), `timeSeries[0-2]: write for resource=<type>{…} failed with: <reason>` (L4) | 2024–2025 |
+//! | index first, with example | `timeSeries[0-29] (example metric.type="…", metric.labels={…}): write for resource=… failed with: <reason>` (L5), `timeSeries[3,8-12] (example metric.type="…", …, resource.type="…", resource.labels={…}): <reason>` (L6) | 2025–2026 |
+//!
+//! Groups are joined by `; `, after the prefix `One or more TimeSeries could not be written: `
+//! (absent for some whole-request field errors). A reason may itself contain `timeSeries[N]` in
+//! a field path (`Field timeSeries[146].points[0]…`), which is not a group's index. In the
+//! newer layouts an index list names a whole write group (every series of one resource), not
+//! only the failed ones: `timeSeries[0-51]` with 4 of 52 points failed (firezone#8142). Only the
+//! `CreateTimeSeriesSummary` detail counts failures, and it does not say which.
 
 use crate::sink::Rejection;
 
-/// How one failed series (or a whole failed call) is treated.
+/// What a group's reason text says about its series.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Verdict {
+pub(super) enum Reason {
+    /// Refused for good; counted, never retried.
     Rejected(Rejection),
+    /// Not written, but a later call can write it.
     Retry,
-    Fail,
+    /// A reason this sink does not know: the call's HTTP status decides.
+    Unknown,
 }
 
-/// Classifies an error text of Cloud Monitoring (protocols.md §5.3).
-pub(super) fn classify_text(text: &str) -> Option<Verdict> {
+/// Classifies a reason text by the API's real phrases (sources: fake-texts.md §1.3):
+/// * already written (a redelivered event, or another instance wrote the series first):
+///   "Points must be written in order. One or more of the points specified had an older start
+///   time than the most recent point." (also "older end time"), and "One or more points were
+///   written more frequently than the maximum sampling period configured for the metric."
+///   (with or without its ` {Metric: …, Timestamps: {…}}` suffix);
+/// * outside the window: "Data points cannot be written more than 24h in the past.", "… more
+///   than 25h10s in the past." and the 2023 "… more than approximately 24 hours in the past,
+///   specifically no more than 25h10s in the past. …". The text for a point too far in the
+///   future is not publicly known; such points are dropped before sending (see `sink::gcm`);
+/// * retry: "Duplicate TimeSeries encountered. Only one point can be written per TimeSeries per
+///   request." (the duplicate was not written; the next call writes it), "An internal error
+///   occurred." and "Internal error encountered. Please retry after a few seconds." (500).
+pub(super) fn classify_reason(text: &str) -> Reason {
     let t = text.to_ascii_lowercase();
-    if t.contains("more frequently than the maximum sampling period")
-        || t.contains("must be written in order")
-        || t.contains("older start time")
-        || t.contains("older end time")
+    if t.contains("points must be written in order")
+        || t.contains("older start time than the most recent point")
+        || t.contains("older end time than the most recent point")
+        || t.contains("more frequently than the maximum sampling period")
     {
-        return Some(Verdict::Rejected(Rejection::AlreadyWritten));
+        return Reason::Rejected(Rejection::AlreadyWritten);
     }
-    if t.contains("too old") || t.contains("25 hours") || t.contains("in the future") || t.contains("older than") {
-        return Some(Verdict::Rejected(Rejection::OutOfWindow));
+    if t.contains("cannot be written more than") && t.contains("in the past") {
+        return Reason::Rejected(Rejection::OutOfWindow);
     }
-    if t.contains("duplicate timeseries")
-        || t.contains("unavailable")
-        || t.contains("deadline exceeded")
-        || t.contains("internal error")
+    if t.contains("duplicate timeseries encountered")
+        || t.contains("an internal error occurred")
+        || t.contains("internal error encountered")
     {
-        return Some(Verdict::Retry);
+        return Reason::Retry;
+    }
+    Reason::Unknown
+}
+
+/// One group of failed series.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Group {
+    /// Indices into the request's `timeSeries` (below the request's size); `None` when the text
+    /// names none: the group is the whole call.
+    pub indices: Option<Vec<usize>>,
+    /// The reason text, without the index list, the example and the `write for resource=…
+    /// failed with:` part.
+    pub reason: String,
+}
+
+const PREFIX: &str = "One or more TimeSeries could not be written:";
+const MARKER: &str = "timeSeries[";
+
+/// Parses every failed-series group of `message` (any layout above) for a request of `n`
+/// series. Never empty for a non-empty message: a text without any index is one group for the
+/// whole call.
+pub(super) fn failed_groups(message: &str, n: usize) -> Vec<Group> {
+    let body = message.trim();
+    let body = body.strip_prefix(PREFIX).unwrap_or(body);
+    split_top_level(body).into_iter().filter(|g| !g.is_empty()).map(|g| group(g, n)).collect()
+}
+
+fn group(text: &str, n: usize) -> Group {
+    if let Some((start, end, list)) = find_marker(text) {
+        let before = clean_before(&text[..start]);
+        let after = clean_after(&text[end..]);
+        let reason = if before.is_empty() { after } else { before };
+        return Group { indices: Some(parse_indices(list, n)), reason: reason.to_string() };
+    }
+    // `Field timeSeries[N]…: <reason>`: the field path names the series
+    if let Some(i) = field_index(text) {
+        let indices = if i < n { vec![i] } else { Vec::new() };
+        return Group { indices: Some(indices), reason: text.to_string() };
+    }
+    Group { indices: None, reason: text.to_string() }
+}
+
+/// Splits at `;` followed by whitespace (or the end), outside brackets and quotes.
+fn split_top_level(s: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut depth = 0i32;
+    let mut quoted = false;
+    let mut escaped = false;
+    let mut start = 0;
+    let bytes = s.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        if quoted {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => quoted = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => quoted = true,
+            b'(' | b'[' | b'{' => depth += 1,
+            b')' | b']' | b'}' => depth = (depth - 1).max(0),
+            b';' if depth == 0 && bytes.get(i + 1).is_none_or(|c| c.is_ascii_whitespace()) => {
+                out.push(s[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(s[start..].trim());
+    out
+}
+
+/// The first `timeSeries[<index list>]` that is a group's index list, not a field path
+/// (`Field timeSeries[3].points…`, `Field timeSeries[8] had …`): (start, end, list).
+fn find_marker(text: &str) -> Option<(usize, usize, &str)> {
+    let mut from = 0;
+    while let Some(i) = text[from..].find(MARKER) {
+        let start = from + i;
+        let list_start = start + MARKER.len();
+        let close = text[list_start..].find(']')? + list_start;
+        let list = &text[list_start..close];
+        let is_list =
+            !list.is_empty() && list.bytes().all(|b| b.is_ascii_digit() || b == b',' || b == b'-' || b == b' ');
+        let field_path = text[..start].ends_with("Field ") || text[close + 1..].starts_with('.');
+        if is_list && !field_path {
+            return Some((start, close + 1, list));
+        }
+        from = close + 1;
     }
     None
 }
 
-/// Parses `...: timeSeries[0,2-4]; ...: timeSeries[7]` into (index, reason text) pairs.
-pub(super) fn failed_series(message: &str) -> Vec<(usize, String)> {
+/// The index of a `Field timeSeries[N]` path.
+fn field_index(text: &str) -> Option<usize> {
+    let i = text.find("Field timeSeries[")? + "Field timeSeries[".len();
+    let close = text[i..].find(']')? + i;
+    text[i..close].parse().ok()
+}
+
+/// `0-12,15,16` -> 0..=12, 15, 16, keeping only indices below `n`.
+fn parse_indices(list: &str, n: usize) -> Vec<usize> {
     let mut out = Vec::new();
-    let mut rest = message;
-    let mut reason_start = 0usize;
-    let mut consumed = 0usize;
-    while let Some(i) = rest.find("timeSeries[") {
-        let abs = consumed + i;
-        let reason = message[reason_start..abs].trim().trim_end_matches(':').trim();
-        let after = &rest[i + "timeSeries[".len()..];
-        let Some(end) = after.find(']') else { break };
-        for part in after[..end].split(',') {
-            let part = part.trim();
-            let range = match part.split_once('-') {
-                Some((a, b)) => a.trim().parse::<usize>().ok().zip(b.trim().parse::<usize>().ok()),
-                None => part.parse::<usize>().ok().map(|a| (a, a)),
-            };
-            if let Some((a, b)) = range {
-                for idx in a..=b.min(a + 10_000) {
-                    out.push((idx, reason.to_string()));
-                }
-            }
-        }
-        let next = i + "timeSeries[".len() + end + 1;
-        consumed += next;
-        rest = &rest[next..];
-        reason_start = consumed;
-        // skip separators like "; " before the next reason
-        while message[reason_start..].starts_with([';', ' ', ',', '.']) {
-            reason_start += 1;
+    for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (a, b) = match part.split_once('-') {
+            Some((a, b)) => (a.trim().parse::<usize>(), b.trim().parse::<usize>()),
+            None => (part.parse::<usize>(), part.parse::<usize>()),
+        };
+        if let (Ok(a), Ok(b)) = (a, b) {
+            out.extend((a..=b.min(n.saturating_sub(1))).filter(|i| *i < n));
         }
     }
+    out.sort_unstable();
+    out.dedup();
     out
+}
+
+/// Text before an index list: the reason (L1, L2), without L2's `<resource.type>{…}` and the
+/// separating `:`.
+fn clean_before(s: &str) -> &str {
+    let mut s = s.trim_end();
+    if s.ends_with('}')
+        && let Some(open) = matching_open(s)
+    {
+        let head = s[..open].trim_end_matches(|c: char| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+        s = head.trim_end();
+    }
+    s.trim_end_matches(':').trim()
+}
+
+/// Text after an index list: the reason (L3–L6), without the `(example …)` part, the separating
+/// `:` and L4/L5's `write for resource=<type>{…} failed with:`.
+fn clean_after(s: &str) -> &str {
+    let mut s = s.trim_start();
+    if s.starts_with('(')
+        && let Some(close) = matching_close(s)
+    {
+        s = s[close + 1..].trim_start();
+    }
+    s = s.strip_prefix(':').unwrap_or(s).trim_start();
+    if s.starts_with("write for resource=")
+        && let Some(i) = s.find("failed with:")
+    {
+        s = &s[i + "failed with:".len()..];
+    }
+    s.trim()
+}
+
+/// The index of the bracket closing the one `s` starts with (quote-aware).
+fn matching_close(s: &str) -> Option<usize> {
+    let mut depth = 0i32;
+    let mut quoted = false;
+    let mut escaped = false;
+    for (i, b) in s.bytes().enumerate() {
+        if quoted {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => quoted = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => quoted = true,
+            b'(' | b'[' | b'{' => depth += 1,
+            b')' | b']' | b'}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The index of the `{` matching the `}` that `s` ends with (L2 resources hold no quotes).
+fn matching_open(s: &str) -> Option<usize> {
+    let mut depth = 0i32;
+    for (i, b) in s.bytes().enumerate().rev() {
+        match b {
+            b'}' => depth += 1,
+            b'{' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sink::Rejection::{AlreadyWritten, OutOfWindow};
+
+    const ORDER: &str = "Points must be written in order. One or more of the points specified had an older start time than the most recent point.";
+    const ORDER_END: &str = "Points must be written in order. One or more of the points specified had an older end time than the most recent point.";
+    const SAMPLING: &str =
+        "One or more points were written more frequently than the maximum sampling period configured for the metric.";
+
+    fn g(indices: &[usize], reason: &str) -> Group {
+        Group { indices: Some(indices.to_vec()), reason: reason.to_string() }
+    }
+
+    /// (message as the API sent it, request size, groups). Sources: fake-texts.md §1.2.
+    #[test]
+    fn every_layout_yields_its_groups() {
+        let table: Vec<(String, usize, Vec<Group>)> = vec![
+            // L1, exposure-notifications-server#699: ranges and lists
+            (format!("One or more TimeSeries could not be written: {ORDER}: timeSeries[0-12,15,16]"), 20, vec![g(
+                &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 15, 16],
+                ORDER,
+            )]),
+            // L1 with two reasons and the sampling suffix, open-match#569
+            (
+                format!(
+                    "One or more TimeSeries could not be written: {SAMPLING} {{Metric: custom.googleapis.com/x, Timestamps: {{Youngest Existing: '2019/06/21-12:29:46.439', New: '2019/06/21-12:29:51.439'}}}}: timeSeries[6-7]; {ORDER}: timeSeries[1]"
+                ),
+                8,
+                vec![
+                    g(
+                        &[6, 7],
+                        &format!(
+                            "{SAMPLING} {{Metric: custom.googleapis.com/x, Timestamps: {{Youngest Existing: '2019/06/21-12:29:46.439', New: '2019/06/21-12:29:51.439'}}}}"
+                        ),
+                    ),
+                    g(&[1], ORDER),
+                ],
+            ),
+            // L1 with a 500's reason, nodejs-monitoring#191
+            (
+                "One or more TimeSeries could not be written: An internal error occurred.: timeSeries[0]".into(),
+                2,
+                vec![g(&[0], "An internal error occurred.")],
+            ),
+            // L1a: the field path names the index too
+            (
+                "One or more TimeSeries could not be written: Field timeSeries[1] had an invalid value: Duplicate TimeSeries encountered. Only one point can be written per TimeSeries per request.: timeSeries[1]".into(),
+                2,
+                vec![g(
+                    &[1],
+                    "Field timeSeries[1] had an invalid value: Duplicate TimeSeries encountered. Only one point can be written per TimeSeries per request.",
+                )],
+            ),
+            // L1b: field errors without index lists, opentelemetry-operations-java#225
+            (
+                "One or more TimeSeries could not be written: Field timeSeries[3].points had an invalid value: Only one point can be written per TimeSeries per request.; Field timeSeries[0].points had an invalid value: Only one point can be written per TimeSeries per request.".into(),
+                4,
+                vec![
+                    g(&[3], "Field timeSeries[3].points had an invalid value: Only one point can be written per TimeSeries per request."),
+                    g(&[0], "Field timeSeries[0].points had an invalid value: Only one point can be written per TimeSeries per request."),
+                ],
+            ),
+            // unprefixed single field error, slo-generator#98 / field case c10 answer 1
+            (
+                "Field timeSeries[0].points[0].interval.end_time had an invalid value of \"2020-10-20T15:33:00-07:00\": Data points cannot be written more than 25h10s in the past.".into(),
+                1,
+                vec![g(&[0], "Field timeSeries[0].points[0].interval.end_time had an invalid value of \"2020-10-20T15:33:00-07:00\": Data points cannot be written more than 25h10s in the past.")],
+            ),
+            // L2, opentelemetry-operations-java#247
+            (
+                format!(
+                    "One or more TimeSeries could not be written: {ORDER}: global{{}} timeSeries[3]: workload.googleapis.com/process.runtime.jvm.classes.loaded{{instrumentation_source:io.opentelemetry.runtime-metrics,instrumentation_version:1.25.1-alpha}}; {ORDER}: generic_task{{location:global,task_id:,namespace:,job:unknown_service:java}} timeSeries[0-1]: workload.googleapis.com/x{{}}"
+                ),
+                4,
+                vec![g(&[3], ORDER), g(&[0, 1], ORDER)],
+            ),
+            // L3, run-gmp-sidecar#50: the reason's own field path is not an index list
+            (
+                "One or more TimeSeries could not be written: timeSeries[2]: Field timeSeries[2].points[0].interval.start_time had an invalid value of \"2024-12-04T14:29:06.103-08:00\": The start time must be before the end time (2024-12-04T14:29:06.103-08:00) for the non-gauge metric 'prometheus.googleapis.com/x/unknown:counter'.; timeSeries[0]: Metric kind for metric custom.googleapis.com/y must be CUMULATIVE, but is GAUGE.".into(),
+                3,
+                vec![
+                    g(&[2], "Field timeSeries[2].points[0].interval.start_time had an invalid value of \"2024-12-04T14:29:06.103-08:00\": The start time must be before the end time (2024-12-04T14:29:06.103-08:00) for the non-gauge metric 'prometheus.googleapis.com/x/unknown:counter'."),
+                    g(&[0], "Metric kind for metric custom.googleapis.com/y must be CUMULATIVE, but is GAUGE."),
+                ],
+            ),
+            // L4, firezone#8142: the list is the whole write group
+            (
+                format!(
+                    "One or more TimeSeries could not be written: timeSeries[0-3]: write for resource=gce_instance{{zone:us-east1-d,instance_id:6130184649770384727}} failed with: {SAMPLING}"
+                ),
+                4,
+                vec![g(&[0, 1, 2, 3], SAMPLING)],
+            ),
+            // L5, chainguard-dev/terraform-infra-common#958
+            (
+                format!(
+                    "One or more TimeSeries could not be written: timeSeries[0-1] (example metric.type=\"prometheus.googleapis.com/grpc_client_handling_seconds/histogram\", metric.labels={{\"service_name\": \"cve-remediation\", \"grpc_method\": \"Get\"}}): write for resource=prometheus_target{{namespace:,instance:localhost:2112,job:cve-remediation,cluster:__run__,location:us-central1}} failed with: {ORDER}"
+                ),
+                2,
+                vec![g(&[0, 1], ORDER)],
+            ),
+            // L5 as in field case c11 (no `write for resource` part), "end time" wording
+            (
+                format!(
+                    "One or more TimeSeries could not be written: timeSeries[0] (example metric.type=\"custom.googleapis.com/mageai/pipeline_run/count\", metric.labels={{\"partner\": \"acme\", \"pipeline_status\": \"RUNNING\", \"pipeline_uuid\": \"daily_claims_load\"}}): {ORDER_END}"
+                ),
+                1,
+                vec![g(&[0], ORDER_END)],
+            ),
+            // L6, prometheus-engine#1970: lists, ranges, resource inside the parentheses; a label
+            // value holding "; " and brackets does not split the group
+            (
+                "One or more TimeSeries could not be written: timeSeries[3,8-10,12] (example metric.type=\"prometheus.googleapis.com/kong_kong_latency_ms/histogram\", metric.labels={\"service\": \"a; b) [c]\", \"route\": \"route-209\"}, resource.type=\"prometheus_target\", resource.labels={\"project_id\": \"gpe-test-1\", \"namespace\": \"\"}): Monarch only accepted 199 of 200 points. Example error: New reset timestamp '2026/06/25-16:11:15.869 (1782429075869000)' must not be older than existing reset timestamp '2026/06/25-16:11:45.869 (1782429105869000)'.".into(),
+                11,
+                vec![g(&[3, 8, 9, 10], "Monarch only accepted 199 of 200 points. Example error: New reset timestamp '2026/06/25-16:11:15.869 (1782429075869000)' must not be older than existing reset timestamp '2026/06/25-16:11:45.869 (1782429105869000)'.")],
+            ),
+            // no index at all: the whole call
+            (
+                "Field timeSeries had an invalid value: A maximum of 200 TimeSeries can be written in a single request.".into(),
+                201,
+                vec![Group { indices: None, reason: "Field timeSeries had an invalid value: A maximum of 200 TimeSeries can be written in a single request.".into() }],
+            ),
+        ];
+        for (message, n, want) in table {
+            assert_eq!(failed_groups(&message, n), want, "{message}");
+        }
+    }
+
+    /// (reason text, classification). Sources: fake-texts.md §1.3.
+    #[test]
+    fn reasons_are_classified_by_the_real_phrases() {
+        let table: &[(&str, Reason)] = &[
+            (ORDER, Reason::Rejected(AlreadyWritten)),
+            (ORDER_END, Reason::Rejected(AlreadyWritten)),
+            // rekor-tiles#470 quotes it without the final full stop
+            (
+                "Points must be written in order. One or more of the points specified had an older end time than the most recent point",
+                Reason::Rejected(AlreadyWritten),
+            ),
+            (SAMPLING, Reason::Rejected(AlreadyWritten)),
+            (
+                "One or more points were written more frequently than the maximum sampling period configured for the metric. {Metric: workload.googleapis.com/x, Timestamps: {Youngest Existing: '2025/10/05-06:03:53.004', New: '2025/10/05-06:03:54.778'}}",
+                Reason::Rejected(AlreadyWritten),
+            ),
+            (
+                "Field timeSeries[0].points[0].interval.end_time had an invalid value of \"2026-11-29T05:29:28.482+00:00\": Data points cannot be written more than 24h in the past.",
+                Reason::Rejected(OutOfWindow),
+            ),
+            ("Data points cannot be written more than 25h10s in the past.", Reason::Rejected(OutOfWindow)),
+            (
+                "Field timeSeries[3].points[0].interval.end_time had an invalid value of \"2023-09-12T10:38:00-07:00\": Data points cannot be written more than approximately 24 hours in the past, specifically no more than 25h10s in the past. Your data point is 189h27m56s before the present time, which is too far in the past.",
+                Reason::Rejected(OutOfWindow),
+            ),
+            (
+                "Field timeSeries[1] had an invalid value: Duplicate TimeSeries encountered. Only one point can be written per TimeSeries per request.",
+                Reason::Retry,
+            ),
+            ("An internal error occurred.", Reason::Retry),
+            (
+                "Internal error encountered. Please retry after a few seconds. If internal errors persist, contact support at https://cloud.google.com/support/docs.",
+                Reason::Retry,
+            ),
+            ("Metric kind for metric custom.googleapis.com/y must be CUMULATIVE, but is GAUGE.", Reason::Unknown),
+            (
+                "Field timeSeries[0].metric.labels had an invalid value of \"http.scheme\": Label key contains invalid characters.",
+                Reason::Unknown,
+            ),
+            (
+                "Metrics cannot be written to cloud_run_revision. See https://cloud.google.com/monitoring/custom-metrics/creating-metrics#which-resource for a list of writable resource types.",
+                Reason::Unknown,
+            ),
+            ("Monitored resource has too many time series (custom metrics).", Reason::Unknown),
+            ("Permission monitoring.timeSeries.create denied (or the resource may not exist).", Reason::Unknown),
+            // the words the old classifier matched are not the API's
+            ("The points for the metric are too old", Reason::Unknown),
+        ];
+        for &(text, want) in table {
+            assert_eq!(classify_reason(text), want, "{text}");
+        }
+    }
 
     #[test]
-    fn parses_failed_series_indices() {
-        let m = "One or more TimeSeries could not be written: One or more points were written more frequently than the maximum \
-                 sampling period configured for the metric. {Metric: x}: timeSeries[0-2,5]; Points must be written in order. \
-                 One or more of the points specified had an older start time than the most recent point.: timeSeries[7]";
-        let f = failed_series(m);
-        let idx: Vec<usize> = f.iter().map(|(i, _)| *i).collect();
-        assert_eq!(idx, vec![0, 1, 2, 5, 7]);
-        assert!(f[0].1.contains("more frequently"), "{:?}", f[0]);
-        assert!(f[4].1.starts_with("Points must be written in order"), "{:?}", f[4]);
-        assert_eq!(classify_text(&f[0].1), Some(Verdict::Rejected(Rejection::AlreadyWritten)));
-        assert_eq!(classify_text(&f[4].1), Some(Verdict::Rejected(Rejection::AlreadyWritten)));
-        assert!(failed_series("Metrics cannot be written to cloud_run_revision.").is_empty());
+    fn index_lists_stay_within_the_request() {
+        assert_eq!(parse_indices("0-3,7,2", 5), vec![0, 1, 2, 3]);
+        assert_eq!(parse_indices("0-18446744073709551615", 3), vec![0, 1, 2]);
+        assert_eq!(parse_indices("9", 3), Vec::<usize>::new());
+        assert_eq!(parse_indices("5-2", 10), Vec::<usize>::new());
+        // an index beyond the request names no point
+        assert_eq!(
+            failed_groups("One or more TimeSeries could not be written: timeSeries[7]: x", 2),
+            vec![g(&[], "x")]
+        );
     }
 }

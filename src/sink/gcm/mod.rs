@@ -3,11 +3,29 @@
 //! The API's rules (protocols.md §5): at most 200 series per call and exactly one point per
 //! series per call, so the points of one event go out in as few calls as those rules allow (two
 //! points of one series need two calls, sent in time order). Metrics are `GAUGE`/`DOUBLE` under
-//! `custom.googleapis.com/`. A partial failure names the failed `timeSeries[i]` indices; each is
-//! classified: a point written too frequently, out of order or as a duplicate of one already
-//! there counts as already written; a point outside the 25-hour window is refused for good;
-//! both are reported, never retried. 429, 5xx, timeouts and connection errors are retried with
-//! exponential backoff inside the configured deadline, then reported as transient.
+//! `custom.googleapis.com/`.
+//!
+//! * **Window.** A point whose end time is more than 25 hours in the past or more than 5
+//!   minutes in the future is never sent: it is counted `out_of_window` at once. The limits are
+//!   the API contract's (`google/monitoring/v3/common.proto` `TimeInterval`, protocols.md §5.1);
+//!   the API itself refuses only past "25h10s" (fake-texts.md §1.3), so a point sent is not
+//!   refused for its age merely because it spent time in flight.
+//! * **Partial failures** (HTTP 400, and also 429 and 500, which can carry the same message)
+//!   name failed-series groups in one of several layouts ([`classify`]); each group is treated
+//!   as its reason says: "already written" (points out of order, or more often than the
+//!   sampling period: a redelivered event, or another instance wrote the series first) and
+//!   "outside the window" groups are acknowledged, every point of the group counted as rejected
+//!   with that reason (in the newer layouts a group lists every series of one resource, so this
+//!   may count points that were in fact written); a retryable reason retries the group's points
+//!   (those already written then come back as "already written", which is fine); an unknown
+//!   reason follows the call's status (429, 5xx: retried; 4xx: refused for good). Series that no
+//!   group names were written.
+//! * **Whole-call failures** are classified by [`crate::retry::cloud_monitoring`]: 408, 429, 5xx
+//!   and connection errors are retried with the shared backoff, honouring `Retry-After`, until
+//!   the deadline (one deadline for all calls of an event); 401 and 403 are never retried.
+//! * **Every call is made**: a call that fails does not stop the event's other calls. Only a
+//!   failure to get an access token stops them (no call can be made without one). The
+//!   [`Delivered`] report counts the calls actually sent and every point's result.
 
 mod body;
 mod classify;
@@ -15,34 +33,35 @@ mod classify;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 pub use body::{MAX_SERIES_PER_CALL, METRIC_PREFIX, Resource, plan_calls, request_body};
-use classify::{Verdict, classify_text, failed_series};
+use classify::{Reason, failed_groups};
 
-use super::{Delivered, MetricSink, Point, SinkError};
-use crate::error::ErrorClass;
+use super::{Delivered, MetricSink, Point, Rejection, SinkError};
 use crate::google::credentials::{MONITORING_SCOPE, TokenSource};
+use crate::retry::{self, Backoff, RetryDecision};
 
-/// Retry of transient failures.
-#[derive(Debug, Clone, Copy)]
-pub struct Retry {
-    pub first_backoff: Duration,
-    pub max_backoff: Duration,
-    /// No retry starts later than this after the first call.
-    pub deadline: Duration,
+/// Retry of transient failures: the shared backoff policy ([`crate::retry::Policy`]).
+pub use crate::retry::Policy as Retry;
+
+/// How far in the past a point's end time may be (API contract: "not more than 25 hours in the
+/// past", `common.proto`; protocols.md §5.1).
+pub const MAX_AGE: Duration = Duration::from_secs(25 * 3600);
+/// How far in the future a point's end time may be (API contract: "not more than five minutes
+/// in the future").
+pub const MAX_AHEAD: Duration = Duration::from_secs(5 * 60);
+
+/// Whether Cloud Monitoring accepts a point with end time `time` at `now` (see [`MAX_AGE`],
+/// [`MAX_AHEAD`]).
+pub fn in_window(time: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    let age = now.signed_duration_since(time);
+    age <= chrono::Duration::from_std(MAX_AGE).unwrap_or(chrono::Duration::MAX)
+        && -age <= chrono::Duration::from_std(MAX_AHEAD).unwrap_or(chrono::Duration::MAX)
 }
 
-impl Default for Retry {
-    fn default() -> Self {
-        Retry {
-            first_backoff: Duration::from_millis(200),
-            max_backoff: Duration::from_secs(5),
-            deadline: Duration::from_secs(20),
-        }
-    }
-}
-
+/// The Cloud Monitoring sink (see the module documentation).
 pub struct CloudMonitoring {
     http: reqwest::Client,
     tokens: Arc<dyn TokenSource>,
@@ -53,7 +72,10 @@ pub struct CloudMonitoring {
     /// Limit for one HTTP call.
     timeout: Duration,
 }
+
 impl CloudMonitoring {
+    /// A sink writing to `{endpoint}/v3/projects/{project}/timeSeries` against `resource`, with
+    /// tokens for [`MONITORING_SCOPE`] and `retry` as the backoff of one event's calls.
     pub fn new(
         http: reqwest::Client,
         tokens: Arc<dyn TokenSource>,
@@ -71,22 +93,35 @@ impl CloudMonitoring {
         }
     }
 }
-enum CallError {
-    /// Some series failed; the others were written.
-    Partial(Vec<(usize, String)>),
-    /// The whole call failed.
-    Whole { status: Option<u16>, message: String },
+
+/// Why one call was not (fully) written.
+struct CallFailure {
+    /// `None`: no HTTP answer.
+    status: Option<u16>,
+    retry_after: Option<Duration>,
+    /// `error.message` of the answer, or the whole body, or the transport error.
+    message: String,
+    transport: Option<reqwest::Error>,
+}
+
+/// The names of some points, for messages.
+fn names(points: &[&Point]) -> String {
+    let mut names: Vec<&str> = points.iter().map(|p| p.name.as_str()).collect();
+    names.dedup();
+    let more = names.len().saturating_sub(5);
+    names.truncate(5);
+    let mut s = names.join(", ");
+    if more > 0 {
+        s.push_str(&format!(" and {more} more"));
+    }
+    s
 }
 
 impl CloudMonitoring {
-    async fn call(&self, project: &str, points: &[&Point]) -> Result<(), CallError> {
-        let token = self
-            .tokens
-            .token(&[MONITORING_SCOPE])
-            .await
-            .map_err(|e| CallError::Whole { status: None, message: format!("no access token: {e}") })?;
+    /// One `timeSeries.create` call with an access token.
+    async fn call(&self, token: &str, project: &str, points: &[&Point]) -> Result<(), CallFailure> {
         let url = format!("{}/v3/projects/{project}/timeSeries", self.endpoint);
-        let resp = self
+        let resp = match self
             .http
             .post(url)
             .bearer_auth(token)
@@ -94,98 +129,187 @@ impl CloudMonitoring {
             .json(&request_body(points, &self.resource))
             .send()
             .await
-            .map_err(|e| CallError::Whole { status: None, message: format!("request failed: {e}") })?;
+        {
+            Ok(r) => r,
+            Err(e) => {
+                return Err(CallFailure {
+                    status: None,
+                    retry_after: None,
+                    message: format!("request failed: {e}"),
+                    transport: Some(e),
+                });
+            }
+        };
         let status = resp.status();
         if status.is_success() {
             return Ok(());
         }
+        let retry_after = retry::retry_after(resp.headers());
         let text = resp.text().await.unwrap_or_default();
         let message = serde_json::from_str::<Value>(&text)
             .ok()
             .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
             .unwrap_or(text);
-        let failed = failed_series(&message);
-        if !failed.is_empty() && status.as_u16() == 400 {
-            return Err(CallError::Partial(failed));
-        }
-        Err(CallError::Whole { status: Some(status.as_u16()), message })
+        Err(CallFailure { status: Some(status.as_u16()), retry_after, message, transport: None })
     }
 
-    /// Writes one call's points, retrying what can be retried.
-    async fn write(&self, project: &str, points: Vec<&Point>, out: &mut Delivered) -> Result<(), SinkError> {
-        let started = Instant::now();
+    /// Writes one call's points, retrying what can be retried within `backoff`. Every result
+    /// goes into `out`; `Err` only when no access token could be had (no further call can be
+    /// made then).
+    async fn write(
+        &self,
+        project: &str,
+        points: Vec<&Point>,
+        backoff: &mut Backoff,
+        out: &mut Delivered,
+    ) -> Result<(), SinkError> {
         let mut pending = points;
-        let mut backoff = self.retry.first_backoff;
         loop {
+            let token = match self.tokens.token(&[MONITORING_SCOPE]).await {
+                Ok(t) => t,
+                Err(e) => {
+                    let e = SinkError::credentials(e);
+                    out.fail(pending, e.clone());
+                    return Err(e);
+                }
+            };
             out.calls += 1;
-            let mut retry = Vec::new();
-            let mut last_error = String::new();
-            match self.call(project, &pending).await {
+            let failure = match self.call(&token, project, &pending).await {
                 Ok(()) => return Ok(()),
-                Err(CallError::Partial(failed)) => {
-                    for (idx, reason) in failed {
-                        let Some(g) = pending.get(idx) else { continue };
-                        match classify_text(&reason) {
-                            Some(Verdict::Rejected(r)) => out.rejected.push((g.name.clone(), r)),
-                            Some(Verdict::Retry) => retry.push(*g),
-                            _ => {
-                                return Err(SinkError {
-                                    class: ErrorClass::Permanent,
-                                    message: format!("Cloud Monitoring refused {}: {reason}", g.name),
-                                });
-                            }
-                        }
-                        last_error = reason;
-                    }
-                }
-                Err(CallError::Whole { status, message }) => {
-                    let verdict = match status {
-                        None | Some(401 | 403 | 408 | 429 | 500..=599) => Verdict::Retry,
-                        Some(_) => classify_text(&message).unwrap_or(Verdict::Fail),
-                    };
-                    match verdict {
-                        Verdict::Rejected(r) => {
-                            out.rejected.extend(pending.iter().map(|g| (g.name.clone(), r)));
-                            return Ok(());
-                        }
-                        Verdict::Retry => retry = pending.clone(),
-                        Verdict::Fail => {
-                            return Err(SinkError {
-                                class: ErrorClass::Permanent,
-                                message: format!("Cloud Monitoring rejected the request ({status:?}): {message}"),
-                            });
-                        }
-                    }
-                    last_error = format!("{status:?}: {message}");
-                }
-            }
+                Err(f) => f,
+            };
+            let (retry, decision) = self.sort_failure(&pending, &failure, out);
             if retry.is_empty() {
                 return Ok(());
             }
-            if started.elapsed() + backoff > self.retry.deadline {
-                return Err(SinkError {
-                    class: ErrorClass::Transient,
-                    message: format!(
-                        "Cloud Monitoring still failing after {} calls in {:?}: {last_error}",
-                        out.calls,
-                        started.elapsed()
-                    ),
-                });
+            if !backoff.wait(decision).await {
+                let mut e = SinkError::unavailable(format!(
+                    "Cloud Monitoring still failing after {} calls in {:?}: {}{}",
+                    out.calls,
+                    backoff.elapsed(),
+                    failure.status.map(|s| format!("HTTP {s}: ")).unwrap_or_default(),
+                    failure.message
+                ));
+                if let Some(s) = failure.status {
+                    e = e.with_status(s);
+                }
+                if let Some(t) = failure.transport {
+                    e = e.with_source(t);
+                }
+                out.fail(retry, e);
+                return Ok(());
             }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(self.retry.max_backoff);
             pending = retry;
         }
+    }
+
+    /// Sorts the points of a failed call: rejected (into `out`), failed for good (into `out`),
+    /// or to retry (returned, with the decision for the wait).
+    fn sort_failure<'p>(
+        &self,
+        pending: &[&'p Point],
+        failure: &CallFailure,
+        out: &mut Delivered,
+    ) -> (Vec<&'p Point>, RetryDecision) {
+        let Some(status) = failure.status else {
+            return (pending.to_vec(), retry::transport());
+        };
+        let whole = retry::cloud_monitoring(status, failure.retry_after);
+        if matches!(status, 401 | 403) {
+            out.fail(
+                pending.iter().copied(),
+                SinkError::unauthorized(
+                    status,
+                    format!("Cloud Monitoring refused the credentials (HTTP {status}): {}", failure.message),
+                ),
+            );
+            return (Vec::new(), RetryDecision::NonRetryable);
+        }
+        let mut retry = Vec::new();
+        let mut decision = whole;
+        let mut claimed = vec![false; pending.len()];
+        for group in failed_groups(&failure.message, pending.len()) {
+            let indices: Vec<usize> = match group.indices {
+                Some(ix) => ix,
+                None => (0..pending.len()).collect(),
+            };
+            // a series named by two groups is treated as the first says
+            let points: Vec<&Point> = indices
+                .into_iter()
+                .filter(|&i| !std::mem::replace(&mut claimed[i], true))
+                .map(|i| pending[i])
+                .collect();
+            if points.is_empty() {
+                continue;
+            }
+            match classify::classify_reason(&group.reason) {
+                Reason::Rejected(r) => out.rejected.extend(points.iter().map(|p| (p.name.clone(), r))),
+                Reason::Retry => {
+                    if !whole.is_retryable() {
+                        decision = RetryDecision::Retryable;
+                    }
+                    retry.extend(points);
+                }
+                Reason::Unknown if whole.is_retryable() => retry.extend(points),
+                Reason::Unknown => out.fail(
+                    points.iter().copied(),
+                    SinkError::refused(format!(
+                        "Cloud Monitoring refused {} (HTTP {status}): {}",
+                        names(&points),
+                        group.reason
+                    ))
+                    .with_status(status),
+                ),
+            }
+        }
+        (retry, decision)
     }
 }
 
 #[async_trait::async_trait]
 impl MetricSink for CloudMonitoring {
-    async fn emit(&self, points: &[Point]) -> Result<Delivered, SinkError> {
+    async fn emit(&self, points: &[Point]) -> Delivered {
         let mut out = Delivered::default();
-        for (project, call) in plan_calls(points) {
-            self.write(&project, call, &mut out).await?;
+        let now = Utc::now();
+        let (sendable, late): (Vec<&Point>, Vec<&Point>) = points.iter().partition(|p| in_window(p.time, now));
+        out.rejected.extend(late.iter().map(|p| (p.name.clone(), Rejection::OutOfWindow)));
+        let started = Instant::now();
+        let mut stopped: Option<SinkError> = None;
+        for (project, call) in plan_calls(sendable) {
+            if let Some(e) = &stopped {
+                out.fail(call, e.clone());
+                continue;
+            }
+            let mut backoff = self.retry.start_at(started);
+            if let Err(e) = self.write(&project, call, &mut backoff, &mut out).await {
+                stopped = Some(e);
+            }
         }
-        Ok(out)
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_window_is_25_hours_back_and_5_minutes_ahead() {
+        let now = Utc::now();
+        let h = |x: i64| chrono::Duration::hours(x);
+        let m = |x: i64| chrono::Duration::minutes(x);
+        let table = [
+            (now, true),
+            (now - h(24), true),
+            (now - h(25), true),
+            (now - h(25) - chrono::Duration::seconds(1), false),
+            (now - h(30), false),
+            (now + m(5), true),
+            (now + m(5) + chrono::Duration::seconds(1), false),
+            (now + h(2), false),
+        ];
+        for (t, ok) in table {
+            assert_eq!(in_window(t, now), ok, "{}", now.signed_duration_since(t));
+        }
     }
 }

@@ -3,8 +3,17 @@
 //! messages directly, because the OpenTelemetry SDK cannot set a point's time (stack.md §9.3).
 //! Each point is a `Point` data point with `time_unix_nano` = the event's time; metric names and
 //! label keys are the same as in Cloud Monitoring.
+//!
+//! Failures follow the OTLP/HTTP specification ([`crate::retry::otlp`]): only 429, 502, 503 and
+//! 504 (and a call without answer) are retried, with the shared backoff and honouring
+//! `Retry-After`; every other status is final. An error answer's body is a `google.rpc.Status`
+//! (protobuf, as the request) whose `message` is reported. 401 and 403 are reported as
+//! unauthorized ([`SinkError::unauthorized`]). A partial success (HTTP 200 with
+//! `partial_success.rejected_data_points`) counts that many points as refused; it is never
+//! retried ("The client MUST NOT retry the request when it receives a partial success
+//! response", spec L586–611).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsServiceRequest, ExportMetricsServiceResponse};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
@@ -14,11 +23,41 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 
-use super::gcm::Retry;
 use super::{Delivered, MetricSink, Point, Rejection};
-use crate::error::ErrorClass;
+use crate::retry::{self, Policy as Retry, RetryDecision};
 use crate::sink::SinkError;
 
+/// `google.rpc.Status`, the body of an OTLP/HTTP error answer (spec L615–636; the Collector's
+/// `receiver/otlpreceiver/otlphttp.go` `writeError`). Only `code` and `message` are read.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RpcStatus {
+    /// A `google.rpc.Code`; "may be omitted", clients should not act on it.
+    #[prost(int32, tag = "1")]
+    pub code: i32,
+    /// Human-readable text.
+    #[prost(string, tag = "2")]
+    pub message: String,
+}
+
+/// The message of an error answer: the `google.rpc.Status` message when the body is one
+/// (protobuf or JSON), else the body's text.
+fn error_text(content_type: &str, body: &[u8]) -> String {
+    if content_type.starts_with("application/x-protobuf")
+        && let Ok(s) = RpcStatus::decode(body)
+        && !s.message.is_empty()
+    {
+        return s.message;
+    }
+    if content_type.starts_with("application/json")
+        && let Ok(v) = serde_json::from_slice::<serde_json::Value>(body)
+        && let Some(m) = v["message"].as_str()
+    {
+        return m.to_string();
+    }
+    String::from_utf8_lossy(body).chars().take(300).collect()
+}
+
+/// The OTLP/HTTP sink (see the module documentation).
 pub struct Otlp {
     http: reqwest::Client,
     /// e.g. `http://127.0.0.1:4318` (`/v1/metrics` is appended).
@@ -39,6 +78,8 @@ fn kv(k: &str, v: &str) -> KeyValue {
 }
 
 impl Otlp {
+    /// A sink posting to `{endpoint}/v1/metrics` with extra `headers`, resource attribute
+    /// `service.name` = `service_name`, and `retry` as the backoff of one event's export.
     pub fn new(
         http: reqwest::Client,
         endpoint: &str,
@@ -105,14 +146,13 @@ impl Otlp {
 
 #[async_trait::async_trait]
 impl MetricSink for Otlp {
-    async fn emit(&self, points: &[Point]) -> Result<Delivered, SinkError> {
+    async fn emit(&self, points: &[Point]) -> Delivered {
         let mut out = Delivered::default();
         if points.is_empty() {
-            return Ok(out);
+            return out;
         }
         let body = self.request(points).encode_to_vec();
-        let started = Instant::now();
-        let mut backoff = self.retry.first_backoff;
+        let mut backoff = self.retry.start();
         loop {
             out.calls += 1;
             let mut req = self
@@ -124,9 +164,9 @@ impl MetricSink for Otlp {
             for (k, v) in &self.headers {
                 req = req.header(k, v);
             }
-            let failure = match req.send().await {
+            let (decision, failure) = match req.send().await {
                 Ok(resp) if resp.status().is_success() => {
-                    // A partial success names how many points the collector dropped.
+                    // A partial success names how many points the backend dropped.
                     let bytes = resp.bytes().await.unwrap_or_default();
                     if let Ok(r) = ExportMetricsServiceResponse::decode(bytes.as_ref())
                         && let Some(p) = r.partial_success
@@ -136,33 +176,39 @@ impl MetricSink for Otlp {
                         out.rejected.extend(points.iter().take(n).map(|g| (g.name.clone(), Rejection::Refused)));
                         tracing::warn!(rejected = p.rejected_data_points, reason = %p.error_message, "OTLP collector rejected points");
                     }
-                    return Ok(out);
+                    return out;
                 }
                 Ok(resp) => {
                     let status = resp.status().as_u16();
-                    // OTLP/HTTP: 429, 502, 503, 504 are retryable; other errors are not.
-                    if !matches!(status, 408 | 429 | 502 | 503 | 504) {
-                        let text = resp.text().await.unwrap_or_default();
-                        return Err(SinkError {
-                            class: ErrorClass::Permanent,
-                            message: format!(
-                                "OTLP collector answered {status}: {}",
-                                text.chars().take(300).collect::<String>()
-                            ),
-                        });
-                    }
-                    format!("HTTP {status}")
+                    let decision = retry::otlp(status, retry::retry_after(resp.headers()));
+                    let content_type = resp
+                        .headers()
+                        .get(reqwest::header::CONTENT_TYPE)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_ascii_lowercase();
+                    let text = error_text(&content_type, &resp.bytes().await.unwrap_or_default());
+                    let message = format!("OTLP collector answered {status}: {text}");
+                    let error = match (status, decision) {
+                        (401 | 403, _) => SinkError::unauthorized(status, message),
+                        (_, RetryDecision::NonRetryable) => SinkError::refused(message).with_status(status),
+                        _ => SinkError::unavailable(message).with_status(status),
+                    };
+                    (decision, error)
                 }
-                Err(e) => format!("request failed: {e}"),
+                Err(e) => (retry::transport(), SinkError::unavailable(format!("request failed: {e}")).with_source(e)),
             };
-            if started.elapsed() + backoff > self.retry.deadline {
-                return Err(SinkError {
-                    class: ErrorClass::Transient,
-                    message: format!("OTLP collector still failing after {} calls: {failure}", out.calls),
-                });
+            if !backoff.wait(decision).await {
+                let failure = if failure.is_unavailable() {
+                    let message =
+                        format!("OTLP collector still failing after {} calls: {}", out.calls, failure.message());
+                    failure.with_message(message)
+                } else {
+                    failure
+                };
+                out.fail(points, failure);
+                return out;
             }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(self.retry.max_backoff);
         }
     }
 }
