@@ -85,7 +85,7 @@ async fn start() -> Running {
 
 async fn start_with(extra: &[(&str, &str)]) -> Running {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
-    let mut env = vec![("PORT", port.as_str()), ("BIGQUERY_EMULATOR_HOST", common::emulator())];
+    let mut env = vec![("PORT", port.as_str()), ("BIGQUERY_EMULATOR_HOST", common::bigquery::emulator())];
     env.extend_from_slice(extra);
     let mut child = spawn(&env);
     let stdout = lines(child.stdout.take().unwrap());
@@ -112,9 +112,9 @@ fn collect(rx: &mpsc::Receiver<String>, n: usize) -> Vec<String> {
 
 #[tokio::test]
 async fn complete_wrangling_example_prints_exact_metric_lines() {
-    common::seed();
+    common::fixtures::seed();
     let run = start().await;
-    let (headers, body) = common::event_file("wrangling_complete.json");
+    let (headers, body) = common::fixtures::event_file("wrangling_complete.json");
     let mut req = reqwest::Client::new().post(format!("{}/", run.url)).body(body);
     for (k, v) in &headers {
         req = req.header(k, v);
@@ -208,7 +208,7 @@ fn recent_ts() -> String {
 /// A Pub/Sub push of a `pipeline_run` RUNNING record (only the built-in count matches: no
 /// BigQuery work) at time `ts`.
 fn running_push(ts: &str, message_id: &str) -> String {
-    let rec = common::record("pipesv2_wrangling", "RUNNING", ts, serde_json::json!({"partner": "abertta"}));
+    let rec = common::fixtures::record("pipesv2_wrangling", "RUNNING", ts, serde_json::json!({"partner": "abertta"}));
     use base64::Engine;
     let data = base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(&rec).unwrap());
     serde_json::json!({"message": {"data": data, "messageId": message_id}, "subscription": "projects/p/subscriptions/s"}).to_string()
@@ -221,8 +221,8 @@ fn recent_running_push() -> (String, String) {
 
 #[tokio::test]
 async fn cloud_monitoring_backend_end_to_end_with_service_account_credentials() {
-    let tokens = common::fakes::FakeTokenServer::start().await;
-    let gcm = common::fakes::FakeGcm::start().await;
+    let tokens = common::fakes::token::FakeTokenServer::start().await;
+    let gcm = common::fakes::gcm::FakeGcm::start().await;
     let key = tokens.service_account_json();
     // DEDUP_WINDOW_SECS=0: every redelivery reaches the sink, as when it lands on another instance
     let run = start_with(&[
@@ -263,7 +263,7 @@ async fn cloud_monitoring_backend_end_to_end_with_service_account_credentials() 
 
 #[tokio::test]
 async fn otlp_backend_end_to_end() {
-    let collector = common::fakes::FakeCollector::start().await;
+    let collector = common::fakes::otlp::FakeCollector::start().await;
     let run = start_with(&[("METRICS_BACKEND", "otlp"), ("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.url)]).await;
     let (body, _) = recent_running_push();
     let resp = post_json(&run.url, body).await;
@@ -281,7 +281,7 @@ async fn otlp_backend_end_to_end() {
 
 #[test]
 fn a_production_backend_without_usable_credentials_does_not_start() {
-    let dead = common::fakes::service_account_json("http://127.0.0.1:1/token");
+    let dead = common::fakes::token::service_account_json("http://127.0.0.1:1/token");
     for env in [
         vec![("METRICS_BACKEND", "gcm"), ("GCP_SA_KEY_JSON", dead.as_str()), ("BIGQUERY_EMULATOR_HOST", "127.0.0.1:1")],
         vec![("METRICS_BACKEND", "gcm"), ("GCP_SA_KEY_JSON", "not json"), ("BIGQUERY_EMULATOR_HOST", "127.0.0.1:1")],
@@ -299,8 +299,8 @@ fn a_production_backend_without_usable_credentials_does_not_start() {
 
 #[tokio::test]
 async fn sigterm_lets_the_in_flight_event_finish() {
-    let tokens = common::fakes::FakeTokenServer::start().await;
-    let gcm = common::fakes::FakeGcm::start().await;
+    let tokens = common::fakes::token::FakeTokenServer::start().await;
+    let gcm = common::fakes::gcm::FakeGcm::start().await;
     gcm.set_delay(Duration::from_millis(1500));
     let key = tokens.service_account_json();
     let mut run = start_with(&[

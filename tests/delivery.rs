@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use common::{PRE_AND_PROCESSABLE, ScriptedWarehouse, TestApp, wrangling_record};
+use common::app::TestApp;
+use common::fakes::warehouse::ScriptedWarehouse;
+use common::fixtures::{PRE_AND_PROCESSABLE, wrangling_record};
 use pipeline_run_metrics::config::Delivery;
 use pipeline_run_metrics::ingress::auth::{Keys, PushVerifier};
 use pipeline_run_metrics::ingress::http::Options;
@@ -106,7 +108,7 @@ async fn deadline_answers_503_at_once_and_cancels_the_queries() {
 
 // ------------------------------------------------------------------ idempotency
 
-fn names(points: &[common::Point]) -> Vec<String> {
+fn names(points: &[common::app::Point]) -> Vec<String> {
     points.iter().map(|p| p.name.clone()).collect()
 }
 

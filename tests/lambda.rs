@@ -67,8 +67,14 @@ fn push_body(record: &Value) -> String {
 async fn the_same_router_serves_lambda_invocations() {
     let mock = Mock::default();
     // a distinct record per invocation (the same one would be de-duplicated, rightly)
-    let rec =
-        || common::record("pipesv2_wrangling", "RUNNING", "2025-11-05T18:23:31.393Z", json!({"partner": "abertta"}));
+    let rec = || {
+        common::fixtures::record(
+            "pipesv2_wrangling",
+            "RUNNING",
+            "2025-11-05T18:23:31.393Z",
+            json!({"partner": "abertta"}),
+        )
+    };
     let ce_headers = json!({"content-type": "application/json", "ce-specversion": "1.0", "ce-id": "e-1",
         "ce-source": "//pubsub.googleapis.com/projects/p/topics/t", "ce-type": "google.cloud.pubsub.topic.v1.messagePublished"});
     let binary = base64::engine::general_purpose::STANDARD.encode(push_body(&rec()));
@@ -104,7 +110,7 @@ async fn the_same_router_serves_lambda_invocations() {
         .env("AWS_LAMBDA_FUNCTION_NAME", "f")
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
         .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env("BIGQUERY_EMULATOR_HOST", common::emulator())
+        .env("BIGQUERY_EMULATOR_HOST", common::bigquery::emulator())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

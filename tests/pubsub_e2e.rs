@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use common::{Bq, TestApp};
+use common::app::TestApp;
+use common::bigquery::Bq;
 use pipeline_run_metrics::config::Delivery;
 use pipeline_run_metrics::ingress::http::Options;
 use pipeline_run_metrics::warehouse::BigQuery;
@@ -194,7 +195,7 @@ async fn publish(http: &::reqwest::Client, base: &str, messages: &[Vec<u8>]) {
 fn totals(lines: &[String]) -> BTreeMap<String, usize> {
     let mut out = BTreeMap::new();
     for l in lines {
-        let p = common::parse_point(l);
+        let p = common::app::parse_point(l);
         *out.entry(format!(
             "{}{}",
             p.name,
@@ -355,7 +356,8 @@ async fn thousand_messages_through_the_pubsub_emulator_exactly_once_with_a_bigqu
     let failures = lines.len() - good.len();
     assert!(failures >= 45 && transient_during_outage >= 45, "the outage was observed ({failures} failure gauges)");
     assert_eq!(counts(&app, "ok"), 830);
-    let values: HashMap<String, f64> = good.iter().map(|l| common::parse_point(l)).map(|p| (p.name, p.value)).collect();
+    let values: HashMap<String, f64> =
+        good.iter().map(|l| common::app::parse_point(l)).map(|p| (p.name, p.value)).collect();
     assert_eq!(values["claims/pipeline/filtered_pre/vl_pago/relative"], 0.25);
     assert_eq!(values["claims/pipeline/processable/vl_pago/total"], 3000.0);
     drop(bigquery);

@@ -1,7 +1,6 @@
-//! In-process fakes of services that have no emulator: Cloud Monitoring's
-//! `projects.timeSeries.create`, Google's OAuth token endpoint and an OTLP/HTTP collector. Each
-//! binds 127.0.0.1:0, records every request and validates it as strictly as the real API.
-#![allow(dead_code)]
+//! A fake of Cloud Monitoring's `projects.timeSeries.create`: records every request and checks
+//! each series as strictly as the real API (200 series, one point per series, order and 5-second
+//! spacing, the 25-hour window, label limits), answering with the API's error texts.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -16,21 +15,7 @@ use axum::routing::post;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-async fn serve(app: Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    url
-}
-
-#[derive(Debug, Clone)]
-pub struct Recorded {
-    pub path: String,
-    pub headers: HeaderMap,
-    pub body: Bytes,
-}
-
-// ---------------------------------------------------------------- Cloud Monitoring
+use super::{Recorded, serve};
 
 #[derive(Default)]
 pub struct GcmState {
@@ -242,105 +227,5 @@ impl FakeGcm {
     /// Points written per series key.
     pub fn written_points(&self) -> usize {
         self.state.lock().unwrap().written.values().map(Vec::len).sum()
-    }
-}
-
-// ---------------------------------------------------------------- Google OAuth token endpoint
-
-#[derive(Clone, Default)]
-pub struct FakeTokenServer {
-    pub url: String,
-    pub grants: Arc<Mutex<Vec<String>>>,
-}
-
-async fn token(State(fake): State<FakeTokenServer>, body: String) -> Response {
-    let form: HashMap<String, String> =
-        body.split('&').filter_map(|p| p.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    if form.get("grant_type").map(String::as_str) != Some("urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer")
-        || form.get("assertion").is_none_or(|a| a.split('.').count() != 3)
-    {
-        return (StatusCode::BAD_REQUEST, axum::Json(json!({"error": "invalid_grant"}))).into_response();
-    }
-    fake.grants.lock().unwrap().push(form["assertion"].clone());
-    axum::Json(json!({"access_token": "ya29.fake-token", "token_type": "Bearer", "expires_in": 3600})).into_response()
-}
-
-impl FakeTokenServer {
-    pub async fn start() -> FakeTokenServer {
-        let mut fake = FakeTokenServer::default();
-        let app = Router::new().route("/token", post(token)).with_state(fake.clone());
-        fake.url = serve(app).await;
-        fake
-    }
-
-    /// A service-account key JSON whose token endpoint is this server (key: tests/fixtures).
-    pub fn service_account_json(&self) -> String {
-        service_account_json(&format!("{}/token", self.url))
-    }
-}
-
-pub fn service_account_json(token_uri: &str) -> String {
-    let pem = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/test-sa-private-key.pem"))
-        .unwrap();
-    json!({
-        "type": "service_account", "project_id": "my-proj", "private_key_id": "test-key-1", "private_key": pem,
-        "client_email": "metrics@my-proj.iam.gserviceaccount.com", "client_id": "1",
-        "auth_uri": "https://accounts.google.com/o/oauth2/auth", "token_uri": token_uri
-    })
-    .to_string()
-}
-
-// ---------------------------------------------------------------- OTLP collector
-
-#[derive(Clone, Default)]
-pub struct FakeCollector {
-    pub url: String,
-    pub requests: Arc<Mutex<Vec<Recorded>>>,
-    pub fail_next: Arc<Mutex<VecDeque<u16>>>,
-}
-
-async fn otlp_metrics(State(fake): State<FakeCollector>, headers: HeaderMap, body: Bytes) -> Response {
-    fake.requests.lock().unwrap().push(Recorded {
-        path: "/v1/metrics".into(),
-        headers: headers.clone(),
-        body: body.clone(),
-    });
-    if let Some(code) = fake.fail_next.lock().unwrap().pop_front() {
-        return StatusCode::from_u16(code).unwrap().into_response();
-    }
-    if headers.get("content-type").and_then(|v| v.to_str().ok()) != Some("application/x-protobuf") {
-        return StatusCode::UNSUPPORTED_MEDIA_TYPE.into_response();
-    }
-    use prost::Message;
-    match opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest::decode(body.as_ref()) {
-        Ok(_) => {
-            let resp = opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse {
-                partial_success: None,
-            };
-            ([("content-type", "application/x-protobuf")], resp.encode_to_vec()).into_response()
-        }
-        Err(_) => StatusCode::BAD_REQUEST.into_response(),
-    }
-}
-
-impl FakeCollector {
-    pub async fn start() -> FakeCollector {
-        let mut fake = FakeCollector::default();
-        let app = Router::new().route("/v1/metrics", post(otlp_metrics)).with_state(fake.clone());
-        fake.url = serve(app).await;
-        fake
-    }
-
-    pub fn decoded(&self) -> Vec<opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest> {
-        use prost::Message;
-        self.requests
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|r| {
-                opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest::decode(r.body.as_ref())
-                    .unwrap()
-            })
-            .collect()
     }
 }

@@ -1,0 +1,137 @@
+//! The real Router served on 127.0.0.1 with the stdout sink writing into a buffer, and the
+//! metric lines it prints parsed back.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use pipeline_run_metrics::handlers::Projects;
+use pipeline_run_metrics::handlers::dispatch::Dispatcher;
+use pipeline_run_metrics::ingress::http::{App, router};
+use pipeline_run_metrics::sink::{JsonLines, SharedBuffer};
+use pipeline_run_metrics::warehouse::BigQuery;
+use serde_json::{Value, json};
+
+use super::bigquery::emulator;
+use super::{DATA_PROJECT, METRIC_PROJECT};
+
+/// One metric line as printed by the stdout sink.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    pub name: String,
+    pub value: f64,
+    pub labels: BTreeMap<String, String>,
+    pub project: String,
+    pub timestamp: String,
+}
+
+pub fn parse_point(line: &str) -> Point {
+    let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("metric line is not JSON ({e}): {line}"));
+    assert_eq!(v["metric_type"], "gauge", "{line}");
+    assert_eq!(v["severity"], "INFO", "{line}");
+    Point {
+        name: v["name"].as_str().expect("name").to_string(),
+        value: v["value"].as_f64().expect("value"),
+        labels: serde_json::from_value(v["labels"].clone()).expect("labels are strings"),
+        project: v["project_id"].as_str().expect("project_id").to_string(),
+        timestamp: v["timestamp"].as_str().expect("timestamp").to_string(),
+    }
+}
+
+/// The real Router on 127.0.0.1 with the real BigQuery client against the emulator.
+pub struct TestApp {
+    pub url: String,
+    pub metrics: SharedBuffer,
+    pub app: Arc<App>,
+    http: reqwest::Client,
+}
+
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+    pub points: Vec<Point>,
+}
+
+impl TestApp {
+    /// With every handler, or only those named (like the reference's `dispatch_event`).
+    pub async fn start(only: Option<&[&str]>) -> TestApp {
+        let warehouse = BigQuery::emulator(emulator(), DATA_PROJECT, Duration::from_secs(30), reqwest::Client::new())
+            .await
+            .unwrap();
+        TestApp::with_warehouse(only, Arc::new(warehouse), pipeline_run_metrics::config::DEFAULT_MAX_BODY_BYTES).await
+    }
+
+    pub async fn with_warehouse(
+        only: Option<&[&str]>,
+        warehouse: Arc<dyn pipeline_run_metrics::warehouse::Warehouse>,
+        max_body_bytes: usize,
+    ) -> TestApp {
+        TestApp::with_catalogue(only, None, warehouse, max_body_bytes).await
+    }
+
+    /// With the built-in catalogue overlaid by `handlers_dir` (like `HANDLERS_DIR`).
+    pub async fn with_catalogue(
+        only: Option<&[&str]>,
+        handlers_dir: Option<&std::path::Path>,
+        warehouse: Arc<dyn pipeline_run_metrics::warehouse::Warehouse>,
+        max_body_bytes: usize,
+    ) -> TestApp {
+        let options = pipeline_run_metrics::ingress::http::Options { max_body_bytes, ..Default::default() };
+        TestApp::with_options(only, handlers_dir, warehouse, options, None).await
+    }
+
+    /// Full control: transport options and the allowed datasets.
+    pub async fn with_options(
+        only: Option<&[&str]>,
+        handlers_dir: Option<&std::path::Path>,
+        warehouse: Arc<dyn pipeline_run_metrics::warehouse::Warehouse>,
+        options: pipeline_run_metrics::ingress::http::Options,
+        allowed_datasets: Option<Vec<String>>,
+    ) -> TestApp {
+        let mut handlers = pipeline_run_metrics::handlers::all(handlers_dir).expect("catalogue");
+        if let Some(names) = only {
+            for n in names {
+                assert!(handlers.iter().any(|h| h.name() == *n), "no handler named {n}");
+            }
+            handlers.retain(|h| names.contains(&h.name()));
+        }
+        let http = reqwest::Client::new();
+        let metrics = SharedBuffer::default();
+        let mut projects = Projects::new(METRIC_PROJECT, DATA_PROJECT);
+        projects.allowed_datasets = allowed_datasets;
+        let app = Arc::new(App::new(
+            Dispatcher::new(handlers, projects),
+            warehouse,
+            Arc::new(JsonLines::new(metrics.clone())),
+            options,
+        ));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let served = app.clone();
+        tokio::spawn(async move { axum::serve(listener, router(served)).await.unwrap() });
+        TestApp { url, metrics, app, http }
+    }
+
+    pub async fn post(&self, headers: &[(&str, &str)], body: impl Into<Vec<u8>>) -> Answer {
+        let mut req = self.http.post(format!("{}/", self.url)).body(body.into());
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await.expect("POST");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        let body =
+            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).expect("error bodies are JSON") };
+        let points = self.metrics.take_lines().iter().map(|l| parse_point(l)).collect();
+        Answer { status, body, points }
+    }
+
+    /// Sends a Datastream record as a wrapped Pub/Sub push message (the production path).
+    pub async fn push(&self, record: &Value) -> Answer {
+        let data = base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(record).unwrap());
+        let body = json!({"message": {"data": data, "messageId": "1", "publishTime": "2024-01-15T10:30:01Z"},
+                          "subscription": "projects/p/subscriptions/s"});
+        self.post(&[("content-type", "application/json")], body.to_string()).await
+    }
+}

@@ -1,0 +1,25 @@
+//! In-process fakes of services that have no emulator, one file per service. Each binds
+//! 127.0.0.1:0, records every request and validates it as strictly as the real API.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::http::HeaderMap;
+
+pub mod gcm;
+pub mod otlp;
+pub mod token;
+pub mod warehouse;
+
+async fn serve(app: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
