@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use common::app::TestApp;
+use common::fakes::jwks::jwks_server;
 use common::fakes::warehouse::ScriptedWarehouse;
 use common::fixtures::{PRE_AND_PROCESSABLE, wrangling_record};
 use pipeline_run_metrics::config::Delivery;
@@ -257,25 +258,6 @@ fn claims(over: Value) -> Value {
         c[k] = v.clone();
     }
     c
-}
-
-/// A JWKS endpoint on 127.0.0.1 that counts its fetches and serves whatever keys it holds now.
-async fn jwks_server(keys: Arc<std::sync::Mutex<Vec<Value>>>, fetches: Arc<AtomicUsize>) -> String {
-    let app = axum::Router::new().route(
-        "/certs",
-        axum::routing::get(move || {
-            let keys = keys.clone();
-            let fetches = fetches.clone();
-            async move {
-                fetches.fetch_add(1, Ordering::SeqCst);
-                axum::Json(json!({"keys": keys.lock().unwrap().clone()}))
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/certs", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    url
 }
 
 #[tokio::test]

@@ -4,51 +4,13 @@
 
 mod common;
 
-use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::response::IntoResponse;
-use axum::routing::{get, post};
 use base64::Engine;
+use common::fakes::lambda_runtime::LambdaRuntime;
 use serde_json::{Value, json};
-
-#[derive(Clone, Default)]
-struct Mock {
-    queue: Arc<Mutex<VecDeque<(String, Value)>>>,
-    responses: Arc<Mutex<Vec<(String, String, Value)>>>,
-}
-
-async fn next(State(m): State<Mock>) -> axum::response::Response {
-    loop {
-        let item = m.queue.lock().unwrap().pop_front();
-        if let Some((id, event)) = item {
-            return (
-                [
-                    ("lambda-runtime-aws-request-id", id.as_str()),
-                    ("lambda-runtime-deadline-ms", "4102444800000"),
-                    ("lambda-runtime-invoked-function-arn", "arn:aws:lambda:us-east-1:123456789012:function:f"),
-                    ("content-type", "application/json"),
-                ],
-                event.to_string(),
-            )
-                .into_response();
-        }
-        // long poll, like the real API
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn respond(State(m): State<Mock>, Path((id, kind)): Path<(String, String)>, body: Bytes) -> impl IntoResponse {
-    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::String(String::from_utf8_lossy(&body).into()));
-    m.responses.lock().unwrap().push((id, kind, v));
-    (axum::http::StatusCode::ACCEPTED, "")
-}
 
 fn function_url_event(headers: Value, body: &str, base64: bool) -> Value {
     json!({"version": "2.0", "routeKey": "$default", "rawPath": "/", "rawQueryString": "", "headers": headers,
@@ -65,7 +27,7 @@ fn push_body(record: &Value) -> String {
 
 #[tokio::test]
 async fn the_same_router_serves_lambda_invocations() {
-    let mock = Mock::default();
+    let mock = LambdaRuntime::default();
     // a distinct record per invocation (the same one would be de-duplicated, rightly)
     let rec = || {
         common::fixtures::record(
@@ -95,13 +57,7 @@ async fn the_same_router_serves_lambda_invocations() {
         ("id-4".to_string(), rest_v1),
         ("id-5".to_string(), structured),
     ]);
-    let app = Router::new()
-        .route("/2018-06-01/runtime/invocation/next", get(next))
-        .route("/2018-06-01/runtime/invocation/{id}/{kind}", post(respond))
-        .with_state(mock.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let api = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let api = mock.start().await;
 
     let mut child = Command::new(env!("CARGO_BIN_EXE_pipeline-run-metrics"))
         .env_clear()

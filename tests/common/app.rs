@@ -106,10 +106,7 @@ impl TestApp {
             Arc::new(JsonLines::new(metrics.clone())),
             options,
         ));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let served = app.clone();
-        tokio::spawn(async move { axum::serve(listener, router(served)).await.unwrap() });
+        let url = super::fakes::serve(router(app.clone())).await;
         TestApp { url, metrics, app, http }
     }
 

@@ -5,12 +5,16 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::http::HeaderMap;
 
+pub mod bigquery_api;
 pub mod gcm;
+pub mod jwks;
+pub mod lambda_runtime;
 pub mod otlp;
 pub mod token;
 pub mod warehouse;
 
-async fn serve(app: Router) -> String {
+/// Serves `app` on 127.0.0.1 (a free port) in the background; returns its `http://` URL.
+pub async fn serve(app: Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
