@@ -209,9 +209,7 @@ fn recent_ts() -> String {
 /// BigQuery work) at time `ts`.
 fn running_push(ts: &str, message_id: &str) -> String {
     let rec = common::fixtures::record("pipesv2_wrangling", "RUNNING", ts, serde_json::json!({"partner": "abertta"}));
-    use base64::Engine;
-    let data = base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(&rec).unwrap());
-    serde_json::json!({"message": {"data": data, "messageId": message_id}, "subscription": "projects/p/subscriptions/s"}).to_string()
+    common::push::push_body(&rec, message_id)
 }
 
 fn recent_running_push() -> (String, String) {

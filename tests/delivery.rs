@@ -12,6 +12,7 @@ use common::app::TestApp;
 use common::fakes::jwks::jwks_server;
 use common::fakes::warehouse::ScriptedWarehouse;
 use common::fixtures::{PRE_AND_PROCESSABLE, wrangling_record};
+use common::push::{Push, push_body};
 use pipeline_run_metrics::config::Delivery;
 use pipeline_run_metrics::ingress::auth::{Keys, PushVerifier};
 use pipeline_run_metrics::ingress::http::Options;
@@ -19,12 +20,6 @@ use serde_json::{Value, json};
 
 async fn app_with(warehouse: Arc<ScriptedWarehouse>, options: Options) -> TestApp {
     TestApp::with_options(Some(PRE_AND_PROCESSABLE), None, warehouse, options, None).await
-}
-
-fn push_body(record: &Value, message_id: &str) -> String {
-    let data = base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(record).unwrap());
-    json!({"message": {"data": data, "messageId": message_id}, "subscription": "projects/p/subscriptions/s"})
-        .to_string()
 }
 
 const JSON: (&str, &str) = ("content-type", "application/json");
@@ -207,8 +202,7 @@ async fn hostile_bodies_get_4xx_and_leave_the_process_serving() {
     let deep = format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000));
     let nested_data = {
         let inner = format!("{}1{}", "{\"a\":".repeat(5000), "}".repeat(5000));
-        json!({"message": {"data": base64::engine::general_purpose::STANDARD.encode(inner), "messageId": "x"}})
-            .to_string()
+        Push::new(inner).message_id("x").without_subscription().body()
     };
     for (ct, body) in [
         ("application/json", deep),

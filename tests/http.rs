@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use common::METRIC_PROJECT;
 use common::app::{Answer, TestApp};
 use common::fixtures::{event_file, seed};
+use common::push::Push;
 use pipeline_run_metrics::warehouse::WarehouseError;
 use pipeline_run_metrics::warehouse::{BigQuery, Param, Row, TableRef, Warehouse};
 use serde_json::json;
@@ -337,7 +338,8 @@ async fn oversized_body_is_413() {
         4096,
     )
     .await;
-    let body = json!({"message": {"data": "A".repeat(8192), "messageId": "1"}}).to_string();
+    // 6,144 zero bytes: "A" × 8,192 in base64
+    let body = Push::new(vec![0u8; 6144]).message_id("1").without_subscription().body();
     let ans = app.post(&[("content-type", "application/json")], body).await;
     assert_eq!(ans.status, 413, "{}", ans.body);
     assert_eq!(ans.body["error"], "payload_too_large");

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use common::fakes::lambda_runtime::LambdaRuntime;
+use common::push::push_body;
 use serde_json::{Value, json};
 
 fn function_url_event(headers: Value, body: &str, base64: bool) -> Value {
@@ -18,11 +19,6 @@ fn function_url_event(headers: Value, body: &str, base64: bool) -> Value {
             "http": {"method": "POST", "path": "/", "protocol": "HTTP/1.1", "sourceIp": "203.0.113.1", "userAgent": "CloudPubSub-Google"},
             "requestId": "r-1", "routeKey": "$default", "stage": "$default", "time": "02/Jan/2026:03:04:05 +0000", "timeEpoch": 1767323045000u64},
         "body": body, "isBase64Encoded": base64})
-}
-
-fn push_body(record: &Value) -> String {
-    let data = base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(record).unwrap());
-    json!({"message": {"data": data, "messageId": "m-1"}, "subscription": "projects/p/subscriptions/s"}).to_string()
 }
 
 #[tokio::test]
@@ -39,18 +35,18 @@ async fn the_same_router_serves_lambda_invocations() {
     };
     let ce_headers = json!({"content-type": "application/json", "ce-specversion": "1.0", "ce-id": "e-1",
         "ce-source": "//pubsub.googleapis.com/projects/p/topics/t", "ce-type": "google.cloud.pubsub.topic.v1.messagePublished"});
-    let binary = base64::engine::general_purpose::STANDARD.encode(push_body(&rec()));
+    let binary = base64::engine::general_purpose::STANDARD.encode(push_body(&rec(), "m-1"));
     let rest_v1 = json!({"resource": "/", "path": "/", "httpMethod": "POST", "headers": {"content-type": "application/json"},
         "multiValueHeaders": {"content-type": ["application/json"]}, "queryStringParameters": null, "multiValueQueryStringParameters": null,
         "pathParameters": null, "stageVariables": null,
         "requestContext": {"accountId": "123456789012", "resourceId": "r", "stage": "prod", "requestId": "q", "identity": {"sourceIp": "203.0.113.1"},
             "resourcePath": "/", "httpMethod": "POST", "apiId": "a", "path": "/prod/"},
-        "body": push_body(&rec()), "isBase64Encoded": false});
+        "body": push_body(&rec(), "m-1"), "isBase64Encoded": false});
     let structured = json!({"specversion": "1.0", "id": "raw-1", "source": "s", "type": "t", "data": rec()});
     mock.queue.lock().unwrap().extend([
         (
             "id-1".to_string(),
-            function_url_event(json!({"content-type": "application/json"}), &push_body(&rec()), false),
+            function_url_event(json!({"content-type": "application/json"}), &push_body(&rec(), "m-1"), false),
         ),
         ("id-2".to_string(), function_url_event(ce_headers, &binary, true)),
         ("id-3".to_string(), function_url_event(json!({"content-type": "application/json"}), "{\"hello\":1}", false)),

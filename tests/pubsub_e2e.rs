@@ -13,9 +13,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use common::app::TestApp;
 use common::bigquery::Bq;
+use common::push::Push;
 use pipeline_run_metrics::config::Delivery;
 use pipeline_run_metrics::ingress::http::Options;
 use pipeline_run_metrics::warehouse::BigQuery;
@@ -175,8 +175,7 @@ fn wrangling(uuid: &str, status: &str, tables: &(String, String)) -> Value {
 
 async fn publish(http: &::reqwest::Client, base: &str, messages: &[Vec<u8>]) {
     for chunk in messages.chunks(100) {
-        let msgs: Vec<Value> =
-            chunk.iter().map(|m| json!({"data": base64::engine::general_purpose::STANDARD.encode(m)})).collect();
+        let msgs: Vec<Value> = chunk.iter().map(|m| Push::new(m.as_slice()).message()).collect();
         let r = http
             .post(format!("{base}/topics/pipeline-runs:publish"))
             .json(&json!({"messages": msgs}))

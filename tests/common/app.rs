@@ -5,15 +5,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
 use pipeline_run_metrics::handlers::Projects;
 use pipeline_run_metrics::handlers::dispatch::Dispatcher;
 use pipeline_run_metrics::ingress::http::{App, router};
 use pipeline_run_metrics::sink::{JsonLines, SharedBuffer};
 use pipeline_run_metrics::warehouse::BigQuery;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::bigquery::emulator;
+use super::push::Push;
 use super::{DATA_PROJECT, METRIC_PROJECT};
 
 /// One metric line as printed by the stdout sink.
@@ -126,9 +126,7 @@ impl TestApp {
 
     /// Sends a Datastream record as a wrapped Pub/Sub push message (the production path).
     pub async fn push(&self, record: &Value) -> Answer {
-        let data = base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(record).unwrap());
-        let body = json!({"message": {"data": data, "messageId": "1", "publishTime": "2024-01-15T10:30:01Z"},
-                          "subscription": "projects/p/subscriptions/s"});
-        self.post(&[("content-type", "application/json")], body.to_string()).await
+        let body = Push::record(record).message_id("1").publish_time("2024-01-15T10:30:01Z").body();
+        self.post(&[("content-type", "application/json")], body).await
     }
 }

@@ -16,6 +16,7 @@ pub mod containers;
 pub mod fakes;
 pub mod fixtures;
 pub mod process;
+pub mod push;
 
 /// The project the test tables live in (the emulator's project).
 pub const DATA_PROJECT: &str = "test-project";
