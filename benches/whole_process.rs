@@ -17,6 +17,9 @@
 //! * event latency against the slowest single query of the event (each query of the approval
 //!   event re-run alone against the emulator), and against a warehouse with injected latencies.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream as StdStream;
@@ -26,8 +29,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::http::HeaderMap;
 use chrono::{TimeZone, Utc};
+use common::fixtures;
 use pipeline_run_metrics::decode as envelope;
 use pipeline_run_metrics::decode::ChangeEvent;
 use pipeline_run_metrics::handlers::Projects;
@@ -117,16 +121,7 @@ struct Event {
 
 impl Event {
     fn load(file: &'static str) -> Event {
-        let path = root().join("events").join(file);
-        let body = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let headers = match std::fs::read_to_string(path.with_extension("headers")) {
-            Ok(text) => text
-                .lines()
-                .filter_map(|l| l.split_once(':'))
-                .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-                .collect(),
-            Err(_) => vec![("content-type".into(), "application/json".into())],
-        };
+        let (headers, body) = fixtures::event_file(file);
         Event { file, headers, body }
     }
 
@@ -150,11 +145,7 @@ impl Event {
     }
 
     fn header_map(&self) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in &self.headers {
-            h.insert(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
-        }
-        h
+        fixtures::header_map(&self.headers)
     }
 
     fn decode(&self) -> ChangeEvent {

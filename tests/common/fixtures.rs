@@ -1,8 +1,10 @@
 //! Test data: the sample events of events/ with their headers files, Datastream `pipeline_run`
 //! records, and the local seed loaded into the emulator.
 
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Value, json};
 
 use super::DATA_PROJECT;
@@ -37,20 +39,46 @@ pub fn seed() {
     });
 }
 
+/// The directory of the sample events (`events/`).
+pub fn events_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("events")
+}
+
+/// The headers of a headers file (`events/<name>.headers`: one `name: value` per line, blank
+/// lines skipped), names lowercased; `None` when there is no such file. The only reader of
+/// these files in tests and benches (scripts/eventfiles.py is the scripts' one).
+pub fn read_headers(path: &Path) -> Option<Vec<(String, String)>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => panic!("{}: {e}", path.display()),
+    };
+    let header = |line: &str| {
+        let (k, v) = line.split_once(':').unwrap_or_else(|| panic!("{}: not `name: value`: {line}", path.display()));
+        (k.trim().to_ascii_lowercase(), v.trim().to_string())
+    };
+    Some(text.lines().filter(|l| !l.trim().is_empty()).map(header).collect())
+}
+
 /// An event file of events/ and its headers (events/<name>.headers, or JSON by default).
 pub fn event_file(name: &str) -> (Vec<(String, String)>, Vec<u8>) {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/events");
-    let body = std::fs::read(format!("{dir}/{name}")).unwrap_or_else(|e| panic!("events/{name}: {e}"));
-    let side = format!("{dir}/{}.headers", name.trim_end_matches(".json"));
-    let headers = match std::fs::read_to_string(&side) {
-        Ok(text) => text
-            .lines()
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-            .collect(),
-        Err(_) => vec![("content-type".to_string(), "application/json".to_string())],
-    };
+    let path = events_dir().join(name);
+    let body = std::fs::read(&path).unwrap_or_else(|e| panic!("events/{name}: {e}"));
+    let headers = read_headers(&path.with_extension("headers"))
+        .unwrap_or_else(|| vec![("content-type".to_string(), "application/json".to_string())]);
     (headers, body)
+}
+
+/// Headers as the `HeaderMap` the decoders take.
+pub fn header_map(headers: &[(String, String)]) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (k, v) in headers {
+        map.insert(
+            HeaderName::from_bytes(k.as_bytes()).unwrap_or_else(|e| panic!("header name {k}: {e}")),
+            HeaderValue::from_str(v).unwrap_or_else(|e| panic!("header {k}: {e}")),
+        );
+    }
+    map
 }
 
 /// A wrangling record that only the pre-filtered and processable handlers need (use with
