@@ -4,12 +4,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use common::fakes::lambda_runtime::LambdaRuntime;
+use common::process::{Capture, Process};
 use common::push::push_body;
 use serde_json::{Value, json};
 
@@ -55,26 +54,20 @@ async fn the_same_router_serves_lambda_invocations() {
     ]);
     let api = mock.start().await;
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pipeline-run-metrics"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
+    let mut run = Process::binary()
         .env("AWS_LAMBDA_RUNTIME_API", &api)
         .env("AWS_LAMBDA_FUNCTION_NAME", "f")
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
         .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
         .env("BIGQUERY_EMULATOR_HOST", common::bigquery::emulator())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
+        .stderr(Capture::Null)
+        .spawn();
     let t0 = Instant::now();
     while mock.responses.lock().unwrap().len() < 5 {
         assert!(t0.elapsed() < Duration::from_secs(20), "responses: {:?}", mock.responses.lock().unwrap());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    run.stop();
     let responses = mock.responses.lock().unwrap().clone();
     let by_id = |id: &str| responses.iter().find(|(i, _, _)| i == id).cloned().unwrap();
     for id in ["id-1", "id-2", "id-4"] {
@@ -91,7 +84,7 @@ async fn the_same_router_serves_lambda_invocations() {
     let (_, kind, _) = by_id("id-5");
     assert_eq!(kind, "response");
     // every accepted invocation counted the run once
-    let lines: Vec<String> = BufReader::new(stdout).lines().map_while(Result::ok).collect();
+    let lines = run.stdout.rest(Duration::from_secs(10));
     let counts = lines.iter().filter(|l| l.contains(r#""name":"mageai/pipeline_run/count""#)).count();
     assert_eq!(counts, 4, "{lines:?}");
 }

@@ -12,9 +12,10 @@ use pipeline_run_metrics::warehouse::BigQuery;
 use serde_json::{Value, json};
 
 use super::DATA_PROJECT;
-use super::process::free_port;
+use super::process::{Process, Running, free_port};
 
-fn ready(hostport: &str) -> bool {
+/// Whether the emulator at `host:port` answers `GET /readyz` with 200.
+pub fn ready(hostport: &str) -> bool {
     let Ok(mut s) = TcpStream::connect(hostport) else { return false };
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
     let req = format!("GET /readyz HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\n\r\n");
@@ -24,6 +25,11 @@ fn ready(hostport: &str) -> bool {
     let mut buf = String::new();
     let _ = s.read_to_string(&mut buf);
     buf.starts_with("HTTP/1.1 200")
+}
+
+/// The virtualenv bqemulator is installed in: `BQEMU_VENV`, by default `.venv-bqemu`.
+fn venv() -> String {
+    std::env::var("BQEMU_VENV").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/.venv-bqemu").to_string())
 }
 
 /// `host:port` of a ready BigQuery emulator: the one at `BIGQUERY_EMULATOR_HOST`; else, with
@@ -42,7 +48,7 @@ pub fn emulator() -> &'static str {
             return h;
         }
         let root = env!("CARGO_MANIFEST_DIR");
-        let venv = std::env::var("BQEMU_VENV").unwrap_or_else(|_| format!("{root}/.venv-bqemu"));
+        let venv = venv();
         assert!(
             std::path::Path::new(&format!("{venv}/bin/bqemulator")).exists(),
             "bqemulator is not installed in {venv}: run `make test` (or scripts/install-bqemulator.sh)"
@@ -75,6 +81,45 @@ pub fn emulator() -> &'static str {
         eprintln!("bqemulator started on {host} in {:?}", t0.elapsed());
         host
     })
+}
+
+/// A bqemulator of its own on 127.0.0.1:`port`, keeping its data in `data_dir` (so that it can
+/// be stopped and started again with the same tables), logging to `log`; ready when returned.
+/// Stopped (its whole process group) when the returned process is dropped.
+pub fn start_persistent(port: u16, data_dir: &std::path::Path, log: &std::path::Path) -> Running {
+    let grpc = free_port();
+    let g = Process::new(format!("{}/bin/bqemulator", venv()))
+        .args([
+            "start",
+            "--rest-host",
+            "127.0.0.1",
+            "--rest-port",
+            &port.to_string(),
+            "--grpc-host",
+            "127.0.0.1",
+            "--grpc-port",
+            &grpc.to_string(),
+            "--project",
+            "test-project",
+            "--persistent",
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+            "--log-level",
+            "warning",
+        ])
+        .log_file(log)
+        .own_group()
+        .spawn();
+    let t0 = Instant::now();
+    while !ready(&format!("127.0.0.1:{port}")) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "bqemulator: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    g
 }
 
 /// REST helper for test data.

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::DATA_PROJECT;
 use super::bigquery::emulator;
+use super::process::Process;
 
 /// A `pipeline_run` CDC record like Datastream writes it, with a fresh `uuid` each time.
 pub fn record(pipeline_uuid: &str, status: &str, source_timestamp: &str, variables: Value) -> Value {
@@ -29,12 +30,11 @@ pub fn record(pipeline_uuid: &str, status: &str, source_timestamp: &str, variabl
 pub fn seed() {
     static SEEDED: OnceLock<()> = OnceLock::new();
     SEEDED.get_or_init(|| {
-        let out = std::process::Command::new("python3")
+        let out = Process::new("python3")
             .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/seed.py"))
             .env("BIGQUERY_EMULATOR_HOST", emulator())
             .env("BIGQUERY_PROJECT_ID", DATA_PROJECT)
-            .output()
-            .expect("run scripts/seed.py");
+            .output();
         assert!(out.status.success(), "seed failed: {}", String::from_utf8_lossy(&out.stderr));
     });
 }
