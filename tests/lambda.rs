@@ -1,6 +1,7 @@
 //! AWS Lambda mode: the real binary, with `AWS_LAMBDA_RUNTIME_API` pointing at an in-process mock
 //! of the Lambda Runtime API, serves the same Router through lambda_http (Function URL / HTTP API
-//! v2 events, API Gateway REST v1 events, and raw invocations through `pass_through`).
+//! v2 events, API Gateway REST v1 events, and raw invocations through `pass_through`; the payloads
+//! are the files of tests/fixtures/lambda/).
 
 mod common;
 
@@ -8,17 +9,10 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use common::fakes::lambda_runtime::LambdaRuntime;
+use common::fixtures::lambda_event;
 use common::process::{Capture, Process};
 use common::push::push_body;
 use serde_json::{Value, json};
-
-fn function_url_event(headers: Value, body: &str, base64: bool) -> Value {
-    json!({"version": "2.0", "routeKey": "$default", "rawPath": "/", "rawQueryString": "", "headers": headers,
-        "requestContext": {"accountId": "anonymous", "apiId": "x", "domainName": "x.lambda-url.us-east-1.on.aws", "domainPrefix": "x",
-            "http": {"method": "POST", "path": "/", "protocol": "HTTP/1.1", "sourceIp": "203.0.113.1", "userAgent": "CloudPubSub-Google"},
-            "requestId": "r-1", "routeKey": "$default", "stage": "$default", "time": "02/Jan/2026:03:04:05 +0000", "timeEpoch": 1767323045000u64},
-        "body": body, "isBase64Encoded": base64})
-}
 
 #[tokio::test]
 async fn the_same_router_serves_lambda_invocations() {
@@ -32,25 +26,15 @@ async fn the_same_router_serves_lambda_invocations() {
             json!({"partner": "abertta"}),
         )
     };
-    let ce_headers = json!({"content-type": "application/json", "ce-specversion": "1.0", "ce-id": "e-1",
-        "ce-source": "//pubsub.googleapis.com/projects/p/topics/t", "ce-type": "google.cloud.pubsub.topic.v1.messagePublished"});
+    // the invocation payloads of tests/fixtures/lambda/, each carrying a fresh record
+    let function_url = |body: &str| lambda_event("example-functionurl-request.json", "body", body.into());
     let binary = base64::engine::general_purpose::STANDARD.encode(push_body(&rec(), "m-1"));
-    let rest_v1 = json!({"resource": "/", "path": "/", "httpMethod": "POST", "headers": {"content-type": "application/json"},
-        "multiValueHeaders": {"content-type": ["application/json"]}, "queryStringParameters": null, "multiValueQueryStringParameters": null,
-        "pathParameters": null, "stageVariables": null,
-        "requestContext": {"accountId": "123456789012", "resourceId": "r", "stage": "prod", "requestId": "q", "identity": {"sourceIp": "203.0.113.1"},
-            "resourcePath": "/", "httpMethod": "POST", "apiId": "a", "path": "/prod/"},
-        "body": push_body(&rec(), "m-1"), "isBase64Encoded": false});
-    let structured = json!({"specversion": "1.0", "id": "raw-1", "source": "s", "type": "t", "data": rec()});
     mock.queue.lock().unwrap().extend([
-        (
-            "id-1".to_string(),
-            function_url_event(json!({"content-type": "application/json"}), &push_body(&rec(), "m-1"), false),
-        ),
-        ("id-2".to_string(), function_url_event(ce_headers, &binary, true)),
-        ("id-3".to_string(), function_url_event(json!({"content-type": "application/json"}), "{\"hello\":1}", false)),
-        ("id-4".to_string(), rest_v1),
-        ("id-5".to_string(), structured),
+        ("id-1".to_string(), function_url(&push_body(&rec(), "m-1"))),
+        ("id-2".to_string(), lambda_event("example-functionurl-request-cloudevent-binary.json", "body", binary.into())),
+        ("id-3".to_string(), function_url("{\"hello\":1}")),
+        ("id-4".to_string(), lambda_event("example-apigw-request.json", "body", push_body(&rec(), "m-1").into())),
+        ("id-5".to_string(), lambda_event("example-pass-through-cloudevent.json", "data", rec())),
     ]);
     let api = mock.start().await;
 

@@ -81,6 +81,18 @@ pub fn header_map(headers: &[(String, String)]) -> HeaderMap {
     map
 }
 
+/// A Lambda invocation payload of tests/fixtures/lambda/ (see the README there), with `field`
+/// (`body` of an HTTP event, `data` of a raw CloudEvent; "<set by the test>" in the file) set to
+/// `value`.
+pub fn lambda_event(name: &str, field: &str, value: Value) -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lambda").join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut event: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(event[field], "<set by the test>", "{}: no placeholder {field}", path.display());
+    event[field] = value;
+    event
+}
+
 /// A wrangling record that only the pre-filtered and processable handlers need (use with
 /// `only = PRE_AND_PROCESSABLE`).
 pub fn wrangling_record() -> Value {
