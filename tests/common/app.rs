@@ -19,13 +19,19 @@ use super::{DATA_PROJECT, METRIC_PROJECT};
 /// One metric line as printed by the stdout sink.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Point {
+    /// metric name (without the `custom.googleapis.com/` prefix)
     pub name: String,
+    /// the gauge's value
     pub value: f64,
+    /// metric labels
     pub labels: BTreeMap<String, String>,
+    /// `project_id` the point is written to
     pub project: String,
+    /// event time as printed (RFC 3339)
     pub timestamp: String,
 }
 
+/// Parses a metric line of the stdout sink; it must be an INFO gauge.
 pub fn parse_point(line: &str) -> Point {
     let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("metric line is not JSON ({e}): {line}"));
     assert_eq!(v["metric_type"], "gauge", "{line}");
@@ -41,15 +47,22 @@ pub fn parse_point(line: &str) -> Point {
 
 /// The real Router on 127.0.0.1 with the real BigQuery client against the emulator.
 pub struct TestApp {
+    /// `http://127.0.0.1:PORT`
     pub url: String,
+    /// what the stdout sink wrote (metric lines)
     pub metrics: SharedBuffer,
+    /// the application behind the Router (event counts)
     pub app: Arc<App>,
     http: reqwest::Client,
 }
 
+/// What the Router answered to one POST, and the points written meanwhile.
 pub struct Answer {
+    /// HTTP status
     pub status: u16,
+    /// JSON body (`Null` when empty)
     pub body: Value,
+    /// metric lines written since the previous request
     pub points: Vec<Point>,
 }
 
@@ -62,6 +75,7 @@ impl TestApp {
         TestApp::with_warehouse(only, Arc::new(warehouse), pipeline_run_metrics::config::DEFAULT_MAX_BODY_BYTES).await
     }
 
+    /// With `warehouse` instead of the emulator, and a body size limit.
     pub async fn with_warehouse(
         only: Option<&[&str]>,
         warehouse: Arc<dyn pipeline_run_metrics::warehouse::Warehouse>,
@@ -110,6 +124,7 @@ impl TestApp {
         TestApp { url, metrics, app, http }
     }
 
+    /// POSTs `body` to `/` with `headers`; the answer and the points written meanwhile.
     pub async fn post(&self, headers: &[(&str, &str)], body: impl Into<Vec<u8>>) -> Answer {
         let mut req = self.http.post(format!("{}/", self.url)).body(body.into());
         for (k, v) in headers {

@@ -191,11 +191,13 @@ impl Bq {
         }
     }
 
+    /// Deletes `ds` and its tables.
     pub async fn drop_dataset(&self, ds: &str) {
         self.call(reqwest::Method::DELETE, &format!("/datasets/{ds}?deleteContents=true"), None).await;
     }
 }
 
+/// The real BigQuery client against the emulator.
 pub async fn emulator_warehouse() -> Arc<dyn pipeline_run_metrics::warehouse::Warehouse> {
     Arc::new(
         BigQuery::emulator(emulator(), DATA_PROJECT, Duration::from_secs(30), reqwest::Client::new()).await.unwrap(),

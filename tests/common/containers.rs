@@ -9,6 +9,7 @@ use testcontainers::{ContainerAsync, GenericImage, ImageExt};
 
 /// goccy's BigQuery emulator, pinned (the reference used `:latest`, a known defect).
 pub const BIGQUERY_IMAGE: (&str, &str) = ("ghcr.io/goccy/bigquery-emulator", "0.6.6");
+/// Google Cloud CLI with the Pub/Sub emulator, pinned.
 pub const PUBSUB_IMAGE: (&str, &str) = ("gcr.io/google.com/cloudsdktool/google-cloud-cli", "528.0.0-emulators");
 
 fn docker_reachable() -> bool {

@@ -105,4 +105,5 @@ pub fn wrangling_record() -> Value {
     )
 }
 
+/// The handlers that [`wrangling_record`] is for.
 pub const PRE_AND_PROCESSABLE: &[&str] = &["PreFilteredWranglingHandler", "ProcessableWranglingHandler"];

@@ -3,9 +3,14 @@
 //!
 //! * `bigquery`: the BigQuery emulator (start, readiness, the `Bq` REST helper);
 //! * `app`: the real Router on 127.0.0.1 with the stdout sink into a buffer (`TestApp`);
-//! * `fixtures`: events/*.json with their headers files, `record(..)` builders, the seed;
-//! * `process`: child processes (free ports);
-//! * `fakes`: in-process fakes of the services that have no emulator, one file each;
+//! * `process`: child processes (the real binary, the emulators): environment, output lines,
+//!   readiness, SIGTERM;
+//! * `fixtures`: events/*.json with their headers files, `record(..)` builders, the seed, the
+//!   Lambda payloads of tests/fixtures/lambda/;
+//! * `push`: Pub/Sub push bodies;
+//! * `fakes`: in-process fakes of the services that have no emulator, one file each (Cloud
+//!   Monitoring, OTLP collector, OAuth token endpoint, JWKS, Lambda Runtime API, BigQuery REST
+//!   API, and a scripted warehouse);
 //! * `containers`: the opt-in Docker backend of the emulators.
 #![allow(dead_code)]
 

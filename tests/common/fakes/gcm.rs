@@ -18,7 +18,9 @@ use serde_json::{Value, json};
 use super::{Recorded, serve};
 
 #[derive(Default)]
+/// What the fake received and wrote, and how it is to answer next.
 pub struct GcmState {
+    /// every request, in order
     pub requests: Vec<Recorded>,
     /// series key -> end times written, in order
     pub written: HashMap<String, Vec<DateTime<Utc>>>,
@@ -29,8 +31,11 @@ pub struct GcmState {
 }
 
 #[derive(Clone, Default)]
+/// A fake Cloud Monitoring API on 127.0.0.1; clones share its state.
 pub struct FakeGcm {
+    /// base URL (the sink's endpoint)
     pub url: String,
+    /// requests, written points, scripted answers
     pub state: Arc<Mutex<GcmState>>,
 }
 
@@ -201,6 +206,7 @@ async fn gcm_create(
 }
 
 impl FakeGcm {
+    /// Serves a new fake on 127.0.0.1.
     pub async fn start() -> FakeGcm {
         let mut fake = FakeGcm::default();
         let app = Router::new().route("/v3/projects/{project}/timeSeries", post(gcm_create)).with_state(fake.clone());
@@ -208,18 +214,22 @@ impl FakeGcm {
         fake
     }
 
+    /// Every request received so far.
     pub fn requests(&self) -> Vec<Recorded> {
         self.state.lock().unwrap().requests.clone()
     }
 
+    /// The JSON bodies of every request received so far.
     pub fn bodies(&self) -> Vec<Value> {
         self.requests().iter().map(|r| serde_json::from_slice(&r.body).unwrap()).collect()
     }
 
+    /// Answers the next calls with these HTTP statuses (UNAVAILABLE) instead of processing them.
     pub fn fail_next(&self, codes: &[u16]) {
         self.state.lock().unwrap().fail_next.extend(codes);
     }
 
+    /// Waits `d` before answering each call.
     pub fn set_delay(&self, d: Duration) {
         self.state.lock().unwrap().delay = d;
     }

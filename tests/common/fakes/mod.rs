@@ -22,8 +22,12 @@ pub async fn serve(app: Router) -> String {
 }
 
 #[derive(Debug, Clone)]
+/// One request a fake received.
 pub struct Recorded {
+    /// request path
     pub path: String,
+    /// request headers
     pub headers: HeaderMap,
+    /// request body
     pub body: Bytes,
 }

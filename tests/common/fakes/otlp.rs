@@ -13,9 +13,13 @@ use axum::routing::post;
 use super::{Recorded, serve};
 
 #[derive(Clone, Default)]
+/// A fake OTLP/HTTP collector on 127.0.0.1; clones share its state.
 pub struct FakeCollector {
+    /// base URL (the exporter's endpoint)
     pub url: String,
+    /// every request, in order
     pub requests: Arc<Mutex<Vec<Recorded>>>,
+    /// HTTP statuses to answer the next calls with instead of processing them
     pub fail_next: Arc<Mutex<VecDeque<u16>>>,
 }
 
@@ -44,6 +48,7 @@ async fn otlp_metrics(State(fake): State<FakeCollector>, headers: HeaderMap, bod
 }
 
 impl FakeCollector {
+    /// Serves a new collector on 127.0.0.1.
     pub async fn start() -> FakeCollector {
         let mut fake = FakeCollector::default();
         let app = Router::new().route("/v1/metrics", post(otlp_metrics)).with_state(fake.clone());
@@ -51,6 +56,7 @@ impl FakeCollector {
         fake
     }
 
+    /// Every request body received so far, decoded.
     pub fn decoded(&self) -> Vec<opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest> {
         use prost::Message;
         self.requests

@@ -14,8 +14,11 @@ use serde_json::json;
 use super::serve;
 
 #[derive(Clone, Default)]
+/// A fake OAuth token endpoint on 127.0.0.1 (`POST /token`); clones share its records.
 pub struct FakeTokenServer {
+    /// base URL
     pub url: String,
+    /// the signed JWT assertions it granted tokens for
     pub grants: Arc<Mutex<Vec<String>>>,
 }
 
@@ -32,6 +35,7 @@ async fn token(State(fake): State<FakeTokenServer>, body: String) -> Response {
 }
 
 impl FakeTokenServer {
+    /// Serves a new token endpoint on 127.0.0.1.
     pub async fn start() -> FakeTokenServer {
         let mut fake = FakeTokenServer::default();
         let app = Router::new().route("/token", post(token)).with_state(fake.clone());
@@ -45,6 +49,8 @@ impl FakeTokenServer {
     }
 }
 
+/// A service-account key JSON (key: tests/fixtures/test-sa-private-key.pem) whose token endpoint
+/// is `token_uri`.
 pub fn service_account_json(token_uri: &str) -> String {
     let pem = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/test-sa-private-key.pem"))
         .unwrap();

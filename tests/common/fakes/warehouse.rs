@@ -9,9 +9,13 @@ use std::time::Duration;
 /// of `claims_paid.sql` (U = 1000, P = 3000). Counts calls and cancelled (dropped) queries.
 #[derive(Default)]
 pub struct ScriptedWarehouse {
+    /// how long each query waits
     pub delay: Duration,
+    /// how many queries still fail with "unavailable"
     pub fail_queries: std::sync::atomic::AtomicUsize,
+    /// queries received
     pub queries: std::sync::atomic::AtomicUsize,
+    /// queries dropped before they finished
     pub cancelled: Arc<std::sync::atomic::AtomicUsize>,
 }
 
