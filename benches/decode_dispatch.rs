@@ -10,12 +10,16 @@
 //! Run with `cargo bench --bench decode_dispatch` (or `make bench`, which also publishes the
 //! figures in BENCHMARKS.md). `cargo test --all-targets` runs each benchmark once, untimed.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::collections::BTreeSet;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::http::HeaderMap;
+use common::fixtures;
 use criterion::{Criterion, criterion_group, criterion_main};
 use pipeline_run_metrics::decode as envelope;
 use pipeline_run_metrics::handlers::Projects;
@@ -39,29 +43,11 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The body of an event file and its headers (`<name>.headers`, `key: value` lines; default
+/// The body of an event file and its headers (`<name>.headers`; default
 /// `content-type: application/json`).
 fn load_event(file: &str) -> (HeaderMap, Vec<u8>) {
-    let path = root().join("events").join(file);
-    let body = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut headers = HeaderMap::new();
-    let header_file = path.with_extension("headers");
-    match std::fs::read_to_string(&header_file) {
-        Ok(text) => {
-            for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                let (k, v) =
-                    line.split_once(':').unwrap_or_else(|| panic!("{}: bad line {line}", header_file.display()));
-                headers.insert(
-                    HeaderName::from_bytes(k.trim().as_bytes()).expect("header name"),
-                    HeaderValue::from_str(v.trim()).expect("header value"),
-                );
-            }
-        }
-        Err(_) => {
-            headers.insert("content-type", HeaderValue::from_static("application/json"));
-        }
-    }
-    (headers, body)
+    let (headers, body) = fixtures::event_file(file);
+    (fixtures::header_map(&headers), body)
 }
 
 /// Every column a catalogue metric reads (values and column labels), from `handlers/*.toml`.

@@ -17,17 +17,22 @@
 //! * event latency against the slowest single query of the event (each query of the approval
 //!   event re-run alone against the emulator), and against a warehouse with injected latencies.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream as StdStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::http::HeaderMap;
 use chrono::{TimeZone, Utc};
+use common::fixtures;
+use common::process::{Capture, Process, Running, free_port};
 use pipeline_run_metrics::decode as envelope;
 use pipeline_run_metrics::decode::ChangeEvent;
 use pipeline_run_metrics::handlers::Projects;
@@ -117,16 +122,7 @@ struct Event {
 
 impl Event {
     fn load(file: &'static str) -> Event {
-        let path = root().join("events").join(file);
-        let body = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let headers = match std::fs::read_to_string(path.with_extension("headers")) {
-            Ok(text) => text
-                .lines()
-                .filter_map(|l| l.split_once(':'))
-                .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-                .collect(),
-            Err(_) => vec![("content-type".into(), "application/json".into())],
-        };
+        let (headers, body) = fixtures::event_file(file);
         Event { file, headers, body }
     }
 
@@ -150,11 +146,7 @@ impl Event {
     }
 
     fn header_map(&self) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in &self.headers {
-            h.insert(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
-        }
-        h
+        fixtures::header_map(&self.headers)
     }
 
     fn decode(&self) -> ChangeEvent {
@@ -275,65 +267,38 @@ async fn roundtrip(stream: &tokio::net::TcpStream, req: &[u8], buf: &mut Vec<u8>
 // The process under test
 
 struct Server {
-    child: Child,
+    run: Running,
     port: u16,
-    started: Instant,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port()
-}
-
-#[derive(Clone, Copy)]
-enum Output<'a> {
-    Null,
-    File(&'a Path),
-}
-
-impl Output<'_> {
-    fn stdio(self) -> Stdio {
-        match self {
-            Output::Null => Stdio::null(),
-            Output::File(p) => std::fs::File::create(p).expect("output file").into(),
-        }
-    }
 }
 
 /// Starts the binary (optionally under `strace`); the clock starts just before exec.
-fn spawn(opts: &Opts, log_level: &str, stdout: Output, stderr: Output, strace: Option<&Path>) -> Server {
+fn spawn(opts: &Opts, log_level: &str, stdout: Capture, stderr: Capture, strace: Option<&Path>) -> Server {
     spawn_with(opts, log_level, stdout, stderr, strace, &[])
 }
 
 fn spawn_with(
     opts: &Opts,
     log_level: &str,
-    stdout: Output,
-    stderr: Output,
+    stdout: Capture,
+    stderr: Capture,
     strace: Option<&Path>,
     extra_env: &[(&str, &str)],
 ) -> Server {
     let port = free_port();
-    let mut cmd = match strace {
-        Some(trace) => {
-            let mut c = Command::new("strace");
-            c.args(["-f", "-qq", "-e", "trace=write,writev", "-o"]).arg(trace).arg(&opts.bin);
-            c
-        }
-        None => Command::new(&opts.bin),
+    let process = match strace {
+        // strace ignores SIGTERM while it runs a command: the group gets it, so that the binary
+        // stops and strace with it (killing strace alone would leave the binary running).
+        Some(trace) => Process::new("strace")
+            .args(["-f", "-qq", "-e", "trace=write,writev", "-o"])
+            .arg(trace)
+            .arg(&opts.bin)
+            .own_group(),
+        None => Process::new(&opts.bin),
     };
     // A clean environment: every setting not named here keeps its default.
-    cmd.env_clear();
-    if let Ok(path) = std::env::var("PATH") {
-        cmd.env("PATH", path);
-    }
-    cmd.env("HOST", "127.0.0.1")
+    let run = process
+        .clean_env(&["PATH"])
+        .env("HOST", "127.0.0.1")
         .env("PORT", port.to_string())
         .env("BIGQUERY_EMULATOR_HOST", &opts.emulator)
         .env("CLOUD_RUN_PROJECT_ID", METRIC_PROJECT)
@@ -341,12 +306,10 @@ fn spawn_with(
         .env("METRICS_BACKEND", "stdout")
         .env("LOG_LEVEL", log_level)
         .envs(extra_env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(stdout.stdio())
-        .stderr(stderr.stdio());
-    let started = Instant::now();
-    let child = cmd.spawn().expect("spawn the binary");
-    Server { child, port, started }
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn();
+    Server { run, port }
 }
 
 impl Server {
@@ -355,15 +318,15 @@ impl Server {
     fn first(&mut self, req: &[u8], want: u16, limit: Duration) -> Duration {
         let mut buf = Vec::new();
         loop {
-            assert!(self.started.elapsed() < limit, "no {want} from the binary within {limit:?}");
-            if let Ok(Some(status)) = self.child.try_wait() {
+            assert!(self.run.started.elapsed() < limit, "no {want} from the binary within {limit:?}");
+            if let Ok(Some(status)) = self.run.child.try_wait() {
                 panic!("the binary exited with {status}");
             }
             if let Ok(mut s) = StdStream::connect(("127.0.0.1", self.port)) {
                 let _ = s.set_nodelay(true);
                 if let Ok(status) = roundtrip_sync(&mut s, req, &mut buf) {
                     if status == want {
-                        return self.started.elapsed();
+                        return self.run.started.elapsed();
                     }
                     panic!("expected {want}, got {status}");
                 }
@@ -378,7 +341,7 @@ impl Server {
 
     /// `VmRSS` and `VmHWM` in KiB.
     fn memory(&self) -> Value {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.run.id())).unwrap_or_default();
         let field = |name: &str| -> u64 {
             status
                 .lines()
@@ -504,12 +467,12 @@ fn cold_start(opts: &Opts) -> Value {
     let mut rss = Vec::new();
     let mut ready_ms = Vec::new();
     for _ in 0..runs {
-        let mut s = spawn(opts, "warn", Output::Null, Output::Null, None);
+        let mut s = spawn(opts, "warn", Capture::Null, Capture::Null, None);
         ms.push(s.first(&req.bytes, 204, Duration::from_secs(10)).as_secs_f64() * 1e3);
         rss.push(s.memory()["rss_kib"].as_f64().unwrap());
         drop(s);
         // The same for /healthz (ready to serve), in a separate process.
-        let mut s = spawn(opts, "warn", Output::Null, Output::Null, None);
+        let mut s = spawn(opts, "warn", Capture::Null, Capture::Null, None);
         ready_ms.push(s.wait_ready().as_secs_f64() * 1e3);
     }
     let runs_ms = ms.clone();
@@ -531,7 +494,7 @@ fn cold_start(opts: &Opts) -> Value {
 fn builtin_only(opts: &Opts) -> Value {
     let req = Event::load("nonmatching_running.json").request();
     let limit = Duration::from_secs(60);
-    let mut s = spawn(opts, "warn", Output::Null, Output::Null, None);
+    let mut s = spawn(opts, "warn", Capture::Null, Capture::Null, None);
     s.wait_ready();
     let at_start = s.memory();
     let first_10k = load(s.port, &req, 16, 10_000, limit);
@@ -542,7 +505,7 @@ fn builtin_only(opts: &Opts) -> Value {
     let total = [&first_10k, &c1, &c16].iter().map(|r| r["events"].as_u64().unwrap()).sum::<u64>();
     drop(s);
     // The same at the default log level (one JSON log line per event on stderr, into /dev/null).
-    let mut s = spawn(opts, "info", Output::Null, Output::Null, None);
+    let mut s = spawn(opts, "info", Capture::Null, Capture::Null, None);
     s.wait_ready();
     load(s.port, &req, 16, 2_000, limit);
     let c1_info = load(s.port, &req, 1, opts.n(20_000, 1_000), limit);
@@ -550,7 +513,7 @@ fn builtin_only(opts: &Opts) -> Value {
     drop(s);
     // Memory with the de-duplication window off (it remembers answered events), same event count.
     let no_dedup = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let mut s = spawn_with(opts, "warn", Output::Null, Output::Null, None, &[("DEDUP_WINDOW_SECS", "0")]);
+        let mut s = spawn_with(opts, "warn", Capture::Null, Capture::Null, None, &[("DEDUP_WINDOW_SECS", "0")]);
         s.wait_ready();
         let at_start = s.memory();
         load(s.port, &req, 16, 10_000, limit);
@@ -595,7 +558,7 @@ fn log_lines(path: &Path, offset: &mut usize) -> Vec<Value> {
 fn emulator_cases(opts: &Opts) -> Value {
     let stderr = opts.work.join("emulator_cases.stderr.jsonl");
     let stdout = opts.work.join("emulator_cases.stdout.jsonl");
-    let mut s = spawn(opts, "info", Output::File(&stdout), Output::File(&stderr), None);
+    let mut s = spawn(opts, "info", Capture::File(stdout.clone()), Capture::File(stderr.clone()), None);
     s.wait_ready();
     let memory_at_start = s.memory();
     let mut offset = 0usize;
@@ -854,7 +817,7 @@ fn sink_calls(opts: &Opts) -> Value {
             let trace = opts.work.join(format!("strace_{case}.txt"));
             let stdout = opts.work.join(format!("strace_{case}.stdout"));
             let events = 5usize;
-            let mut s = spawn(opts, "warn", Output::File(&stdout), Output::Null, Some(&trace));
+            let mut s = spawn(opts, "warn", Capture::File(stdout.clone()), Capture::Null, Some(&trace));
             s.wait_ready();
             let req = Event::load(file).request();
             let r = load(s.port, &req, 1, events, Duration::from_secs(60));

@@ -15,22 +15,12 @@ import time
 import urllib.error
 import urllib.request
 
+from eventfiles import read_event
+
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 PORT = os.environ.get("PORT", "8080")
 URL = f"http://127.0.0.1:{PORT}/"
 METRICS = os.path.join(ROOT, ".local", "metrics.jsonl")
-
-
-def headers_for(path):
-    h = {"content-type": "application/json"}
-    side = path[: -len(".json")] + ".headers"
-    if os.path.exists(side):
-        h = {}
-        for line in open(side):
-            if ":" in line:
-                k, v = line.split(":", 1)
-                h[k.strip().lower()] = v.strip()
-    return h
 
 
 def metric_lines_after(offset):
@@ -54,9 +44,9 @@ def main():
     failures = 0
     for path in files:
         name = os.path.basename(path)
-        body = open(path, "rb").read()
+        body, headers = read_event(path)
         before = size()
-        req = urllib.request.Request(URL, data=body, method="POST", headers=headers_for(path))
+        req = urllib.request.Request(URL, data=body, method="POST", headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=60) as r:
                 status, text = r.status, r.read().decode()

@@ -147,7 +147,7 @@ pub fn bigquery(status: Option<u16>, reason: Option<&str>, retry_after: Option<D
 /// "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable
 /// timeframe…") and 401 (`invalid_client`, `unauthorized_client`), RFC 6749 §5.2; none can be
 /// fixed by asking again with the same key and clock, whatever the `error` code. 408, 429 and
-/// 5xx (500, 502, 503, 504) are retryable. Sources: /work/research/fake-texts.md §3.1
+/// 5xx (500, 502, 503, 504) are retryable. Sources: tests/common/fakes/SOURCES.md §3.1
 /// (google-cloud-python#10004, spring-cloud-gcp#2634, hlavki/g-suite-identity-sync#7).
 pub fn oauth_token(status: u16, _error: Option<&str>, retry_after: Option<Duration>) -> RetryDecision {
     match status {

@@ -6,109 +6,19 @@
 //! bodies (sources in /work/research/fake-texts.md §4.1): retryable reasons are retried,
 //! `quotaExceeded` and request errors are not.
 
-use std::collections::VecDeque;
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::{Path, State};
-use axum::routing::{get, post};
+use common::fakes::bigquery_api::{FakeBigQuery, bq_error, start};
 use pipeline_run_metrics::warehouse::WarehouseError;
 use pipeline_run_metrics::warehouse::{BigQuery, Cell, Param, Warehouse};
-use serde_json::{Value, json};
-
-#[derive(Clone, Default)]
-struct Fake {
-    calls: Arc<Mutex<Vec<String>>>,
-    /// how many getQueryResults calls answer "not complete yet"
-    incomplete: Arc<Mutex<u32>>,
-    delay: Duration,
-    /// bqemulator's way (stack.md §5): SQL errors in an HTTP 200. Real BigQuery answers them
-    /// with HTTP errors (python-bigquery `retry.py`; fake-texts.md §4.3).
-    error_in_200: bool,
-    /// HTTP errors to answer to the next `jobs.query` calls: (status, body).
-    fail_next: Arc<Mutex<VecDeque<(u16, Value)>>>,
-}
-
-/// BigQuery's error envelope: the legacy `errors` array plus `status` (fake-texts.md §4.1).
-fn bq_error(code: u16, status: &str, reason: &str, message: &str) -> (u16, Value) {
-    (
-        code,
-        json!({"error": {"code": code, "message": message, "errors": [{"message": message, "domain": "global", "reason": reason}],
-            "status": status}}),
-    )
-}
-
-fn schema() -> Value {
-    json!({"fields": [{"name": "status", "type": "STRING", "mode": "NULLABLE"}, {"name": "v", "type": "FLOAT", "mode": "NULLABLE"}]})
-}
-
-async fn query(
-    State(f): State<Fake>,
-    Path(project): Path<String>,
-    axum::Json(body): axum::Json<Value>,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    f.calls.lock().unwrap().push(format!("query {project} {}", body["parameterMode"]));
-    tokio::time::sleep(f.delay).await;
-    if let Some((code, body)) = f.fail_next.lock().unwrap().pop_front() {
-        return (axum::http::StatusCode::from_u16(code).unwrap(), axum::Json(body)).into_response();
-    }
-    if f.error_in_200 {
-        return axum::Json(json!({"jobComplete": true, "rows": [], "totalRows": "0",
-            "errors": [{"reason": "invalidQuery", "message": "Syntax error: Unexpected keyword"}]}))
-        .into_response();
-    }
-    axum::Json(json!({"kind": "bigquery#queryResponse", "jobComplete": false,
-        "jobReference": {"projectId": project, "jobId": "job_1", "location": "US"}}))
-    .into_response()
-}
-
-async fn results(
-    State(f): State<Fake>,
-    Path((project, job)): Path<(String, String)>,
-    uri: axum::http::Uri,
-) -> axum::Json<Value> {
-    let q: std::collections::HashMap<String, String> = uri
-        .query()
-        .unwrap_or("")
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    f.calls
-        .lock()
-        .unwrap()
-        .push(format!("results {project} {job} page={}", q.get("pageToken").cloned().unwrap_or_default()));
-    {
-        let mut n = f.incomplete.lock().unwrap();
-        if *n > 0 {
-            *n -= 1;
-            return axum::Json(json!({"jobComplete": false, "jobReference": {"projectId": project, "jobId": job}}));
-        }
-    }
-    match q.get("pageToken").map(String::as_str) {
-        None => axum::Json(json!({"jobComplete": true, "schema": schema(), "totalRows": "3", "pageToken": "p2",
-            "rows": [{"f": [{"v": "A"}, {"v": "1.5"}]}, {"f": [{"v": "B"}, {"v": null}]}]})),
-        Some(_) => axum::Json(json!({"jobComplete": true, "schema": schema(), "totalRows": "3",
-            "rows": [{"f": [{"v": "C"}, {"v": "0.30000000000000004"}]}]})),
-    }
-}
-
-async fn start(f: Fake) -> String {
-    let app = Router::new()
-        .route("/bigquery/v2/projects/{project}/queries", post(query))
-        .route("/bigquery/v2/projects/{project}/queries/{job}", get(results))
-        .with_state(f);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let host = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    host
-}
+use serde_json::Value;
 
 #[tokio::test]
 async fn an_incomplete_job_is_polled_and_every_page_read() {
-    let fake = Fake { incomplete: Arc::new(Mutex::new(2)), ..Default::default() };
+    let fake = FakeBigQuery { incomplete: Arc::new(Mutex::new(2)), ..Default::default() };
     let host = start(fake.clone()).await;
     let bq = BigQuery::emulator(&host, "data-proj", Duration::from_secs(10), reqwest::Client::new()).await.unwrap();
     let rows =
@@ -136,7 +46,7 @@ async fn an_incomplete_job_is_polled_and_every_page_read() {
 
 #[tokio::test]
 async fn a_slow_answer_times_out_as_transient() {
-    let fake = Fake { delay: Duration::from_secs(3), ..Default::default() };
+    let fake = FakeBigQuery { delay: Duration::from_secs(3), ..Default::default() };
     let host = start(fake).await;
     let bq = BigQuery::emulator(&host, "p", Duration::from_millis(300), reqwest::Client::new()).await.unwrap();
     let e = bq.query("SELECT 1", &[]).await.unwrap_err();
@@ -145,7 +55,7 @@ async fn a_slow_answer_times_out_as_transient() {
 
 #[tokio::test]
 async fn an_error_inside_an_http_200_is_an_error() {
-    let host = start(Fake { error_in_200: true, ..Default::default() }).await;
+    let host = start(FakeBigQuery { error_in_200: true, ..Default::default() }).await;
     let bq = BigQuery::emulator(&host, "p", Duration::from_secs(5), reqwest::Client::new()).await.unwrap();
     let e = bq.query("SELEC 1", &[]).await.unwrap_err();
     assert_eq!(e, WarehouseError::Rejected("Syntax error: Unexpected keyword".into()));
@@ -181,7 +91,7 @@ async fn http_errors_are_classified_and_retryable_ones_retried() {
         (backend, 2, |r| r.as_ref().is_ok_and(|rows| rows.len() == 3)),
     ];
     for (answer, calls, want) in table {
-        let fake = Fake::default();
+        let fake = FakeBigQuery::default();
         fake.fail_next.lock().unwrap().push_back(answer.clone());
         let host = start(fake.clone()).await;
         let bq = BigQuery::emulator(&host, "data-proj", Duration::from_secs(10), reqwest::Client::new()).await.unwrap();

@@ -3,23 +3,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-struct Running {
-    child: Child,
-    url: String,
-    stdout: mpsc::Receiver<String>,
-    stderr: mpsc::Receiver<String>,
-}
+use common::process::{BIN, Process, Running, free_port};
 
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The binary serving on 127.0.0.1, and its base URL.
+struct Served {
+    run: Running,
+    url: String,
 }
 
 /// POSTs a JSON delivery to the running binary.
@@ -33,95 +24,40 @@ async fn post_json(url: &str, body: String) -> reqwest::Response {
         .unwrap()
 }
 
-/// Waits for the process to exit, which it must do successfully within `limit`.
-fn assert_clean_exit_within(child: &mut Child, limit: Duration) {
-    let t0 = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "exit status {status}");
-            return;
-        }
-        assert!(t0.elapsed() < limit, "still running {limit:?} after SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// The binary with a clean environment (`PATH`, `HOME`), on 127.0.0.1, plus `extra`.
+fn binary(extra: &[(&str, &str)]) -> Process {
+    Process::new(BIN).clean_env(&["PATH", "HOME"]).env("HOST", "127.0.0.1").envs(extra.iter().copied())
 }
 
-fn sigterm(child: &Child) {
-    let pid = child.id() as i32;
-    assert!(pid > 1);
-    // SAFETY: kill(2) on the child's own (positive) pid.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-}
-
-fn lines(r: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for l in BufReader::new(r).lines().map_while(Result::ok) {
-            if tx.send(l).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-fn spawn(extra: &[(&str, &str)]) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pipeline-run-metrics"));
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", std::env::var("HOME").unwrap_or_default())
-        .env("HOST", "127.0.0.1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in extra {
-        cmd.env(k, v);
-    }
-    cmd.spawn().expect("spawn the binary")
-}
-
-async fn start() -> Running {
+async fn start() -> Served {
     start_with(&[]).await
 }
 
-async fn start_with(extra: &[(&str, &str)]) -> Running {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
-    let mut env = vec![("PORT", port.as_str()), ("BIGQUERY_EMULATOR_HOST", common::emulator())];
-    env.extend_from_slice(extra);
-    let mut child = spawn(&env);
-    let stdout = lines(child.stdout.take().unwrap());
-    let stderr = lines(child.stderr.take().unwrap());
+/// Starts the binary on a free port against the emulator and waits until it listens.
+async fn start_with(extra: &[(&str, &str)]) -> Served {
+    let port = free_port().to_string();
+    let mut run = binary(&[("PORT", port.as_str()), ("BIGQUERY_EMULATOR_HOST", common::bigquery::emulator())])
+        .envs(extra.iter().copied())
+        .spawn();
+    let listening = run.wait_listening(Duration::from_secs(20)).await;
+    assert_eq!(listening["address"], format!("127.0.0.1:{port}"), "{listening}");
     let url = format!("http://127.0.0.1:{port}");
-    let t0 = Instant::now();
-    while reqwest::get(format!("{url}/healthz")).await.map(|r| r.status() != 200).unwrap_or(true) {
-        assert!(t0.elapsed() < Duration::from_secs(20), "the binary did not become ready");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Running { child, url, stdout, stderr }
-}
-
-fn collect(rx: &mpsc::Receiver<String>, n: usize) -> Vec<String> {
-    let mut out = Vec::new();
-    while out.len() < n {
-        match rx.recv_timeout(Duration::from_secs(10)) {
-            Ok(l) => out.push(l),
-            Err(_) => break,
-        }
-    }
-    out
+    assert_eq!(reqwest::get(format!("{url}/healthz")).await.unwrap().status(), 200, "ready once listening");
+    Served { run, url }
 }
 
 #[tokio::test]
 async fn complete_wrangling_example_prints_exact_metric_lines() {
-    common::seed();
-    let run = start().await;
-    let (headers, body) = common::event_file("wrangling_complete.json");
-    let mut req = reqwest::Client::new().post(format!("{}/", run.url)).body(body);
+    common::fixtures::seed();
+    let mut served = start().await;
+    let (headers, body) = common::fixtures::event_file("wrangling_complete.json");
+    let mut req = reqwest::Client::new().post(format!("{}/", served.url)).body(body);
     for (k, v) in &headers {
         req = req.header(k, v);
     }
     let resp = req.send().await.unwrap();
     assert_eq!(resp.status(), 204);
-    let got = collect(&run.stdout, 9);
+    let got = served.run.stdout.collect(9);
     let ts = r#""timestamp":"2025-11-05T18:23:31.393000+00:00""#;
     let head = r#"{"severity":"INFO","message":"METRIC","metric_type":"gauge","project_id":"local-project","#;
     let wl = r#""labels":{"approved":"false","partner":"abertta"}"#;
@@ -141,7 +77,7 @@ async fn complete_wrangling_example_prints_exact_metric_lines() {
     ];
     assert_eq!(got, want);
     // one structured log line for the event, with ids but without payload variables
-    let logs = collect(&run.stderr, 2);
+    let logs = served.run.stderr.collect(2);
     let event_line = logs.iter().find(|l| l.contains("event processed")).unwrap_or_else(|| panic!("{logs:?}"));
     let v: serde_json::Value = serde_json::from_str(event_line).unwrap();
     assert_eq!(v["severity"], "INFO");
@@ -157,13 +93,13 @@ async fn complete_wrangling_example_prints_exact_metric_lines() {
 
 #[tokio::test]
 async fn sigterm_stops_the_process_cleanly() {
-    let mut run = start().await;
-    sigterm(&run.child);
-    assert_clean_exit_within(&mut run.child, Duration::from_secs(10));
+    let mut served = start().await;
+    served.run.sigterm();
+    served.run.assert_clean_exit_within(Duration::from_secs(10));
 }
 
 fn startup_failure(env: &[(&str, &str)]) -> (i32, String) {
-    let out = spawn(env).wait_with_output().unwrap();
+    let out = binary(env).output();
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
@@ -193,7 +129,7 @@ fn invalid_handler_catalogue_fails_at_startup_naming_file_and_line() {
     let want = format!("{}:1: undeclared SQL parameter @undeclared", dir.join("broken.sql").display());
     assert!(err.contains(&want), "{err}");
     // and --check accepts the built-in catalogue
-    let out = Command::new(env!("CARGO_BIN_EXE_pipeline-run-metrics")).arg("--check").output().unwrap();
+    let out = Process::new(BIN).arg("--check").output();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
@@ -208,10 +144,8 @@ fn recent_ts() -> String {
 /// A Pub/Sub push of a `pipeline_run` RUNNING record (only the built-in count matches: no
 /// BigQuery work) at time `ts`.
 fn running_push(ts: &str, message_id: &str) -> String {
-    let rec = common::record("pipesv2_wrangling", "RUNNING", ts, serde_json::json!({"partner": "abertta"}));
-    use base64::Engine;
-    let data = base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(&rec).unwrap());
-    serde_json::json!({"message": {"data": data, "messageId": message_id}, "subscription": "projects/p/subscriptions/s"}).to_string()
+    let rec = common::fixtures::record("pipesv2_wrangling", "RUNNING", ts, serde_json::json!({"partner": "abertta"}));
+    common::push::push_body(&rec, message_id)
 }
 
 fn recent_running_push() -> (String, String) {
@@ -221,11 +155,11 @@ fn recent_running_push() -> (String, String) {
 
 #[tokio::test]
 async fn cloud_monitoring_backend_end_to_end_with_service_account_credentials() {
-    let tokens = common::fakes::FakeTokenServer::start().await;
-    let gcm = common::fakes::FakeGcm::start().await;
+    let tokens = common::fakes::token::FakeTokenServer::start().await;
+    let gcm = common::fakes::gcm::FakeGcm::start().await;
     let key = tokens.service_account_json();
     // DEDUP_WINDOW_SECS=0: every redelivery reaches the sink, as when it lands on another instance
-    let run = start_with(&[
+    let mut served = start_with(&[
         ("METRICS_BACKEND", "gcm"),
         ("GCM_ENDPOINT", &gcm.url),
         ("GCP_SA_KEY_JSON", &key),
@@ -235,7 +169,7 @@ async fn cloud_monitoring_backend_end_to_end_with_service_account_credentials() 
     ])
     .await;
     let (body, ts) = recent_running_push();
-    let resp = post_json(&run.url, body).await;
+    let resp = post_json(&served.url, body).await;
     assert_eq!(resp.status(), 204);
     let reqs = gcm.requests();
     assert_eq!(reqs.len(), 1, "one call for the event");
@@ -253,20 +187,20 @@ async fn cloud_monitoring_backend_end_to_end_with_service_account_credentials() 
         chrono::DateTime::parse_from_rfc3339(series["points"][0]["interval"]["endTime"].as_str().unwrap()).unwrap();
     assert_eq!(end, chrono::DateTime::parse_from_rfc3339(&ts).unwrap());
     // a redelivery of the same event: the point is already there; acknowledged, not retried
-    let resp = post_json(&run.url, running_push(&ts, "m-2")).await;
+    let resp = post_json(&served.url, running_push(&ts, "m-2")).await;
     assert_eq!(resp.status(), 204);
     assert_eq!(gcm.requests().len(), 2, "one call, no retry loop");
     assert_eq!(gcm.written_points(), 1);
     // stdout carries no metric lines with this backend
-    assert!(run.stdout.try_recv().is_err());
+    assert!(served.run.stdout.try_next().is_none());
 }
 
 #[tokio::test]
 async fn otlp_backend_end_to_end() {
-    let collector = common::fakes::FakeCollector::start().await;
-    let run = start_with(&[("METRICS_BACKEND", "otlp"), ("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.url)]).await;
+    let collector = common::fakes::otlp::FakeCollector::start().await;
+    let served = start_with(&[("METRICS_BACKEND", "otlp"), ("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.url)]).await;
     let (body, _) = recent_running_push();
-    let resp = post_json(&run.url, body).await;
+    let resp = post_json(&served.url, body).await;
     assert_eq!(resp.status(), 204);
     let decoded = collector.decoded();
     assert_eq!(decoded.len(), 1, "sent before the answer");
@@ -281,7 +215,7 @@ async fn otlp_backend_end_to_end() {
 
 #[test]
 fn a_production_backend_without_usable_credentials_does_not_start() {
-    let dead = common::fakes::service_account_json("http://127.0.0.1:1/token");
+    let dead = common::fakes::token::service_account_json("http://127.0.0.1:1/token");
     for env in [
         vec![("METRICS_BACKEND", "gcm"), ("GCP_SA_KEY_JSON", dead.as_str()), ("BIGQUERY_EMULATOR_HOST", "127.0.0.1:1")],
         vec![("METRICS_BACKEND", "gcm"), ("GCP_SA_KEY_JSON", "not json"), ("BIGQUERY_EMULATOR_HOST", "127.0.0.1:1")],
@@ -299,11 +233,11 @@ fn a_production_backend_without_usable_credentials_does_not_start() {
 
 #[tokio::test]
 async fn sigterm_lets_the_in_flight_event_finish() {
-    let tokens = common::fakes::FakeTokenServer::start().await;
-    let gcm = common::fakes::FakeGcm::start().await;
+    let tokens = common::fakes::token::FakeTokenServer::start().await;
+    let gcm = common::fakes::gcm::FakeGcm::start().await;
     gcm.set_delay(Duration::from_millis(1500));
     let key = tokens.service_account_json();
-    let mut run = start_with(&[
+    let mut served = start_with(&[
         ("METRICS_BACKEND", "gcm"),
         ("GCM_ENDPOINT", &gcm.url),
         ("GCP_SA_KEY_JSON", &key),
@@ -311,7 +245,7 @@ async fn sigterm_lets_the_in_flight_event_finish() {
     ])
     .await;
     let (body, _) = recent_running_push();
-    let url = run.url.clone();
+    let url = served.url.clone();
     let in_flight = tokio::spawn(async move {
         reqwest::Client::new()
             .post(format!("{url}/"))
@@ -326,10 +260,10 @@ async fn sigterm_lets_the_in_flight_event_finish() {
         assert!(t0.elapsed() < Duration::from_secs(10));
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    sigterm(&run.child);
+    served.run.sigterm();
     let resp = in_flight.await.unwrap().expect("the in-flight request is answered");
     assert_eq!(resp.status(), 204);
     assert_eq!(gcm.written_points(), 1);
     // the child needs nothing from this process any more: a blocking wait is fine here
-    assert_clean_exit_within(&mut run.child, Duration::from_secs(10));
+    served.run.assert_clean_exit_within(Duration::from_secs(10));
 }

@@ -8,7 +8,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use common::{PRE_AND_PROCESSABLE, ScriptedWarehouse, TestApp, wrangling_record};
+use common::app::TestApp;
+use common::fakes::jwks::jwks_server;
+use common::fakes::warehouse::ScriptedWarehouse;
+use common::fixtures::{PRE_AND_PROCESSABLE, wrangling_record};
+use common::push::{Push, push_body};
 use pipeline_run_metrics::config::Delivery;
 use pipeline_run_metrics::ingress::auth::{Keys, PushVerifier};
 use pipeline_run_metrics::ingress::http::Options;
@@ -16,12 +20,6 @@ use serde_json::{Value, json};
 
 async fn app_with(warehouse: Arc<ScriptedWarehouse>, options: Options) -> TestApp {
     TestApp::with_options(Some(PRE_AND_PROCESSABLE), None, warehouse, options, None).await
-}
-
-fn push_body(record: &Value, message_id: &str) -> String {
-    let data = base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(record).unwrap());
-    json!({"message": {"data": data, "messageId": message_id}, "subscription": "projects/p/subscriptions/s"})
-        .to_string()
 }
 
 const JSON: (&str, &str) = ("content-type", "application/json");
@@ -106,7 +104,7 @@ async fn deadline_answers_503_at_once_and_cancels_the_queries() {
 
 // ------------------------------------------------------------------ idempotency
 
-fn names(points: &[common::Point]) -> Vec<String> {
+fn names(points: &[common::app::Point]) -> Vec<String> {
     points.iter().map(|p| p.name.clone()).collect()
 }
 
@@ -204,8 +202,7 @@ async fn hostile_bodies_get_4xx_and_leave_the_process_serving() {
     let deep = format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000));
     let nested_data = {
         let inner = format!("{}1{}", "{\"a\":".repeat(5000), "}".repeat(5000));
-        json!({"message": {"data": base64::engine::general_purpose::STANDARD.encode(inner), "messageId": "x"}})
-            .to_string()
+        Push::new(inner).message_id("x").without_subscription().body()
     };
     for (ct, body) in [
         ("application/json", deep),
@@ -255,25 +252,6 @@ fn claims(over: Value) -> Value {
         c[k] = v.clone();
     }
     c
-}
-
-/// A JWKS endpoint on 127.0.0.1 that counts its fetches and serves whatever keys it holds now.
-async fn jwks_server(keys: Arc<std::sync::Mutex<Vec<Value>>>, fetches: Arc<AtomicUsize>) -> String {
-    let app = axum::Router::new().route(
-        "/certs",
-        axum::routing::get(move || {
-            let keys = keys.clone();
-            let fetches = fetches.clone();
-            async move {
-                fetches.fetch_add(1, Ordering::SeqCst);
-                axum::Json(json!({"keys": keys.lock().unwrap().clone()}))
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/certs", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    url
 }
 
 #[tokio::test]

@@ -20,7 +20,8 @@ use std::time::Duration;
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use common::fakes::{FakeGcm, FakeTokenServer, GcmLayout};
+use common::fakes::gcm::{FakeGcm, GcmLayout};
+use common::fakes::token::FakeTokenServer;
 use pipeline_run_metrics::config::Delivery;
 use pipeline_run_metrics::google::credentials;
 use pipeline_run_metrics::handlers::{Dispatcher, Projects};
@@ -214,7 +215,7 @@ async fn c10_the_apis_too_old_answers_in_every_layout_are_counted_out_of_window(
             .enumerate()
     {
         h.gcm.set_layout(layout);
-        h.gcm.set_too_old(common::fakes::TooOld::H24);
+        h.gcm.set_too_old(common::fakes::gcm::TooOld::H24);
         let (status, body) = h.push(&record(chrono::Duration::minutes(24 * 60 + 30), &format!("c10-l{n}"))).await;
         assert_eq!(status, 204, "{layout:?}: {body}");
         let line = logs.event_line();

@@ -6,7 +6,9 @@ mod common;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use common::{ScriptedWarehouse, TestApp, event_file};
+use common::app::{Answer, TestApp};
+use common::fakes::warehouse::ScriptedWarehouse;
+use common::fixtures::event_file;
 use pipeline_run_metrics::config::Delivery;
 use pipeline_run_metrics::ingress::http::Options;
 
@@ -17,7 +19,7 @@ async fn app(wh: Arc<ScriptedWarehouse>, process_history: bool) -> TestApp {
     TestApp::with_options(Some(WRANGLING), None, wh, options, None).await
 }
 
-async fn post_file(app: &TestApp, name: &str) -> common::Answer {
+async fn post_file(app: &TestApp, name: &str) -> Answer {
     let (headers, body) = event_file(name);
     let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     app.post(&headers, body).await

@@ -7,7 +7,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::{Answer, METRIC_PROJECT, TestApp, event_file, seed};
+use common::METRIC_PROJECT;
+use common::app::{Answer, TestApp};
+use common::fixtures::{event_file, seed};
+use common::push::Push;
 use pipeline_run_metrics::warehouse::WarehouseError;
 use pipeline_run_metrics::warehouse::{BigQuery, Param, Row, TableRef, Warehouse};
 use serde_json::json;
@@ -282,7 +285,7 @@ impl Warehouse for Counting {
 #[tokio::test]
 async fn an_invalid_table_reference_stops_every_query_of_the_event() {
     let inner = BigQuery::emulator(
-        common::emulator(),
+        common::bigquery::emulator(),
         common::DATA_PROJECT,
         std::time::Duration::from_secs(30),
         reqwest::Client::new(),
@@ -335,7 +338,8 @@ async fn oversized_body_is_413() {
         4096,
     )
     .await;
-    let body = json!({"message": {"data": "A".repeat(8192), "messageId": "1"}}).to_string();
+    // 6,144 zero bytes: "A" × 8,192 in base64
+    let body = Push::new(vec![0u8; 6144]).message_id("1").without_subscription().body();
     let ans = app.post(&[("content-type", "application/json")], body).await;
     assert_eq!(ans.status, 413, "{}", ans.body);
     assert_eq!(ans.body["error"], "payload_too_large");
@@ -344,7 +348,7 @@ async fn oversized_body_is_413() {
 /// The README's "Adding a metric" example (examples/handlers/), loaded through HANDLERS_DIR.
 #[tokio::test]
 async fn readme_worked_example_through_handlers_dir() {
-    let bq = common::Bq::default();
+    let bq = common::bigquery::Bq::default();
     let ds = bq.dataset("enriched").await;
     let columns: BTreeMap<String, String> =
         [("categoria", "STRING"), ("vl_pago", "FLOAT"), ("created_at", "TIMESTAMP")]
@@ -362,12 +366,13 @@ async fn readme_worked_example_through_handlers_dir() {
     let app = TestApp::with_catalogue(
         Some(&["EnrichedClaimsApprovalHandler"]),
         Some(dir),
-        common::emulator_warehouse().await,
+        common::bigquery::emulator_warehouse().await,
         1 << 20,
     )
     .await;
     let vars = json!({"partner": "cemig", "enriched_claims_input_table": format!("{ds}.enriched_claims")});
-    let ans = app.push(&common::record("pipesv2_approval", "COMPLETED", "2025-11-11T16:40:28.285Z", vars)).await;
+    let ans =
+        app.push(&common::fixtures::record("pipesv2_approval", "COMPLETED", "2025-11-11T16:40:28.285Z", vars)).await;
     bq.drop_dataset(&ds).await;
     assert_eq!(ans.status, 204, "{}", ans.body);
     let got: Vec<_> = ans.points.iter().map(|p| (p.name.as_str(), p.labels["category"].as_str(), p.value)).collect();
@@ -389,7 +394,8 @@ async fn readme_worked_example_through_handlers_dir() {
 #[tokio::test]
 async fn approval_event_bigquery_requests() {
     seed();
-    let counting = Arc::new(Counting { inner: common::emulator_warehouse().await, calls: AtomicUsize::new(0) });
+    let counting =
+        Arc::new(Counting { inner: common::bigquery::emulator_warehouse().await, calls: AtomicUsize::new(0) });
     let app = TestApp::with_warehouse(None, counting.clone(), 1 << 20).await;
     let ans = post_file(&app, "approval_complete.json").await;
     assert_eq!(ans.status, 204, "{}", ans.body);

@@ -1,122 +1,57 @@
 //! AWS Lambda mode: the real binary, with `AWS_LAMBDA_RUNTIME_API` pointing at an in-process mock
 //! of the Lambda Runtime API, serves the same Router through lambda_http (Function URL / HTTP API
-//! v2 events, API Gateway REST v1 events, and raw invocations through `pass_through`).
+//! v2 events, API Gateway REST v1 events, and raw invocations through `pass_through`; the payloads
+//! are the files of tests/fixtures/lambda/).
 
 mod common;
 
-use std::collections::VecDeque;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::response::IntoResponse;
-use axum::routing::{get, post};
 use base64::Engine;
+use common::fakes::lambda_runtime::LambdaRuntime;
+use common::fixtures::lambda_event;
+use common::process::{Capture, Process};
+use common::push::push_body;
 use serde_json::{Value, json};
-
-#[derive(Clone, Default)]
-struct Mock {
-    queue: Arc<Mutex<VecDeque<(String, Value)>>>,
-    responses: Arc<Mutex<Vec<(String, String, Value)>>>,
-}
-
-async fn next(State(m): State<Mock>) -> axum::response::Response {
-    loop {
-        let item = m.queue.lock().unwrap().pop_front();
-        if let Some((id, event)) = item {
-            return (
-                [
-                    ("lambda-runtime-aws-request-id", id.as_str()),
-                    ("lambda-runtime-deadline-ms", "4102444800000"),
-                    ("lambda-runtime-invoked-function-arn", "arn:aws:lambda:us-east-1:123456789012:function:f"),
-                    ("content-type", "application/json"),
-                ],
-                event.to_string(),
-            )
-                .into_response();
-        }
-        // long poll, like the real API
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn respond(State(m): State<Mock>, Path((id, kind)): Path<(String, String)>, body: Bytes) -> impl IntoResponse {
-    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::String(String::from_utf8_lossy(&body).into()));
-    m.responses.lock().unwrap().push((id, kind, v));
-    (axum::http::StatusCode::ACCEPTED, "")
-}
-
-fn function_url_event(headers: Value, body: &str, base64: bool) -> Value {
-    json!({"version": "2.0", "routeKey": "$default", "rawPath": "/", "rawQueryString": "", "headers": headers,
-        "requestContext": {"accountId": "anonymous", "apiId": "x", "domainName": "x.lambda-url.us-east-1.on.aws", "domainPrefix": "x",
-            "http": {"method": "POST", "path": "/", "protocol": "HTTP/1.1", "sourceIp": "203.0.113.1", "userAgent": "CloudPubSub-Google"},
-            "requestId": "r-1", "routeKey": "$default", "stage": "$default", "time": "02/Jan/2026:03:04:05 +0000", "timeEpoch": 1767323045000u64},
-        "body": body, "isBase64Encoded": base64})
-}
-
-fn push_body(record: &Value) -> String {
-    let data = base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(record).unwrap());
-    json!({"message": {"data": data, "messageId": "m-1"}, "subscription": "projects/p/subscriptions/s"}).to_string()
-}
 
 #[tokio::test]
 async fn the_same_router_serves_lambda_invocations() {
-    let mock = Mock::default();
+    let mock = LambdaRuntime::default();
     // a distinct record per invocation (the same one would be de-duplicated, rightly)
-    let rec =
-        || common::record("pipesv2_wrangling", "RUNNING", "2025-11-05T18:23:31.393Z", json!({"partner": "abertta"}));
-    let ce_headers = json!({"content-type": "application/json", "ce-specversion": "1.0", "ce-id": "e-1",
-        "ce-source": "//pubsub.googleapis.com/projects/p/topics/t", "ce-type": "google.cloud.pubsub.topic.v1.messagePublished"});
-    let binary = base64::engine::general_purpose::STANDARD.encode(push_body(&rec()));
-    let rest_v1 = json!({"resource": "/", "path": "/", "httpMethod": "POST", "headers": {"content-type": "application/json"},
-        "multiValueHeaders": {"content-type": ["application/json"]}, "queryStringParameters": null, "multiValueQueryStringParameters": null,
-        "pathParameters": null, "stageVariables": null,
-        "requestContext": {"accountId": "123456789012", "resourceId": "r", "stage": "prod", "requestId": "q", "identity": {"sourceIp": "203.0.113.1"},
-            "resourcePath": "/", "httpMethod": "POST", "apiId": "a", "path": "/prod/"},
-        "body": push_body(&rec()), "isBase64Encoded": false});
-    let structured = json!({"specversion": "1.0", "id": "raw-1", "source": "s", "type": "t", "data": rec()});
+    let rec = || {
+        common::fixtures::record(
+            "pipesv2_wrangling",
+            "RUNNING",
+            "2025-11-05T18:23:31.393Z",
+            json!({"partner": "abertta"}),
+        )
+    };
+    // the invocation payloads of tests/fixtures/lambda/, each carrying a fresh record
+    let function_url = |body: &str| lambda_event("example-functionurl-request.json", "body", body.into());
+    let binary = base64::engine::general_purpose::STANDARD.encode(push_body(&rec(), "m-1"));
     mock.queue.lock().unwrap().extend([
-        (
-            "id-1".to_string(),
-            function_url_event(json!({"content-type": "application/json"}), &push_body(&rec()), false),
-        ),
-        ("id-2".to_string(), function_url_event(ce_headers, &binary, true)),
-        ("id-3".to_string(), function_url_event(json!({"content-type": "application/json"}), "{\"hello\":1}", false)),
-        ("id-4".to_string(), rest_v1),
-        ("id-5".to_string(), structured),
+        ("id-1".to_string(), function_url(&push_body(&rec(), "m-1"))),
+        ("id-2".to_string(), lambda_event("example-functionurl-request-cloudevent-binary.json", "body", binary.into())),
+        ("id-3".to_string(), function_url("{\"hello\":1}")),
+        ("id-4".to_string(), lambda_event("example-apigw-request.json", "body", push_body(&rec(), "m-1").into())),
+        ("id-5".to_string(), lambda_event("example-pass-through-cloudevent.json", "data", rec())),
     ]);
-    let app = Router::new()
-        .route("/2018-06-01/runtime/invocation/next", get(next))
-        .route("/2018-06-01/runtime/invocation/{id}/{kind}", post(respond))
-        .with_state(mock.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let api = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let api = mock.start().await;
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pipeline-run-metrics"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
+    let mut run = Process::binary()
         .env("AWS_LAMBDA_RUNTIME_API", &api)
         .env("AWS_LAMBDA_FUNCTION_NAME", "f")
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
         .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env("BIGQUERY_EMULATOR_HOST", common::emulator())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
+        .env("BIGQUERY_EMULATOR_HOST", common::bigquery::emulator())
+        .stderr(Capture::Null)
+        .spawn();
     let t0 = Instant::now();
     while mock.responses.lock().unwrap().len() < 5 {
         assert!(t0.elapsed() < Duration::from_secs(20), "responses: {:?}", mock.responses.lock().unwrap());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    run.stop();
     let responses = mock.responses.lock().unwrap().clone();
     let by_id = |id: &str| responses.iter().find(|(i, _, _)| i == id).cloned().unwrap();
     for id in ["id-1", "id-2", "id-4"] {
@@ -133,7 +68,7 @@ async fn the_same_router_serves_lambda_invocations() {
     let (_, kind, _) = by_id("id-5");
     assert_eq!(kind, "response");
     // every accepted invocation counted the run once
-    let lines: Vec<String> = BufReader::new(stdout).lines().map_while(Result::ok).collect();
+    let lines = run.stdout.rest(Duration::from_secs(10));
     let counts = lines.iter().filter(|l| l.contains(r#""name":"mageai/pipeline_run/count""#)).count();
     assert_eq!(counts, 4, "{lines:?}");
 }

@@ -3,8 +3,10 @@
 //! the record they carry. The case count comes from PROPTEST_CASES (make test: 2000 per
 //! property; make fuzz: 200000, figures in the README).
 
+mod common;
+
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
-use base64::Engine;
+use common::push::Push;
 use pipeline_run_metrics::decode::{self as envelope, datastream as record};
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -107,14 +109,13 @@ proptest! {
     #[test]
     fn any_json_inside_a_push_message_never_panics(v in json_value(), raw in prop::collection::vec(any::<u8>(), 0..64), use_raw in any::<bool>()) {
         let data = if use_raw { raw } else { serde_json::to_vec(&v).unwrap() };
-        let body = json!({"message": {"data": base64::engine::general_purpose::STANDARD.encode(&data), "messageId": "m"}, "subscription": "s"});
+        let body = Push::new(data).message_id("m").subscription("s").json();
         let _ = envelope::decode(&headers("application/json", &[]), body.to_string().as_bytes());
     }
 
     #[test]
     fn truncated_or_mutated_valid_deliveries_never_panic(cut in 0usize..400, flip in 0usize..400, byte in any::<u8>()) {
-        let push = json!({"message": {"data": base64::engine::general_purpose::STANDARD.encode(valid_record().to_string()),
-                                      "messageId": "m"}, "subscription": "s"}).to_string().into_bytes();
+        let push = Push::record(&valid_record()).message_id("m").subscription("s").body().into_bytes();
         let mut body = push.clone();
         if flip < body.len() { body[flip] = byte; }
         body.truncate(cut.min(body.len()).max(1));
@@ -127,9 +128,8 @@ proptest! {
         let mut rec = valid_record();
         rec["payload"]["variables"]["partner"] = json!(partner);
         rec["source_timestamp"] = json!(ms);
-        let b64 = base64::engine::general_purpose::STANDARD.encode(rec.to_string());
         let body = match wrapped {
-            0 => json!({"message": {"data": b64, "messageId": "m"}, "subscription": "s"}),
+            0 => Push::record(&rec).message_id("m").subscription("s").json(),
             1 => json!({"specversion": "1.0", "id": "i", "source": "s", "type": "t", "data": rec.clone()}),
             _ => rec.clone(),
         };

@@ -8,70 +8,17 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap};
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use common::{Bq, TestApp};
+use common::app::TestApp;
+use common::bigquery::{Bq, start_persistent};
+use common::process::{Process, Running, free_port};
+use common::push::Push;
 use pipeline_run_metrics::config::Delivery;
 use pipeline_run_metrics::ingress::http::Options;
 use pipeline_run_metrics::warehouse::BigQuery;
 use serde_json::{Value, json};
-
-/// A child process group, killed on drop (gcloud forks java; bqemulator is python).
-struct Group(Child);
-
-impl Group {
-    /// Signals the child's process group (its pid is the group id: `process_group(0)`).
-    fn signal(&self, sig: i32) {
-        let pgid = self.0.id() as i32;
-        assert!(pgid > 1, "never signal group {pgid}");
-        // SAFETY: kill(2) with a negative pid signals exactly that process group.
-        unsafe {
-            libc::kill(-pgid, sig);
-        }
-    }
-
-    fn stop(&mut self) {
-        if self.0.try_wait().ok().flatten().is_some() {
-            return;
-        }
-        self.signal(libc::SIGTERM);
-        let t0 = Instant::now();
-        while self.0.try_wait().ok().flatten().is_none() && t0.elapsed() < Duration::from_secs(10) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        if self.0.try_wait().ok().flatten().is_none() {
-            self.signal(libc::SIGKILL);
-            let _ = self.0.wait();
-        }
-    }
-}
-
-impl Drop for Group {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn spawn_group(program: &str, args: &[&str], log: &std::path::Path) -> Group {
-    let out = std::fs::File::create(log).unwrap();
-    let child = Command::new(program)
-        .args(args)
-        .stdout(Stdio::from(out.try_clone().unwrap()))
-        .stderr(Stdio::from(out))
-        .stdin(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
-    Group(child)
-}
 
 async fn wait_until(what: &str, limit: Duration, app: &TestApp, mut ok: impl FnMut() -> bool) {
     let t0 = Instant::now();
@@ -85,14 +32,14 @@ async fn wait_until(what: &str, limit: Duration, app: &TestApp, mut ok: impl FnM
     }
 }
 
-fn start_pubsub(dir: &std::path::Path) -> (Group, String) {
+fn start_pubsub(dir: &std::path::Path) -> (Running, String) {
     let port = free_port();
     let log = dir.join("pubsub.log");
-    let g = spawn_group(
-        "gcloud",
-        &["beta", "emulators", "pubsub", "start", &format!("--host-port=127.0.0.1:{port}"), "--project=test"],
-        &log,
-    );
+    let g = Process::new("gcloud")
+        .args(["beta", "emulators", "pubsub", "start", &format!("--host-port=127.0.0.1:{port}"), "--project=test"])
+        .log_file(&log)
+        .own_group()
+        .spawn();
     let t0 = Instant::now();
     while !std::fs::read_to_string(&log).unwrap_or_default().contains("Server started") {
         assert!(
@@ -105,64 +52,6 @@ fn start_pubsub(dir: &std::path::Path) -> (Group, String) {
     (g, format!("http://127.0.0.1:{port}/v1/projects/test"))
 }
 
-fn start_bigquery(port: u16, data_dir: &std::path::Path, log: &std::path::Path) -> Group {
-    let venv =
-        std::env::var("BQEMU_VENV").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/.venv-bqemu").to_string());
-    let grpc = free_port();
-    let g = spawn_group(
-        &format!("{venv}/bin/bqemulator"),
-        &[
-            "start",
-            "--rest-host",
-            "127.0.0.1",
-            "--rest-port",
-            &port.to_string(),
-            "--grpc-host",
-            "127.0.0.1",
-            "--grpc-port",
-            &grpc.to_string(),
-            "--project",
-            "test-project",
-            "--persistent",
-            "--data-dir",
-            data_dir.to_str().unwrap(),
-            "--log-level",
-            "warning",
-        ],
-        log,
-    );
-    let t0 = Instant::now();
-    loop {
-        let ok = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-            && reqwest::blocking_get_ok(&format!("http://127.0.0.1:{port}/readyz"));
-        if ok {
-            break;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "bqemulator: {}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    g
-}
-
-mod reqwest {
-    /// A blocking readiness probe without reqwest's blocking feature.
-    pub fn blocking_get_ok(url: &str) -> bool {
-        use std::io::{Read, Write};
-        let rest = url.trim_start_matches("http://");
-        let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let Ok(mut s) = std::net::TcpStream::connect(host) else { return false };
-        let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(2)));
-        let _ = s.write_all(format!("GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes());
-        let mut buf = String::new();
-        let _ = s.read_to_string(&mut buf);
-        buf.starts_with("HTTP/1.1 200")
-    }
-}
-
 fn wrangling(uuid: &str, status: &str, tables: &(String, String)) -> Value {
     json!({"uuid": uuid, "source_timestamp": "2025-11-05T18:23:31.393Z", "read_method": "postgresql-cdc",
            "object": "public_pipeline_run",
@@ -172,10 +61,9 @@ fn wrangling(uuid: &str, status: &str, tables: &(String, String)) -> Value {
                                      "refined_processable_claims_output_table": tables.1}}})
 }
 
-async fn publish(http: &::reqwest::Client, base: &str, messages: &[Vec<u8>]) {
+async fn publish(http: &reqwest::Client, base: &str, messages: &[Vec<u8>]) {
     for chunk in messages.chunks(100) {
-        let msgs: Vec<Value> =
-            chunk.iter().map(|m| json!({"data": base64::engine::general_purpose::STANDARD.encode(m)})).collect();
+        let msgs: Vec<Value> = chunk.iter().map(|m| Push::new(m.as_slice()).message()).collect();
         let r = http
             .post(format!("{base}/topics/pipeline-runs:publish"))
             .json(&json!({"messages": msgs}))
@@ -194,7 +82,7 @@ async fn publish(http: &::reqwest::Client, base: &str, messages: &[Vec<u8>]) {
 fn totals(lines: &[String]) -> BTreeMap<String, usize> {
     let mut out = BTreeMap::new();
     for l in lines {
-        let p = common::parse_point(l);
+        let p = common::app::parse_point(l);
         *out.entry(format!(
             "{}{}",
             p.name,
@@ -229,7 +117,7 @@ async fn thousand_messages_through_the_pubsub_emulator_exactly_once_with_a_bigqu
     };
     let bq_port = free_port();
     let bq_host = format!("127.0.0.1:{bq_port}");
-    let mut bigquery = start_bigquery(bq_port, &dir.join("bq"), &dir.join("bq1.log"));
+    let mut bigquery = start_persistent(bq_port, &dir.join("bq"), &dir.join("bq1.log"));
 
     // data: U = 1000, P = 3000 -> relative 0.25 / 0.75
     let bq = Bq::at(&bq_host);
@@ -241,14 +129,14 @@ async fn thousand_messages_through_the_pubsub_emulator_exactly_once_with_a_bigqu
 
     // the function: real BigQuery client, stdout sink into a buffer, permanent errors acknowledged
     let warehouse = Arc::new(
-        BigQuery::emulator(&bq_host, "test-project", Duration::from_secs(5), ::reqwest::Client::new()).await.unwrap(),
+        BigQuery::emulator(&bq_host, "test-project", Duration::from_secs(5), reqwest::Client::new()).await.unwrap(),
     );
     let delivery = Delivery { ack_permanent: true, event_deadline: Duration::from_secs(8), ..Default::default() };
     let options = Options { delivery, ..Default::default() };
     let only = ["PipelineRunHandler", "PreFilteredWranglingHandler", "ProcessableWranglingHandler"];
     let app = TestApp::with_options(Some(&only), None, warehouse, options, None).await;
 
-    let http = ::reqwest::Client::new();
+    let http = reqwest::Client::new();
     assert!(http.put(format!("{ps}/topics/pipeline-runs")).send().await.unwrap().status().is_success());
     let sub = json!({"topic": "projects/test/topics/pipeline-runs", "pushConfig": {"pushEndpoint": format!("{}/", app.url)},
                      "ackDeadlineSeconds": 20, "retryPolicy": {"minimumBackoff": "0.1s", "maximumBackoff": "2s"}});
@@ -320,7 +208,7 @@ async fn thousand_messages_through_the_pubsub_emulator_exactly_once_with_a_bigqu
     })
     .await;
     let transient_during_outage = counts(&app, "transient");
-    bigquery = start_bigquery(bq_port, &dir.join("bq"), &dir.join("bq2.log"));
+    bigquery = start_persistent(bq_port, &dir.join("bq"), &dir.join("bq2.log"));
     // Pub/Sub keeps redelivering them; the emulator's timing after NACKs is erratic (from 1 s to
     // minutes; it even strands some: with a trivial receiver, 2 of 30 messages NACKed twice did
     // not come back within minutes). So give redeliveries a moment, then publish the records
@@ -355,7 +243,8 @@ async fn thousand_messages_through_the_pubsub_emulator_exactly_once_with_a_bigqu
     let failures = lines.len() - good.len();
     assert!(failures >= 45 && transient_during_outage >= 45, "the outage was observed ({failures} failure gauges)");
     assert_eq!(counts(&app, "ok"), 830);
-    let values: HashMap<String, f64> = good.iter().map(|l| common::parse_point(l)).map(|p| (p.name, p.value)).collect();
+    let values: HashMap<String, f64> =
+        good.iter().map(|l| common::app::parse_point(l)).map(|p| (p.name, p.value)).collect();
     assert_eq!(values["claims/pipeline/filtered_pre/vl_pago/relative"], 0.25);
     assert_eq!(values["claims/pipeline/processable/vl_pago/total"], 3000.0);
     drop(bigquery);

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use common::fakes::{FakeCollector, FakeGcm, FakeTokenServer, GcmLayout};
+use common::fakes::gcm::{FakeGcm, GcmLayout};
+use common::fakes::otlp::FakeCollector;
+use common::fakes::token::FakeTokenServer;
 use pipeline_run_metrics::error::ErrorClass;
 use pipeline_run_metrics::google::credentials::{self, StaticToken, TokenSource};
 use pipeline_run_metrics::sink::gcm::{CloudMonitoring, Resource, Retry};
@@ -363,8 +365,9 @@ async fn production_credentials_from_a_service_account_key() {
     assert_eq!(tokens.grants.lock().unwrap().len(), 1, "one signed JWT grant");
     // unusable keys are refused before any request
     assert!(credentials::from_env(Some("{\"type\": \"service_account\"}")).await.is_err());
-    let dead =
-        credentials::from_env(Some(&common::fakes::service_account_json("http://127.0.0.1:1/token"))).await.unwrap();
+    let dead = credentials::from_env(Some(&common::fakes::token::service_account_json("http://127.0.0.1:1/token")))
+        .await
+        .unwrap();
     assert!(credentials::check(dead.as_ref(), &[credentials::MONITORING_SCOPE]).await.is_err());
 }
 

@@ -10,7 +10,10 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{Bq, METRIC_PROJECT, Point, TestApp, record};
+use common::METRIC_PROJECT;
+use common::app::{Point, TestApp};
+use common::bigquery::Bq;
+use common::fixtures::record;
 use serde::Deserialize;
 use serde_json::Value;
 

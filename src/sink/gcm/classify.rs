@@ -1,6 +1,6 @@
 //! Reading Cloud Monitoring's error texts: which series of a failed `timeSeries.create` failed,
 //! and why (protocols.md §5.3; the layouts and phrases with their sources are in
-//! /work/research/fake-texts.md §1.2–§1.3).
+//! tests/common/fakes/SOURCES.md §1.2–§1.3).
 //!
 //! A failed call's `error.message` names its failed series in groups, in one of the layouts
 //! Google has used (all still seen by clients):
