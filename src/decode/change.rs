@@ -74,11 +74,14 @@ pub struct ChangeEvent {
 }
 
 impl ChangeEvent {
-    /// From `read_method` (protocols.md §3.2): `*backfill*` and `*supplementation*` reads are
-    /// history; `*cdc*` reads are live; anything else is unknown.
+    /// From `read_method` (protocols.md §3.2): `*backfill*` and `*supplementation*` reads (and
+    /// the `debezium-snapshot` the Debezium decoder writes) are history; `*cdc*` reads are live;
+    /// anything else is unknown.
     pub fn read_kind(&self) -> ReadKind {
         match self.read_method.as_deref() {
-            Some(m) if m.contains("backfill") || m.contains("supplementation") => ReadKind::Backfill,
+            Some(m) if m.contains("backfill") || m.contains("supplementation") || m.contains("snapshot") => {
+                ReadKind::Backfill
+            }
             Some(m) if m.contains("cdc") => ReadKind::Cdc,
             _ => ReadKind::Unknown,
         }

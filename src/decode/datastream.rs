@@ -80,7 +80,7 @@ pub fn decode(record: Value) -> Result<ChangeEvent, DecodeError> {
     let read_method = opt_string(&o, "read_method", "")?;
     let payload = match o.remove("payload") {
         None | Some(Value::Null) => None,
-        Some(Value::Object(p)) => Some(decode_pipeline_run(p)?),
+        Some(Value::Object(p)) => Some(decode_pipeline_run(p, "payload.")?),
         Some(_) => return Err(DecodeError::malformed(Some("payload".into()), "payload must be an object")),
     };
     Ok(ChangeEvent { uuid, stream, source_timestamp, read_timestamp, object, read_method, source_metadata, payload })
@@ -124,16 +124,21 @@ fn decode_source_metadata(m: &Map<String, Value>) -> Result<SourceMetadata, Deco
     })
 }
 
-fn decode_pipeline_run(mut p: Map<String, Value>) -> Result<PipelineRun, DecodeError> {
-    let pre = "payload.";
+/// The row after a change (any source format), with the Mage `pipeline_run` columns the claim
+/// handlers read typed; error fields are named `<prefix><column>`.
+pub(crate) fn row_payload(p: Map<String, Value>) -> Result<PipelineRun, DecodeError> {
+    decode_pipeline_run(p, "after.")
+}
+
+fn decode_pipeline_run(mut p: Map<String, Value>, pre: &str) -> Result<PipelineRun, DecodeError> {
     let id = match p.get("id") {
         None | Some(Value::Null) => None,
         Some(Value::Number(n)) if n.is_i64() => n.as_i64(),
         Some(Value::String(s)) if s.parse::<i64>().is_ok() => s.parse().ok(),
-        Some(_) => return Err(DecodeError::malformed(Some("payload.id".into()), "payload.id must be an integer")),
+        Some(_) => return Err(DecodeError::malformed(Some(format!("{pre}id")), format!("{pre}id must be an integer"))),
     };
     let not_an_object =
-        || DecodeError::malformed(Some("payload.variables".into()), "payload.variables must be a JSON object");
+        || DecodeError::malformed(Some(format!("{pre}variables")), format!("{pre}variables must be a JSON object"));
     match p.get("variables") {
         None | Some(Value::Null) | Some(Value::Object(_)) => {}
         // Mage's JSON column can arrive as JSON text (Debezium, DMS, some relays): parsed once.

@@ -16,6 +16,7 @@
 pub mod change;
 pub mod cloudevents;
 pub mod datastream;
+pub mod debezium;
 pub mod error;
 pub mod pubsub;
 pub mod storage;
@@ -82,15 +83,24 @@ pub struct RecordInput {
 }
 
 impl Delivery {
-    /// A delivery of one record (JSON), decoded as a Datastream record.
-    pub fn single(format: DeliveryFormat, meta: DeliveryMeta, record: Value) -> Delivery {
-        Delivery { format, meta, records: vec![RecordInput { item: None, record: datastream::decode(record) }] }
+    /// A delivery of one record (JSON), decoded by its format ([`record`]).
+    pub fn single(format: DeliveryFormat, meta: DeliveryMeta, value: Value) -> Delivery {
+        Delivery { format, meta, records: vec![RecordInput { item: None, record: record(value) }] }
+    }
+}
+
+/// Decodes one change record, whatever its format: a Debezium change event (envelope, with
+/// schema, or flattened), else a Datastream record.
+pub fn record(value: Value) -> Result<ChangeEvent, DecodeError> {
+    match value.as_object() {
+        Some(o) if debezium::looks_like(o) => debezium::decode(value),
+        _ => datastream::decode(value),
     }
 }
 
 pub(crate) const EXPECTED: &str = "expected a CloudEvent (binary or structured mode), a Pub/Sub push body \
-{\"message\":{\"data\":<base64>,...},\"subscription\":...}, or a Datastream record \
-{\"source_timestamp\":...,\"payload\":{...}}";
+{\"message\":{\"data\":<base64>,...},\"subscription\":...}, a Datastream record \
+{\"source_timestamp\":...,\"payload\":{...}} or a Debezium change event {\"op\":...,\"after\":{...},\"source\":{...}}";
 
 fn content_type(headers: &HeaderMap) -> String {
     headers
@@ -268,10 +278,12 @@ fn carried(format: DeliveryFormat, meta: DeliveryMeta, data: &[u8], field: &str)
     ))
 }
 
-/// A Datastream record has at least one of its top-level metadata keys.
+/// A change record: a Datastream record has at least one of its top-level metadata keys; a
+/// Debezium change event has its envelope or flattened fields.
 pub(crate) fn looks_like_record(v: &Value) -> bool {
     v.as_object().is_some_and(|o| {
         ["source_timestamp", "payload", "source_metadata", "read_method", "uuid"].iter().any(|k| o.contains_key(*k))
+            || debezium::looks_like(o)
     })
 }
 

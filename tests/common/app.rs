@@ -29,14 +29,23 @@ pub struct Point {
     pub project: String,
     /// event time as printed (RFC 3339)
     pub timestamp: String,
+    /// `gauge`, `counter` or `histogram`
+    pub kind: String,
+    /// UCUM unit (counters and histograms; empty for gauges)
+    pub unit: String,
 }
 
-/// Parses a metric line of the stdout sink; it must be an INFO gauge.
+/// Parses a metric line of the stdout sink: an INFO line of a gauge (the reference's fields
+/// exactly: no `unit`), or of a counter or histogram (with its `unit`).
 pub fn parse_point(line: &str) -> Point {
     let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("metric line is not JSON ({e}): {line}"));
-    assert_eq!(v["metric_type"], "gauge", "{line}");
+    let kind = v["metric_type"].as_str().unwrap_or_default().to_string();
+    assert!(["gauge", "counter", "histogram"].contains(&kind.as_str()), "{line}");
+    assert_eq!(v.get("unit").is_some(), kind != "gauge", "a unit on counters and histograms only: {line}");
     assert_eq!(v["severity"], "INFO", "{line}");
     Point {
+        kind,
+        unit: v["unit"].as_str().unwrap_or_default().to_string(),
         name: v["name"].as_str().expect("name").to_string(),
         value: v["value"].as_f64().expect("value"),
         labels: serde_json::from_value(v["labels"].clone()).expect("labels are strings"),

@@ -1,0 +1,281 @@
+//! Debezium change events of the PostgreSQL connector, in JSON (lifecycle.md C.1; Debezium's
+//! `connectors/postgresql.adoc` and `transformations/event-flattening.adoc`, debezium/debezium
+//! @aad55199), decoded into a [`ChangeEvent`]. Three forms are read:
+//! * the envelope `{"before", "after", "source", "op", "ts_ms"}` (`schemas.enable=false`);
+//! * the same inside `{"schema": {...}, "payload": {...}}` (the JSON converter's default);
+//! * the flattened "new record state" (`ExtractNewRecordState` with `add.fields`): the row itself
+//!   plus `__op`, `__table`, `__lsn`, `__source_ts_ms`, `__deleted` (string or number values, as
+//!   different Debezium versions write them).
+//!
+//! `op`: `c` insert, `u` update, `d` delete, `r` snapshot read (history, as is any record whose
+//! `source.snapshot` is not `false`), `t` truncate and `m` message (no row: ignored as deletes
+//! are). Column encodings are left as Debezium writes them (`timestamptz` as ISO text,
+//! `timestamp` as epoch microseconds, JSON columns as JSON text): the consumers read both. A
+//! TOASTed column that did not change arrives as `__debezium_unavailable_value` and is left out
+//! of the row.
+
+use chrono::{DateTime, FixedOffset, TimeZone, Utc};
+use serde_json::{Map, Value};
+
+use super::DecodeError;
+use super::change::{ChangeEvent, SourceMetadata};
+
+/// The placeholder Debezium writes for an unchanged TOASTed column (`unavailable.value.placeholder`).
+const UNAVAILABLE: &str = "__debezium_unavailable_value";
+
+/// Whether a JSON object is a Debezium change event in one of the three forms.
+pub fn looks_like(o: &Map<String, Value>) -> bool {
+    let envelope = |o: &Map<String, Value>| {
+        o.get("op").is_some_and(Value::is_string) && (o.contains_key("after") || o.contains_key("before"))
+    };
+    envelope(o)
+        || o.get("payload").and_then(Value::as_object).is_some_and(|p| envelope(p) && o.contains_key("schema"))
+        || o.contains_key("__op")
+        || o.contains_key("__table") && o.contains_key("__source_ts_ms")
+}
+
+fn micros(n: Option<&Value>) -> Option<i64> {
+    match n? {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+fn at_micros(us: i64) -> Option<DateTime<FixedOffset>> {
+    Utc.timestamp_micros(us).single().map(|t| t.fixed_offset())
+}
+
+fn text(v: Option<&Value>) -> Option<String> {
+    match v? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn row_of(v: Option<Value>, field: &str) -> Result<Option<Map<String, Value>>, DecodeError> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(mut row)) => {
+            row.retain(|_, v| v.as_str() != Some(UNAVAILABLE));
+            Ok(Some(row))
+        }
+        Some(_) => Err(DecodeError::malformed(Some(field.to_string()), format!("{field} must be an object (the row)"))),
+    }
+}
+
+/// Decodes one Debezium change event (any of the three forms).
+///
+/// Errors: an unknown `op`, a missing source time, a row that is not an object, naming the
+/// field.
+pub fn decode(value: Value) -> Result<ChangeEvent, DecodeError> {
+    let Value::Object(mut o) = value else {
+        return Err(DecodeError::malformed(None, "a Debezium change event must be a JSON object"));
+    };
+    if o.contains_key("schema")
+        && let Some(Value::Object(payload)) = o.remove("payload")
+    {
+        o = payload;
+    }
+    if o.contains_key("__op") || o.contains_key("__table") {
+        return flattened(o);
+    }
+    let op = o.get("op").and_then(Value::as_str).unwrap_or_default().to_string();
+    let source = match o.remove("source") {
+        Some(Value::Object(s)) => s,
+        _ => {
+            return Err(DecodeError::malformed(
+                Some("source".into()),
+                "a Debezium change event needs its `source` block",
+            ));
+        }
+    };
+    let snapshot = match source.get("snapshot") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => s != "false",
+        Some(_) => true,
+    };
+    let change_type = match op.as_str() {
+        "c" => "INSERT",
+        "u" => "UPDATE",
+        "d" => "DELETE",
+        "r" => "READ",
+        "t" => "TRUNCATE",
+        "m" => "MESSAGE",
+        other => {
+            return Err(DecodeError::malformed(
+                Some("op".into()),
+                format!("unknown Debezium op '{other}': expected c, u, d, r, t or m"),
+            ));
+        }
+    };
+    let source_us = micros(source.get("ts_us")).or_else(|| micros(source.get("ts_ms")).map(|ms| ms * 1000));
+    let source_timestamp = source_us.and_then(at_micros).ok_or_else(|| {
+        DecodeError::malformed(Some("source.ts_ms".into()), "source.ts_ms (or ts_us), the commit time, is required")
+    })?;
+    let read_us = micros(o.get("ts_us")).or_else(|| micros(o.get("ts_ms")).map(|ms| ms * 1000));
+    let deleted = matches!(op.as_str(), "d" | "t" | "m");
+    let row = match op.as_str() {
+        "d" => row_of(o.remove("before"), "before")?,
+        "t" | "m" => None,
+        _ => row_of(o.remove("after"), "after")?,
+    };
+    let name = text(source.get("name")).unwrap_or_default();
+    let db = text(source.get("db")).unwrap_or_default();
+    let table = text(source.get("table"));
+    let lsn = text(source.get("lsn"));
+    let position =
+        lsn.clone().or_else(|| text(source.get("pos"))).unwrap_or_else(|| source_us.unwrap_or(0).to_string());
+    let uuid = format!("debezium:{name}:{db}:{}:{position}:{op}", table.as_deref().unwrap_or(""));
+    let metadata = SourceMetadata {
+        schema: text(source.get("schema")),
+        table,
+        change_type: Some(change_type.into()),
+        is_deleted: deleted,
+        lsn,
+        tx_id: text(source.get("txId")),
+        primary_keys: Vec::new(),
+    };
+    Ok(ChangeEvent {
+        uuid: Some(uuid),
+        stream: Some(format!("debezium:{name}:{db}")),
+        source_timestamp,
+        read_timestamp: read_us.and_then(at_micros),
+        object: None,
+        read_method: Some(if snapshot || op == "r" { "debezium-snapshot" } else { "debezium-cdc" }.into()),
+        source_metadata: metadata,
+        payload: row.map(super::datastream::row_payload).transpose()?,
+    })
+}
+
+/// The flattened form: the row plus `__`-prefixed metadata fields.
+fn flattened(mut o: Map<String, Value>) -> Result<ChangeEvent, DecodeError> {
+    let field = |o: &mut Map<String, Value>, k: &str| o.remove(&format!("__{k}"));
+    let op = text(field(&mut o, "op").as_ref()).unwrap_or_else(|| "u".into());
+    let table = text(field(&mut o, "table").as_ref());
+    let lsn = text(field(&mut o, "lsn").as_ref());
+    let source_ms = micros(field(&mut o, "source_ts_ms").as_ref());
+    let deleted = match field(&mut o, "deleted") {
+        Some(Value::Bool(b)) => b,
+        Some(Value::String(s)) => s == "true",
+        _ => false,
+    } || op == "d";
+    let db = text(field(&mut o, "db").as_ref()).unwrap_or_default();
+    let schema = text(field(&mut o, "schema").as_ref());
+    o.retain(|k, _| !k.starts_with("__"));
+    let source_timestamp = source_ms.and_then(|ms| at_micros(ms * 1000)).ok_or_else(|| {
+        DecodeError::malformed(
+            Some("__source_ts_ms".into()),
+            "__source_ts_ms is required (add.fields=op,table,lsn,source.ts_ms on ExtractNewRecordState)",
+        )
+    })?;
+    let change_type = match op.as_str() {
+        "c" => "INSERT",
+        "d" => "DELETE",
+        "r" => "READ",
+        _ => "UPDATE",
+    };
+    let position = lsn.clone().unwrap_or_else(|| (source_ms.unwrap_or(0) * 1000).to_string());
+    let uuid = format!("debezium:{db}:{}:{position}:{op}", table.as_deref().unwrap_or(""));
+    o.retain(|_, v| v.as_str() != Some(UNAVAILABLE));
+    Ok(ChangeEvent {
+        uuid: Some(uuid),
+        stream: Some(format!("debezium::{db}")),
+        source_timestamp,
+        read_timestamp: None,
+        object: None,
+        read_method: Some(if op == "r" { "debezium-snapshot" } else { "debezium-cdc" }.into()),
+        source_metadata: SourceMetadata {
+            schema,
+            table,
+            change_type: Some(change_type.into()),
+            is_deleted: deleted,
+            lsn,
+            tx_id: None,
+            primary_keys: Vec::new(),
+        },
+        payload: Some(super::datastream::row_payload(o)?),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::{ChangeKind, ReadKind};
+    use serde_json::json;
+
+    /// lifecycle.md C.1's realistic example (a Mage run finishing), `schemas.enable=false`.
+    fn envelope() -> Value {
+        json!({"before": null, "after": {"id": 4187, "created_at": "2025-11-05T18:20:02.114Z",
+            "pipeline_uuid": "pipesv2_wrangling", "status": "COMPLETED", "started_at": "2025-11-05T18:20:05.901Z",
+            "completed_at": "2025-11-05T18:23:31.390Z", "variables": "{\"partner\": \"abertta\"}", "metrics": "__debezium_unavailable_value"},
+            "source": {"version": "3.2.0.Final", "connector": "postgresql", "name": "mage", "ts_ms": 1762367011393i64,
+                "ts_us": 1762367011393512i64, "snapshot": "false", "db": "mage", "schema": "public", "table": "pipeline_run",
+                "txId": 556, "lsn": 24023128, "xmin": null},
+            "op": "u", "ts_ms": 1762367011455i64, "ts_us": 1762367011455002i64})
+    }
+
+    #[test]
+    fn the_envelope_with_and_without_schema() {
+        for v in [envelope(), json!({"schema": {"type": "struct"}, "payload": envelope()})] {
+            assert!(looks_like(v.as_object().unwrap()));
+            let e = decode(v).unwrap();
+            assert_eq!(e.table(), Some("pipeline_run"));
+            assert_eq!(e.change_kind(), ChangeKind::Upsert);
+            assert_eq!(e.read_kind(), ReadKind::Cdc);
+            assert_eq!(e.source_timestamp.timestamp_micros(), 1762367011393512);
+            assert_eq!(e.read_timestamp.unwrap().timestamp_micros(), 1762367011455002);
+            assert_eq!(e.source_metadata.lsn.as_deref(), Some("24023128"));
+            let p = e.payload.unwrap();
+            assert_eq!(p.status.as_deref(), Some("COMPLETED"));
+            assert_eq!(p.variables().unwrap()["partner"], "abertta", "JSON text parsed");
+            assert!(!p.row.contains_key("metrics"), "unavailable TOASTed value left out");
+        }
+    }
+
+    #[test]
+    fn snapshots_are_history_and_deletes_carry_the_old_row() {
+        let mut r = envelope();
+        r["op"] = json!("r");
+        r["source"]["snapshot"] = json!("true");
+        assert_eq!(decode(r).unwrap().read_kind(), ReadKind::Backfill);
+        let mut d = envelope();
+        d["op"] = json!("d");
+        d["before"] = json!({"id": 4187});
+        d["after"] = Value::Null;
+        let e = decode(d).unwrap();
+        assert_eq!(e.change_kind(), ChangeKind::Delete);
+        assert_eq!(e.payload.unwrap().row["id"], 4187);
+    }
+
+    #[test]
+    fn the_flattened_form() {
+        let v = json!({"id": 4187, "pipeline_uuid": "pipesv2_wrangling", "status": "COMPLETED",
+            "__op": "u", "__table": "pipeline_run", "__lsn": 24023128, "__source_ts_ms": "1762367011393", "__deleted": "false"});
+        assert!(looks_like(v.as_object().unwrap()));
+        let e = decode(v).unwrap();
+        assert_eq!((e.table(), e.change_kind()), (Some("pipeline_run"), ChangeKind::Upsert));
+        assert_eq!(e.source_timestamp.timestamp_millis(), 1762367011393);
+        let p = e.payload.unwrap();
+        assert!(p.row.keys().all(|k| !k.starts_with("__")));
+        let deleted = json!({"id": 1, "__op": "d", "__table": "t", "__source_ts_ms": 1, "__deleted": "true"});
+        assert_eq!(decode(deleted).unwrap().change_kind(), ChangeKind::Delete);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let mut v = envelope();
+        v["op"] = json!("x");
+        assert_eq!(decode(v).unwrap_err().field.as_deref(), Some("op"));
+        let mut v = envelope();
+        v["source"].as_object_mut().unwrap().retain(|k, _| !k.starts_with("ts_"));
+        assert_eq!(decode(v).unwrap_err().field.as_deref(), Some("source.ts_ms"));
+        let mut v = envelope();
+        v["after"] = json!([1]);
+        assert_eq!(decode(v).unwrap_err().field.as_deref(), Some("after"));
+        let v = json!({"id": 1, "__op": "u", "__table": "t"});
+        assert_eq!(decode(v).unwrap_err().field.as_deref(), Some("__source_ts_ms"));
+    }
+}

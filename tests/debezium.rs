@@ -1,0 +1,122 @@
+//! Debezium change events reach the function as Debezium Server's HTTP sink posts them (one per
+//! POST: the envelope, with its schema, or flattened), as a CloudEvent from Debezium's CloudEvents
+//! converter, or inside a Pub/Sub message; the claim handlers and the lifecycle profiles read
+//! them as they read Datastream records. Fixtures: events/debezium/ (README there).
+
+mod common;
+
+use std::sync::Arc;
+
+use common::app::{Answer, TestApp};
+use common::fakes::warehouse::ScriptedWarehouse;
+use common::fixtures::event_file;
+use common::push::push_body;
+use pipeline_run_metrics::facts::memory::Memory;
+use pipeline_run_metrics::handlers::lifecycle::{Lifecycle, load};
+use pipeline_run_metrics::ingress::http::Options;
+use pipeline_run_metrics::pipeline::LifecycleParts;
+
+async fn app() -> TestApp {
+    let profiles = load(None, Some(&["mage".to_string()])).unwrap();
+    let lifecycle = LifecycleParts {
+        lifecycle: Arc::new(Lifecycle::new(profiles, common::METRIC_PROJECT, std::time::Duration::from_secs(600))),
+        facts: Arc::new(Memory::new(1000)),
+    };
+    let options = Options { lifecycle: Some(lifecycle), ..Default::default() };
+    let only: &[&str] = &["PipelineRunHandler"];
+    TestApp::with_options(Some(only), None, Arc::new(ScriptedWarehouse::default()), options, None).await
+}
+
+async fn post_file(app: &TestApp, name: &str) -> Answer {
+    let (headers, body) = event_file(name);
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    app.post(&headers, body).await
+}
+
+fn names(a: &Answer) -> Vec<String> {
+    let mut n: Vec<String> = a.points.iter().map(|p| p.name.clone()).collect();
+    n.sort();
+    n
+}
+
+#[tokio::test]
+async fn every_debezium_form_is_a_change_record() {
+    let app = app().await;
+    // Each file is a COMPLETED pipeline_run of its own row id (4187, 4187 at a later LSN, 4188,
+    // 4189): the reference's count gauge, plus the lifecycle facts of a finished run.
+    let mut finished = 0;
+    for file in [
+        "debezium/http_envelope.json",
+        "debezium/http_with_schema.json",
+        "debezium/http_flattened.json",
+        "debezium/cloudevent_structured.json",
+    ] {
+        let ans = post_file(&app, file).await;
+        assert_eq!(ans.status, 204, "{file}: {}", ans.body);
+        let count =
+            ans.points.iter().find(|p| p.name == "mageai/pipeline_run/count").unwrap_or_else(|| panic!("{file}"));
+        assert_eq!(count.labels["pipeline_uuid"], "pipesv2_wrangling", "{file}");
+        assert_eq!(count.labels["pipeline_status"], "COMPLETED", "{file}");
+        assert_eq!(count.labels["partner"], "abertta", "{file}: the JSON column arrives as text");
+        finished += ans.points.iter().filter(|p| p.name == "pipeline.run.finished").count();
+    }
+    // rows 4187 (twice: the same run, touched again), 4188, 4189: three runs finished
+    assert_eq!(finished, 3);
+}
+
+#[tokio::test]
+async fn the_envelope_values_are_read_as_debezium_writes_them() {
+    let app = app().await;
+    let ans = post_file(&app, "debezium/http_envelope.json").await;
+    assert_eq!(ans.status, 204, "{}", ans.body);
+    assert_eq!(
+        names(&ans),
+        [
+            "mageai/pipeline_run/count",
+            "pipeline.cdc.lag",
+            "pipeline.run.duration",
+            "pipeline.run.finished",
+            "pipeline.run.queue_wait",
+            "pipeline.run.schedule_delay",
+            "pipeline.run.started",
+        ]
+    );
+    let value = |n: &str| ans.points.iter().find(|p| p.name == n).unwrap().value;
+    // completed_at 18:23:31.390 - started_at 18:20:05.901
+    assert_eq!(value("pipeline.run.duration"), 205.489);
+    // processing ts_us 1762367011455002 - source ts_us 1762367011393512
+    assert_eq!(value("pipeline.cdc.lag"), 0.06149);
+    // the count gauge is timed by the commit (source.ts_us)
+    let count = ans.points.iter().find(|p| p.name == "mageai/pipeline_run/count").unwrap();
+    assert_eq!(count.timestamp, "2025-11-05T18:23:31.393512+00:00");
+}
+
+#[tokio::test]
+async fn a_debezium_event_inside_a_pubsub_message() {
+    let app = app().await;
+    let (_, body) = event_file("debezium/http_envelope.json");
+    let record: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let ans = app.post(&[("content-type", "application/json")], push_body(&record, "m-dbz")).await;
+    assert_eq!(ans.status, 204, "{}", ans.body);
+    assert!(ans.points.iter().any(|p| p.name == "pipeline.run.finished"));
+}
+
+#[tokio::test]
+async fn snapshot_reads_are_history() {
+    let app = app().await;
+    let ans = post_file(&app, "debezium/http_snapshot.json").await;
+    assert_eq!(ans.status, 204, "{}", ans.body);
+    assert!(ans.points.is_empty(), "{:?}", names(&ans));
+}
+
+#[tokio::test]
+async fn bad_debezium_events_name_the_field() {
+    let app = app().await;
+    let (_, body) = event_file("debezium/http_envelope.json");
+    let mut bad: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    bad["op"] = "x".into();
+    let ans = app.post(&[("content-type", "application/json")], bad.to_string()).await;
+    assert_eq!(ans.status, 400);
+    assert_eq!(ans.body["field"], "op");
+    assert!(ans.body["message"].as_str().unwrap().contains("expected c, u, d, r, t or m"), "{}", ans.body);
+}
