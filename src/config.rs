@@ -46,6 +46,9 @@ pub struct Config {
     pub data_project: String,
     /// `host:port` of a BigQuery emulator; unset means BigQuery with Application Default Credentials.
     pub bigquery_emulator_host: Option<String>,
+    /// `host:port` (or URL) of a Cloud Storage emulator (`STORAGE_EMULATOR_HOST`, as Google's
+    /// client libraries read it); unset means Cloud Storage with Google credentials.
+    pub storage_emulator_host: Option<String>,
     pub metrics_backend: MetricsBackend,
     pub log_level: LevelFilter,
     /// Limit for one BigQuery call (existence check or query, polling included).
@@ -121,6 +124,27 @@ pub struct Delivery {
     /// row (`history_time_columns`, first non-null) instead of the read time.
     pub process_history: bool,
     pub history_time_columns: Vec<String>,
+    /// Which Datastream files announced by Cloud Storage notifications are read.
+    pub files: FilesConfig,
+}
+
+/// Which Cloud Storage objects are read, and how (`FILES_PREFIXES`, `FILES_TABLES`,
+/// `MAX_LINE_BYTES`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FilesConfig {
+    /// Object name prefixes to read (`ds/public_pipeline_run/`); an object under one is read.
+    pub prefixes: Vec<String>,
+    /// Tables (`pipeline_run`) whose files (`…/<schema>_<table>/YYYY/…`) are read; `None`: the
+    /// tables the handlers and profiles in force read.
+    pub tables: Option<Vec<String>>,
+    /// The longest line read; a longer one fails alone.
+    pub max_line_bytes: usize,
+}
+
+impl Default for FilesConfig {
+    fn default() -> Self {
+        FilesConfig { prefixes: Vec::new(), tables: None, max_line_bytes: 16 * 1024 * 1024 }
+    }
 }
 
 impl Default for Delivery {
@@ -137,6 +161,7 @@ impl Default for Delivery {
             self_metrics_interval: Duration::from_secs(60),
             process_history: false,
             history_time_columns: vec!["completed_at".into(), "updated_at".into()],
+            files: FilesConfig::default(),
         }
     }
 }
@@ -380,6 +405,20 @@ impl Config {
             self_metrics: flag("SELF_METRICS", metrics_backend != MetricsBackend::Stdout)?,
             self_metrics_interval: seconds("SELF_METRICS_INTERVAL_SECS", 60.0)?,
             process_history: flag("PROCESS_HISTORY", false)?,
+            files: FilesConfig {
+                prefixes: pick(&["FILES_PREFIXES"])
+                    .map(|(_, v)| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+                    .unwrap_or_default(),
+                tables: pick(&["FILES_TABLES"])
+                    .map(|(_, v)| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()),
+                max_line_bytes: match pick(&["MAX_LINE_BYTES"]) {
+                    None => FilesConfig::default().max_line_bytes,
+                    Some((n, v)) => match v.parse::<usize>() {
+                        Ok(b) if b >= 1024 => b,
+                        _ => return Err(err(&n, &v, "a number of bytes, at least 1024")),
+                    },
+                },
+            },
             history_time_columns: match pick(&["HISTORY_TIME_COLUMNS"]) {
                 None => vec!["completed_at".into(), "updated_at".into()],
                 Some((n, v)) => {
@@ -422,7 +461,9 @@ impl Config {
             },
             lookup_wait: seconds("LOOKUP_WAIT_SECS", 600.0)?,
         };
+        let storage_emulator_host = pick(&["STORAGE_EMULATOR_HOST"]).map(|(_, v)| v);
         Ok(Config {
+            storage_emulator_host,
             lifecycle,
             host,
             port,

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use pipeline_run_metrics::config::{Config, FactStoreConfig, MetricsBackend};
 use pipeline_run_metrics::google::credentials::{self, BIGQUERY_SCOPE, MONITORING_SCOPE, TokenSource};
+use pipeline_run_metrics::google::storage::Storage;
 use pipeline_run_metrics::handlers::Dispatcher;
 use pipeline_run_metrics::handlers::Projects;
 use pipeline_run_metrics::handlers::all as all_handlers;
@@ -150,8 +151,18 @@ async fn build(
         let lifecycle = Lifecycle::new(profiles, config.metric_project.clone(), config.lifecycle.lookup_wait);
         Some(LifecycleParts { lifecycle: Arc::new(lifecycle), facts })
     };
-    let options =
-        Options { max_body_bytes: config.max_body_bytes, delivery: config.delivery.clone(), verifier, lifecycle };
+    let storage = match (&config.storage_emulator_host, &tokens) {
+        (Some(host), _) => Some(Arc::new(Storage::emulator(http.clone(), host))),
+        (None, Some(tokens)) => Some(Arc::new(Storage::production(http.clone(), tokens.clone()))),
+        (None, None) => None,
+    };
+    let options = Options {
+        max_body_bytes: config.max_body_bytes,
+        delivery: config.delivery.clone(),
+        verifier,
+        lifecycle,
+        storage,
+    };
     Ok(Arc::new(App::new(Dispatcher::new(handlers, projects), warehouse, sink, options)))
 }
 

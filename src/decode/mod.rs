@@ -18,6 +18,7 @@ pub mod cloudevents;
 pub mod datastream;
 pub mod debezium;
 pub mod error;
+pub mod files;
 pub mod pubsub;
 pub mod storage;
 

@@ -20,6 +20,10 @@ impl Handler for PipelineRunCount {
         "PipelineRunHandler"
     }
 
+    fn table(&self) -> Option<&str> {
+        Some("pipeline_run")
+    }
+
     fn matches(&self, event: &ChangeEvent) -> bool {
         event.is_table("pipeline_run")
             && event.change_kind() == crate::decode::ChangeKind::Upsert

@@ -66,6 +66,10 @@ pub trait Handler: Send + Sync {
     fn matches(&self, event: &ChangeEvent) -> bool;
     /// Reads and validates inputs; sends nothing.
     fn prepare(&self, event: &ChangeEvent, projects: &Projects) -> Result<Plan, HandlerError>;
+    /// The source table this handler reads records of, when it reads only one.
+    fn table(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// Every handler in registration order: the built-in ones, then the catalogue (the built-in

@@ -19,7 +19,7 @@ use axum::routing::{get, post};
 use serde_json::json;
 
 use super::auth::PushVerifier;
-use crate::decode::{self, DecodeError, DecodeErrorKind, Decoded, DeliveryFormat};
+use crate::decode::{self, DecodeError, DecodeErrorKind, Decoded};
 use crate::handlers::Dispatcher;
 use crate::pipeline::{Answer, Pipeline, Refusal};
 use crate::sink::MetricSink;
@@ -34,6 +34,8 @@ pub struct Options {
     pub verifier: Option<Arc<PushVerifier>>,
     /// The lifecycle profiles in force and the fact store (none: no lifecycle metrics).
     pub lifecycle: Option<crate::pipeline::LifecycleParts>,
+    /// Reads the Datastream files that Cloud Storage notifications announce.
+    pub storage: Option<Arc<crate::google::storage::Storage>>,
 }
 
 impl Default for Options {
@@ -43,6 +45,7 @@ impl Default for Options {
             delivery: crate::config::Delivery::default(),
             verifier: None,
             lifecycle: None,
+            storage: None,
         }
     }
 }
@@ -66,7 +69,9 @@ impl App {
         let max_in_flight = options.delivery.max_in_flight;
         let in_flight = (max_in_flight > 0).then(|| Arc::new(tokio::sync::Semaphore::new(max_in_flight)));
         App {
-            pipeline: Pipeline::new(dispatcher, warehouse, sink, options.delivery).with_lifecycle(options.lifecycle),
+            pipeline: Pipeline::new(dispatcher, warehouse, sink, options.delivery)
+                .with_lifecycle(options.lifecycle)
+                .with_storage(options.storage),
             max_body_bytes: options.max_body_bytes,
             verifier: options.verifier,
             in_flight,
@@ -132,17 +137,10 @@ async fn ingest(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> 
     };
     let delivery = match decode::decode(&headers, &body) {
         Ok(Decoded::Records(d)) => d,
-        Ok(Decoded::Object { format, .. }) => {
+        Ok(Decoded::Object { format, meta, object }) => {
             // Recognised on every route (Pub/Sub bucket notification, Eventarc CloudEvent).
-            let field = match format {
-                DeliveryFormat::PubSubPush => "message.data",
-                _ => "data",
-            };
-            let e = DecodeError::malformed(
-                Some(field.into()),
-                "Cloud Storage notifications (Datastream files) are not supported: relay one Datastream record per message",
-            );
-            return response(pipeline.refuse(&Refusal::Undecodable(e)));
+            drop(body);
+            return response(pipeline.handle_object(format, meta, object).await);
         }
         Err(e) => return response(pipeline.refuse(&Refusal::Undecodable(e))),
     };

@@ -110,8 +110,15 @@ pub enum Refusal {
     Unauthorized(String),
     /// More than `limit` deliveries in flight in this instance.
     Overloaded { limit: usize },
-    /// The request is not a delivery this function can decode (413, 415 or 400).
+    /// The request is not a delivery this function can decode (413, 415 or 400), or names a
+    /// file that cannot be read for good (deleted, not JSON Lines).
     Undecodable(DecodeError),
+    /// What the delivery names cannot be read now (a Cloud Storage object: credentials,
+    /// network, 5xx): 503, so that it is delivered again.
+    Unavailable(String),
+    /// Nothing to do: a notification this function does not read (another event type, an object
+    /// outside the configured prefixes and tables). 204, counted.
+    Ignored(String),
 }
 
 /// How permanent failures are acknowledged (`ACK_PERMANENT_ERRORS`).
@@ -169,6 +176,11 @@ pub fn refuse(refusal: &Refusal, policy: AckPolicy) -> Answer {
             &json!({"error": "overloaded", "message": format!("more than {limit} events in flight; retry later")}),
         ),
         Refusal::Undecodable(e) => Answer::json(permanent(decode_kind(e.kind).1, policy), &rejected_body(e)),
+        Refusal::Unavailable(message) => Answer::json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"error": "source_unavailable", "class": "transient", "message": message}),
+        ),
+        Refusal::Ignored(_) => Answer { status: StatusCode::NO_CONTENT, body: Bytes::new(), retry: Vec::new() },
     }
 }
 
@@ -235,6 +247,83 @@ pub struct RecordResult {
 /// Lists at most this many failed records in a multi-record answer body.
 pub const MAX_LISTED_FAILURES: usize = 20;
 
+/// Outcomes of a delivery counted as they come (a file of many chunks), holding only the
+/// failures an answer lists and the items to retry.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub records: usize,
+    pub done: usize,
+    pub transient: usize,
+    pub permanent: usize,
+    failures: Vec<RecordResult>,
+    retry: Vec<String>,
+    /// A failure of the delivery itself after some records (the file could not be read to its
+    /// end): transient or permanent, with its message.
+    pub broken: Option<(ErrorClass, String)>,
+}
+
+impl Tally {
+    pub fn add(&mut self, r: RecordResult, policy: AckPolicy) {
+        self.records += 1;
+        match r.outcome.class() {
+            None => self.done += 1,
+            Some(c) => {
+                if c == ErrorClass::Transient {
+                    self.transient += 1;
+                } else {
+                    self.permanent += 1;
+                }
+                if retry_items(std::slice::from_ref(&r), policy).len() == 1
+                    && let Some(item) = &r.item
+                {
+                    self.retry.push(item.clone());
+                }
+                if self.failures.len() < MAX_LISTED_FAILURES {
+                    self.failures.push(r);
+                }
+            }
+        }
+    }
+
+    /// The answer: 503 when any record (or the reading itself) failed transiently, else the
+    /// permanent status when any failed for good, else 204; the body counts and lists.
+    pub fn answer(&self, policy: AckPolicy) -> Answer {
+        let broken_transient = matches!(self.broken, Some((ErrorClass::Transient, _)));
+        let broken_permanent = matches!(self.broken, Some((ErrorClass::Permanent, _)));
+        let transient = self.transient > 0 || broken_transient;
+        let status = if transient {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else if self.permanent > 0 || broken_permanent {
+            permanent(StatusCode::BAD_REQUEST, policy)
+        } else {
+            StatusCode::NO_CONTENT
+        };
+        if status == StatusCode::NO_CONTENT {
+            return Answer { status, body: Bytes::new(), retry: Vec::new() };
+        }
+        let failed: Vec<Value> = self
+            .failures
+            .iter()
+            .map(|r| {
+                let v = record_answer(&r.outcome, policy);
+                let mut body: Value = serde_json::from_slice(&v.body).unwrap_or_else(|_| json!({}));
+                body["item"] = json!(r.item);
+                body
+            })
+            .collect();
+        let mut body = json!({"error": if transient { "records_failed_transiently" } else { "records_failed" },
+                "class": if transient { "transient" } else { "permanent" },
+                "records": self.records, "done": self.done, "transient": self.transient, "permanent": self.permanent,
+                "failures": failed});
+        if let Some((class, message)) = &self.broken {
+            body["unread"] = json!({"class": class, "message": message});
+        }
+        let mut a = Answer::json(status, &body);
+        a.retry = self.retry.clone();
+        a
+    }
+}
+
 /// The answer to a delivery: a single record's own answer, or for several records the status
 /// of the worst class (transient > permanent > done), a summary body and the items to retry.
 pub fn answer(records: &[RecordResult], policy: AckPolicy) -> Answer {
@@ -243,41 +332,11 @@ pub fn answer(records: &[RecordResult], policy: AckPolicy) -> Answer {
         a.retry = retry_items(records, policy);
         return a;
     }
-    let class_of = |c: ErrorClass| records.iter().filter(move |r| r.outcome.class() == Some(c));
-    let transient = class_of(ErrorClass::Transient).count();
-    let permanent_n = class_of(ErrorClass::Permanent).count();
-    let done = records.len() - transient - permanent_n;
-    let status = if transient > 0 {
-        StatusCode::SERVICE_UNAVAILABLE
-    } else if permanent_n > 0 {
-        permanent(StatusCode::BAD_REQUEST, policy)
-    } else {
-        StatusCode::NO_CONTENT
-    };
-    if status == StatusCode::NO_CONTENT {
-        return Answer { status, body: Bytes::new(), retry: Vec::new() };
+    let mut tally = Tally::default();
+    for r in records {
+        tally.add(r.clone(), policy);
     }
-    let failed: Vec<Value> = records
-        .iter()
-        .filter(|r| r.outcome.class().is_some())
-        .take(MAX_LISTED_FAILURES)
-        .map(|r| {
-            let mut v = record_answer(&r.outcome, policy);
-            let mut body: Value = serde_json::from_slice(&v.body).unwrap_or_else(|_| json!({}));
-            body["item"] = json!(r.item);
-            v.body = Bytes::new();
-            body
-        })
-        .collect();
-    let mut a = Answer::json(
-        status,
-        &json!({"error": if transient > 0 { "records_failed_transiently" } else { "records_failed" },
-                "class": if transient > 0 { "transient" } else { "permanent" },
-                "records": records.len(), "done": done, "transient": transient, "permanent": permanent_n,
-                "failures": failed}),
-    );
-    a.retry = retry_items(records, policy);
-    a
+    tally.answer(policy)
 }
 
 fn retry_items(records: &[RecordResult], policy: AckPolicy) -> Vec<String> {
@@ -349,6 +408,8 @@ mod tests {
             (Refusal::Overloaded { limit: 256 }, 429, 429),
             (Refusal::Undecodable(DecodeError::malformed(None, "x")), 400, 200),
             (Refusal::Undecodable(DecodeError::unsupported("x")), 415, 200),
+            (Refusal::Unavailable("storage down".into()), 503, 503),
+            (Refusal::Ignored("OBJECT_DELETE".into()), 204, 204),
         ];
         for (r, status, acked) in table {
             assert_eq!(refuse(&r, NACK).status.as_u16(), status, "{r:?}");
@@ -399,6 +460,21 @@ mod tests {
         let permanent_only = [r("1", Outcome::Done), r("2", sink(ErrorClass::Permanent))];
         assert_eq!(answer(&permanent_only, NACK).status.as_u16(), 400);
         assert_eq!(answer(&permanent_only, ACK).status.as_u16(), 200);
+    }
+
+    #[test]
+    fn a_file_read_only_in_part_answers_by_the_reason() {
+        let r = |item: &str, outcome: Outcome| RecordResult { item: Some(item.into()), outcome };
+        let mut t = Tally::default();
+        t.add(r("line 1", Outcome::Done), NACK);
+        t.broken = Some((ErrorClass::Transient, "connection reset".into()));
+        let a = t.answer(NACK);
+        assert_eq!(a.status.as_u16(), 503);
+        let body: Value = serde_json::from_slice(&a.body).unwrap();
+        assert_eq!(body["unread"]["message"], "connection reset");
+        t.broken = Some((ErrorClass::Permanent, "corrupt gzip".into()));
+        assert_eq!(t.answer(NACK).status.as_u16(), 400);
+        assert_eq!(t.answer(ACK).status.as_u16(), 200);
     }
 
     #[test]

@@ -124,6 +124,69 @@ impl Overloaded {
     }
 }
 
+/// What a delivery names cannot be read now (a Cloud Storage object).
+pub struct SourceUnavailable<'a> {
+    pub reason: &'a str,
+}
+
+impl SourceUnavailable<'_> {
+    pub fn emit(&self, stats: &Stats) {
+        tracing::warn!(status = 503, reason = %self.reason, "delivery source unavailable, retry expected");
+        stats.count("transient", "storage_object");
+    }
+}
+
+/// A notification this function does not read (another event type, an object outside the
+/// configured prefixes and tables).
+pub struct Ignored<'a> {
+    pub reason: &'a str,
+}
+
+impl Ignored<'_> {
+    pub fn emit(&self, stats: &Stats) {
+        tracing::info!(status = 204, reason = %self.reason, "notification ignored");
+        stats.count("ignored", "storage_object");
+    }
+}
+
+/// A file read in part: how many records, with what outcomes.
+pub struct FileRead<'a> {
+    pub status: u16,
+    pub object: &'a str,
+    pub records: usize,
+    pub done: usize,
+    pub transient: usize,
+    pub permanent: usize,
+    pub unread: Option<&'a str>,
+    pub started: Instant,
+}
+
+impl FileRead<'_> {
+    pub fn emit(&self, stats: &Stats) {
+        macro_rules! line {
+            ($level:ident, $msg:expr) => {
+                tracing::$level!(
+                    status = self.status,
+                    object = self.object,
+                    records = self.records,
+                    done = self.done,
+                    transient = self.transient,
+                    permanent = self.permanent,
+                    unread = self.unread.unwrap_or(""),
+                    elapsed_ms = self.started.elapsed().as_secs_f64() * 1000.0,
+                    $msg
+                )
+            };
+        }
+        if self.status == 204 {
+            line!(info, "file processed");
+        } else {
+            line!(warn, "file processed with failures");
+        }
+        stats.count(if self.status == 204 { "ok" } else { "failed" }, "storage_object");
+    }
+}
+
 /// A request or a record that could not be decoded.
 pub struct Rejected<'a> {
     pub status: u16,

@@ -11,6 +11,7 @@
 pub mod answer;
 pub mod dedup;
 pub mod events;
+pub mod files;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -37,6 +38,8 @@ pub struct Pipeline {
     pub sink: Arc<dyn MetricSink>,
     pub config: DeliveryConfig,
     lifecycle: Option<LifecycleParts>,
+    /// Reads the objects of Cloud Storage notifications ([`files`]).
+    storage: Option<Arc<crate::google::storage::Storage>>,
     dedup: Arc<Dedup>,
     stats: Stats,
 }
@@ -78,7 +81,7 @@ impl Pipeline {
         config: DeliveryConfig,
     ) -> Pipeline {
         let dedup = Dedup::new(config.dedup_window, config.dedup_capacity);
-        Pipeline { dispatcher, warehouse, sink, config, lifecycle: None, dedup, stats: Stats::default() }
+        Pipeline { dispatcher, warehouse, sink, config, lifecycle: None, storage: None, dedup, stats: Stats::default() }
     }
 
     /// With lifecycle metrics (`None`: without).
@@ -169,6 +172,8 @@ impl Pipeline {
                 events::Rejected { status: answer.status.as_u16(), error, format: None, meta: None, item: None }
                     .emit(&self.stats)
             }
+            Refusal::Unavailable(reason) => events::SourceUnavailable { reason }.emit(&self.stats),
+            Refusal::Ignored(reason) => events::Ignored { reason }.emit(&self.stats),
         }
         answer
     }
@@ -195,8 +200,21 @@ impl Pipeline {
     }
 
     async fn process(&self, delivery: Delivery) -> Answer {
-        let started = Instant::now();
         let Delivery { format, meta, records } = delivery;
+        let results = self.outcomes(format, &meta, records, self.config.event_deadline).await;
+        answer::answer(&results, self.policy())
+    }
+
+    /// Every record's outcome: de-duplicated, dispatched and written within `deadline` (past
+    /// it, the unfinished records are transient failures and their work is cancelled).
+    async fn outcomes(
+        &self,
+        format: crate::decode::DeliveryFormat,
+        meta: &DeliveryMeta,
+        records: Vec<crate::decode::RecordInput>,
+        deadline: std::time::Duration,
+    ) -> Vec<RecordResult> {
+        let started = Instant::now();
         let mut items = Vec::with_capacity(records.len());
         let mut slots = Vec::with_capacity(records.len());
         for input in records {
@@ -210,7 +228,7 @@ impl Pipeline {
                     if event.is_history() {
                         self.history_time(&mut event);
                     }
-                    match self.dedup.begin(dedup_key(&meta, &event)) {
+                    match self.dedup.begin(dedup_key(meta, &event)) {
                         Begin::Seen(prev) => {
                             events::Duplicate { status: prev.status, format, waited: false }.emit(&self.stats);
                             Slot::Known(Outcome::Duplicate(prev))
@@ -222,7 +240,6 @@ impl Pipeline {
             });
             items.push(input.item);
         }
-        let deadline = self.config.event_deadline;
         let mut outcomes: Vec<Option<Outcome>> = slots
             .iter_mut()
             .map(|s| match s {
@@ -230,7 +247,7 @@ impl Pipeline {
                 _ => None,
             })
             .collect();
-        let work = self.run(format, &meta, &items, slots, started);
+        let work = self.run(format, meta, &items, slots, started);
         match tokio::time::timeout(deadline, work).await {
             Ok(done) => {
                 for (i, o) in done {
@@ -257,11 +274,11 @@ impl Pipeline {
         for r in &results {
             if let Outcome::Rejected(error) = &r.outcome {
                 let status = answer::record_answer(&r.outcome, self.policy()).status.as_u16();
-                events::Rejected { status, error, format: Some(format), meta: Some(&meta), item: r.item.as_deref() }
+                events::Rejected { status, error, format: Some(format), meta: Some(meta), item: r.item.as_deref() }
                     .emit(&self.stats);
             }
         }
-        answer::answer(&results, self.policy())
+        results
     }
 
     /// Waits for the duplicates, processes the fresh records and writes their points. Returns

@@ -17,6 +17,10 @@ impl Handler for QueryHandler {
         &self.name
     }
 
+    fn table(&self) -> Option<&str> {
+        Some(&self.family.table)
+    }
+
     fn matches(&self, event: &ChangeEvent) -> bool {
         event.is_table(&self.family.table)
             && event.change_kind() == ChangeKind::Upsert

@@ -1,0 +1,251 @@
+//! Change records in files: Datastream's Cloud Storage output (JSON Lines, optionally
+//! gzip-compressed: `JsonFileFormat.compression = GZIP`), and the same shape for Debezium JSON
+//! lines. One record per line; a line that is not a record fails alone, named by its number.
+//!
+//! Reading is streamed: at most one line (bounded by `max_line_bytes`) and one chunk of records
+//! are held at a time, whatever the size of the file. Gzip is recognised by the object name
+//! (`.gz`) or by its first two bytes (`1f 8b`, RFC 1952); concatenated gzip members are read as
+//! one stream.
+
+use std::pin::Pin;
+
+use async_compression::tokio::bufread::GzipDecoder;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, BufReader};
+
+use super::{DecodeError, RecordInput};
+
+/// What an object's name says it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    /// `.jsonl`, `.json`, `.jsonl.gz`, `.json.gz` (or no extension): JSON Lines.
+    JsonLines,
+    /// `.avro`: Datastream's Avro output, which this function does not read.
+    Avro,
+}
+
+impl FileKind {
+    pub fn of(name: &str) -> FileKind {
+        if name.to_ascii_lowercase().ends_with(".avro") { FileKind::Avro } else { FileKind::JsonLines }
+    }
+}
+
+/// The answer for an Avro object: what is expected instead.
+pub fn avro_error(name: &str) -> DecodeError {
+    DecodeError::malformed(
+        Some("name".into()),
+        format!(
+            "{name} is an Avro file: this function reads Datastream's JSON output (JSON Lines, optionally GZIP); \
+             configure the stream's Cloud Storage destination with json_file_format"
+        ),
+    )
+}
+
+/// Reads records line by line from a byte stream.
+pub struct Lines {
+    reader: Pin<Box<dyn AsyncBufRead + Send>>,
+    /// Lines read so far (the number of the last line).
+    line: u64,
+    max_line_bytes: usize,
+    done: bool,
+    buf: Vec<u8>,
+}
+
+impl Lines {
+    /// Over `source`, gunzipped when `name` ends in `.gz` or the data starts with the gzip
+    /// magic.
+    pub async fn new(
+        source: impl AsyncRead + Send + Unpin + 'static,
+        name: &str,
+        max_line_bytes: usize,
+    ) -> Result<Lines, std::io::Error> {
+        let mut raw = BufReader::with_capacity(64 * 1024, source);
+        let head = raw.fill_buf().await?;
+        let gzip = name.ends_with(".gz") || head.starts_with(&[0x1f, 0x8b]);
+        let reader: Pin<Box<dyn AsyncBufRead + Send>> = if gzip {
+            let mut d = GzipDecoder::new(raw);
+            d.multiple_members(true);
+            Box::pin(BufReader::with_capacity(64 * 1024, d))
+        } else {
+            Box::pin(raw)
+        };
+        Ok(Lines { reader, line: 0, max_line_bytes, done: false, buf: Vec::new() })
+    }
+
+    /// The number of the last line read.
+    pub fn line(&self) -> u64 {
+        self.line
+    }
+
+    /// Up to `n` records (blank lines skipped); empty at the end of the file.
+    ///
+    /// Errors: the stream cannot be read or decompressed (a corrupt gzip, a broken connection),
+    /// after the records of the lines read before it were returned.
+    pub async fn next_chunk(&mut self, n: usize) -> Result<Vec<RecordInput>, std::io::Error> {
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n && !self.done {
+            let too_long = self.read_line().await?;
+            if self.done && self.buf.is_empty() && !too_long {
+                break;
+            }
+            self.line += 1;
+            let item = Some(format!("line {}", self.line));
+            if too_long {
+                let e = DecodeError::malformed(
+                    Some(format!("line {}", self.line)),
+                    format!("line {} is longer than {} bytes (MAX_LINE_BYTES)", self.line, self.max_line_bytes),
+                );
+                out.push(RecordInput { item, record: Err(e) });
+                continue;
+            }
+            let text = trim(&self.buf);
+            if text.is_empty() {
+                continue;
+            }
+            let record = match serde_json::from_slice(text) {
+                Ok(v) => super::record(v).map_err(|e| at_line(e, self.line)),
+                Err(e) => Err(DecodeError::malformed(
+                    Some(format!("line {}", self.line)),
+                    format!("line {} is not a JSON record: {e}", self.line),
+                )),
+            };
+            out.push(RecordInput { item, record });
+        }
+        Ok(out)
+    }
+
+    /// Reads the next line into `buf` (without its newline); `Ok(true)` when it was longer than
+    /// the limit (then skipped to its end, not kept).
+    async fn read_line(&mut self) -> Result<bool, std::io::Error> {
+        self.buf.clear();
+        let mut too_long = false;
+        loop {
+            let chunk = self.reader.fill_buf().await?;
+            if chunk.is_empty() {
+                self.done = true;
+                return Ok(too_long);
+            }
+            let (take, end) = match chunk.iter().position(|b| *b == b'\n') {
+                Some(i) => (i, true),
+                None => (chunk.len(), false),
+            };
+            if !too_long && self.buf.len() + take <= self.max_line_bytes {
+                self.buf.extend_from_slice(&chunk[..take]);
+            } else {
+                too_long = true;
+                self.buf.clear();
+            }
+            Pin::new(&mut self.reader).consume(take + usize::from(end));
+            if end {
+                return Ok(too_long);
+            }
+        }
+    }
+}
+
+fn trim(b: &[u8]) -> &[u8] {
+    let start = b.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(b.len());
+    let end = b.iter().rposition(|c| !c.is_ascii_whitespace()).map_or(start, |e| e + 1);
+    &b[start..end]
+}
+
+/// A record's error, with the line it is on before the field.
+fn at_line(mut e: DecodeError, line: u64) -> DecodeError {
+    e.field = Some(match e.field {
+        Some(f) => format!("line {line}: {f}"),
+        None => format!("line {line}"),
+    });
+    e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(uuid: &str) -> String {
+        format!(
+            r#"{{"uuid":"{uuid}","source_timestamp":"2025-11-05T18:23:31Z","payload":{{"pipeline_uuid":"p","status":"RUNNING"}}}}"#
+        )
+    }
+
+    async fn all(data: Vec<u8>, name: &str, max: usize) -> Vec<RecordInput> {
+        let mut lines = Lines::new(std::io::Cursor::new(data), name, max).await.unwrap();
+        let mut out = Vec::new();
+        loop {
+            let chunk = lines.next_chunk(2).await.unwrap();
+            if chunk.is_empty() {
+                break;
+            }
+            out.extend(chunk);
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn plain_and_gzip_lines_with_a_bad_line_named() {
+        let text =
+            format!("{}\n\nnot json\n{}\n{{\"source_timestamp\":true}}\n{}", record("a"), record("b"), record("c"));
+        for (data, name) in [(text.clone().into_bytes(), "x.jsonl"), (gz(text.as_bytes()).await, "x.jsonl.gz")] {
+            let got = all(data, name, 1 << 20).await;
+            let items: Vec<&str> = got.iter().map(|r| r.item.as_deref().unwrap()).collect();
+            assert_eq!(items, ["line 1", "line 3", "line 4", "line 5", "line 6"], "{name}: blank line 2 skipped");
+            assert!(got[0].record.is_ok() && got[2].record.is_ok() && got[4].record.is_ok(), "{name}");
+            let bad = got[1].record.as_ref().unwrap_err();
+            assert_eq!(bad.field.as_deref(), Some("line 3"));
+            assert!(bad.message.starts_with("line 3 is not a JSON record"), "{bad}");
+            let bad = got[3].record.as_ref().unwrap_err();
+            assert_eq!(bad.field.as_deref(), Some("line 5: source_timestamp"), "{bad:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn gzip_is_sniffed_and_members_concatenate() {
+        let mut data = gz(format!("{}\n", record("a")).as_bytes()).await;
+        data.extend(gz(format!("{}\n", record("b")).as_bytes()).await);
+        let got = all(data, "no-extension", 1 << 20).await;
+        assert_eq!(got.len(), 2);
+        assert!(got.iter().all(|r| r.record.is_ok()));
+    }
+
+    #[tokio::test]
+    async fn a_too_long_line_fails_alone() {
+        let long = format!("{{\"x\":\"{}\"}}", "y".repeat(5000));
+        let text = format!("{}\n{long}\n{}\n", record("a"), record("b"));
+        let got = all(text.into_bytes(), "x.jsonl", 1000).await;
+        assert_eq!(got.len(), 3);
+        assert!(got[1].record.as_ref().unwrap_err().message.contains("longer than 1000 bytes"));
+        assert!(got[2].record.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_gzip_is_an_error_after_the_good_lines() {
+        let mut data = gz(format!("{}\n{}\n", record("a"), record("b")).as_bytes()).await;
+        let n = data.len();
+        data.truncate(n - 12);
+        data.extend_from_slice(b"garbage!garbage!");
+        let mut lines = Lines::new(std::io::Cursor::new(data), "x.jsonl.gz", 1 << 20).await.unwrap();
+        let mut ok = 0;
+        let err = loop {
+            match lines.next_chunk(1).await {
+                Ok(c) if c.is_empty() => panic!("the corruption must be reported"),
+                Ok(c) => ok += c.len(),
+                Err(e) => break e,
+            }
+        };
+        assert!(ok <= 2, "{ok}");
+        assert!(!err.to_string().is_empty());
+    }
+
+    #[test]
+    fn avro_is_recognised() {
+        assert_eq!(FileKind::of("a/b_postgresql-backfill_-96622484_0_771.avro"), FileKind::Avro);
+        assert_eq!(FileKind::of("a/b.jsonl.gz"), FileKind::JsonLines);
+        assert!(avro_error("x.avro").message.contains("json_file_format"));
+    }
+
+    async fn gz(data: &[u8]) -> Vec<u8> {
+        use tokio::io::AsyncReadExt;
+        let mut out = Vec::new();
+        async_compression::tokio::bufread::GzipEncoder::new(data).read_to_end(&mut out).await.unwrap();
+        out
+    }
+}
