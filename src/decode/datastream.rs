@@ -277,7 +277,10 @@ mod tests {
         let p = e.unwrap().payload.unwrap();
         assert_eq!(p.id, None);
         assert_eq!(p.row["id"], "01a22cac-cf5c-7f8b-950f-b9b52c9a8500");
-        assert_eq!(decode(json!({"source_timestamp": 1, "payload": {"id": "42"}})).unwrap().payload.unwrap().id, Some(42));
+        assert_eq!(
+            decode(json!({"source_timestamp": 1, "payload": {"id": "42"}})).unwrap().payload.unwrap().id,
+            Some(42)
+        );
     }
 
     #[test]

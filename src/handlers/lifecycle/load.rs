@@ -355,7 +355,10 @@ mod tests {
         let table = "[tables.e]\nlevel = \"run\"\nkey = [\"id\"]\npipeline = \"p\"\norder = \"events\"\n";
         let cases = [
             ("events = { time = \"t\" }", "either `column` and `values`"),
-            ("events = { column = \"c\", values = { A = \"success\" }, fact = \"sla_missed\", time = \"t\" }", "either"),
+            (
+                "events = { column = \"c\", values = { A = \"success\" }, fact = \"sla_missed\", time = \"t\" }",
+                "either",
+            ),
             ("events = { column = \"c\", time = \"t\" }", "with `values`"),
             ("events = { fact = \"sla_missed\", values = { A = \"success\" }, time = \"t\" }", "needs `column`"),
             ("events = { fact = \"missed\", time = \"t\" }", "events fact 'missed' is not a result"),
@@ -390,7 +393,9 @@ mod tests {
             );
             parse("p", "profiles/p.toml", &text).unwrap()
         };
-        assert!(check_ambiguity(&[one("requires = [\"run_after\"]\n"), one("requires = [\"execution_date\"]\n")]).is_ok());
+        assert!(
+            check_ambiguity(&[one("requires = [\"run_after\"]\n"), one("requires = [\"execution_date\"]\n")]).is_ok()
+        );
         let e = check_ambiguity(&[one("requires = [\"run_after\"]\n"), one("")]).unwrap_err();
         assert!(e.message.contains("each needs a distinct `requires`"), "{}", e.message);
     }

@@ -550,7 +550,9 @@ mod tests {
             let store = Memory::new(100);
             let mut points = Vec::new();
             for (i, row) in rows.iter().enumerate() {
-                points.extend(lc.derive(&change("flow_run", &format!("0/{i}"), row.clone()), &store, now()).await.unwrap().points);
+                points.extend(
+                    lc.derive(&change("flow_run", &format!("0/{i}"), row.clone()), &store, now()).await.unwrap().points,
+                );
             }
             assert_eq!(count(&points, names::RUN_STARTED), want, "{starts}");
             assert_eq!(count(&points, names::RUN_QUEUE_WAIT), want, "{starts}");
