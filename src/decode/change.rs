@@ -40,6 +40,8 @@ pub struct SourceMetadata {
 /// The row after the change, with the Mage `pipeline_run` columns the claim handlers read typed.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PipelineRun {
+    /// An integer `id` (Mage); `None` for a text key (an Airflow 3 or Prefect UUID), which the
+    /// row keeps.
     pub id: Option<i64>,
     pub pipeline_uuid: Option<String>,
     pub status: Option<String>,

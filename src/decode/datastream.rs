@@ -134,8 +134,13 @@ fn decode_pipeline_run(mut p: Map<String, Value>, pre: &str) -> Result<PipelineR
     let id = match p.get("id") {
         None | Some(Value::Null) => None,
         Some(Value::Number(n)) if n.is_i64() => n.as_i64(),
-        Some(Value::String(s)) if s.parse::<i64>().is_ok() => s.parse().ok(),
-        Some(_) => return Err(DecodeError::malformed(Some(format!("{pre}id")), format!("{pre}id must be an integer"))),
+        Some(Value::String(s)) => s.parse().ok(),
+        Some(_) => {
+            return Err(DecodeError::malformed(
+                Some(format!("{pre}id")),
+                format!("{pre}id must be an integer or a text"),
+            ));
+        }
     };
     let not_an_object =
         || DecodeError::malformed(Some(format!("{pre}variables")), format!("{pre}variables must be a JSON object"));
@@ -261,7 +266,7 @@ mod tests {
             (json!({"source_timestamp": 1, "payload": {"status": 3}}), "payload.status"),
             (json!({"source_timestamp": 1, "payload": {"pipeline_uuid": ["x"]}}), "payload.pipeline_uuid"),
             (json!({"source_timestamp": 1, "payload": {"variables": [1]}}), "payload.variables"),
-            (json!({"source_timestamp": 1, "payload": {"id": "x"}}), "payload.id"),
+            (json!({"source_timestamp": 1, "payload": {"id": [1]}}), "payload.id"),
             (json!({"source_timestamp": 1, "source_metadata": {"is_deleted": "no"}}), "source_metadata.is_deleted"),
             (json!({"source_timestamp": 1, "source_metadata": 5}), "source_metadata"),
         ];
@@ -270,6 +275,20 @@ mod tests {
             assert_eq!(e.field.as_deref(), Some(field), "{v}");
         }
         assert!(decode(json!("x")).is_err());
+    }
+
+    #[test]
+    fn text_keys_are_accepted() {
+        // Airflow 3 task_instance and Prefect rows are keyed by UUIDs: the row keeps the id, the
+        // integer id (Mage's) is absent.
+        let e = decode(json!({"source_timestamp": 1, "payload": {"id": "01a22cac-cf5c-7f8b-950f-b9b52c9a8500"}}));
+        let p = e.unwrap().payload.unwrap();
+        assert_eq!(p.id, None);
+        assert_eq!(p.row["id"], "01a22cac-cf5c-7f8b-950f-b9b52c9a8500");
+        assert_eq!(
+            decode(json!({"source_timestamp": 1, "payload": {"id": "42"}})).unwrap().payload.unwrap().id,
+            Some(42)
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! * `fixtures`: events/*.json with their headers files, `record(..)` builders, the seed, the
 //!   Lambda payloads of tests/fixtures/lambda/;
 //! * `push`: Pub/Sub push bodies;
+//! * `lifecycle`: replaying recorded orchestrator runs through the lifecycle engine;
 //! * `fakes`: in-process fakes of the services that have no emulator, one file each (Cloud
 //!   Monitoring, OTLP collector, OAuth token endpoint, JWKS, Lambda Runtime API, BigQuery REST
 //!   API, and a scripted warehouse);
@@ -20,6 +21,7 @@ pub mod bigquery;
 pub mod containers;
 pub mod fakes;
 pub mod fixtures;
+pub mod lifecycle;
 pub mod process;
 pub mod push;
 

@@ -2,13 +2,17 @@
 //!
 //! Counting rules (lifecycle.md D.1; README "Lifecycle metrics"):
 //! * `started`: the status is a running one, or a terminal one of an attempt that ran, and the
-//!   start column is set; one per attempt (the `attempt` columns, else the start time itself).
+//!   start column is set; one per attempt (the `attempt` columns, else the start time itself;
+//!   with `starts = "start_time"` always the start time, for rows whose retry keeps the first
+//!   attempt's start).
 //! * `finished`: the status is terminal; one per attempt (`order = "attempt"`), or one per
 //!   terminal episode in log order (`order = "log"`: a terminal change that follows a
 //!   non-terminal one starts an episode; a later touch of a finished row adds nothing).
 //! * `retried`: the change matches the table's `retried` rule (one per attempt), or, in log
 //!   order, a terminal episode is followed by a non-terminal change.
 //! * `sla_missed`: the SLA column has its missed value; once per row.
+//! * `order = "events"`: each row is the fact its event column names (or the table's one
+//!   `fact`), once per row; rows that name no fact are skipped before any lookup.
 //!
 //! Values come from the row's own times; when a terminal row has no end time (a Mage run that
 //! failed or was cancelled), the commit time of the change is the end.
@@ -17,7 +21,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{Map, Value};
 
 use super::Table;
-use super::spec::Order;
+use super::spec::{Order, Starts};
 use crate::facts::{ChangeNote, Mark, RowState};
 
 /// A fact a change carries, before it is reserved.
@@ -188,9 +192,10 @@ pub fn candidates(t: &Table, r: &Row) -> Vec<Candidate> {
     {
         let queued = [r.time(t, &t.spec.times.queued), r.time(t, &t.spec.times.created)].into_iter().flatten().max();
         let scheduled = t.schedule_delay_applies(r.row).then(|| r.time(t, &t.spec.times.expected)).flatten();
+        let by_attempt = attempt.clone().filter(|_| t.spec.starts == Starts::Attempt);
         out.push(Candidate {
             fact: Fact::Started,
-            attempt: attempt.clone().unwrap_or_else(|| start.timestamp_micros().to_string()),
+            attempt: by_attempt.unwrap_or_else(|| start.timestamp_micros().to_string()),
             time: start,
             status: Some(s.clone()),
             result: None,

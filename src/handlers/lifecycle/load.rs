@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use super::spec::{EventsSpec, Level, Order, ProfileFile, RetrySpec, Source, TableSpec};
+use super::spec::{EventsSpec, Level, Order, ProfileFile, RetrySpec, Source, Starts, TableSpec};
 use super::{Lookup, Profile, Table};
 use crate::handlers::catalogue::CatalogueError;
 
@@ -18,6 +18,9 @@ pub const RESULTS: [&str; 6] = ["success", "failure", "cancellation", "timeout",
 const RESERVED_LABELS: [&str; 7] = ["orchestrator", "pipeline", "task", "result", "status", "run_kind", "table"];
 
 const UNITS: [&str; 4] = ["iso", "epoch_s", "epoch_ms", "epoch_us"];
+
+/// The facts an event row may be besides a result (a `finished` fact).
+const EVENT_FACTS: [&str; 3] = ["started", "sla_missed", "retried"];
 
 /// The built-in profiles overlaid with `dir` (same file name replaces, new names add); only
 /// those named in `enabled` when it is given (file names without `.toml`).
@@ -172,15 +175,40 @@ fn table_rules(
         }
     }
     if t.order == Order::Events {
+        let meaning = |m: &str| RESULTS.contains(&m) || EVENT_FACTS.contains(&m);
         match &t.events {
             None => return Err(here(format!("table '{name}': order = \"events\" needs `events`"))),
-            Some(EventsSpec { values, .. }) => {
+            Some(EventsSpec { column, values, fact, time }) => {
+                match (column, fact) {
+                    (Some(_), Some(_)) | (None, None) => {
+                        return Err(here(format!(
+                            "table '{name}': `events` needs either `column` and `values` (the column names the fact) or `fact` (every row is that fact)"
+                        )));
+                    }
+                    (Some(c), None) if !is_ident(c) || values.is_empty() => {
+                        return Err(here(format!(
+                            "table '{name}': events column '{c}' must be a column, with `values` naming what each value means"
+                        )));
+                    }
+                    (None, Some(_)) if !values.is_empty() => {
+                        return Err(here(format!("table '{name}': events `values` needs `column`, not `fact`")));
+                    }
+                    (None, Some(f)) if !meaning(f) => {
+                        return Err(here(format!(
+                            "table '{name}': events fact '{f}' is not a result ({}) or a fact ({})",
+                            RESULTS.join(", "),
+                            EVENT_FACTS.join(", ")
+                        )));
+                    }
+                    _ => {}
+                }
                 for (v, fact) in values {
-                    let ok = RESULTS.contains(&fact.as_str())
-                        || ["started", "sla_missed", "retried"].contains(&fact.as_str());
-                    if !ok {
+                    if !meaning(fact) {
                         return Err(here(format!("table '{name}': event {v} = '{fact}' is not a result or a fact")));
                     }
+                }
+                if !is_ident(time) {
+                    return Err(here(format!("table '{name}': events time '{time}' is not a column")));
                 }
             }
         }
@@ -206,6 +234,9 @@ fn table_rules(
         if t.terminal.contains_key(s) {
             return Err(here(format!("table '{name}': running status {s} is also terminal")));
         }
+    }
+    if t.starts == Starts::StartTime && t.times.started.is_none() {
+        return Err(here(format!("table '{name}': starts = \"start_time\" needs times.started")));
     }
     let columns = t.times.created.iter().chain(&t.times.queued).chain(&t.times.expected).chain(&t.times.started);
     for c in columns.chain(&t.times.ended).chain(&t.duration).chain(&t.attempt) {
@@ -286,4 +317,86 @@ fn check_ambiguity(profiles: &[Profile]) -> Result<(), CatalogueError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEAD: &str = "orchestrator = \"x\"\n\n";
+
+    fn error(text: &str) -> CatalogueError {
+        parse("x", "profiles/x.toml", &format!("{HEAD}{text}")).unwrap_err()
+    }
+
+    #[test]
+    fn every_built_in_profile_is_valid() {
+        let names: Vec<String> = load(None, None).unwrap().into_iter().map(|p| p.name).collect();
+        let files = BUILTIN.files().filter(|f| f.path().extension().is_some_and(|e| e == "toml")).count();
+        assert_eq!(names.len(), files, "{names:?}");
+        assert!(names.iter().any(|n| n == "mage"), "{names:?}");
+    }
+
+    #[test]
+    fn an_events_table_may_be_one_fact() {
+        let p = parse(
+            "x",
+            "profiles/x.toml",
+            &format!(
+                "{HEAD}[tables.sla_miss]\nlevel = \"run\"\nkey = [\"dag_id\", \"task_id\", \"execution_date\"]\npipeline = \"dag_id\"\norder = \"events\"\nevents = {{ fact = \"sla_missed\", time = \"timestamp\" }}\n"
+            ),
+        )
+        .unwrap();
+        assert_eq!(p.tables[0].spec.events.as_ref().unwrap().fact.as_deref(), Some("sla_missed"));
+    }
+
+    #[test]
+    fn events_errors_name_the_table_line() {
+        let table = "[tables.e]\nlevel = \"run\"\nkey = [\"id\"]\npipeline = \"p\"\norder = \"events\"\n";
+        let cases = [
+            ("events = { time = \"t\" }", "either `column` and `values`"),
+            (
+                "events = { column = \"c\", values = { A = \"success\" }, fact = \"sla_missed\", time = \"t\" }",
+                "either",
+            ),
+            ("events = { column = \"c\", time = \"t\" }", "with `values`"),
+            ("events = { fact = \"sla_missed\", values = { A = \"success\" }, time = \"t\" }", "needs `column`"),
+            ("events = { fact = \"missed\", time = \"t\" }", "events fact 'missed' is not a result"),
+            ("events = { column = \"c\", values = { A = \"done\" }, time = \"t\" }", "event A = 'done'"),
+            ("events = { fact = \"sla_missed\", time = \"a.b\" }", "events time 'a.b' is not a column"),
+        ];
+        for (events, want) in cases {
+            let e = error(&format!("{table}{events}\n"));
+            assert_eq!((e.file.as_str(), e.line), ("profiles/x.toml", 3), "{events}: {e:?}");
+            assert!(e.message.contains(want), "{events}: {}", e.message);
+        }
+    }
+
+    #[test]
+    fn starts_by_start_time_needs_a_start_column() {
+        let table = "[tables.r]\nlevel = \"run\"\nkey = [\"id\"]\npipeline = \"p\"\nstatus = \"s\"\nterminal = { DONE = \"success\" }\n";
+        let e = error(&format!("{table}starts = \"start_time\"\n"));
+        assert_eq!(e.line, 3);
+        assert!(e.message.contains("needs times.started"), "{}", e.message);
+        let e = error(&format!("{table}starts = \"first\"\n"));
+        assert_eq!(e.line, 9, "{e:?}");
+        assert!(e.message.contains("unknown variant"), "{}", e.message);
+        let ok = format!("{HEAD}{table}starts = \"start_time\"\ntimes = {{ started = \"t\" }}\n");
+        assert!(parse("x", "profiles/x.toml", &ok).is_ok());
+    }
+
+    #[test]
+    fn tables_of_two_profiles_need_distinct_requires() {
+        let one = |requires: &str| {
+            let text = format!(
+                "{HEAD}[tables.dag_run]\nlevel = \"run\"\nkey = [\"id\"]\npipeline = \"dag_id\"\nstatus = \"state\"\nterminal = {{ success = \"success\" }}\n{requires}"
+            );
+            parse("p", "profiles/p.toml", &text).unwrap()
+        };
+        assert!(
+            check_ambiguity(&[one("requires = [\"run_after\"]\n"), one("requires = [\"execution_date\"]\n")]).is_ok()
+        );
+        let e = check_ambiguity(&[one("requires = [\"run_after\"]\n"), one("")]).unwrap_err();
+        assert!(e.message.contains("each needs a distinct `requires`"), "{}", e.message);
+    }
 }

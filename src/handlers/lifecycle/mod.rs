@@ -187,6 +187,17 @@ impl Lifecycle {
         }
         let Some((p, t)) = self.table_of(event) else { return Ok(out) };
         let commit = event.source_timestamp.with_timezone(&Utc);
+        let r = Row { row, commit };
+        let candidates = match t.spec.order {
+            Order::Events => events(t, &r),
+            _ => derive::candidates(t, &r),
+        };
+        if t.spec.order == Order::Events && candidates.is_empty() {
+            // most rows of an event table name no fact (Dagster's ENGINE_EVENT, LOGS_CAPTURED):
+            // no key, no lookup, no parent to wait for; only the CDC lag
+            self.lag(event, p, t, commit, &mut out);
+            return Ok(out);
+        }
         let key = key_text(row, &t.spec.key, &t.name)?;
         let pipeline = self.pipeline(p, t, event, row, &source, store, now).await?;
         if t.publishes {
@@ -195,11 +206,6 @@ impl Lifecycle {
                 .await
                 .map_err(store_err)?;
         }
-        let r = Row { row, commit };
-        let candidates = match t.spec.order {
-            Order::Events => events(t, &r),
-            _ => derive::candidates(t, &r),
-        };
         let mut marked = Vec::new();
         if t.spec.order == Order::Log
             && let Some(note) = r.note(t, position(event))
@@ -246,6 +252,12 @@ impl Lifecycle {
                 }
             }
         }
+        self.lag(event, p, t, commit, &mut out);
+        Ok(out)
+    }
+
+    /// The CDC lag of the change (read time - commit time), once per change.
+    fn lag(&self, event: &ChangeEvent, p: &Profile, t: &Table, commit: DateTime<Utc>, out: &mut Derived) {
         if let Some(read) = event.read_timestamp {
             let lag = (read.with_timezone(&Utc) - commit).num_microseconds().unwrap_or(0) as f64 / 1e6;
             let labels = Labels::from([
@@ -254,7 +266,6 @@ impl Lifecycle {
             ]);
             out.points.push(Point::histogram(names::CDC_LAG, lag.max(0.0), "s", commit, labels, self.project.clone()));
         }
-        Ok(out)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -361,11 +372,18 @@ impl Lifecycle {
 }
 
 /// Events mode: each insert of an append-only table is a fact of the kind its event column
-/// names.
+/// names (its status label is that value), or the table's one `fact` (no status label).
 fn events(t: &Table, r: &Row) -> Vec<Candidate> {
     let Some(spec) = &t.spec.events else { return Vec::new() };
-    let Some(kind) = r.row.get(&spec.column).and_then(derive::text) else { return Vec::new() };
-    let Some(meaning) = spec.values.get(&kind) else { return Vec::new() };
+    let (kind, meaning) = match (&spec.column, &spec.fact) {
+        (Some(column), _) => {
+            let Some(kind) = r.row.get(column).and_then(derive::text) else { return Vec::new() };
+            let Some(meaning) = spec.values.get(&kind) else { return Vec::new() };
+            (Some(kind), meaning)
+        }
+        (None, Some(fact)) => (None, fact),
+        (None, None) => return Vec::new(),
+    };
     let time = r.row.get(&spec.time).and_then(|v| derive::time(v, t.spec.units.get(&spec.time).map(String::as_str)));
     let time = time.unwrap_or(r.commit);
     let (fact, result) = match meaning.as_str() {
@@ -378,7 +396,7 @@ fn events(t: &Table, r: &Row) -> Vec<Candidate> {
         fact,
         attempt: String::new(),
         time,
-        status: Some(kind),
+        status: kind,
         result,
         duration: None,
         queue_wait: None,
@@ -442,4 +460,104 @@ fn store_err(e: StoreError) -> HandlerError {
 /// Names of the metrics and their labels, for docs and generated dashboards.
 pub fn catalogue() -> BTreeMap<&'static str, (&'static str, &'static str)> {
     names::ALL.iter().map(|(n, k, u)| (*n, (*k, *u))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::facts::memory::Memory;
+    use serde_json::json;
+
+    fn lifecycle(text: &str) -> Lifecycle {
+        let profile = load::parse("t", "profiles/t.toml", &format!("orchestrator = \"t\"\n{text}")).unwrap();
+        Lifecycle::new(vec![profile], "p", Duration::from_secs(600))
+    }
+
+    fn change(table: &str, lsn: &str, row: Value) -> ChangeEvent {
+        crate::decode::datastream::decode(json!({
+            "source_timestamp": "2026-01-01T00:00:10Z", "read_timestamp": "2026-01-01T00:00:11Z",
+            "source_metadata": {"table": table, "lsn": lsn}, "payload": row}))
+        .unwrap()
+    }
+
+    fn now() -> DateTime<Utc> {
+        "2026-01-01T00:00:12Z".parse().unwrap()
+    }
+
+    fn facts(points: &[Point]) -> Vec<(String, f64)> {
+        points.iter().filter(|p| p.name != names::CDC_LAG).map(|p| (p.name.clone(), p.value)).collect()
+    }
+
+    #[tokio::test]
+    async fn every_row_of_a_one_fact_events_table_is_that_fact_once() {
+        let lc = lifecycle(
+            "[tables.sla_miss]\nlevel = \"run\"\nkey = [\"dag_id\", \"task_id\", \"execution_date\"]\npipeline = \"dag_id\"\norder = \"events\"\nevents = { fact = \"sla_missed\", time = \"timestamp\" }\n",
+        );
+        let store = Memory::new(100);
+        let row = json!({"dag_id": "d", "task_id": "t", "execution_date": "2026-01-01T00:00:00Z", "timestamp": "2026-01-01T00:00:09Z", "email_sent": false});
+        let d = lc.derive(&change("sla_miss", "0/1", row.clone()), &store, now()).await.unwrap();
+        assert_eq!(facts(&d.points), [(names::RUN_SLA_MISSED.to_string(), 1.0)]);
+        let p = d.points.iter().find(|p| p.name == names::RUN_SLA_MISSED).unwrap();
+        assert_eq!(p.time.to_rfc3339(), "2026-01-01T00:00:09+00:00");
+        assert!(!p.labels.contains_key("status"), "{:?}", p.labels);
+        // a later update of the row (email sent) is the same fact
+        let mut sent = row;
+        sent["email_sent"] = json!(true);
+        let d = lc.derive(&change("sla_miss", "0/2", sent), &store, now()).await.unwrap();
+        assert!(facts(&d.points).is_empty());
+    }
+
+    #[tokio::test]
+    async fn events_rows_naming_no_fact_need_no_parent() {
+        let lc = lifecycle(
+            "[tables.runs]\nlevel = \"run\"\nkey = [\"run_id\"]\npipeline = \"pipeline_name\"\nstatus = \"status\"\nterminal = { SUCCESS = \"success\" }\n\
+             [tables.event_logs]\nlevel = \"task\"\nkey = [\"id\"]\npipeline = { lookup = \"runs\", via = \"run_id\" }\ntask = \"step_key\"\norder = \"events\"\n\
+             events = { column = \"dagster_event_type\", values = { STEP_SUCCESS = \"success\" }, time = \"timestamp\" }\n",
+        );
+        let store = Memory::new(100);
+        // the run is unknown: an ENGINE_EVENT row is skipped at once (only its CDC lag)...
+        let engine = json!({"id": 1, "run_id": "r", "dagster_event_type": "ENGINE_EVENT", "step_key": null, "timestamp": "2026-01-01T00:00:09"});
+        let d = lc.derive(&change("event_logs", "0/1", engine), &store, now()).await.unwrap();
+        assert!(facts(&d.points).is_empty());
+        assert_eq!(d.points.len(), 1);
+        // ...a step event waits for its run
+        let step = json!({"id": 2, "run_id": "r", "dagster_event_type": "STEP_SUCCESS", "step_key": "s", "timestamp": "2026-01-01T00:00:09"});
+        let e = lc.derive(&change("event_logs", "0/2", step.clone()), &store, now()).await.unwrap_err();
+        assert_eq!(e.kind(), "parent_not_seen");
+        let run = json!({"run_id": "r", "pipeline_name": "job", "status": "STARTED"});
+        lc.derive(&change("runs", "0/3", run), &store, now()).await.unwrap();
+        let d = lc.derive(&change("event_logs", "0/2", step), &store, now()).await.unwrap();
+        assert_eq!(facts(&d.points), [(names::TASK_FINISHED.to_string(), 1.0)]);
+        let p = &d.points[0];
+        assert_eq!((p.labels["pipeline"].as_str(), p.labels["task"].as_str()), ("job", "s"));
+        assert_eq!(p.labels["status"], "STEP_SUCCESS");
+    }
+
+    #[tokio::test]
+    async fn a_retry_that_keeps_the_start_time_is_not_a_new_start() {
+        let table = "[tables.flow_run]\nlevel = \"run\"\nkey = [\"id\"]\npipeline = \"flow\"\nstatus = \"state_type\"\n\
+             terminal = { COMPLETED = \"success\" }\nrunning = [\"RUNNING\"]\nattempt = [\"run_count\"]\n\
+             retried = { statuses = [\"RUNNING\"], column = \"run_count\", above = 1 }\n\
+             times = { created = \"created\", started = \"start_time\", ended = \"end_time\" }\n";
+        let rows = [
+            json!({"id": "f", "flow": "x", "state_type": "RUNNING", "run_count": 1, "created": "2026-01-01T00:00:00Z", "start_time": "2026-01-01T00:00:01Z"}),
+            json!({"id": "f", "flow": "x", "state_type": "RUNNING", "run_count": 2, "created": "2026-01-01T00:00:00Z", "start_time": "2026-01-01T00:00:01Z"}),
+            json!({"id": "f", "flow": "x", "state_type": "COMPLETED", "run_count": 2, "created": "2026-01-01T00:00:00Z", "start_time": "2026-01-01T00:00:01Z", "end_time": "2026-01-01T00:00:05Z"}),
+        ];
+        let count = |points: &[Point], name: &str| points.iter().filter(|p| p.name == name).count();
+        for (starts, want) in [("", 2), ("starts = \"start_time\"\n", 1)] {
+            let lc = lifecycle(&format!("{table}{starts}"));
+            let store = Memory::new(100);
+            let mut points = Vec::new();
+            for (i, row) in rows.iter().enumerate() {
+                points.extend(
+                    lc.derive(&change("flow_run", &format!("0/{i}"), row.clone()), &store, now()).await.unwrap().points,
+                );
+            }
+            assert_eq!(count(&points, names::RUN_STARTED), want, "{starts}");
+            assert_eq!(count(&points, names::RUN_QUEUE_WAIT), want, "{starts}");
+            assert_eq!(count(&points, names::RUN_RETRIED), 1, "{starts}");
+            assert_eq!(count(&points, names::RUN_FINISHED), 1, "{starts}");
+        }
+    }
 }

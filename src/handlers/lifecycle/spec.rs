@@ -18,6 +18,35 @@
 //! sla = { column = "passed_sla", equals = true }
 //! labels = { partner = "variables.partner" }
 //! ```
+//!
+//! Every field of a `[tables.<name>]` (a `<schema>.<table>` name matches that schema only):
+//!
+//! | field | meaning |
+//! |---|---|
+//! | `level` | `run` (a pipeline run) or `task` (a task, block or step of a run) |
+//! | `key` | the columns that identify a row (the primary key, or any unique key the row carries: Dagster `runs.run_id`, Airflow's `(dag_id, task_id, run_id, map_index)`) |
+//! | `pipeline` | the pipeline name: a column, a dotted path into a JSON column, or `{ lookup = "<table>", via = "<column>" }`: the pipeline of the row of `<table>` (another table, or a `[lookups.<table>]`) whose key is this row's `<column>` |
+//! | `task` | task tables: the task name column (or path) |
+//! | `requires` | columns the row must have (`!col`: must not have) for this rule to apply; tells schema versions of one table apart (Airflow 2 and 3); required when two profiles describe the same table |
+//! | `status` | the status column |
+//! | `terminal` | terminal status -> result (`success`, `failure`, `cancellation`, `timeout`, `skip`, `other`) |
+//! | `running` | non-terminal statuses in which the attempt executes (its start time is its own) |
+//! | `not_run` | terminal statuses of attempts that never ran: no start, no duration |
+//! | `order` | `attempt` (default: the `attempt` columns tell attempts apart, stateless), `log` (terminal episodes in log order, kept in the fact store), `events` (each row is a fact: append-only tables, see `events`) |
+//! | `attempt` | columns whose values tell attempts of one row apart (`try_number`, `run_count`, `clear_number`) |
+//! | `starts` | what tells the `started` facts of a row apart: `attempt` (default: the `attempt` columns, else the start time) or `start_time` (the start column's value: for rows whose retry keeps the first attempt's start time, like Prefect's `start_time`, a retry is not a new start) |
+//! | `times` | columns: `created`, `queued` (queue wait = start - the later of the two), `expected` (schedule delay = start - expected), `started`, `ended` (else the commit time of the terminal change) |
+//! | `units` | column -> `iso` (default; a text without offset is UTC), `epoch_s`, `epoch_ms`, `epoch_us` |
+//! | `duration` | the row's own duration column, seconds (instead of end - start) |
+//! | `retried` | when a change is a retry: `{ statuses = [...], column = "...", above = 1 }` or `{ column = "...", present = true }` (one `retried` fact per attempt, or per value of the column when there are no attempt columns) |
+//! | `sla` | `{ column = "...", equals = <value> }`: the SLA was missed (once per row) |
+//! | `run_kind` | `{ column = "..." }` (the lower-cased value), or with `null = "..."`, `otherwise = "..."` |
+//! | `schedule_delay_when` | column -> value: conditions for measuring the schedule delay |
+//! | `events` | `order = "events"`: `{ column = "...", values = { VALUE = "<result or fact>" }, time = "..." }`, each row whose column has one of the values is that fact (`STEP_SUCCESS = "success"`, `STEP_START = "started"`), other rows are skipped before any lookup; or `{ fact = "<result or fact>", time = "..." }`: every row of the table is that fact (Airflow 2 `sla_miss`: each insert is an SLA miss). Facts: `started`, `retried`, `sla_missed`, or a result (a `finished` fact) |
+//! | `labels` | extra label -> column or JSON path; bounded values only |
+//!
+//! `[lookups.<table>]`: `key = [...]`, `value = "..."`: a table read only to name things
+//! (Prefect `flow.id -> flow.name`).
 
 use std::collections::BTreeMap;
 
@@ -61,6 +90,18 @@ pub(super) enum Order {
     Events,
 }
 
+/// What tells the `started` facts of a row apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum Starts {
+    /// The `attempt` columns (else the start time).
+    #[default]
+    Attempt,
+    /// The start column's value: a retry that keeps the first attempt's start time is not a new
+    /// start (Prefect `start_time`).
+    StartTime,
+}
+
 /// Where a name comes from.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
@@ -100,6 +141,9 @@ pub(super) struct TableSpec {
     /// Columns whose values tell attempts of one row apart (`try_number`, `run_count`).
     #[serde(default)]
     pub(super) attempt: Vec<String>,
+    /// What tells the `started` facts apart (the attempt, or the start time itself).
+    #[serde(default)]
+    pub(super) starts: Starts,
     #[serde(default)]
     pub(super) times: Times,
     /// Time unit hints: column -> `epoch_s`, `epoch_ms`, `epoch_us`, `iso` (the default; a text
@@ -179,8 +223,14 @@ pub(super) struct RunKindSpec {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct EventsSpec {
-    pub(super) column: String,
+    /// The column whose value names the fact (with `values`)...
+    #[serde(default)]
+    pub(super) column: Option<String>,
+    #[serde(default)]
     pub(super) values: BTreeMap<String, String>,
+    /// ...or the one fact every row of the table is (Airflow 2 `sla_miss`).
+    #[serde(default)]
+    pub(super) fact: Option<String>,
     /// The event's time column.
     pub(super) time: String,
 }
