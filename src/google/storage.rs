@@ -74,6 +74,12 @@ impl Storage {
         }
     }
 
+    /// Retries with `policy` instead of the default (200 ms doubling, within 20 s).
+    pub fn with_retry(mut self, policy: Policy) -> Storage {
+        self.retry = policy;
+        self
+    }
+
     /// The URL of one generation of an object's data.
     pub fn media_url(&self, bucket: &str, name: &str, generation: Option<&str>) -> String {
         const PART: &percent_encoding::AsciiSet =

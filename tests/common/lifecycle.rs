@@ -30,8 +30,8 @@ pub fn recording(orchestrator: &str, scenario: &str) -> Vec<ChangeEvent> {
 /// One form of a recording (`datastream` or `debezium`), each line decoded as the function
 /// decodes a change record of unknown format.
 pub fn recording_as(orchestrator: &str, scenario: &str, form: &str) -> Vec<ChangeEvent> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join(format!("events/lifecycle/{orchestrator}/{scenario}.{form}.jsonl"));
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("events/lifecycle/{orchestrator}/{scenario}.{form}.jsonl"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     text.lines().map(|l| decode::record(serde_json::from_str(l).unwrap()).unwrap()).collect()
 }

@@ -8,6 +8,7 @@
 //! * `fixtures`: events/*.json with their headers files, `record(..)` builders, the seed, the
 //!   Lambda payloads of tests/fixtures/lambda/;
 //! * `push`: Pub/Sub push bodies;
+//! * `storage`: the Cloud Storage emulator and a client to create buckets and objects;
 //! * `lifecycle`: replaying recorded orchestrator runs through the lifecycle engine;
 //! * `fakes`: in-process fakes of the services that have no emulator, one file each (Cloud
 //!   Monitoring, OTLP collector, OAuth token endpoint, JWKS, Lambda Runtime API, BigQuery REST
@@ -24,6 +25,7 @@ pub mod fixtures;
 pub mod lifecycle;
 pub mod process;
 pub mod push;
+pub mod storage;
 
 /// The project the test tables live in (the emulator's project).
 pub const DATA_PROJECT: &str = "test-project";

@@ -16,13 +16,20 @@ pub struct Push {
     message_id: Option<String>,
     publish_time: Option<String>,
     subscription: Option<String>,
+    attributes: Map<String, Value>,
 }
 
 impl Push {
     /// A message carrying `data` (any bytes, base64-encoded in the body), without message id or
     /// publish time, pushed by [`SUBSCRIPTION`].
     pub fn new(data: impl Into<Vec<u8>>) -> Push {
-        Push { data: data.into(), message_id: None, publish_time: None, subscription: Some(SUBSCRIPTION.into()) }
+        Push {
+            data: data.into(),
+            message_id: None,
+            publish_time: None,
+            subscription: Some(SUBSCRIPTION.into()),
+            attributes: Map::new(),
+        }
     }
 
     /// A message carrying `record` as JSON (a Datastream record, as Datastream publishes it).
@@ -48,6 +55,12 @@ impl Push {
         self
     }
 
+    /// Adds a message attribute (a Cloud Storage notification's `eventType`, `objectId`, ...).
+    pub fn attribute(mut self, key: &str, value: &str) -> Push {
+        self.attributes.insert(key.into(), value.into());
+        self
+    }
+
     /// Leaves `subscription` out of the body.
     pub fn without_subscription(mut self) -> Push {
         self.subscription = None;
@@ -63,6 +76,9 @@ impl Push {
         }
         if let Some(t) = &self.publish_time {
             m.insert("publishTime".into(), t.clone().into());
+        }
+        if !self.attributes.is_empty() {
+            m.insert("attributes".into(), Value::Object(self.attributes.clone()));
         }
         Value::Object(m)
     }

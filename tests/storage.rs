@@ -1,0 +1,249 @@
+//! Datastream files in Cloud Storage, against a real Cloud Storage emulator
+//! (gcp-storage-emulator): the bucket notification (Pub/Sub push) or Eventarc event names an
+//! object; the function reads that object, line by line, and processes every record. The
+//! records are a recorded Mage run (events/lifecycle/mage/success.datastream.jsonl) split into
+//! the per-table files Datastream writes (`<prefix>/public_<table>/YYYY/MM/DD/HH/mm/<file>`).
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use common::app::{Answer, TestApp};
+use common::fakes::warehouse::ScriptedWarehouse;
+use common::push::Push;
+use common::storage::{Gcs, emulator};
+use pipeline_run_metrics::config::{Delivery, FilesConfig};
+use pipeline_run_metrics::facts::memory::Memory;
+use pipeline_run_metrics::google::storage::Storage;
+use pipeline_run_metrics::handlers::lifecycle::{Lifecycle, load};
+use pipeline_run_metrics::ingress::http::Options;
+use pipeline_run_metrics::pipeline::LifecycleParts;
+use serde_json::{Value, json};
+use tokio::io::AsyncReadExt;
+
+const HANDLERS: &[&str] = &["PipelineRunHandler", "PreFilteredWranglingHandler", "ProcessableWranglingHandler"];
+
+async fn app_with(wh: Arc<ScriptedWarehouse>, storage: Storage, files: FilesConfig) -> TestApp {
+    let profiles = load(None, Some(&["mage".to_string()])).unwrap();
+    let lifecycle = LifecycleParts {
+        // a block run waits for its pipeline run much longer than the test takes
+        lifecycle: Arc::new(Lifecycle::new(profiles, common::METRIC_PROJECT, std::time::Duration::from_secs(1 << 30))),
+        facts: Arc::new(Memory::new(10_000)),
+    };
+    let options = Options {
+        lifecycle: Some(lifecycle),
+        storage: Some(Arc::new(storage)),
+        delivery: Delivery { files, ..Default::default() },
+        ..Default::default()
+    };
+    TestApp::with_options(Some(HANDLERS), None, wh, options, None).await
+}
+
+async fn app() -> (TestApp, Arc<ScriptedWarehouse>) {
+    let wh = Arc::new(ScriptedWarehouse::default());
+    let storage = Storage::emulator(reqwest::Client::new(), emulator());
+    (app_with(wh.clone(), storage, FilesConfig::default()).await, wh)
+}
+
+fn recording() -> Vec<Value> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/events/lifecycle/mage/success.datastream.jsonl");
+    std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn jsonl(records: &[Value]) -> Vec<u8> {
+    records.iter().map(|r| format!("{r}\n")).collect::<String>().into_bytes()
+}
+
+async fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    async_compression::tokio::bufread::GzipEncoder::new(data).read_to_end(&mut out).await.unwrap();
+    out
+}
+
+fn table_rows(table: &str) -> Vec<Value> {
+    recording().into_iter().filter(|r| r["source_metadata"]["table"] == table).collect()
+}
+
+/// A unique bucket per test.
+async fn bucket(test: &str) -> (Gcs, String) {
+    let gcs = Gcs::default();
+    let name = format!("{test}-{}", std::process::id());
+    gcs.bucket(&name).await;
+    (gcs, name)
+}
+
+/// The bucket notification of an uploaded object, as a Pub/Sub push (JSON_API_V1 payload).
+fn notification(resource: &Value, event: &str) -> String {
+    let attr = |k: &str| resource[k].as_str().unwrap_or_default().to_string();
+    Push::new(serde_json::to_vec(resource).unwrap())
+        .message_id(&format!("n-{}-{event}", attr("generation")))
+        .attribute("eventType", event)
+        .attribute("payloadFormat", "JSON_API_V1")
+        .attribute("bucketId", &attr("bucket"))
+        .attribute("objectId", &attr("name"))
+        .attribute("objectGeneration", &attr("generation"))
+        .body()
+}
+
+async fn notify(app: &TestApp, resource: &Value) -> Answer {
+    app.post(&[("content-type", "application/json")], notification(resource, "OBJECT_FINALIZE")).await
+}
+
+fn count(a: &Answer, name: &str) -> usize {
+    a.points.iter().filter(|p| p.name == name).count()
+}
+
+const PIPELINE_RUN: &str = "ds/public_pipeline_run/2026/11/30/13/29/0a1b_postgresql-cdc_1_2_3.jsonl";
+const BLOCK_RUN: &str = "ds/public_block_run/2026/11/30/13/30/0c1d_postgresql-cdc_1_2_4.jsonl.gz";
+
+#[tokio::test]
+async fn a_recorded_run_in_two_files_plain_and_gzip() {
+    let (gcs, b) = bucket("files").await;
+    let (app, _) = app().await;
+    let runs = gcs.upload(&b, PIPELINE_RUN, jsonl(&table_rows("pipeline_run"))).await;
+    let blocks = gcs.upload(&b, BLOCK_RUN, gzip(&jsonl(&table_rows("block_run"))).await).await;
+
+    let a = notify(&app, &runs).await;
+    assert_eq!(a.status, 204, "{}", a.body);
+    // 3 changes of the run: the reference's count gauge for each; the run started and finished
+    assert_eq!(count(&a, "mageai/pipeline_run/count"), 3);
+    assert_eq!((count(&a, "pipeline.run.started"), count(&a, "pipeline.run.finished")), (1, 1));
+    let duration = a.points.iter().find(|p| p.name == "pipeline.run.duration").unwrap();
+    assert_eq!(duration.value, 29.246066, "completed_at - started_at of the recorded run");
+
+    let a = notify(&app, &blocks).await;
+    assert_eq!(a.status, 204, "{}", a.body);
+    assert_eq!(count(&a, "pipeline.task.finished"), 3, "three blocks, named through their run");
+    assert!(
+        a.points.iter().filter(|p| p.name == "pipeline.task.finished").all(|p| p.labels["pipeline"] == "fx_success")
+    );
+    assert_eq!(count(&a, "pipeline.cdc.lag"), 12, "one lag observation per change");
+
+    // the same notifications again: nothing already written is written again
+    for resource in [&runs, &blocks] {
+        let again = notify(&app, resource).await;
+        assert_eq!(again.status, 204, "{}", again.body);
+        assert!(again.points.is_empty(), "{:?}", again.points.iter().map(|p| &p.name).collect::<Vec<_>>());
+    }
+}
+
+/// Field case c06 end to end: the Eventarc forms of a storage event, binary and structured, are
+/// read like the bucket notification.
+#[tokio::test]
+async fn eventarc_storage_events_are_read() {
+    let (gcs, b) = bucket("eventarc").await;
+    let (app, _) = app().await;
+    let rows = table_rows("pipeline_run");
+    let first = gcs.upload(&b, PIPELINE_RUN, jsonl(&rows[..1])).await;
+    let binary = app
+        .post(
+            &[
+                ("content-type", "application/json"),
+                ("ce-specversion", "1.0"),
+                ("ce-id", "e-1"),
+                ("ce-source", &format!("//storage.googleapis.com/projects/_/buckets/{b}")),
+                ("ce-type", "google.cloud.storage.object.v1.finalized"),
+                ("ce-subject", &format!("objects/{PIPELINE_RUN}")),
+            ],
+            first.to_string(),
+        )
+        .await;
+    assert_eq!(binary.status, 204, "{}", binary.body);
+    assert_eq!(count(&binary, "mageai/pipeline_run/count"), 1);
+    let second = gcs.upload(&b, PIPELINE_RUN.replace("0a1b", "0a1c").as_str(), jsonl(&rows[1..])).await;
+    let ce = json!({"specversion": "1.0", "id": "e-2", "source": format!("//storage.googleapis.com/projects/_/buckets/{b}"),
+        "type": "google.cloud.storage.object.v1.finalized", "datacontenttype": "application/json", "data": second});
+    let structured = app.post(&[("content-type", "application/cloudevents+json")], ce.to_string()).await;
+    assert_eq!(structured.status, 204, "{}", structured.body);
+    assert_eq!(count(&structured, "mageai/pipeline_run/count"), 2);
+    assert_eq!(count(&structured, "pipeline.run.finished"), 1);
+}
+
+#[tokio::test]
+async fn a_bad_line_fails_alone_and_is_named() {
+    let (gcs, b) = bucket("badline").await;
+    let (app, _) = app().await;
+    let rows = table_rows("pipeline_run");
+    let mut data = jsonl(&rows[..1]);
+    data.extend_from_slice(b"{\"this is\": \"not a record\"\n");
+    data.extend(jsonl(&rows[1..]));
+    let resource = gcs.upload(&b, PIPELINE_RUN, data).await;
+    let a = notify(&app, &resource).await;
+    assert_eq!(a.status, 400, "a permanent failure: the dead-letter topic keeps the notification");
+    assert_eq!(
+        (a.body["records"].as_u64(), a.body["done"].as_u64(), a.body["permanent"].as_u64()),
+        (Some(4), Some(3), Some(1))
+    );
+    assert_eq!(a.body["failures"][0]["item"], "line 2");
+    assert_eq!(a.body["failures"][0]["field"], "line 2");
+    assert_eq!(count(&a, "mageai/pipeline_run/count"), 3, "the other lines are processed");
+}
+
+#[tokio::test]
+async fn what_is_not_read_and_why() {
+    let (gcs, b) = bucket("notread").await;
+    let (app, _) = app().await;
+    // a deleted object (never uploaded): permanent, says so
+    let gone = json!({"kind": "storage#object", "bucket": b, "name": PIPELINE_RUN, "generation": "1"});
+    let a = notify(&app, &gone).await;
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert!(a.body["message"].as_str().unwrap().contains("does not exist"), "{}", a.body);
+    // an Avro file: permanent, says what is expected
+    let avro = gcs
+        .upload(&b, "ds/public_pipeline_run/2026/11/30/13/29/x_postgresql-backfill_1_0_1.avro", b"Obj\x01".to_vec())
+        .await;
+    let a = notify(&app, &avro).await;
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert!(a.body["message"].as_str().unwrap().contains("json_file_format"), "{}", a.body);
+    // a table no handler or profile reads, and another event type: 204, nothing read
+    let users = gcs.upload(&b, "ds/public_users/2026/11/30/13/29/u_postgresql-cdc_1_2_3.jsonl", b"{}\n".to_vec()).await;
+    let a = notify(&app, &users).await;
+    assert_eq!((a.status, a.points.len()), (204, 0));
+    let runs = gcs.upload(&b, PIPELINE_RUN, jsonl(&table_rows("pipeline_run"))).await;
+    let deleted = app.post(&[("content-type", "application/json")], notification(&runs, "OBJECT_DELETE")).await;
+    assert_eq!((deleted.status, deleted.points.len()), (204, 0));
+    // FILES_TABLES / FILES_PREFIXES narrow it
+    let storage = Storage::emulator(reqwest::Client::new(), emulator());
+    let files = FilesConfig { tables: Some(vec!["block_run".into()]), ..Default::default() };
+    let narrow = app_with(Arc::new(ScriptedWarehouse::default()), storage, files).await;
+    let a = notify(&narrow, &runs).await;
+    assert_eq!((a.status, a.points.len()), (204, 0));
+}
+
+#[tokio::test]
+async fn an_unreachable_bucket_and_a_transient_record_answer_503() {
+    let (gcs, b) = bucket("transient").await;
+    // the storage API unreachable: 503, the notification comes back
+    let quick = pipeline_run_metrics::retry::Policy {
+        first_backoff: std::time::Duration::from_millis(10),
+        max_backoff: std::time::Duration::from_millis(50),
+        deadline: std::time::Duration::from_millis(300),
+    };
+    let dead = Storage::emulator(reqwest::Client::new(), "127.0.0.1:1").with_retry(quick);
+    let app_dead = app_with(Arc::new(ScriptedWarehouse::default()), dead, FilesConfig::default()).await;
+    let runs = gcs.upload(&b, PIPELINE_RUN, jsonl(&table_rows("pipeline_run"))).await;
+    let a = notify(&app_dead, &runs).await;
+    assert_eq!(a.status, 503, "{}", a.body);
+    assert_eq!(a.body["error"], "source_unavailable");
+
+    // one record's query fails transiently: 503; the redelivery processes only that record
+    let (app, wh) = app().await;
+    let mut wrangling = common::fixtures::wrangling_record();
+    wrangling["source_timestamp"] = json!("2026-11-30T13:30:30Z");
+    let mut rows = table_rows("pipeline_run");
+    rows.insert(1, wrangling);
+    let file = gcs.upload(&b, PIPELINE_RUN.replace("0a1b", "0a1e").as_str(), jsonl(&rows)).await;
+    wh.fail_queries.store(1, Ordering::SeqCst);
+    let first = notify(&app, &file).await;
+    assert_eq!(first.status, 503, "{}", first.body);
+    assert_eq!(first.body["transient"], 1);
+    assert_eq!(first.body["failures"][0]["item"], "line 2");
+    let done_first = count(&first, "mageai/pipeline_run/count");
+    assert_eq!(done_first, 3, "the three other records are written");
+    let queries = wh.queries.load(Ordering::SeqCst);
+    let second = notify(&app, &file).await;
+    assert_eq!(second.status, 204, "{}", second.body);
+    assert_eq!(count(&second, "mageai/pipeline_run/count"), 1, "only the unfinished record");
+    assert_eq!(wh.queries.load(Ordering::SeqCst), queries + 1, "one query: the retried record's");
+}
