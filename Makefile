@@ -35,6 +35,7 @@ local-down: ## Stop the local BigQuery emulator
 test: ## Run all tests (installs the BigQuery and Cloud Storage emulators if missing; tests start them)
 	@scripts/install-bqemulator.sh
 	@scripts/install-gcs-emulator.sh
+	@scripts/install-openlineage.sh
 	cargo test --locked --all-targets
 
 fuzz: ## Property tests of the decoders with 200000 cases per property (hostile input: no panic, no hang)

@@ -67,6 +67,8 @@ pub struct Config {
     pub delivery: Delivery,
     /// Lifecycle profiles and the fact store.
     pub lifecycle: LifecycleConfig,
+    /// The API key of `/api/v1/lineage` (`OPENLINEAGE_API_KEY`).
+    pub lineage_api_key: Option<Secret>,
 }
 
 /// Which lifecycle profiles are in force and where facts are remembered.
@@ -462,7 +464,10 @@ impl Config {
             lookup_wait: seconds("LOOKUP_WAIT_SECS", 600.0)?,
         };
         let storage_emulator_host = pick(&["STORAGE_EMULATOR_HOST"]).map(|(_, v)| v);
+        let lineage_api_key =
+            get("OPENLINEAGE_API_KEY").filter(|v| !v.trim().is_empty()).map(|v| Secret(v.trim().to_string()));
         Ok(Config {
+            lineage_api_key,
             storage_emulator_host,
             lifecycle,
             host,

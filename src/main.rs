@@ -162,6 +162,7 @@ async fn build(
         verifier,
         lifecycle,
         storage,
+        lineage_api_key: config.lineage_api_key.clone(),
     };
     Ok(Arc::new(App::new(Dispatcher::new(handlers, projects), warehouse, sink, options)))
 }

@@ -19,6 +19,7 @@ pub mod datastream;
 pub mod debezium;
 pub mod error;
 pub mod files;
+pub mod openlineage;
 pub mod pubsub;
 pub mod storage;
 
@@ -39,6 +40,8 @@ pub enum DeliveryFormat {
     CloudEventStructured,
     PubSubPush,
     PubSubUnwrapped,
+    /// An OpenLineage RunEvent posted by the OpenLineage HTTP transport.
+    OpenLineage,
 }
 
 impl DeliveryFormat {
@@ -48,6 +51,7 @@ impl DeliveryFormat {
             DeliveryFormat::CloudEventStructured => "cloudevent_structured",
             DeliveryFormat::PubSubPush => "pubsub_push",
             DeliveryFormat::PubSubUnwrapped => "pubsub_unwrapped",
+            DeliveryFormat::OpenLineage => "openlineage",
         }
     }
 }

@@ -131,6 +131,7 @@ mod tests {
                 end_us: None,
                 duration_s: None,
                 end_from_commit: false,
+                records: None,
             });
             Vec::new()
         };

@@ -67,6 +67,9 @@ pub struct ChangeNote {
     /// The end came from the commit time, not from a column.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub end_from_commit: bool,
+    /// Records the attempt wrote, when the row says (`records` of the profile).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records: Option<f64>,
 }
 
 /// A fact of a row whose attempts are counted in log order, as the row's history records it

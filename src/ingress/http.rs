@@ -36,6 +36,10 @@ pub struct Options {
     pub lifecycle: Option<crate::pipeline::LifecycleParts>,
     /// Reads the Datastream files that Cloud Storage notifications announce.
     pub storage: Option<Arc<crate::google::storage::Storage>>,
+    /// The API key OpenLineage emitters must send (`Authorization: Bearer <key>`) on
+    /// `/api/v1/lineage` (`OPENLINEAGE_API_KEY`). Without one the endpoint is open, unless push
+    /// authentication is on: then it is closed (401) until a key is set.
+    pub lineage_api_key: Option<crate::config::Secret>,
 }
 
 impl Default for Options {
@@ -46,6 +50,7 @@ impl Default for Options {
             verifier: None,
             lifecycle: None,
             storage: None,
+            lineage_api_key: None,
         }
     }
 }
@@ -57,6 +62,7 @@ pub struct App {
     verifier: Option<Arc<PushVerifier>>,
     in_flight: Option<Arc<tokio::sync::Semaphore>>,
     max_in_flight: usize,
+    lineage_api_key: Option<crate::config::Secret>,
 }
 
 impl App {
@@ -76,6 +82,7 @@ impl App {
             verifier: options.verifier,
             in_flight,
             max_in_flight,
+            lineage_api_key: options.lineage_api_key,
         }
     }
 
@@ -89,6 +96,8 @@ impl App {
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/", post(ingest))
+        // OpenLineage's HTTP transport posts run events here by default.
+        .route("/api/v1/lineage", post(lineage))
         // Any other path too: a push endpoint URL may carry one, API Gateway REST stages prefix
         // it, and lambda_http's pass_through turns non-HTTP invocations into POST /events.
         .route("/{*path}", post(ingest))
@@ -114,6 +123,82 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, DecodeError> {
         field: None,
         message: format!("request body larger than {limit} bytes"),
     })
+}
+
+/// Whether the request carries the OpenLineage API key (compared in constant time).
+fn lineage_authorized(app: &App, headers: &HeaderMap) -> Result<(), String> {
+    let Some(key) = &app.lineage_api_key else {
+        return match &app.verifier {
+            None => Ok(()),
+            Some(_) => Err("push authentication is on: set OPENLINEAGE_API_KEY to accept OpenLineage events".into()),
+        };
+    };
+    let sent = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    use subtle::ConstantTimeEq;
+    if bool::from(sent.as_bytes().ct_eq(key.0.as_bytes())) {
+        Ok(())
+    } else {
+        Err("missing or wrong API key (Authorization: Bearer <OPENLINEAGE_API_KEY>)".into())
+    }
+}
+
+/// The body, gunzipped when the emitter compressed it (`Content-Encoding: gzip`, the transport's
+/// `compression: gzip`), at most `limit` bytes either way.
+async fn lineage_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, DecodeError> {
+    let raw = read_body(body, limit).await?;
+    let gzip = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
+    if !gzip {
+        return Ok(raw);
+    }
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    let decoder = async_compression::tokio::bufread::GzipDecoder::new(&raw[..]);
+    let read = decoder.take(limit as u64 + 1).read_to_end(&mut out).await;
+    match read {
+        Err(e) => Err(DecodeError::malformed(None, format!("the body is not valid gzip: {e}"))),
+        Ok(_) if out.len() > limit => Err(DecodeError {
+            kind: DecodeErrorKind::TooLarge,
+            field: None,
+            message: format!("request body larger than {limit} bytes once decompressed"),
+        }),
+        Ok(_) => Ok(Bytes::from(out)),
+    }
+}
+
+async fn lineage(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
+    let pipeline = &app.pipeline;
+    if let Err(reason) = lineage_authorized(&app, &headers) {
+        return response(pipeline.refuse(&Refusal::Unauthorized(reason)));
+    }
+    let body = match lineage_body(&headers, body, app.max_body_bytes).await {
+        Ok(b) => b,
+        Err(e) => return response(pipeline.refuse(&Refusal::Undecodable(e))),
+    };
+    let value: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            let e = DecodeError::malformed(None, format!("an OpenLineage event must be JSON: {e}"));
+            return response(pipeline.refuse(&Refusal::Undecodable(e)));
+        }
+    };
+    let record = match decode::openlineage::decode(value) {
+        Ok(None) => return response(pipeline.refuse(&Refusal::Ignored("an OpenLineage event without a run".into()))),
+        Ok(Some(event)) => Ok(event),
+        Err(e) => Err(e),
+    };
+    let delivery = decode::Delivery {
+        format: decode::DeliveryFormat::OpenLineage,
+        meta: decode::DeliveryMeta::default(),
+        records: vec![decode::RecordInput { item: None, record }],
+    };
+    response(pipeline.handle(delivery).await)
 }
 
 async fn ingest(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {

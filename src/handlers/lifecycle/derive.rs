@@ -38,6 +38,8 @@ pub struct Candidate {
     pub duration: Option<f64>,
     pub queue_wait: Option<f64>,
     pub schedule_delay: Option<f64>,
+    /// Records the run wrote (`records` of the profile), on a `finished` fact.
+    pub records: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,6 +176,7 @@ impl Row<'_> {
             end_us: terminal.then(|| ended.unwrap_or(self.commit).timestamp_micros()),
             duration_s: t.spec.duration.as_ref().and_then(|c| self.row.get(c)).and_then(Value::as_f64),
             end_from_commit: terminal && ended.is_none(),
+            records: t.spec.records.as_deref().and_then(|p| lookup_path(self.row, p)).and_then(|v| v.as_f64()),
             status,
         })
     }
@@ -202,6 +205,7 @@ pub fn candidates(t: &Table, r: &Row) -> Vec<Candidate> {
             duration: None,
             queue_wait: queued.and_then(|q| seconds(start, q)),
             schedule_delay: scheduled.and_then(|e| seconds(start, e)),
+            records: None,
         });
     }
     if t.spec.order == Order::Attempt
@@ -232,6 +236,7 @@ pub fn candidates(t: &Table, r: &Row) -> Vec<Candidate> {
                 duration: None,
                 queue_wait: None,
                 schedule_delay: None,
+                records: None,
             });
         }
     }
@@ -247,6 +252,7 @@ pub fn candidates(t: &Table, r: &Row) -> Vec<Candidate> {
             duration: None,
             queue_wait: None,
             schedule_delay: None,
+            records: None,
         });
     }
     out
@@ -283,6 +289,7 @@ fn finished(t: &Table, note: ChangeNote, attempt: String, result: &str) -> Candi
         duration,
         queue_wait: None,
         schedule_delay: None,
+        records: note.records,
     }
 }
 
@@ -305,17 +312,26 @@ pub fn decide(state: &mut RowState, note: &ChangeNote) -> Vec<Mark> {
     }
     struct Episode<'a> {
         first: &'a ChangeNote,
+        start: Option<i64>,
         last: u128,
         followed: bool,
     }
     let mut episodes: Vec<Episode> = Vec::new();
     let mut previous_terminal = false;
+    // the start of the attempt, when the terminal change does not carry it (an OpenLineage
+    // COMPLETE event): the latest start noted before it
+    let mut last_start = None;
     for c in &state.changes {
         match (c.terminal, previous_terminal, episodes.last_mut()) {
             (true, true, Some(e)) => e.last = c.position,
-            (true, _, _) => episodes.push(Episode { first: c, last: c.position, followed: false }),
+            (true, _, _) => {
+                episodes.push(Episode { first: c, start: c.start_us.or(last_start), last: c.position, followed: false })
+            }
             (false, true, Some(e)) => e.followed = true,
             _ => {}
+        }
+        if c.start_us.is_some() {
+            last_start = c.start_us;
         }
         previous_terminal = c.terminal;
     }
@@ -327,7 +343,8 @@ pub fn decide(state: &mut RowState, note: &ChangeNote) -> Vec<Mark> {
             }
             let inside = |m: &Mark| m.fact == fact.as_str() && (e.first.position..=e.last).contains(&m.note.position);
             if !state.marks.iter().any(inside) && !added.iter().any(inside) {
-                added.push(Mark { fact: fact.as_str().to_string(), note: e.first.clone() });
+                let note = ChangeNote { start_us: e.start, ..e.first.clone() };
+                added.push(Mark { fact: fact.as_str().to_string(), note });
             }
         }
     }

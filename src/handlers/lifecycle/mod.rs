@@ -42,8 +42,9 @@ pub mod names {
     pub const TASK_QUEUE_WAIT: &str = "pipeline.task.queue_wait";
     pub const TASK_RETRIED: &str = "pipeline.task.retried";
     pub const CDC_LAG: &str = "pipeline.cdc.lag";
+    pub const RUN_RECORDS: &str = "pipeline.run.records";
     /// Every lifecycle metric: (name, kind, unit).
-    pub const ALL: [(&str, &str, &str); 12] = [
+    pub const ALL: [(&str, &str, &str); 13] = [
         (RUN_STARTED, "counter", "{run}"),
         (RUN_FINISHED, "counter", "{run}"),
         (RUN_DURATION, "histogram", "s"),
@@ -56,6 +57,7 @@ pub mod names {
         (TASK_QUEUE_WAIT, "histogram", "s"),
         (TASK_RETRIED, "counter", "{task}"),
         (CDC_LAG, "histogram", "s"),
+        (RUN_RECORDS, "counter", "{record}"),
     ];
 }
 
@@ -354,14 +356,37 @@ impl Lifecycle {
                 let labels = with(&[("run_kind", kind), ("result", result), ("status", status)]);
                 out.push(Point::counter(RUN_FINISHED, 1.0, "{run}", c.time, labels, project.clone()));
                 if let Some(d) = c.duration {
-                    out.push(Point::histogram(RUN_DURATION, d, "s", c.time, with(&[("result", result)]), project));
+                    out.push(Point::histogram(
+                        RUN_DURATION,
+                        d,
+                        "s",
+                        c.time,
+                        with(&[("result", result)]),
+                        project.clone(),
+                    ));
+                }
+                if let Some(n) = c.records.filter(|n| n.is_finite() && *n >= 0.0) {
+                    out.push(Point::counter(RUN_RECORDS, n, "{record}", c.time, with(&[]), project));
                 }
             }
             (Fact::Finished, false) => {
                 let labels = with(&[("result", result), ("status", status)]);
                 out.push(Point::counter(TASK_FINISHED, 1.0, "{task}", c.time, labels, project.clone()));
                 if let Some(d) = c.duration {
-                    out.push(Point::histogram(TASK_DURATION, d, "s", c.time, with(&[("result", result)]), project));
+                    out.push(Point::histogram(
+                        TASK_DURATION,
+                        d,
+                        "s",
+                        c.time,
+                        with(&[("result", result)]),
+                        project.clone(),
+                    ));
+                }
+                // the records a task wrote count for its pipeline run
+                if let Some(n) = c.records.filter(|n| n.is_finite() && *n >= 0.0) {
+                    let mut labels = with(&[]);
+                    labels.remove("task");
+                    out.push(Point::counter(RUN_RECORDS, n, "{record}", c.time, labels, project));
                 }
             }
             (Fact::Retried, true) => out.push(Point::counter(RUN_RETRIED, 1.0, "{run}", c.time, with(&[]), project)),
@@ -393,6 +418,7 @@ fn events(t: &Table, r: &Row) -> Vec<Candidate> {
         result => (Fact::Finished, Some(result.to_string())),
     };
     vec![Candidate {
+        records: None,
         fact,
         attempt: String::new(),
         time,

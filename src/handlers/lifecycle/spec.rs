@@ -44,6 +44,7 @@
 //! | `schedule_delay_when` | column -> value: conditions for measuring the schedule delay |
 //! | `events` | `order = "events"`: `{ column = "...", values = { VALUE = "<result or fact>" }, time = "..." }`, each row whose column has one of the values is that fact (`STEP_SUCCESS = "success"`, `STEP_START = "started"`), other rows are skipped before any lookup; or `{ fact = "<result or fact>", time = "..." }`: every row of the table is that fact (Airflow 2 `sla_miss`: each insert is an SLA miss). Facts: `started`, `retried`, `sla_missed`, or a result (a `finished` fact) |
 //! | `labels` | extra label -> column or JSON path; bounded values only |
+//! | `records` | a column (or path) holding the number of records the run wrote: added to `pipeline.run.records` when the run finishes |
 //!
 //! `[lookups.<table>]`: `key = [...]`, `value = "..."`: a table read only to name things
 //! (Prefect `flow.id -> flow.name`).
@@ -169,6 +170,9 @@ pub(super) struct TableSpec {
     /// Allow-listed extra labels: label -> column or JSON path. Bounded values only.
     #[serde(default)]
     pub(super) labels: BTreeMap<String, String>,
+    /// The number of records the run wrote (`pipeline.run.records`, on its `finished` fact).
+    #[serde(default)]
+    pub(super) records: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

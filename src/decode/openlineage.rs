@@ -1,0 +1,166 @@
+//! OpenLineage run events (`RunEvent`, spec `OpenLineage/OpenLineage@0254c4d2 spec/OpenLineage.json`),
+//! as the OpenLineage HTTP transport posts them to `/api/v1/lineage`, decoded into a
+//! [`ChangeEvent`] of a virtual table that the built-in `openlineage` profile reads:
+//! * `openlineage_run` for a run without a `parent` run facet (pipeline = `job.namespace` + `/`
+//!   + `job.name`);
+//! * `openlineage_task` for a run with one (a task of its parent's pipeline: pipeline = the
+//!   parent job's namespace and name, task = the job's name).
+//!
+//! The row: `run_id`, `pipeline`, `task`, `state` (`eventType`: START, RUNNING, COMPLETE, FAIL,
+//! ABORT, OTHER), `start_time` (the event time of a START), `end_time` (the event time of a
+//! COMPLETE, FAIL or ABORT), `nominal_start_time` (the `nominalTime` facet), `records` (the sum
+//! of the outputs' `outputStatistics.rowCount`). Facets such as `errorMessage` are read by
+//! nobody: an error text is never a label. Times come from `eventTime`. Dataset and job events
+//! (no `run`) are not run changes: `Ok(None)`.
+
+use chrono::{DateTime, FixedOffset};
+use serde_json::{Map, Value, json};
+
+use super::DecodeError;
+use super::change::{ChangeEvent, SourceMetadata};
+
+/// The virtual tables of OpenLineage runs.
+pub const RUN_TABLE: &str = "openlineage_run";
+pub const TASK_TABLE: &str = "openlineage_task";
+
+fn field<'a>(o: &'a Map<String, Value>, key: &str, path: &str) -> Result<&'a str, DecodeError> {
+    o.get(key).and_then(Value::as_str).filter(|s| !s.is_empty()).ok_or_else(|| {
+        DecodeError::malformed(Some(format!("{path}{key}")), format!("{path}{key} is required (a non-empty string)"))
+    })
+}
+
+fn time(s: &str, path: &str) -> Result<DateTime<FixedOffset>, DecodeError> {
+    DateTime::parse_from_rfc3339(s).map_err(|e| {
+        DecodeError::malformed(Some(path.into()), format!("{path} is not an ISO-8601 time with offset ({e})"))
+    })
+}
+
+/// Decodes one OpenLineage event; `Ok(None)` for an event without a run (a `DatasetEvent` or
+/// `JobEvent`).
+///
+/// Errors: not a JSON object, or a missing `eventTime`, `run.runId`, `job.namespace` or
+/// `job.name`, naming the field.
+pub fn decode(value: Value) -> Result<Option<ChangeEvent>, DecodeError> {
+    let Value::Object(o) = value else {
+        return Err(DecodeError::malformed(None, "an OpenLineage event must be a JSON object"));
+    };
+    let Some(run) = o.get("run").and_then(Value::as_object) else {
+        return Ok(None);
+    };
+    let event_time = time(field(&o, "eventTime", "")?, "eventTime")?;
+    let state = o.get("eventType").and_then(Value::as_str).unwrap_or("OTHER").to_ascii_uppercase();
+    let run_id = field(run, "runId", "run.")?;
+    let job = o.get("job").and_then(Value::as_object).ok_or_else(|| {
+        DecodeError::malformed(Some("job".into()), "job is required ({\"namespace\": ..., \"name\": ...})")
+    })?;
+    let (namespace, name) = (field(job, "namespace", "job.")?, field(job, "name", "job.")?);
+    let facets = run.get("facets").and_then(Value::as_object);
+    let parent = facets.and_then(|f| f.get("parent")).and_then(Value::as_object);
+    let (table, pipeline, task) = match parent.and_then(|p| p.get("job")).and_then(Value::as_object) {
+        Some(pj) => {
+            let pipeline = format!(
+                "{}/{}",
+                field(pj, "namespace", "run.facets.parent.job.")?,
+                field(pj, "name", "run.facets.parent.job.")?
+            );
+            (TASK_TABLE, pipeline, Some(name.to_string()))
+        }
+        None => (RUN_TABLE, format!("{namespace}/{name}"), None),
+    };
+    let nominal = facets
+        .and_then(|f| f.get("nominalTime"))
+        .and_then(|n| n.get("nominalStartTime"))
+        .and_then(Value::as_str)
+        .map(|s| time(s, "run.facets.nominalTime.nominalStartTime"))
+        .transpose()?;
+    let records: Option<f64> = o.get("outputs").and_then(Value::as_array).map(|outs| {
+        outs.iter().filter_map(|d| d.pointer("/outputFacets/outputStatistics/rowCount").and_then(Value::as_f64)).sum()
+    });
+    let at = event_time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let row = json!({
+        "run_id": run_id,
+        "pipeline": pipeline,
+        "task": task,
+        "state": state,
+        "start_time": (state == "START").then(|| at.clone()),
+        "end_time": matches!(state.as_str(), "COMPLETE" | "FAIL" | "ABORT").then(|| at.clone()),
+        "nominal_start_time": nominal.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+        "records": records.filter(|_| state == "COMPLETE"),
+        "parent_run_id": parent.and_then(|p| p.get("run")).and_then(|r| r.get("runId")).cloned(),
+    });
+    let Value::Object(row) = row else { unreachable!("a JSON object literal") };
+    Ok(Some(ChangeEvent {
+        uuid: Some(format!("openlineage:{run_id}:{state}:{at}")),
+        stream: Some("openlineage".into()),
+        source_timestamp: event_time,
+        read_timestamp: None,
+        object: None,
+        read_method: Some("openlineage".into()),
+        source_metadata: SourceMetadata {
+            table: Some(table.into()),
+            change_type: Some("UPDATE".into()),
+            ..Default::default()
+        },
+        payload: Some(super::datastream::row_payload(row)?),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// As openlineage-python 1.54 serialises a COMPLETE of a task (parent run facet) with an
+    /// output's statistics and an error message facet.
+    fn complete() -> Value {
+        json!({"eventTime": "2026-11-30T14:34:15.849400+00:00", "eventType": "COMPLETE", "inputs": [],
+            "job": {"facets": {}, "name": "daily_load.extract", "namespace": "etl"},
+            "outputs": [{"facets": {}, "name": "public.orders", "namespace": "postgres://db",
+                "outputFacets": {"outputStatistics": {"rowCount": 1200, "size": 4096}}}],
+            "producer": "https://example.com/my-orchestrator",
+            "run": {"facets": {"errorMessage": {"message": "boom", "programmingLanguage": "python"},
+                "parent": {"job": {"facets": {}, "name": "daily_load", "namespace": "etl"},
+                           "run": {"facets": {}, "runId": "897b06bb-01b7-480b-b6a7-1a129f79ef70"}}},
+                "runId": "1f78ff72-9d20-4266-bb69-ba7edeea7cd2"},
+            "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent"})
+    }
+
+    #[test]
+    fn a_task_run_of_its_parents_pipeline() {
+        let e = decode(complete()).unwrap().unwrap();
+        assert_eq!(e.table(), Some(TASK_TABLE));
+        let row = &e.payload.as_ref().unwrap().row;
+        assert_eq!(row["pipeline"], "etl/daily_load");
+        assert_eq!(row["task"], "daily_load.extract");
+        assert_eq!(row["state"], "COMPLETE");
+        assert_eq!(row["end_time"], "2026-11-30T14:34:15.849400Z");
+        assert_eq!(row["records"], 1200.0);
+        assert!(!row.values().any(|v| v == "boom"), "the error message is not carried");
+        assert_eq!(e.source_timestamp.timestamp_micros(), 1796049255849400);
+    }
+
+    #[test]
+    fn a_run_without_parent_and_events_without_run() {
+        let mut v = complete();
+        v["run"]["facets"].as_object_mut().unwrap().remove("parent");
+        v["eventType"] = json!("START");
+        let e = decode(v).unwrap().unwrap();
+        let row = &e.payload.as_ref().unwrap().row;
+        assert_eq!((e.table(), row["pipeline"].as_str()), (Some(RUN_TABLE), Some("etl/daily_load.extract")));
+        assert_eq!(row["start_time"], "2026-11-30T14:34:15.849400Z");
+        assert_eq!(row["records"], Value::Null);
+        let dataset_event = json!({"eventTime": "2026-11-30T14:34:15Z", "dataset": {"namespace": "n", "name": "d"}});
+        assert_eq!(decode(dataset_event).unwrap(), None);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        for (path, field) in [("/eventTime", "eventTime"), ("/run/runId", "run.runId"), ("/job/name", "job.name")] {
+            let mut v = complete();
+            *v.pointer_mut(path).unwrap() = Value::Null;
+            assert_eq!(decode(v).unwrap_err().field.as_deref(), Some(field), "{path}");
+        }
+        let mut v = complete();
+        v["eventTime"] = json!("yesterday");
+        assert!(decode(v).unwrap_err().message.contains("ISO-8601"));
+    }
+}
