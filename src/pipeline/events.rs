@@ -6,8 +6,8 @@
 //! Counts are since the instance started, labelled with a random instance id, so that every
 //! instance writes its own series:
 //! * `pipeline_run_metrics/events{format, outcome, instance}`: records by delivery format and
-//!   outcome (`ok`, `permanent`, `transient`, `rejected`, `duplicate`, `unauthorized`,
-//!   `overloaded`, `deadline_exceeded`);
+//!   outcome (`ok`, `permanent`, `transient`, `rejected`, `duplicate`, `history`, `ignored`,
+//!   `unauthorized`, `overloaded`, `deadline_exceeded`);
 //! * `pipeline_run_metrics/points_rejected{reason, instance}`: points a backend refused for good;
 //! * `pipeline_run_metrics/handler_duration_seconds{handler_class, instance}`: mean handler time
 //!   since the last write.
@@ -140,6 +140,7 @@ impl Rejected<'_> {
             crate::decode::DecodeErrorKind::Malformed => "malformed_event",
             crate::decode::DecodeErrorKind::UnsupportedMediaType => "unsupported_media_type",
             crate::decode::DecodeErrorKind::TooLarge => "payload_too_large",
+            crate::decode::DecodeErrorKind::NotAChange => "not_a_change",
         };
         tracing::warn!(
             status = self.status,
@@ -200,6 +201,26 @@ impl HistorySkipped<'_> {
             "history record skipped: it re-reads an existing row (set PROCESS_HISTORY=true to process it)"
         );
         stats.count("history", self.format.as_str());
+    }
+}
+
+/// A record ignored because it reports no row change (an AWS DMS control record).
+pub struct Ignored<'a> {
+    pub format: DeliveryFormat,
+    pub item: Option<&'a str>,
+    pub reason: &'a str,
+}
+
+impl Ignored<'_> {
+    pub fn emit(&self, stats: &Stats) {
+        tracing::info!(
+            status = 204,
+            format = self.format.as_str(),
+            item = self.item.unwrap_or(""),
+            reason = self.reason,
+            "record ignored: it reports no row change"
+        );
+        stats.count("ignored", self.format.as_str());
     }
 }
 
