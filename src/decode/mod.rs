@@ -16,6 +16,7 @@
 pub mod change;
 pub mod cloudevents;
 pub mod datastream;
+pub mod dms;
 pub mod error;
 pub mod pubsub;
 pub mod storage;
