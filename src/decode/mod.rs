@@ -38,6 +38,12 @@ pub enum DeliveryFormat {
     CloudEventStructured,
     PubSubPush,
     PubSubUnwrapped,
+    /// An AWS Lambda batch from a Kinesis data stream (one record per Kinesis record).
+    LambdaKinesis,
+    /// An AWS Lambda batch from an SQS queue (one record per message).
+    LambdaSqs,
+    /// An AWS Lambda batch from Amazon MSK or a self-managed Kafka cluster.
+    LambdaKafka,
 }
 
 impl DeliveryFormat {
@@ -47,6 +53,9 @@ impl DeliveryFormat {
             DeliveryFormat::CloudEventStructured => "cloudevent_structured",
             DeliveryFormat::PubSubPush => "pubsub_push",
             DeliveryFormat::PubSubUnwrapped => "pubsub_unwrapped",
+            DeliveryFormat::LambdaKinesis => "lambda_kinesis",
+            DeliveryFormat::LambdaSqs => "lambda_sqs",
+            DeliveryFormat::LambdaKafka => "lambda_kafka",
         }
     }
 }
