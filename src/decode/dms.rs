@@ -17,7 +17,7 @@
 //! | `data` | `payload`: the row as DMS wrote it (for a delete: the key, other columns null). JSON columns arrive as JSON text and stay text, except `variables`, which the Datastream row decoder parses, as for every source |
 //! | the change's identity (see [`identity`]) | `uuid` (the de-duplication key) |
 //!
-//! `before-image` (with `BeforeImageSettings`) is not read: the functions's handlers read the row
+//! `before-image` (with `BeforeImageSettings`) is not read: the function's handlers read the row
 //! after the change only. DMS messages carry no stream name, so `stream` stays empty.
 
 use serde_json::{Map, Value, json};
