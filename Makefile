@@ -32,10 +32,11 @@ local-test: ## POST every sample event in events/ to the local function and show
 local-down: ## Stop the local BigQuery emulator
 	@scripts/bqemulator.sh stop $(BQEMU_PORT)
 
-test: ## Run all tests (installs the BigQuery and Cloud Storage emulators if missing; tests start them)
+test: ## Run all tests (installs the emulators and clients the tests start: BigQuery, Cloud Storage, OpenLineage, cargo-lambda)
 	@scripts/install-bqemulator.sh
 	@scripts/install-gcs-emulator.sh
 	@scripts/install-openlineage.sh
+	@scripts/install-cargo-lambda.sh
 	cargo test --locked --all-targets
 
 fuzz: ## Property tests of the decoders with 200000 cases per property (hostile input: no panic, no hang)

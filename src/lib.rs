@@ -2,10 +2,11 @@
 //! operational metrics.
 //!
 //! Modules in the order a delivery flows through them:
-//! [`ingress`] (HTTP router, push auth, Lambda entry) -> [`decode`] (delivery formats, CloudEvents,
-//! Pub/Sub, Datastream) -> [`pipeline`] (the per-delivery driver, de-duplication, the ack table)
-//! -> [`handlers`] (trait, dispatch, built-ins, the catalogue) -> [`warehouse`] (BigQuery, table
-//! references, the per-event request cache) -> [`sink`] (stdout, Cloud Monitoring, OTLP).
+//! [`ingress`] (HTTP router, push auth, Lambda entry and batch triggers) -> [`decode`] (delivery
+//! formats, CloudEvents, Pub/Sub, Datastream, AWS DMS) -> [`pipeline`] (the per-delivery driver,
+//! de-duplication, the ack table) -> [`handlers`] (trait, dispatch, built-ins, the catalogue) ->
+//! [`warehouse`] (BigQuery, table references, the per-event request cache) -> [`sink`] (stdout,
+//! Cloud Monitoring, OTLP).
 //! Shared by several stages: [`google`] (credentials), [`retry`] (the one retry classifier and
 //! backoff policy of every remote call), [`config`], [`error`], [`logging`].
 

@@ -55,17 +55,18 @@ async fn main() -> ExitCode {
         Ok(app) => app,
         Err((message, detail)) => return fatal(message, detail),
     };
-    let app = router(app);
+    let routes = router(app.clone());
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
-        // The same Router, driven by the Lambda Runtime API (Function URL, API Gateway, ALB;
-        // any other invocation arrives as POST /events).
+        // Driven by the Lambda Runtime API: Kinesis, SQS and Kafka batches straight into the
+        // pipeline; Function URL, API Gateway and ALB requests through the same Router (any
+        // other invocation arrives as POST /events).
         tracing::info!(backend = config.metrics_backend.name(), "running on AWS Lambda");
-        return match lambda_http::run(app).await {
+        return match pipeline_run_metrics::ingress::lambda::run(app, routes).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fatal("Lambda runtime error", e.to_string()),
         };
     }
-    serve(&config, app).await
+    serve(&config, routes).await
 }
 
 async fn build(

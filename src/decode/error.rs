@@ -22,11 +22,19 @@ pub enum DecodeErrorKind {
     UnsupportedMediaType,
     /// The body exceeds the configured limit.
     TooLarge,
+    /// Not a fault of the sender: a valid record that reports no row change (an AWS DMS control
+    /// record: `create-table`, `drop-table`, ...). The pipeline answers it as done and counts it
+    /// as `ignored` ([`crate::pipeline::Outcome::Ignored`]).
+    NotAChange,
 }
 
 impl DecodeError {
     pub fn malformed(field: impl Into<Option<String>>, message: impl Into<String>) -> Self {
         DecodeError { kind: DecodeErrorKind::Malformed, field: field.into(), message: message.into() }
+    }
+    /// A valid record that reports no row change (see [`DecodeErrorKind::NotAChange`]).
+    pub fn not_a_change(field: impl Into<Option<String>>, message: impl Into<String>) -> Self {
+        DecodeError { kind: DecodeErrorKind::NotAChange, field: field.into(), message: message.into() }
     }
     pub fn unsupported(message: impl Into<String>) -> Self {
         DecodeError {

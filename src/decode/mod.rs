@@ -17,6 +17,7 @@ pub mod change;
 pub mod cloudevents;
 pub mod datastream;
 pub mod debezium;
+pub mod dms;
 pub mod error;
 pub mod files;
 pub mod openlineage;
@@ -42,6 +43,12 @@ pub enum DeliveryFormat {
     PubSubUnwrapped,
     /// An OpenLineage RunEvent posted by the OpenLineage HTTP transport.
     OpenLineage,
+    /// An AWS Lambda batch from a Kinesis data stream (one record per Kinesis record).
+    LambdaKinesis,
+    /// An AWS Lambda batch from an SQS queue (one record per message).
+    LambdaSqs,
+    /// An AWS Lambda batch from Amazon MSK or a self-managed Kafka cluster.
+    LambdaKafka,
 }
 
 impl DeliveryFormat {
@@ -52,6 +59,9 @@ impl DeliveryFormat {
             DeliveryFormat::PubSubPush => "pubsub_push",
             DeliveryFormat::PubSubUnwrapped => "pubsub_unwrapped",
             DeliveryFormat::OpenLineage => "openlineage",
+            DeliveryFormat::LambdaKinesis => "lambda_kinesis",
+            DeliveryFormat::LambdaSqs => "lambda_sqs",
+            DeliveryFormat::LambdaKafka => "lambda_kafka",
         }
     }
 }
@@ -94,9 +104,12 @@ impl Delivery {
     }
 }
 
-/// Decodes one change record, whatever its format: a Debezium change event (envelope, with
-/// schema, or flattened), else a Datastream record.
+/// Decodes one change record, whatever its format: an AWS DMS message (`data` + `metadata`), a
+/// Debezium change event (envelope, with schema, or flattened), else a Datastream record.
 pub fn record(value: Value) -> Result<ChangeEvent, DecodeError> {
+    if dms::looks_like_dms(&value) {
+        return dms::decode(value);
+    }
     match value.as_object() {
         Some(o) if debezium::looks_like(o) => debezium::decode(value),
         _ => datastream::decode(value),
@@ -289,7 +302,7 @@ pub(crate) fn looks_like_record(v: &Value) -> bool {
     v.as_object().is_some_and(|o| {
         ["source_timestamp", "payload", "source_metadata", "read_method", "uuid"].iter().any(|k| o.contains_key(*k))
             || debezium::looks_like(o)
-    })
+    }) || dms::looks_like_dms(v)
 }
 
 #[cfg(test)]

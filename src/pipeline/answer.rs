@@ -50,6 +50,9 @@ pub enum Outcome {
     /// The record re-reads an existing row (a backfill, snapshot or full-load read): history,
     /// not a change. Nothing runs and nothing is written unless `PROCESS_HISTORY` is set.
     History,
+    /// The record is valid but reports no row change (an AWS DMS control record): nothing runs,
+    /// nothing is written, and it is done (never retried).
+    Ignored { reason: String },
     /// The record was answered before with a final status: that answer again, nothing redone.
     Duplicate(Remembered),
     /// The record could not be decoded.
@@ -65,10 +68,19 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The outcome of a record that did not decode: ignored when it is valid but reports no row
+    /// change ([`DecodeErrorKind::NotAChange`]), rejected otherwise.
+    pub fn of_decode_error(e: DecodeError) -> Outcome {
+        match e.kind {
+            DecodeErrorKind::NotAChange => Outcome::Ignored { reason: e.message },
+            _ => Outcome::Rejected(e),
+        }
+    }
+
     /// `None` when the record is done; otherwise whether its failure is permanent or transient.
     pub fn class(&self) -> Option<ErrorClass> {
         match self {
-            Outcome::Done | Outcome::History => None,
+            Outcome::Done | Outcome::History | Outcome::Ignored { .. } => None,
             Outcome::Duplicate(r) => match r.status {
                 200..=299 => None,
                 400..=499 if r.status != 401 && r.status != 429 => Some(ErrorClass::Permanent),
@@ -92,6 +104,7 @@ impl Outcome {
         match self {
             Outcome::Done => "ok",
             Outcome::History => "history",
+            Outcome::Ignored { .. } => "ignored",
             Outcome::Duplicate(_) | Outcome::InProgress => "duplicate",
             Outcome::Rejected(_) => "rejected",
             Outcome::DeadlineExceeded { .. } => "deadline_exceeded",
@@ -158,6 +171,8 @@ fn decode_kind(kind: DecodeErrorKind) -> (&'static str, StatusCode) {
         DecodeErrorKind::Malformed => ("malformed_event", StatusCode::BAD_REQUEST),
         DecodeErrorKind::UnsupportedMediaType => ("unsupported_media_type", StatusCode::UNSUPPORTED_MEDIA_TYPE),
         DecodeErrorKind::TooLarge => ("payload_too_large", StatusCode::PAYLOAD_TOO_LARGE),
+        // not a failure: answered by `record_answer(&Outcome::Ignored ..)` before this is read
+        DecodeErrorKind::NotAChange => ("not_a_change", StatusCode::NO_CONTENT),
     }
 }
 
@@ -175,7 +190,10 @@ pub fn refuse(refusal: &Refusal, policy: AckPolicy) -> Answer {
             StatusCode::TOO_MANY_REQUESTS,
             &json!({"error": "overloaded", "message": format!("more than {limit} events in flight; retry later")}),
         ),
-        Refusal::Undecodable(e) => Answer::json(permanent(decode_kind(e.kind).1, policy), &rejected_body(e)),
+        Refusal::Undecodable(e) => match Outcome::of_decode_error(e.clone()) {
+            ignored @ Outcome::Ignored { .. } => record_answer(&ignored, policy),
+            _ => Answer::json(permanent(decode_kind(e.kind).1, policy), &rejected_body(e)),
+        },
         Refusal::Unavailable(message) => Answer::json(
             StatusCode::SERVICE_UNAVAILABLE,
             &json!({"error": "source_unavailable", "class": "transient", "message": message}),
@@ -192,7 +210,7 @@ fn failure_json(f: &Failure) -> Value {
 /// The answer to a delivery of one record (the HTTP answer today's push transports read).
 pub fn record_answer(outcome: &Outcome, policy: AckPolicy) -> Answer {
     match outcome {
-        Outcome::Done | Outcome::History => {
+        Outcome::Done | Outcome::History | Outcome::Ignored { .. } => {
             Answer { status: StatusCode::NO_CONTENT, body: Bytes::new(), retry: Vec::new() }
         }
         Outcome::Duplicate(r) => Answer {
@@ -377,6 +395,7 @@ mod tests {
         let table = [
             (Outcome::Done, 204, 204, true),
             (Outcome::History, 204, 204, true),
+            (Outcome::Ignored { reason: "a DMS control record".into() }, 204, 204, true),
             (Outcome::Rejected(DecodeError::malformed(None, "x")), 400, 200, true),
             (Outcome::Rejected(DecodeError::unsupported("x")), 415, 200, true),
             (
@@ -402,6 +421,14 @@ mod tests {
     }
 
     #[test]
+    fn decode_errors_are_rejected_unless_not_a_change() {
+        let ignored = Outcome::of_decode_error(DecodeError::not_a_change(None, "control"));
+        assert_eq!(ignored, Outcome::Ignored { reason: "control".into() });
+        let e = DecodeError::malformed(Some("data".into()), "x");
+        assert_eq!(Outcome::of_decode_error(e.clone()), Outcome::Rejected(e));
+    }
+
+    #[test]
     fn refusal_table() {
         let table = [
             (Refusal::Unauthorized("no token".into()), 401, 401),
@@ -410,6 +437,7 @@ mod tests {
             (Refusal::Undecodable(DecodeError::unsupported("x")), 415, 200),
             (Refusal::Unavailable("storage down".into()), 503, 503),
             (Refusal::Ignored("OBJECT_DELETE".into()), 204, 204),
+            (Refusal::Undecodable(DecodeError::not_a_change(None, "x")), 204, 204),
         ];
         for (r, status, acked) in table {
             assert_eq!(refuse(&r, NACK).status.as_u16(), status, "{r:?}");
@@ -437,9 +465,14 @@ mod tests {
     #[test]
     fn multi_record_answers_and_retry_items() {
         let r = |item: &str, outcome: Outcome| RecordResult { item: Some(item.into()), outcome };
-        let done = [r("1", Outcome::Done), r("2", Outcome::Duplicate(Remembered { status: 204, body: Bytes::new() }))];
+        let done = [
+            r("1", Outcome::Done),
+            r("2", Outcome::Duplicate(Remembered { status: 204, body: Bytes::new() })),
+            r("3", Outcome::History),
+            r("4", Outcome::Ignored { reason: "a DMS control record".into() }),
+        ];
         let a = answer(&done, NACK);
-        assert_eq!((a.status.as_u16(), a.retry.len()), (204, 0));
+        assert_eq!((a.status.as_u16(), a.retry.len()), (204, 0), "history and ignored records are done");
         assert!(a.body.is_empty());
 
         let mixed = [

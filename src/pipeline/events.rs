@@ -6,8 +6,8 @@
 //! Counts are since the instance started, labelled with a random instance id, so that every
 //! instance writes its own series:
 //! * `pipeline_run_metrics/events{format, outcome, instance}`: records by delivery format and
-//!   outcome (`ok`, `permanent`, `transient`, `rejected`, `duplicate`, `unauthorized`,
-//!   `overloaded`, `deadline_exceeded`);
+//!   outcome (`ok`, `permanent`, `transient`, `rejected`, `duplicate`, `history`, `ignored`,
+//!   `unauthorized`, `overloaded`, `deadline_exceeded`);
 //! * `pipeline_run_metrics/points_rejected{reason, instance}`: points a backend refused for good;
 //! * `pipeline_run_metrics/handler_duration_seconds{handler_class, instance}`: mean handler time
 //!   since the last write.
@@ -138,11 +138,11 @@ impl SourceUnavailable<'_> {
 
 /// A notification this function does not read (another event type, an object outside the
 /// configured prefixes and tables).
-pub struct Ignored<'a> {
+pub struct NotificationIgnored<'a> {
     pub reason: &'a str,
 }
 
-impl Ignored<'_> {
+impl NotificationIgnored<'_> {
     pub fn emit(&self, stats: &Stats) {
         tracing::info!(status = 204, reason = %self.reason, "notification ignored");
         stats.count("ignored", "storage_object");
@@ -203,6 +203,7 @@ impl Rejected<'_> {
             crate::decode::DecodeErrorKind::Malformed => "malformed_event",
             crate::decode::DecodeErrorKind::UnsupportedMediaType => "unsupported_media_type",
             crate::decode::DecodeErrorKind::TooLarge => "payload_too_large",
+            crate::decode::DecodeErrorKind::NotAChange => "not_a_change",
         };
         tracing::warn!(
             status = self.status,
@@ -263,6 +264,26 @@ impl HistorySkipped<'_> {
             "history record skipped: it re-reads an existing row (set PROCESS_HISTORY=true to process it)"
         );
         stats.count("history", self.format.as_str());
+    }
+}
+
+/// A record ignored because it reports no row change (an AWS DMS control record).
+pub struct Ignored<'a> {
+    pub format: DeliveryFormat,
+    pub item: Option<&'a str>,
+    pub reason: &'a str,
+}
+
+impl Ignored<'_> {
+    pub fn emit(&self, stats: &Stats) {
+        tracing::info!(
+            status = 204,
+            format = self.format.as_str(),
+            item = self.item.unwrap_or(""),
+            reason = self.reason,
+            "record ignored: it reports no row change"
+        );
+        stats.count("ignored", self.format.as_str());
     }
 }
 

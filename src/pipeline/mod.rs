@@ -173,7 +173,7 @@ impl Pipeline {
                     .emit(&self.stats)
             }
             Refusal::Unavailable(reason) => events::SourceUnavailable { reason }.emit(&self.stats),
-            Refusal::Ignored(reason) => events::Ignored { reason }.emit(&self.stats),
+            Refusal::Ignored(reason) => events::NotificationIgnored { reason }.emit(&self.stats),
         }
         answer
     }
@@ -219,7 +219,13 @@ impl Pipeline {
         let mut slots = Vec::with_capacity(records.len());
         for input in records {
             slots.push(match input.record {
-                Err(e) => Slot::Known(Outcome::Rejected(e)),
+                Err(e) => match Outcome::of_decode_error(e) {
+                    Outcome::Ignored { reason } => {
+                        events::Ignored { format, item: input.item.as_deref(), reason: &reason }.emit(&self.stats);
+                        Slot::Known(Outcome::Ignored { reason })
+                    }
+                    rejected => Slot::Known(rejected),
+                },
                 Ok(event) if event.is_history() && !self.config.process_history => {
                     events::HistorySkipped { format, event: &event, item: input.item.as_deref() }.emit(&self.stats);
                     Slot::Known(Outcome::History)
