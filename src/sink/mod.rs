@@ -12,7 +12,9 @@
 
 use crate::error::ErrorClass;
 
+pub mod aggregate;
 pub mod gcm;
+pub mod instance;
 pub mod otlp;
 pub mod point;
 pub mod stdout;
