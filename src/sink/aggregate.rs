@@ -153,9 +153,9 @@ mod tests {
         let table: &[(f64, usize, usize)] = &[
             (0.0, 0, 0),
             (0.005, 0, 0),
-            (0.01, 0, 1),   // on the first boundary: last of bucket 0 (OTel), first of 1 (GCM)
+            (0.01, 0, 1), // on the first boundary: last of bucket 0 (OTel), first of 1 (GCM)
             (0.02, 1, 1),
-            (1.0, 5, 6),    // on a boundary
+            (1.0, 5, 6), // on a boundary
             (1.5, 6, 6),
             (29.3, 9, 9),
             (86400.0, 20, 21),
@@ -203,7 +203,8 @@ mod tests {
         for (p, ok) in table {
             assert_eq!(aggregable(&p), ok, "{p:?}");
         }
-        for (unit, whole) in [("{run}", true), ("{task}", true), ("{}", false), ("1", false), ("s", false), ("", false)] {
+        for (unit, whole) in [("{run}", true), ("{task}", true), ("{}", false), ("1", false), ("s", false), ("", false)]
+        {
             assert_eq!(whole_count(unit), whole, "{unit}");
         }
     }

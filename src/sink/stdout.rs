@@ -298,13 +298,26 @@ mod tests {
                 r#"{"_aws":{"CloudWatchMetrics":[{"Dimensions":[["pipeline","result"]],"Metrics":[{"Name":"pipeline.run.duration","Unit":"Seconds"}],"Namespace":"ns"}],"Timestamp":1762367011393},"pipeline":"etl","result":"success","pipeline.run.duration":205.489}"#,
             ),
             (
-                Point::gauge("claims/pipeline/filtered_pre/vl_pago/total", 1500.0, t, BTreeMap::from([("partner".into(), "abertta".into())]), "p"),
+                Point::gauge(
+                    "claims/pipeline/filtered_pre/vl_pago/total",
+                    1500.0,
+                    t,
+                    BTreeMap::from([("partner".into(), "abertta".into())]),
+                    "p",
+                ),
                 r#"{"severity":"INFO","message":"METRIC","metric_type":"gauge","project_id":"p","name":"claims/pipeline/filtered_pre/vl_pago/total","value":1500.0,"labels":{"partner":"abertta"},"timestamp":"2025-11-05T18:23:31.393000+00:00"}"#,
                 r#"{"_aws":{"CloudWatchMetrics":[{"Dimensions":[["partner"]],"Metrics":[{"Name":"claims/pipeline/filtered_pre/vl_pago/total","Unit":"None"}],"Namespace":"ns"}],"Timestamp":1762367011393},"partner":"abertta","claims/pipeline/filtered_pre/vl_pago/total":1500.0}"#,
             ),
             (
                 // no labels: an empty dimension set; a label named like the metric stays out
-                Point::counter("pipeline.task.retried", 1.0, "{task}", t, BTreeMap::from([("pipeline.task.retried".into(), "x".into())]), "p"),
+                Point::counter(
+                    "pipeline.task.retried",
+                    1.0,
+                    "{task}",
+                    t,
+                    BTreeMap::from([("pipeline.task.retried".into(), "x".into())]),
+                    "p",
+                ),
                 r#"{"severity":"INFO","message":"METRIC","metric_type":"counter","project_id":"p","name":"pipeline.task.retried","value":1.0,"unit":"{task}","labels":{"pipeline.task.retried":"x"},"timestamp":"2025-11-05T18:23:31.393000+00:00"}"#,
                 r#"{"_aws":{"CloudWatchMetrics":[{"Dimensions":[[]],"Metrics":[{"Name":"pipeline.task.retried","Unit":"Count"}],"Namespace":"ns"}],"Timestamp":1762367011393},"pipeline.task.retried":1.0}"#,
             ),

@@ -435,7 +435,11 @@ mod tests {
         st.accepted(&w[0]);
         st.add(&counter("a"), t0());
         let w = st.take_due(later + secs(60), MINUTE, false);
-        assert_eq!((w[0].start, w[0].value.clone()), (later - secs(60), Total::Count(3.0)), "same start until the next day");
+        assert_eq!(
+            (w[0].start, w[0].value.clone()),
+            (later - secs(60), Total::Count(3.0)),
+            "same start until the next day"
+        );
         // never written and older than a day: starts one interval back with everything
         let mut st = State::default();
         st.add(&counter("b"), t0());

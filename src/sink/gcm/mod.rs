@@ -184,8 +184,7 @@ impl CloudMonitoring {
     /// One `timeSeries.create` call of `body`.
     async fn post(&self, token: &str, project: &str, body: &Value) -> Result<(), CallFailure> {
         let url = format!("{}/v3/projects/{project}/timeSeries", self.endpoint);
-        let resp = match self.http.post(url).bearer_auth(token).timeout(self.timeout).json(body).send().await
-        {
+        let resp = match self.http.post(url).bearer_auth(token).timeout(self.timeout).json(body).send().await {
             Ok(r) => r,
             Err(e) => {
                 return Err(CallFailure {

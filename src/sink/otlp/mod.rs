@@ -630,7 +630,8 @@ mod tests {
                     last.insert(SeriesKey::of(p), 7);
                 }
             }
-            let (req, deltas, refused) = request(&points, &identity, DeltaTimes { now: 100, process_start: 1, last: &last });
+            let (req, deltas, refused) =
+                request(&points, &identity, DeltaTimes { now: 100, process_start: 1, last: &last });
             assert_eq!(req.resource_metrics.len(), 1);
             assert_eq!(req.resource_metrics[0].scope_metrics[0].metrics, want);
             assert_eq!(refused.len(), 1, "the negative increment or the NaN observation");
