@@ -202,12 +202,7 @@ struct Refused {
 type Accepted = (String, DateTime<Utc>, Option<DateTime<Utc>>);
 
 /// Validates one series like the API does; `Err((reason, code))` is why it cannot be written.
-fn check_series(
-    i: usize,
-    ts: &Value,
-    now: DateTime<Utc>,
-    state: &GcmState,
-) -> Result<Accepted, (String, i32)> {
+fn check_series(i: usize, ts: &Value, now: DateTime<Utc>, state: &GcmState) -> Result<Accepted, (String, i32)> {
     let bad = |reason: String| Err((reason, 3));
     let mtype = ts["metric"]["type"].as_str().unwrap_or("");
     // stackdriver-prometheus-sidecar#251, #255
