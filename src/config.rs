@@ -8,18 +8,29 @@ use tracing::level_filters::LevelFilter;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MetricsBackend {
-    /// One JSON line per point on stdout (local work).
-    Stdout,
-    /// Google Cloud Monitoring (`projects.timeSeries.create`).
-    CloudMonitoring { endpoint: String, resource: crate::sink::gcm::Resource },
+    /// One JSON line per point on stdout, in `format` (`METRICS_FORMAT`).
+    Stdout { format: crate::sink::stdout::LineFormat },
+    /// Google Cloud Monitoring (`projects.timeSeries.create`): gauges against `resource`,
+    /// counters and histograms as this instance's `cumulative` series.
+    CloudMonitoring { endpoint: String, resource: crate::sink::gcm::Resource, cumulative: crate::sink::gcm::Cumulative },
     /// An OTLP/HTTP collector.
     Otlp { endpoint: String, headers: Vec<(String, String)>, service_name: String },
 }
 
 impl MetricsBackend {
+    /// The reference's JSON lines on stdout (local work).
+    pub fn stdout() -> MetricsBackend {
+        MetricsBackend::Stdout { format: crate::sink::stdout::LineFormat::Json }
+    }
+
+    /// Whether the backend is stdout (any format).
+    pub fn is_stdout(&self) -> bool {
+        matches!(self, MetricsBackend::Stdout { .. })
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
-            MetricsBackend::Stdout => "stdout",
+            MetricsBackend::Stdout { .. } => "stdout",
             MetricsBackend::CloudMonitoring { .. } => "gcm",
             MetricsBackend::Otlp { .. } => "otlp",
         }
@@ -257,25 +268,46 @@ impl Config {
             None if !local_mode => "gcm".into(),
             None => "stdout".into(),
         };
+        let location = pick(&["GCM_LOCATION"]).map(|(_, v)| v).unwrap_or_else(|| "global".into());
+        let namespace = pick(&["GCM_NAMESPACE"]).map(|(_, v)| v).unwrap_or_else(|| "pipeline-run-metrics".into());
+        let job = pick(&["GCM_JOB", "K_SERVICE", "AWS_LAMBDA_FUNCTION_NAME"])
+            .map(|(_, v)| v)
+            .unwrap_or_else(|| "pipeline-run-metrics".into());
+        let format_var = pick(&["METRICS_FORMAT"]);
+        if let Some((n, v)) = &format_var
+            && backend_name != "stdout"
+        {
+            return Err(err(n, v, "unset: the line format is for METRICS_BACKEND=stdout"));
+        }
         let metrics_backend = match backend_name.as_str() {
             "gcm" => {
                 let resource = match pick(&["GCM_RESOURCE"]).map(|(n, v)| (n, v.to_ascii_lowercase())) {
                     None => crate::sink::gcm::Resource::Global,
                     Some((_, v)) if v == "global" => crate::sink::gcm::Resource::Global,
                     Some((_, v)) if v == "generic_task" => crate::sink::gcm::Resource::GenericTask {
-                        location: pick(&["GCM_LOCATION"]).map(|(_, v)| v).unwrap_or_else(|| "global".into()),
-                        namespace: pick(&["GCM_NAMESPACE"])
-                            .map(|(_, v)| v)
-                            .unwrap_or_else(|| "pipeline-run-metrics".into()),
-                        job: pick(&["GCM_JOB", "K_SERVICE", "AWS_LAMBDA_FUNCTION_NAME"])
-                            .map(|(_, v)| v)
-                            .unwrap_or_else(|| "pipeline-run-metrics".into()),
+                        location: location.clone(),
+                        namespace: namespace.clone(),
+                        job: job.clone(),
                         task_id: pick(&["GCM_TASK_ID"]).map(|(_, v)| v).unwrap_or_else(|| "singleton".into()),
                     },
                     Some((n, v)) => return Err(err(&n, &v, "global or generic_task")),
                 };
                 let endpoint = url_var(&pick, "GCM_ENDPOINT", "https://monitoring.googleapis.com")?;
-                MetricsBackend::CloudMonitoring { endpoint, resource }
+                let interval = match pick(&["GCM_CUMULATIVE_INTERVAL_SECS"]) {
+                    None => Duration::from_secs(60),
+                    Some((n, v)) => match v.parse::<f64>() {
+                        Ok(s) if (5.0..=3600.0).contains(&s) => Duration::from_secs_f64(s),
+                        _ => return Err(err(&n, &v, "seconds, from 5 (the API's sampling period) to 3600")),
+                    },
+                };
+                let cumulative = crate::sink::gcm::Cumulative {
+                    location,
+                    namespace,
+                    job,
+                    task: crate::sink::gcm::TaskId::from_env(&get),
+                    interval,
+                };
+                MetricsBackend::CloudMonitoring { endpoint, resource, cumulative }
             }
             "otlp" => {
                 let endpoint = url_var(&pick, "OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")?;
@@ -288,7 +320,40 @@ impl Config {
                     pick(&["OTEL_SERVICE_NAME"]).map(|(_, v)| v).unwrap_or_else(|| "pipeline-run-metrics".into());
                 MetricsBackend::Otlp { endpoint, headers, service_name }
             }
-            _ => MetricsBackend::Stdout,
+            _ => {
+                let format = match format_var.map(|(n, v)| (n, v.to_ascii_lowercase())) {
+                    None => crate::sink::stdout::LineFormat::Json,
+                    Some((_, v)) if v == "json" => crate::sink::stdout::LineFormat::Json,
+                    Some((_, v)) if v == "emf" => {
+                        let namespace = match pick(&["EMF_NAMESPACE"]) {
+                            None => "pipeline-run-metrics".to_string(),
+                            Some((n, v)) => {
+                                // CloudWatch: 1 to 255 characters; `AWS/` is AWS's own
+                                let ok = v.len() <= 255
+                                    && v.chars().all(|c| c.is_ascii_graphic() || c == ' ')
+                                    && !v.starts_with("AWS/");
+                                if !ok {
+                                    return Err(err(
+                                        &n,
+                                        &v,
+                                        "a CloudWatch namespace: up to 255 ASCII characters, not starting with AWS/",
+                                    ));
+                                }
+                                v
+                            }
+                        };
+                        crate::sink::stdout::LineFormat::Emf { namespace }
+                    }
+                    Some((n, v)) => {
+                        return Err(err(
+                            &n,
+                            &v,
+                            "json (the reference's lines) or emf (CloudWatch Embedded Metric Format)",
+                        ));
+                    }
+                };
+                MetricsBackend::Stdout { format }
+            }
         };
         let log_level = match pick(&["LOG_LEVEL"]) {
             None => LevelFilter::INFO,
@@ -404,7 +469,7 @@ impl Config {
             dedup_capacity: count("DEDUP_CAPACITY", 50_000)?,
             max_in_flight: count("MAX_IN_FLIGHT", 256)?,
             allowed_datasets,
-            self_metrics: flag("SELF_METRICS", metrics_backend != MetricsBackend::Stdout)?,
+            self_metrics: flag("SELF_METRICS", !metrics_backend.is_stdout())?,
             self_metrics_interval: seconds("SELF_METRICS_INTERVAL_SECS", 60.0)?,
             process_history: flag("PROCESS_HISTORY", false)?,
             files: FilesConfig {
@@ -526,7 +591,7 @@ mod tests {
         assert_eq!(c.metric_project, "local-project");
         assert_eq!(c.data_project, "test-project");
         assert_eq!(c.bigquery_emulator_host, None);
-        assert_eq!(c.metrics_backend, MetricsBackend::Stdout);
+        assert_eq!(c.metrics_backend, MetricsBackend::stdout());
         assert_eq!(c.log_level, LevelFilter::INFO);
         assert_eq!(c.query_timeout, Duration::from_secs(30));
     }
@@ -578,19 +643,20 @@ mod tests {
 
     #[test]
     fn backends() {
-        assert_eq!(cfg(&[]).unwrap().metrics_backend, MetricsBackend::Stdout);
+        assert_eq!(cfg(&[]).unwrap().metrics_backend, MetricsBackend::stdout());
         // the reference's production flag selects Cloud Monitoring unless a backend is named
         let c = cfg(&[("LOCAL_MODE", "false")]).unwrap();
         assert_eq!(
             c.metrics_backend,
             MetricsBackend::CloudMonitoring {
                 endpoint: "https://monitoring.googleapis.com".into(),
-                resource: crate::sink::gcm::Resource::Global
+                resource: crate::sink::gcm::Resource::Global,
+                cumulative: crate::sink::gcm::Cumulative::default(),
             }
         );
         assert!(c.needs_google_credentials());
         let c = cfg(&[("LOCAL_MODE", "false"), ("METRICS_BACKEND", "stdout")]).unwrap();
-        assert_eq!(c.metrics_backend, MetricsBackend::Stdout);
+        assert_eq!(c.metrics_backend, MetricsBackend::stdout());
         let c =
             cfg(&[("METRICS_BACKEND", "gcm"), ("GCM_RESOURCE", "generic_task"), ("K_SERVICE", "metrics-fn")]).unwrap();
         let MetricsBackend::CloudMonitoring { resource, .. } = c.metrics_backend else { panic!() };
@@ -615,6 +681,65 @@ mod tests {
         assert!(c.needs_google_credentials(), "BigQuery without emulator");
         let c = cfg(&[("METRICS_BACKEND", "otlp"), ("BIGQUERY_EMULATOR_HOST", "127.0.0.1:9050")]).unwrap();
         assert!(!c.needs_google_credentials());
+    }
+
+    #[test]
+    fn stdout_formats() {
+        use crate::sink::stdout::LineFormat;
+        let table: &[(&[(&str, &str)], LineFormat)] = &[
+            (&[], LineFormat::Json),
+            (&[("METRICS_FORMAT", "json")], LineFormat::Json),
+            (&[("METRICS_FORMAT", "EMF")], LineFormat::Emf { namespace: "pipeline-run-metrics".into() }),
+            (
+                &[("METRICS_FORMAT", "emf"), ("EMF_NAMESPACE", "Data/Pipelines")],
+                LineFormat::Emf { namespace: "Data/Pipelines".into() },
+            ),
+        ];
+        for (env, want) in table {
+            assert_eq!(cfg(env).unwrap().metrics_backend, MetricsBackend::Stdout { format: want.clone() }, "{env:?}");
+        }
+        for (env, variable) in [
+            (vec![("METRICS_FORMAT", "xml")], "METRICS_FORMAT"),
+            (vec![("METRICS_FORMAT", "emf"), ("METRICS_BACKEND", "otlp")], "METRICS_FORMAT"),
+            (vec![("METRICS_FORMAT", "emf"), ("EMF_NAMESPACE", "AWS/Lambda")], "EMF_NAMESPACE"),
+        ] {
+            assert_eq!(cfg(&env).unwrap_err().variable, variable, "{env:?}");
+        }
+    }
+
+    #[test]
+    fn cumulative_series_name_the_platform_instance() {
+        use crate::sink::gcm::{Cumulative, TaskId};
+        let cumulative = |env: &[(&str, &str)]| {
+            let mut env = env.to_vec();
+            env.push(("METRICS_BACKEND", "gcm"));
+            match cfg(&env).unwrap().metrics_backend {
+                MetricsBackend::CloudMonitoring { cumulative, .. } => cumulative,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(cumulative(&[]), Cumulative::default());
+        assert_eq!(
+            cumulative(&[("K_SERVICE", "fn"), ("K_REVISION", "fn-00007-xyz"), ("GCM_CUMULATIVE_INTERVAL_SECS", "30")]),
+            Cumulative {
+                job: "fn".into(),
+                task: TaskId::CloudRun { revision: "fn-00007-xyz".into() },
+                interval: Duration::from_secs(30),
+                ..Cumulative::default()
+            }
+        );
+        assert_eq!(
+            cumulative(&[("AWS_LAMBDA_FUNCTION_NAME", "f"), ("AWS_LAMBDA_LOG_STREAM_NAME", "2026/11/30/[$LATEST]ab")]),
+            Cumulative {
+                job: "f".into(),
+                task: TaskId::Lambda { log_stream: "2026/11/30/[$LATEST]ab".into() },
+                ..Cumulative::default()
+            }
+        );
+        for bad in ["4", "0", "3601", "soon"] {
+            let e = cfg(&[("METRICS_BACKEND", "gcm"), ("GCM_CUMULATIVE_INTERVAL_SECS", bad)]).unwrap_err();
+            assert_eq!(e.variable, "GCM_CUMULATIVE_INTERVAL_SECS");
+        }
     }
 
     #[test]

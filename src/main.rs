@@ -14,6 +14,7 @@ use pipeline_run_metrics::ingress::http::{App, Options, router};
 use pipeline_run_metrics::logging;
 use pipeline_run_metrics::pipeline::LifecycleParts;
 use pipeline_run_metrics::sink::gcm::{CloudMonitoring, Retry};
+use pipeline_run_metrics::sink::instance::Instance;
 use pipeline_run_metrics::sink::otlp::Otlp;
 use pipeline_run_metrics::sink::{JsonLines, MetricSink};
 use pipeline_run_metrics::warehouse::{BigQuery, Warehouse};
@@ -29,6 +30,8 @@ fn fatal(message: &str, detail: String) -> ExitCode {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // the start of this process's cumulative series and its instance id, fixed first
+    let instance = Instance::process();
     let check_only = std::env::args().any(|a| a == "--check");
     let config = match Config::from_env() {
         Ok(c) => c,
@@ -55,18 +58,41 @@ async fn main() -> ExitCode {
         Ok(app) => app,
         Err((message, detail)) => return fatal(message, detail),
     };
+    let sink = app.pipeline.sink.clone();
     let routes = router(app.clone());
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
         // Driven by the Lambda Runtime API: Kinesis, SQS and Kafka batches straight into the
         // pipeline; Function URL, API Gateway and ALB requests through the same Router (any
         // other invocation arrives as POST /events).
-        tracing::info!(backend = config.metrics_backend.name(), "running on AWS Lambda");
+        tracing::info!(backend = config.metrics_backend.name(), instance = %instance.id, "running on AWS Lambda");
+        // Lambda sends SIGTERM at shutdown only when an extension is registered; then what the
+        // sink holds is written before exiting (about 500 ms are given).
+        let on_term = sink.clone();
+        tokio::spawn(async move {
+            if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                term.recv().await;
+                flush(on_term.as_ref(), Duration::from_millis(400)).await;
+                std::process::exit(0);
+            }
+        });
         return match pipeline_run_metrics::ingress::lambda::run(app, routes).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fatal("Lambda runtime error", e.to_string()),
         };
     }
-    serve(&config, routes).await
+    serve(&config, routes, sink).await
+}
+
+/// Writes what the sink still holds (the Cloud Monitoring sink's unwritten totals), within
+/// `limit`, and says what it did.
+async fn flush(sink: &dyn MetricSink, limit: Duration) {
+    match tokio::time::timeout(limit, sink.flush()).await {
+        Ok(d) if d.calls > 0 => {
+            tracing::info!(sink_calls = d.calls, points_rejected = d.rejected.len(), "metric sink flushed at shutdown")
+        }
+        Ok(_) => {}
+        Err(_) => tracing::warn!(limit_secs = limit.as_secs_f64(), "metric sink flush at shutdown ran out of time"),
+    }
 }
 
 async fn build(
@@ -113,10 +139,13 @@ async fn build(
     };
     let retry = Retry { deadline: config.sink_deadline, ..Retry::default() };
     let sink: Arc<dyn MetricSink> = match &config.metrics_backend {
-        MetricsBackend::Stdout => Arc::new(JsonLines::new(std::io::stdout())),
-        MetricsBackend::CloudMonitoring { endpoint, resource } => {
+        MetricsBackend::Stdout { format } => Arc::new(JsonLines::with_format(std::io::stdout(), format.clone())),
+        MetricsBackend::CloudMonitoring { endpoint, resource, cumulative } => {
             let tokens = tokens.clone().expect("checked above");
-            Arc::new(CloudMonitoring::new(http.clone(), tokens, endpoint, resource.clone(), retry))
+            Arc::new(
+                CloudMonitoring::new(http.clone(), tokens, endpoint, resource.clone(), retry)
+                    .with_cumulative(cumulative.settings(Instance::process())),
+            )
         }
         MetricsBackend::Otlp { endpoint, headers, service_name } => {
             Arc::new(Otlp::new(http.clone(), endpoint, headers.clone(), service_name, retry))
@@ -133,15 +162,8 @@ async fn build(
         };
         Arc::new(PushVerifier::new(&a.audience, a.service_accounts.clone(), keys))
     });
+    // every backend writes counters and histograms (see `sink`): lifecycle metrics everywhere
     let lifecycle = if profiles.is_empty() {
-        None
-    } else if config.metrics_backend != MetricsBackend::Stdout {
-        // Counters and histograms need the backend's own encoding (cumulative series per
-        // instance for Cloud Monitoring, delta sums for OTLP), which these sinks do not write yet.
-        tracing::warn!(
-            backend = config.metrics_backend.name(),
-            "lifecycle metrics are written to stdout only for now: disabled on this backend"
-        );
         None
     } else {
         let facts: Arc<dyn pipeline_run_metrics::facts::FactStore> = match &config.lifecycle.fact_store {
@@ -168,7 +190,7 @@ async fn build(
     Ok(Arc::new(App::new(Dispatcher::new(handlers, projects), warehouse, sink, options)))
 }
 
-async fn serve(config: &Config, app: axum::Router) -> ExitCode {
+async fn serve(config: &Config, app: axum::Router, sink: Arc<dyn MetricSink>) -> ExitCode {
     let addr = std::net::SocketAddr::new(config.host, config.port);
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(l) => l,
@@ -185,11 +207,15 @@ async fn serve(config: &Config, app: axum::Router) -> ExitCode {
         "listening"
     );
     // On SIGTERM (Cloud Run gives 10 s before SIGKILL) stop accepting, let in-flight events
-    // finish for at most SHUTDOWN_GRACE_SECS, then exit. Sinks write inside each request, so
-    // nothing is buffered; stdout is flushed on exit.
+    // finish for at most SHUTDOWN_GRACE_SECS, then write what the sink still holds (the Cloud
+    // Monitoring sink's unwritten totals; the other sinks wrote everything inside each request)
+    // and exit; stdout is flushed on exit.
     let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
+    let signalled = Arc::new(std::sync::OnceLock::<std::time::Instant>::new());
+    let at_signal = signalled.clone();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown_signal().await;
+        let _ = at_signal.set(std::time::Instant::now());
         let _ = stopping_tx.send(true);
     });
     let grace = config.shutdown_grace;
@@ -210,6 +236,11 @@ async fn serve(config: &Config, app: axum::Router) -> ExitCode {
             ExitCode::SUCCESS
         }
     };
+    // what is left of Cloud Run's 10 s since the signal, with half a second to spare (at least
+    // one second, at most the sink's deadline)
+    let since = signalled.get().map(|t| t.elapsed()).unwrap_or_default();
+    let left = Duration::from_millis(9_500).saturating_sub(since).max(Duration::from_secs(1));
+    flush(sink.as_ref(), left.min(config.sink_deadline)).await;
     use std::io::Write;
     let _ = std::io::stdout().flush();
     code

@@ -166,6 +166,8 @@ async fn cloud_monitoring_backend_end_to_end_with_service_account_credentials() 
         ("CLOUD_RUN_PROJECT_ID", "my-proj"),
         ("DEDUP_WINDOW_SECS", "0"),
         ("SELF_METRICS", "false"),
+        // gauges only (the lifecycle's counters and histograms: the tests below)
+        ("PROFILES", "none"),
     ])
     .await;
     let (body, ts) = recent_running_push();
@@ -198,7 +200,12 @@ async fn cloud_monitoring_backend_end_to_end_with_service_account_credentials() 
 #[tokio::test]
 async fn otlp_backend_end_to_end() {
     let collector = common::fakes::otlp::FakeCollector::start().await;
-    let served = start_with(&[("METRICS_BACKEND", "otlp"), ("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.url)]).await;
+    let served = start_with(&[
+        ("METRICS_BACKEND", "otlp"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.url),
+        ("PROFILES", "none"),
+    ])
+    .await;
     let (body, _) = recent_running_push();
     let resp = post_json(&served.url, body).await;
     assert_eq!(resp.status(), 204);
@@ -242,6 +249,7 @@ async fn sigterm_lets_the_in_flight_event_finish() {
         ("GCM_ENDPOINT", &gcm.url),
         ("GCP_SA_KEY_JSON", &key),
         ("SELF_METRICS", "false"),
+        ("PROFILES", "none"),
     ])
     .await;
     let (body, _) = recent_running_push();
@@ -266,4 +274,204 @@ async fn sigterm_lets_the_in_flight_event_finish() {
     assert_eq!(gcm.written_points(), 1);
     // the child needs nothing from this process any more: a blocking wait is fine here
     served.run.assert_clean_exit_within(Duration::from_secs(10));
+}
+
+/// The Mage `pipeline_run` COMPLETED record of the recorded success scenario
+/// (events/lifecycle/mage/success.datastream.jsonl), every time in it moved by the same whole
+/// number of seconds so that its change happened a minute ago (Cloud Monitoring's window is 25
+/// hours): durations and waits are the recorded ones.
+fn mage_completed_push(message_id: &str) -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/events/lifecycle/mage/success.datastream.jsonl");
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut record: serde_json::Value = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|r| r["object"] == "public_pipeline_run" && r["payload"]["status"] == "COMPLETED")
+        .expect("the COMPLETED pipeline_run record");
+    let source = chrono::DateTime::parse_from_rfc3339(record["source_timestamp"].as_str().unwrap())
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let shift = chrono::Duration::seconds((chrono::Utc::now() - chrono::Duration::seconds(60) - source).num_seconds());
+    fn moved(v: &mut serde_json::Value, by: chrono::Duration) {
+        match v {
+            serde_json::Value::String(s) => {
+                if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+                    *s = (t.with_timezone(&chrono::Utc) + by).to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+                }
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(|x| moved(x, by)),
+            serde_json::Value::Object(o) => o.values_mut().for_each(|x| moved(x, by)),
+            _ => {}
+        }
+    }
+    moved(&mut record, shift);
+    common::push::push_body(&record, message_id)
+}
+
+/// The recorded run's waits and duration, and the change's CDC lag.
+// started_at 13:30:00.020430 − the later of created_at (13:29:57.198938) and execution_date
+// (13:29:58.331749), profiles/mage.toml
+const QUEUE_WAIT: f64 = 1.688681;
+const DURATION: f64 = 29.246066; // completed_at 13:30:29.266496 − started_at
+const SCHEDULE_DELAY: f64 = 1.688681; // started_at − execution_date
+const CDC_LAG: f64 = 1.5; // read_timestamp − source_timestamp
+
+#[tokio::test]
+async fn a_mage_run_completed_reaches_the_otlp_collector_as_delta_sums_and_histograms() {
+    let collector = common::fakes::otlp::FakeCollector::start().await;
+    let served = start_with(&[
+        ("METRICS_BACKEND", "otlp"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.url),
+        ("OTEL_SERVICE_NAME", "metrics-fn"),
+        ("SELF_METRICS", "false"),
+    ])
+    .await;
+    let resp = post_json(&served.url, mage_completed_push("m-1")).await;
+    assert_eq!(resp.status(), 204);
+    let decoded = collector.decoded();
+    assert_eq!(decoded.len(), 1, "one request, sent before the answer");
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
+    use opentelemetry_proto::tonic::metrics::v1::{AggregationTemporality, metric::Data, number_data_point::Value};
+    let rm = &decoded[0].resource_metrics[0];
+    let attrs: std::collections::BTreeMap<String, Any> = rm
+        .resource
+        .as_ref()
+        .unwrap()
+        .attributes
+        .iter()
+        .map(|kv| (kv.key.clone(), kv.value.clone().unwrap().value.unwrap()))
+        .collect();
+    assert_eq!(attrs["service.name"], Any::StringValue("metrics-fn".into()));
+    let Any::StringValue(instance) = &attrs["service.instance.id"] else { panic!("{attrs:?}") };
+    assert_eq!(instance.len(), 32, "a random per-process id: {instance}");
+    let metrics = &rm.scope_metrics[0].metrics;
+    let names: Vec<&str> = metrics.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "mageai/pipeline_run/count",
+            "pipeline.run.finished",
+            "pipeline.run.duration",
+            "pipeline.run.started",
+            "pipeline.run.queue_wait",
+            "pipeline.run.schedule_delay",
+            "pipeline.cdc.lag"
+        ]
+    );
+    let labels = |attributes: &[opentelemetry_proto::tonic::common::v1::KeyValue]| -> Vec<(String, String)> {
+        attributes
+            .iter()
+            .map(|kv| match kv.value.clone().unwrap().value.unwrap() {
+                Any::StringValue(v) => (kv.key.clone(), v),
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    };
+    let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
+    let Some(Data::Sum(finished)) = &metrics[1].data else { panic!("a sum: {:?}", metrics[1]) };
+    assert_eq!(metrics[1].unit, "{run}");
+    assert!(finished.is_monotonic);
+    assert_eq!(finished.aggregation_temporality, AggregationTemporality::Delta as i32);
+    let p = &finished.data_points[0];
+    assert_eq!(p.value, Some(Value::AsInt(1)));
+    assert!(p.start_time_unix_nano < p.time_unix_nano, "{p:?}");
+    assert_eq!(
+        labels(&p.attributes),
+        vec![
+            pair("orchestrator", "mage"),
+            pair("partner", "acme"),
+            pair("pipeline", "fx_success"),
+            pair("result", "success"),
+            pair("run_kind", "schedule"),
+            pair("status", "COMPLETED"),
+        ]
+    );
+    for (i, seconds) in [(2, DURATION), (4, QUEUE_WAIT), (5, SCHEDULE_DELAY), (6, CDC_LAG)] {
+        let Some(Data::Histogram(h)) = &metrics[i].data else { panic!("a histogram: {:?}", metrics[i]) };
+        assert_eq!(h.aggregation_temporality, AggregationTemporality::Delta as i32);
+        let p = &h.data_points[0];
+        assert_eq!((p.count, p.min, p.max), (1, Some(seconds), Some(seconds)), "{}", metrics[i].name);
+        assert!((p.sum.unwrap() - seconds).abs() < 1e-9, "{}: {p:?}", metrics[i].name);
+        assert_eq!(p.bucket_counts.iter().sum::<u64>(), 1);
+        assert!(p.start_time_unix_nano < p.time_unix_nano);
+    }
+}
+
+// multi-threaded: the fake keeps answering the child's flush while this test waits for its exit
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mage_run_completed_reaches_cloud_monitoring_as_cumulative_series_flushed_at_shutdown() {
+    let tokens = common::fakes::token::FakeTokenServer::start().await;
+    let gcm = common::fakes::gcm::FakeGcm::start().await;
+    let key = tokens.service_account_json();
+    let mut served = start_with(&[
+        ("METRICS_BACKEND", "gcm"),
+        ("GCM_ENDPOINT", &gcm.url),
+        ("GCP_SA_KEY_JSON", &key),
+        ("CLOUD_RUN_PROJECT_ID", "my-proj"),
+        ("K_SERVICE", "metrics-fn"),
+        ("K_REVISION", "metrics-fn-00001-abc"),
+        ("DEDUP_WINDOW_SECS", "0"),
+        ("SELF_METRICS", "false"),
+    ])
+    .await;
+    let resp = post_json(&served.url, mage_completed_push("m-1")).await;
+    assert_eq!(resp.status(), 204);
+    // the gauge's call, then the first write of the totals, both before the answer
+    let bodies: Vec<serde_json::Value> = gcm.bodies();
+    assert_eq!(bodies.len(), 2, "{bodies:?}");
+    assert_eq!(bodies[0]["timeSeries"][0]["metricKind"], "GAUGE");
+    assert_eq!(bodies[0]["timeSeries"][0]["resource"]["type"], "global");
+    let series = bodies[1]["timeSeries"].as_array().unwrap();
+    let task_id = series[0]["resource"]["labels"]["task_id"].as_str().unwrap().to_string();
+    let instance = task_id.strip_prefix("metrics-fn-00001-abc-").expect("the revision and the process id");
+    assert_eq!(instance.len(), 32, "{task_id}");
+    let by_name: std::collections::BTreeMap<&str, &serde_json::Value> =
+        series.iter().map(|ts| (ts["metric"]["type"].as_str().unwrap(), ts)).collect();
+    assert_eq!(
+        by_name.keys().copied().collect::<Vec<_>>(),
+        [
+            "custom.googleapis.com/pipeline.cdc.lag",
+            "custom.googleapis.com/pipeline.run.duration",
+            "custom.googleapis.com/pipeline.run.finished",
+            "custom.googleapis.com/pipeline.run.queue_wait",
+            "custom.googleapis.com/pipeline.run.schedule_delay",
+            "custom.googleapis.com/pipeline.run.started",
+        ]
+    );
+    let finished = by_name["custom.googleapis.com/pipeline.run.finished"];
+    assert_eq!(
+        finished["resource"],
+        serde_json::json!({"type": "generic_task", "labels": {"project_id": "my-proj", "location": "global",
+            "namespace": "pipeline-run-metrics", "job": "metrics-fn", "task_id": task_id}})
+    );
+    assert_eq!((&finished["metricKind"], &finished["valueType"]), (&"CUMULATIVE".into(), &"INT64".into()));
+    assert_eq!(finished["points"][0]["value"], serde_json::json!({"int64Value": "1"}));
+    assert_eq!(finished["metric"]["labels"]["result"], "success");
+    let duration = &by_name["custom.googleapis.com/pipeline.run.duration"]["points"][0];
+    assert_eq!(duration["value"]["distributionValue"]["count"], "1");
+    assert!((duration["value"]["distributionValue"]["mean"].as_f64().unwrap() - DURATION).abs() < 1e-9);
+    assert!(
+        duration["value"]["distributionValue"]["bucketOptions"]["explicitBuckets"]["bounds"].is_array(),
+        "{duration}"
+    );
+    let start = duration["interval"]["startTime"].as_str().unwrap();
+    assert!(start < duration["interval"]["endTime"].as_str().unwrap());
+    assert_eq!(gcm.written_points(), 7, "the fake accepts the gauge and the six cumulative series");
+    // the record again (another instance would count nothing more: the fact is known; here the
+    // change's CDC lag is observed again): accumulated, not written within the interval
+    let resp = post_json(&served.url, mage_completed_push("m-2")).await;
+    assert_eq!(resp.status(), 204);
+    let calls = gcm.requests().len();
+    assert_eq!(calls, 3, "only the gauge's call (already written)");
+    // SIGTERM: the unwritten total goes out before the process exits
+    served.run.sigterm();
+    served.run.assert_clean_exit_within(Duration::from_secs(10));
+    let bodies = gcm.bodies();
+    assert_eq!(bodies.len(), 4, "one write at shutdown");
+    let last = &bodies[3]["timeSeries"];
+    assert_eq!(last.as_array().unwrap().len(), 1, "{last}");
+    assert_eq!(last[0]["metric"]["type"], "custom.googleapis.com/pipeline.cdc.lag");
+    assert_eq!(last[0]["points"][0]["value"]["distributionValue"]["count"], "2");
+    assert_eq!(last[0]["points"][0]["interval"]["startTime"], start, "the same series, the same start");
+    assert_eq!(gcm.written_points(), 8);
 }

@@ -1,18 +1,28 @@
 //! Metric sinks: where the points of an event are written once it is processed.
 //!
 //! Every sink writes inside the request, before the answer: Lambda freezes the process and
-//! Cloud Run throttles its CPU once the response is sent, so nothing is left to flush later.
+//! Cloud Run throttles its CPU once the response is sent, so nothing may run after it.
 //! [`gcm`] writes to Google Cloud Monitoring, [`otlp`] to an OTLP/HTTP collector, and
-//! [`stdout::JsonLines`] prints (local work).
+//! [`stdout::JsonLines`] prints one JSON line per point (the reference's `METRIC` line, or
+//! CloudWatch Embedded Metric Format).
 //!
-//! [`stdout::JsonLines`] (local work) prints one JSON line per point carrying the reference service's
-//! `METRIC:` fields in its key order (handlers.md §4.3): `metric_type`, `project_id`, `name`,
-//! `value`, `labels`, `timestamp`, preceded by `severity` and `message` so that Cloud Logging and
-//! CloudWatch read the line as a structured entry.
+//! What each backend does with each [`PointKind`]:
+//!
+//! | kind | stdout | OTLP | Cloud Monitoring |
+//! |---|---|---|---|
+//! | gauge | one line per point | one `Gauge` data point at the point time | `GAUGE`/`DOUBLE`, `endTime` = point time, shared resource |
+//! | counter | one line per increment | `Sum`, monotonic, DELTA, the event's increments per series | `CUMULATIVE` `INT64`/`DOUBLE` per instance, running total |
+//! | histogram | one line per observation | `Histogram`, DELTA, the event's observations per series | `CUMULATIVE` `DISTRIBUTION` per instance |
+//!
+//! Only the Cloud Monitoring sink keeps anything between events: the running totals of its
+//! cumulative series, written at most once per interval inside a request and at shutdown
+//! ([`MetricSink::flush`]); see [`gcm`] for when a count can be lost there.
 
 use crate::error::ErrorClass;
 
+pub mod aggregate;
 pub mod gcm;
+pub mod instance;
 pub mod otlp;
 pub mod point;
 pub mod stdout;
@@ -95,6 +105,13 @@ pub trait MetricSink: Send + Sync {
     /// A failed call does not stop the others: every call that can be made is made, and the
     /// report carries the calls made and every point's result, failures included.
     async fn emit(&self, points: &[Point]) -> Delivered;
+
+    /// Writes what the sink still holds, at shutdown (SIGTERM). Only the Cloud Monitoring sink
+    /// holds anything (the running totals of its cumulative series); the others write every
+    /// point inside [`MetricSink::emit`].
+    async fn flush(&self) -> Delivered {
+        Delivered::default()
+    }
 }
 
 /// What kind of failure a [`SinkError`] is.

@@ -105,3 +105,23 @@ impl Point {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (constructor's point, kind, its `metric_type`, unit): every kind.
+    #[test]
+    fn constructors_set_kind_and_unit() {
+        let t = Utc::now();
+        let table = [
+            (Point::gauge("g", 1.5, t, Labels::new(), "p"), PointKind::Gauge, "gauge", ""),
+            (Point::counter("c", 1.0, "{run}", t, Labels::new(), "p"), PointKind::Counter, "counter", "{run}"),
+            (Point::histogram("h", 2.5, "s", t, Labels::new(), "p"), PointKind::Histogram, "histogram", "s"),
+        ];
+        for (p, kind, name, unit) in table {
+            assert_eq!((p.kind, p.kind.as_str(), p.unit.as_ref()), (kind, name, unit));
+            assert_eq!((p.time, p.project.as_str()), (t, "p"));
+        }
+    }
+}

@@ -1,7 +1,25 @@
-//! The stdout sink: one JSON line per point carrying the reference service's `METRIC:` fields
-//! in its key order (handlers.md §4.3): `metric_type`, `project_id`, `name`, `value`, `labels`,
-//! `timestamp`, preceded by `severity` and `message` so that Cloud Logging and CloudWatch read
-//! the line as a structured entry.
+//! The stdout sink: one JSON line per point, in one of two formats (`METRICS_FORMAT`).
+//!
+//! * **`json`** (default, [`metric_line`]): the reference service's `METRIC:` fields in its key
+//!   order (handlers.md §4.3): `metric_type`, `project_id`, `name`, `value`, `labels`,
+//!   `timestamp`, preceded by `severity` and `message` so that Cloud Logging and CloudWatch read
+//!   the line as a structured entry.
+//! * **`emf`** ([`emf_line`]): CloudWatch Embedded Metric Format
+//!   (<https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html>):
+//!   CloudWatch Logs turns each line into one metric value of namespace `EMF_NAMESPACE`, with
+//!   the labels as dimensions.
+//!
+//! Per kind, in both formats:
+//! * **gauge**: one line per point with its value (the reference's line, unchanged, in `json`);
+//! * **counter**: one line per increment (`value` = the increment, 1 for a lifecycle fact; in
+//!   `emf`, unit `Count`): the backend sums the lines;
+//! * **histogram**: one line per observation (in `emf`, unit `Seconds` for `s`): the backend
+//!   builds the distribution (CloudWatch statistics and percentiles, or a logs-based
+//!   DISTRIBUTION metric with `EXTRACT(jsonPayload.value)`).
+//!
+//! Nothing is aggregated or kept in the process: each fact's line is written before the answer,
+//! so an instance that stops loses nothing. Counting happens where the logs are read, so any
+//! number of instances can write (lifecycle.md D.3).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -58,14 +76,114 @@ pub fn metric_line(g: &Point) -> String {
     serde_json::to_string(&line).unwrap_or_default()
 }
 
+/// The CloudWatch unit of a UCUM unit: `s` -> `Seconds`, `ms` -> `Milliseconds`, `us` ->
+/// `Microseconds`, `By` -> `Bytes`, `%` -> `Percent`, `1` and any count annotation (`{run}`,
+/// `{task}`) -> `Count`; anything else, and no unit, -> `None` (CloudWatch's own "no unit").
+pub fn cloudwatch_unit(ucum: &str) -> &'static str {
+    match ucum {
+        "s" => "Seconds",
+        "ms" => "Milliseconds",
+        "us" => "Microseconds",
+        "By" => "Bytes",
+        "%" => "Percent",
+        "1" => "Count",
+        u if u.len() > 2 && u.starts_with('{') && u.ends_with('}') => "Count",
+        _ => "None",
+    }
+}
+
+/// CloudWatch's limit of dimensions in one dimension set (EMF specification, `Dimensions`).
+pub const EMF_MAX_DIMENSIONS: usize = 30;
+
+/// One EMF line: `_aws` first (timestamp in milliseconds, one metric directive naming the
+/// namespace, the dimension set and the metric with its unit), then the labels as fields, then
+/// the metric's value under its name.
+struct EmfLine<'a> {
+    point: &'a Point,
+    namespace: &'a str,
+}
+
+impl EmfLine<'_> {
+    /// The labels that are fields and dimensions: not empty (CloudWatch dimension values must
+    /// not be), not named like the metric or `_aws` (they would clash with those keys), at most
+    /// [`EMF_MAX_DIMENSIONS`], in name order.
+    fn dimensions(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.point
+            .labels
+            .iter()
+            .filter(|(k, v)| !v.is_empty() && **k != self.point.name && k.as_str() != "_aws")
+            .take(EMF_MAX_DIMENSIONS)
+    }
+}
+
+impl Serialize for EmfLine<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        use serde_json::json;
+        let p = self.point;
+        let names: Vec<&String> = self.dimensions().map(|(k, _)| k).collect();
+        let aws = json!({
+            "Timestamp": p.time.timestamp_millis(),
+            "CloudWatchMetrics": [{
+                "Namespace": self.namespace,
+                "Dimensions": [names],
+                "Metrics": [{"Name": p.name, "Unit": cloudwatch_unit(&p.unit)}],
+            }],
+        });
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("_aws", &aws)?;
+        for (k, v) in self.dimensions() {
+            map.serialize_entry(k, v)?;
+        }
+        map.serialize_entry(&p.name, &p.value)?;
+        map.end()
+    }
+}
+
+/// Renders one point as a CloudWatch Embedded Metric Format line (see the module
+/// documentation), e.g. for `pipeline.run.finished`:
+/// `{"_aws":{"CloudWatchMetrics":[{"Dimensions":[["orchestrator","pipeline","result"]],"Metrics":[{"Name":"pipeline.run.finished","Unit":"Count"}],"Namespace":"pipeline-run-metrics"}],"Timestamp":1796045429266},"orchestrator":"mage","pipeline":"etl","result":"success","pipeline.run.finished":1.0}`.
+/// CloudWatch accepts timestamps up to two weeks in the past and two hours in the future; a
+/// non-finite value is written as `null`, which CloudWatch does not turn into a metric.
+pub fn emf_line(p: &Point, namespace: &str) -> String {
+    serde_json::to_string(&EmfLine { point: p, namespace }).unwrap_or_default()
+}
+
+/// The line format of the stdout sink (`METRICS_FORMAT`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum LineFormat {
+    /// The reference's `METRIC` line ([`metric_line`]).
+    #[default]
+    Json,
+    /// CloudWatch Embedded Metric Format ([`emf_line`]) in this namespace.
+    Emf { namespace: String },
+}
+
+impl LineFormat {
+    /// The line of one point.
+    pub fn line(&self, p: &Point) -> String {
+        match self {
+            LineFormat::Json => metric_line(p),
+            LineFormat::Emf { namespace } => emf_line(p, namespace),
+        }
+    }
+}
+
 /// Prints one JSON line per point to a writer (stdout in production, a buffer in tests).
 pub struct JsonLines<W: Write + Send> {
     out: Mutex<W>,
+    format: LineFormat,
 }
 
 impl<W: Write + Send> JsonLines<W> {
+    /// The reference's lines ([`LineFormat::Json`]).
     pub fn new(out: W) -> Self {
-        JsonLines { out: Mutex::new(out) }
+        JsonLines::with_format(out, LineFormat::Json)
+    }
+
+    /// Lines in `format`.
+    pub fn with_format(out: W, format: LineFormat) -> Self {
+        JsonLines { out: Mutex::new(out), format }
     }
 }
 
@@ -78,7 +196,7 @@ impl<W: Write + Send> MetricSink for JsonLines<W> {
         }
         let mut text = String::new();
         for p in points {
-            text.push_str(&metric_line(p));
+            text.push_str(&self.format.line(p));
             text.push('\n');
         }
         out.calls = 1;
@@ -159,19 +277,100 @@ mod tests {
         );
     }
 
+    /// (point, `json` line, `emf` line in namespace `ns`): every kind in both formats.
     #[test]
-    fn counter_and_histogram_lines_name_their_kind_and_unit() {
-        let t = Utc.with_ymd_and_hms(2025, 11, 5, 18, 23, 31).unwrap();
-        let labels = BTreeMap::from([("pipeline".to_string(), "etl".to_string())]);
-        let c = Point::counter("pipeline.run.finished", 1.0, "{run}", t, labels.clone(), "p");
-        assert_eq!(
-            metric_line(&c),
-            r#"{"severity":"INFO","message":"METRIC","metric_type":"counter","project_id":"p","name":"pipeline.run.finished","value":1.0,"unit":"{run}","labels":{"pipeline":"etl"},"timestamp":"2025-11-05T18:23:31+00:00"}"#
-        );
-        let h = Point::histogram("pipeline.run.duration", 205.489, "s", t, labels, "p");
-        assert_eq!(
-            metric_line(&h),
-            r#"{"severity":"INFO","message":"METRIC","metric_type":"histogram","project_id":"p","name":"pipeline.run.duration","value":205.489,"unit":"s","labels":{"pipeline":"etl"},"timestamp":"2025-11-05T18:23:31+00:00"}"#
-        );
+    fn every_kind_in_both_formats() {
+        let t = Utc.with_ymd_and_hms(2025, 11, 5, 18, 23, 31).unwrap() + chrono::Duration::milliseconds(393);
+        let labels = BTreeMap::from([
+            ("pipeline".to_string(), "etl".to_string()),
+            ("result".to_string(), "success".to_string()),
+            ("status".to_string(), String::new()),
+        ]);
+        let table: Vec<(Point, &str, &str)> = vec![
+            (
+                Point::counter("pipeline.run.finished", 1.0, "{run}", t, labels.clone(), "p"),
+                r#"{"severity":"INFO","message":"METRIC","metric_type":"counter","project_id":"p","name":"pipeline.run.finished","value":1.0,"unit":"{run}","labels":{"pipeline":"etl","result":"success","status":""},"timestamp":"2025-11-05T18:23:31.393000+00:00"}"#,
+                r#"{"_aws":{"CloudWatchMetrics":[{"Dimensions":[["pipeline","result"]],"Metrics":[{"Name":"pipeline.run.finished","Unit":"Count"}],"Namespace":"ns"}],"Timestamp":1762367011393},"pipeline":"etl","result":"success","pipeline.run.finished":1.0}"#,
+            ),
+            (
+                Point::histogram("pipeline.run.duration", 205.489, "s", t, labels.clone(), "p"),
+                r#"{"severity":"INFO","message":"METRIC","metric_type":"histogram","project_id":"p","name":"pipeline.run.duration","value":205.489,"unit":"s","labels":{"pipeline":"etl","result":"success","status":""},"timestamp":"2025-11-05T18:23:31.393000+00:00"}"#,
+                r#"{"_aws":{"CloudWatchMetrics":[{"Dimensions":[["pipeline","result"]],"Metrics":[{"Name":"pipeline.run.duration","Unit":"Seconds"}],"Namespace":"ns"}],"Timestamp":1762367011393},"pipeline":"etl","result":"success","pipeline.run.duration":205.489}"#,
+            ),
+            (
+                Point::gauge(
+                    "claims/pipeline/filtered_pre/vl_pago/total",
+                    1500.0,
+                    t,
+                    BTreeMap::from([("partner".into(), "abertta".into())]),
+                    "p",
+                ),
+                r#"{"severity":"INFO","message":"METRIC","metric_type":"gauge","project_id":"p","name":"claims/pipeline/filtered_pre/vl_pago/total","value":1500.0,"labels":{"partner":"abertta"},"timestamp":"2025-11-05T18:23:31.393000+00:00"}"#,
+                r#"{"_aws":{"CloudWatchMetrics":[{"Dimensions":[["partner"]],"Metrics":[{"Name":"claims/pipeline/filtered_pre/vl_pago/total","Unit":"None"}],"Namespace":"ns"}],"Timestamp":1762367011393},"partner":"abertta","claims/pipeline/filtered_pre/vl_pago/total":1500.0}"#,
+            ),
+            (
+                // no labels: an empty dimension set; a label named like the metric stays out
+                Point::counter(
+                    "pipeline.task.retried",
+                    1.0,
+                    "{task}",
+                    t,
+                    BTreeMap::from([("pipeline.task.retried".into(), "x".into())]),
+                    "p",
+                ),
+                r#"{"severity":"INFO","message":"METRIC","metric_type":"counter","project_id":"p","name":"pipeline.task.retried","value":1.0,"unit":"{task}","labels":{"pipeline.task.retried":"x"},"timestamp":"2025-11-05T18:23:31.393000+00:00"}"#,
+                r#"{"_aws":{"CloudWatchMetrics":[{"Dimensions":[[]],"Metrics":[{"Name":"pipeline.task.retried","Unit":"Count"}],"Namespace":"ns"}],"Timestamp":1762367011393},"pipeline.task.retried":1.0}"#,
+            ),
+        ];
+        let emf = LineFormat::Emf { namespace: "ns".into() };
+        for (p, json, emf_want) in table {
+            assert_eq!(metric_line(&p), json);
+            assert_eq!(LineFormat::Json.line(&p), json);
+            assert_eq!(emf.line(&p), emf_want);
+            let v: serde_json::Value = serde_json::from_str(&emf.line(&p)).unwrap();
+            assert_eq!(v[&p.name], p.value, "the value sits under the metric name");
+        }
+    }
+
+    #[test]
+    fn ucum_units_map_to_cloudwatch_units() {
+        let table = [
+            ("s", "Seconds"),
+            ("ms", "Milliseconds"),
+            ("us", "Microseconds"),
+            ("By", "Bytes"),
+            ("%", "Percent"),
+            ("1", "Count"),
+            ("{run}", "Count"),
+            ("{task}", "Count"),
+            ("{record}", "Count"),
+            ("", "None"),
+            ("{}", "None"),
+            ("min", "None"),
+        ];
+        for (ucum, cw) in table {
+            assert_eq!(cloudwatch_unit(ucum), cw, "{ucum}");
+        }
+    }
+
+    #[test]
+    fn at_most_30_dimensions() {
+        let labels: BTreeMap<String, String> = (0..40).map(|i| (format!("k{i:02}"), "v".to_string())).collect();
+        let p = Point::gauge("g", 1.0, Utc::now(), labels, "p");
+        let v: serde_json::Value = serde_json::from_str(&emf_line(&p, "ns")).unwrap();
+        assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0].as_array().unwrap().len(), 30);
+        assert!(v.get("k29").is_some() && v.get("k30").is_none());
+    }
+
+    #[tokio::test]
+    async fn the_sink_prints_emf_lines_when_asked() {
+        let buf = SharedBuffer::default();
+        let sink = JsonLines::with_format(buf.clone(), LineFormat::Emf { namespace: "pipeline-run-metrics".into() });
+        let t = Utc.with_ymd_and_hms(2026, 11, 30, 13, 30, 29).unwrap();
+        let c = Point::counter("pipeline.run.started", 1.0, "{run}", t, BTreeMap::new(), "p");
+        let d = sink.emit(&[c.clone(), c]).await;
+        assert_eq!((d.result(), d.calls), (Ok(()), 1));
+        let line = r#"{"_aws":{"CloudWatchMetrics":[{"Dimensions":[[]],"Metrics":[{"Name":"pipeline.run.started","Unit":"Count"}],"Namespace":"pipeline-run-metrics"}],"Timestamp":1796045429000},"pipeline.run.started":1.0}"#;
+        assert_eq!(buf.take_lines(), vec![line, line], "one line per increment");
     }
 }

@@ -15,13 +15,15 @@ pub const MAX_SERIES_PER_CALL: usize = 200;
 pub enum Resource {
     /// `global` with label `project_id` (one logical writer; the reference's choice).
     Global,
-    /// `generic_task`; `task_id` should be fixed (not per instance) so that one logical gauge
-    /// stays one series however many instances write it.
+    /// `generic_task`. For gauges, `task_id` should be fixed (not per instance) so that one
+    /// logical gauge stays one series however many instances write it; the cumulative series of
+    /// counters and histograms name the instance instead ([`super::cumulative`]).
     GenericTask { location: String, namespace: String, job: String, task_id: String },
 }
 
 impl Resource {
-    fn json(&self, project: &str) -> Value {
+    /// The `resource` object of a series written to `project`.
+    pub(super) fn json(&self, project: &str) -> Value {
         match self {
             Resource::Global => json!({"type": "global", "labels": {"project_id": project}}),
             Resource::GenericTask { location, namespace, job, task_id } => json!({
@@ -55,7 +57,7 @@ pub fn request_body(points: &[&Point], resource: &Resource) -> Value {
 }
 
 /// proto3 JSON: doubles that are not finite are the strings "NaN", "Infinity", "-Infinity".
-fn double_json(v: f64) -> Value {
+pub(super) fn double_json(v: f64) -> Value {
     if v.is_finite() {
         json!(v)
     } else if v.is_nan() {

@@ -1,8 +1,32 @@
 //! OTLP/HTTP sink: one `ExportMetricsServiceRequest` (protobuf) per event, POSTed to
 //! `{endpoint}/v1/metrics` before the answer is returned. Built from `opentelemetry-proto`
 //! messages directly, because the OpenTelemetry SDK cannot set a point's time (stack.md §9.3).
-//! Each point is a `Point` data point with `time_unix_nano` = the event's time; metric names and
-//! label keys are the same as in Cloud Monitoring.
+//! Metric names and label keys are the same as in Cloud Monitoring; the resource carries
+//! `service.name`, `service.instance.id` (a random id per process, [`Instance`]) and
+//! `gcp.project_id` (one resource per metric project).
+//!
+//! Per kind ([`request`]):
+//! * **gauge**: one `Gauge` metric per point, its one data point at `time_unix_nano` = the point
+//!   (event) time, as before counters and histograms existed;
+//! * **counter**: a `Sum` (monotonic, `AGGREGATION_TEMPORALITY_DELTA`) per metric name, one data
+//!   point per label set holding the sum of the event's increments (`as_int` for count units
+//!   such as `{run}`, else `as_double`);
+//! * **histogram**: a `Histogram` (DELTA) per metric name, one data point per label set with the
+//!   count, sum, min, max and bucket counts of the event's observations over
+//!   [`SECONDS_BOUNDS`] (OpenTelemetry's upper-inclusive buckets).
+//!
+//! **Delta times.** A delta point covers `(start_time_unix_nano, time_unix_nano]`. The sink
+//! writes the deltas of each series as one unbroken sequence, as the metrics data model defines
+//! it ("Resets and Gaps": the start of each delta point is the time of the preceding one): the
+//! first point of a series starts at the process start, each later one at the time of the
+//! series' previous export, and every point's time is the time of its export (strictly
+//! increasing, so `start < time` always). The event's own time is not the point's time: a
+//! collector's `deltatocumulative` processor drops points whose start is older than the
+//! series' start or whose time is not after the last one's ("ErrOlderStart", "ErrOutOfOrder"),
+//! so event times of unordered records would lose counts. Exports that carry counters or
+//! histograms are therefore sent one at a time per process, and a series' time advances only
+//! when the collector accepted the export: a failed export is retried by the redelivery of its
+//! event, in a point that starts where the last accepted one ended.
 //!
 //! Failures follow the OTLP/HTTP specification ([`crate::retry::otlp`]): only 429, 502, 503 and
 //! 504 (and a call without answer) are retried, with the shared backoff and honouring
@@ -11,19 +35,25 @@
 //! unauthorized ([`SinkError::unauthorized`]). A partial success (HTTP 200 with
 //! `partial_success.rejected_data_points`) counts that many points as refused; it is never
 //! retried ("The client MUST NOT retry the request when it receives a partial success
-//! response", spec L586–611).
+//! response", spec L586–611). Counter and histogram points whose value cannot be summed (not
+//! finite, or a negative increment) are refused before sending.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsServiceRequest, ExportMetricsServiceResponse};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{
-    Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric, number_data_point,
+    AggregationTemporality, Histogram, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
+    metric, number_data_point,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 
-use super::{Delivered, MetricSink, Point, Rejection};
+use super::aggregate::{BucketRule, Distribution, SECONDS_BOUNDS, SeriesKey, aggregable, whole_count};
+use super::instance::{Clock, Instance, system_clock};
+use super::{Delivered, MetricSink, Point, PointKind, Rejection};
 use crate::retry::{self, Policy as Retry, RetryDecision};
 use crate::sink::SinkError;
 
@@ -57,19 +87,13 @@ fn error_text(content_type: &str, body: &[u8]) -> String {
     String::from_utf8_lossy(body).chars().take(300).collect()
 }
 
-/// The OTLP/HTTP sink (see the module documentation).
-pub struct Otlp {
-    http: reqwest::Client,
-    /// e.g. `http://127.0.0.1:4318` (`/v1/metrics` is appended).
-    endpoint: String,
-    /// Extra headers (`OTEL_EXPORTER_OTLP_HEADERS`), e.g. an API key.
-    headers: Vec<(String, String)>,
-    service_name: String,
-    retry: Retry,
-    timeout: Duration,
+/// Nanoseconds since the Unix epoch (0 before it).
+pub fn unix_nanos(t: DateTime<Utc>) -> u64 {
+    t.timestamp_nanos_opt().unwrap_or(0).max(0) as u64
 }
 
-fn kv(k: &str, v: &str) -> KeyValue {
+/// A string attribute.
+pub fn kv(k: &str, v: &str) -> KeyValue {
     KeyValue {
         key: k.into(),
         value: Some(AnyValue { value: Some(any_value::Value::StringValue(v.into())) }),
@@ -77,9 +101,234 @@ fn kv(k: &str, v: &str) -> KeyValue {
     }
 }
 
+/// What every request of this process says about itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Identity {
+    /// `service.name`
+    pub service_name: String,
+    /// `service.instance.id`
+    pub instance_id: String,
+}
+
+/// The times of the delta points of one export: `now` is every delta point's
+/// `time_unix_nano`; a series' point starts at its time in `last` (its previous accepted
+/// export) or, for a series not exported yet, at `process_start`.
+#[derive(Debug, Clone, Copy)]
+pub struct DeltaTimes<'a> {
+    pub now: u64,
+    pub process_start: u64,
+    pub last: &'a HashMap<SeriesKey, u64>,
+}
+
+impl DeltaTimes<'_> {
+    fn start(&self, key: &SeriesKey) -> u64 {
+        self.last.get(key).copied().unwrap_or(self.process_start)
+    }
+}
+
+/// One metric of a request under construction.
+enum Building {
+    Gauge(Metric),
+    /// name, unit, whole counts, then per label set (first-seen order): key and sum
+    Sum(String, String, bool, Vec<(SeriesKey, f64)>),
+    /// name, unit, then per label set: key and distribution
+    Histogram(String, String, Vec<(SeriesKey, Distribution)>),
+}
+
+/// The export request for one event's points (see the module documentation): one resource per
+/// metric project (in name order), its metrics in the order their first point came. Also
+/// returns the series that got a delta point (their time advances when the export is
+/// accepted) and the points refused because their value cannot be summed.
+pub fn request<'p>(
+    points: &'p [Point],
+    identity: &Identity,
+    times: DeltaTimes<'_>,
+) -> (ExportMetricsServiceRequest, Vec<SeriesKey>, Vec<&'p Point>) {
+    let mut projects: Vec<&str> = points.iter().map(|g| g.project.as_str()).collect();
+    projects.sort_unstable();
+    projects.dedup();
+    let mut deltas = Vec::new();
+    let mut refused = Vec::new();
+    let resource_metrics = projects
+        .into_iter()
+        .map(|project| {
+            let mut building: Vec<Building> = Vec::new();
+            // (name, kind) -> index in `building`
+            let mut index: HashMap<(&str, PointKind), usize> = HashMap::new();
+            for p in points.iter().filter(|g| g.project == project) {
+                if p.kind != PointKind::Gauge && !aggregable(p) {
+                    refused.push(p);
+                    continue;
+                }
+                let at = match p.kind {
+                    PointKind::Gauge => None,
+                    kind => index.get(&(p.name.as_str(), kind)).copied(),
+                };
+                let at = at.unwrap_or_else(|| {
+                    building.push(match p.kind {
+                        PointKind::Gauge => Building::Gauge(gauge(p)),
+                        PointKind::Counter => {
+                            Building::Sum(p.name.clone(), p.unit.to_string(), whole_count(&p.unit), Vec::new())
+                        }
+                        PointKind::Histogram => Building::Histogram(p.name.clone(), p.unit.to_string(), Vec::new()),
+                    });
+                    if p.kind != PointKind::Gauge {
+                        index.insert((p.name.as_str(), p.kind), building.len() - 1);
+                    }
+                    building.len() - 1
+                });
+                let key = SeriesKey::of(p);
+                match &mut building[at] {
+                    Building::Gauge(_) => {}
+                    Building::Sum(_, _, _, series) => match series.iter_mut().find(|(k, _)| *k == key) {
+                        Some((_, sum)) => *sum += p.value,
+                        None => series.push((key, p.value)),
+                    },
+                    Building::Histogram(_, _, series) => {
+                        let i = match series.iter().position(|(k, _)| *k == key) {
+                            Some(i) => i,
+                            None => {
+                                series.push((key, Distribution::empty()));
+                                series.len() - 1
+                            }
+                        };
+                        series[i].1.observe(BucketRule::UpperInclusive, p.value);
+                    }
+                }
+            }
+            let metrics = building
+                .into_iter()
+                .map(|b| match b {
+                    Building::Gauge(m) => m,
+                    Building::Sum(name, unit, whole, series) => Metric {
+                        name,
+                        unit,
+                        data: Some(metric::Data::Sum(Sum {
+                            data_points: series
+                                .into_iter()
+                                .map(|(key, sum)| {
+                                    let point = NumberDataPoint {
+                                        attributes: attributes(&key),
+                                        start_time_unix_nano: times.start(&key),
+                                        time_unix_nano: times.now,
+                                        value: Some(if whole {
+                                            number_data_point::Value::AsInt(sum.round() as i64)
+                                        } else {
+                                            number_data_point::Value::AsDouble(sum)
+                                        }),
+                                        ..Default::default()
+                                    };
+                                    deltas.push(key);
+                                    point
+                                })
+                                .collect(),
+                            aggregation_temporality: AggregationTemporality::Delta as i32,
+                            is_monotonic: true,
+                        })),
+                        ..Default::default()
+                    },
+                    Building::Histogram(name, unit, series) => Metric {
+                        name,
+                        unit,
+                        data: Some(metric::Data::Histogram(Histogram {
+                            data_points: series
+                                .into_iter()
+                                .map(|(key, d)| {
+                                    let point = HistogramDataPoint {
+                                        attributes: attributes(&key),
+                                        start_time_unix_nano: times.start(&key),
+                                        time_unix_nano: times.now,
+                                        count: d.count,
+                                        sum: Some(d.sum),
+                                        bucket_counts: d.buckets.clone(),
+                                        explicit_bounds: SECONDS_BOUNDS.to_vec(),
+                                        min: Some(d.min),
+                                        max: Some(d.max),
+                                        ..Default::default()
+                                    };
+                                    deltas.push(key);
+                                    point
+                                })
+                                .collect(),
+                            aggregation_temporality: AggregationTemporality::Delta as i32,
+                        })),
+                        ..Default::default()
+                    },
+                })
+                .collect();
+            ResourceMetrics {
+                resource: Some(Resource {
+                    attributes: vec![
+                        kv("service.name", &identity.service_name),
+                        kv("service.instance.id", &identity.instance_id),
+                        kv("gcp.project_id", project),
+                    ],
+                    ..Default::default()
+                }),
+                scope_metrics: vec![ScopeMetrics {
+                    scope: Some(InstrumentationScope {
+                        name: "pipeline-run-metrics".into(),
+                        version: env!("CARGO_PKG_VERSION").into(),
+                        ..Default::default()
+                    }),
+                    metrics,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }
+        })
+        .collect();
+    (ExportMetricsServiceRequest { resource_metrics }, deltas, refused)
+}
+
+/// A gauge point as its own `Gauge` metric with one data point at the point's time.
+fn gauge(g: &Point) -> Metric {
+    Metric {
+        name: g.name.clone(),
+        data: Some(metric::Data::Gauge(opentelemetry_proto::tonic::metrics::v1::Gauge {
+            data_points: vec![NumberDataPoint {
+                attributes: g.labels.iter().map(|(k, v)| kv(k, v)).collect(),
+                time_unix_nano: unix_nanos(g.time),
+                value: Some(number_data_point::Value::AsDouble(g.value)),
+                ..Default::default()
+            }],
+        })),
+        ..Default::default()
+    }
+}
+
+fn attributes(key: &SeriesKey) -> Vec<KeyValue> {
+    key.labels.iter().map(|(k, v)| kv(k, v)).collect()
+}
+
+/// The delta sequences of this process: when each series' last accepted export was, and the
+/// last time handed out (times only grow, even if the clock steps back).
+#[derive(Default)]
+struct Sequences {
+    last: HashMap<SeriesKey, u64>,
+    now: u64,
+}
+
+/// The OTLP/HTTP sink (see the module documentation).
+pub struct Otlp {
+    http: reqwest::Client,
+    /// e.g. `http://127.0.0.1:4318` (`/v1/metrics` is appended).
+    endpoint: String,
+    /// Extra headers (`OTEL_EXPORTER_OTLP_HEADERS`), e.g. an API key.
+    headers: Vec<(String, String)>,
+    identity: Identity,
+    process_start: DateTime<Utc>,
+    clock: Clock,
+    retry: Retry,
+    timeout: Duration,
+    /// Held while an export with delta points is built and sent: one at a time per process.
+    sequences: tokio::sync::Mutex<Sequences>,
+}
+
 impl Otlp {
     /// A sink posting to `{endpoint}/v1/metrics` with extra `headers`, resource attribute
-    /// `service.name` = `service_name`, and `retry` as the backoff of one event's export.
+    /// `service.name` = `service_name`, and `retry` as the backoff of one event's export; this
+    /// process's [`Instance`] and the system clock.
     pub fn new(
         http: reqwest::Client,
         endpoint: &str,
@@ -87,71 +336,36 @@ impl Otlp {
         service_name: &str,
         retry: Retry,
     ) -> Self {
+        let instance = Instance::process();
         Otlp {
             http,
             endpoint: endpoint.trim_end_matches('/').to_string(),
             headers,
-            service_name: service_name.to_string(),
+            identity: Identity { service_name: service_name.to_string(), instance_id: instance.id.clone() },
+            process_start: instance.started,
+            clock: system_clock(),
             retry,
             timeout: Duration::from_secs(10),
+            sequences: tokio::sync::Mutex::new(Sequences::default()),
         }
     }
 
-    /// The export request for one event's points: one resource per metric project.
-    pub fn request(&self, points: &[Point]) -> ExportMetricsServiceRequest {
-        let mut projects: Vec<&str> = points.iter().map(|g| g.project.as_str()).collect();
-        projects.dedup();
-        projects.sort_unstable();
-        projects.dedup();
-        let resource_metrics = projects
-            .into_iter()
-            .map(|project| {
-                let metrics = points
-                    .iter()
-                    .filter(|g| g.project == project)
-                    .map(|g| Metric {
-                        name: g.name.clone(),
-                        data: Some(metric::Data::Gauge(opentelemetry_proto::tonic::metrics::v1::Gauge {
-                            data_points: vec![NumberDataPoint {
-                                attributes: g.labels.iter().map(|(k, v)| kv(k, v)).collect(),
-                                time_unix_nano: g.time.timestamp_nanos_opt().unwrap_or(0).max(0) as u64,
-                                value: Some(number_data_point::Value::AsDouble(g.value)),
-                                ..Default::default()
-                            }],
-                        })),
-                        ..Default::default()
-                    })
-                    .collect();
-                ResourceMetrics {
-                    resource: Some(Resource {
-                        attributes: vec![kv("service.name", &self.service_name), kv("gcp.project_id", project)],
-                        ..Default::default()
-                    }),
-                    scope_metrics: vec![ScopeMetrics {
-                        scope: Some(InstrumentationScope {
-                            name: "pipeline-run-metrics".into(),
-                            version: env!("CARGO_PKG_VERSION").into(),
-                            ..Default::default()
-                        }),
-                        metrics,
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                }
-            })
-            .collect();
-        ExportMetricsServiceRequest { resource_metrics }
+    /// Another instance (id and start time) and clock (tests).
+    pub fn with_instance(mut self, instance: &Instance, clock: Clock) -> Self {
+        self.identity.instance_id = instance.id.clone();
+        self.process_start = instance.started;
+        self.clock = clock;
+        self
     }
-}
 
-#[async_trait::async_trait]
-impl MetricSink for Otlp {
-    async fn emit(&self, points: &[Point]) -> Delivered {
-        let mut out = Delivered::default();
-        if points.is_empty() {
-            return out;
-        }
-        let body = self.request(points).encode_to_vec();
+    /// What this sink says about itself in every request.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// Posts `body` until it is accepted, refused for good or the deadline passes; a partial
+    /// success counts as accepted (its refused points go into `out`).
+    async fn send(&self, body: Vec<u8>, points: &[&Point], out: &mut Delivered) -> bool {
         let mut backoff = self.retry.start();
         loop {
             out.calls += 1;
@@ -176,7 +390,7 @@ impl MetricSink for Otlp {
                         out.rejected.extend(points.iter().take(n).map(|g| (g.name.clone(), Rejection::Refused)));
                         tracing::warn!(rejected = p.rejected_data_points, reason = %p.error_message, "OTLP collector rejected points");
                     }
-                    return out;
+                    return true;
                 }
                 Ok(resp) => {
                     let status = resp.status().as_u16();
@@ -206,10 +420,50 @@ impl MetricSink for Otlp {
                 } else {
                     failure
                 };
-                out.fail(points, failure);
-                return out;
+                out.fail(points.iter().copied(), failure);
+                return false;
             }
         }
+    }
+}
+
+#[async_trait::async_trait]
+impl MetricSink for Otlp {
+    async fn emit(&self, points: &[Point]) -> Delivered {
+        let mut out = Delivered::default();
+        if points.is_empty() {
+            return out;
+        }
+        let process_start = unix_nanos(self.process_start);
+        if points.iter().all(|p| p.kind == PointKind::Gauge) {
+            // no delta point: no sequence to keep, exports need not wait for each other
+            let empty = HashMap::new();
+            let times = DeltaTimes { now: 0, process_start, last: &empty };
+            let (req, _, _) = request(points, &self.identity, times);
+            let all: Vec<&Point> = points.iter().collect();
+            self.send(req.encode_to_vec(), &all, &mut out).await;
+            return out;
+        }
+        let mut seq = self.sequences.lock().await;
+        // strictly after the previous export and after the process start
+        let now = unix_nanos((self.clock)()).max(seq.now + 1).max(process_start + 1);
+        let times = DeltaTimes { now, process_start, last: &seq.last };
+        let (req, deltas, refused) = request(points, &self.identity, times);
+        for p in &refused {
+            tracing::warn!(metric = %p.name, value = p.value, "a counter or histogram point that cannot be summed is not sent");
+            out.rejected.push((p.name.clone(), Rejection::Refused));
+        }
+        let sent: Vec<&Point> = points.iter().filter(|p| !refused.iter().any(|r| std::ptr::eq(*r, *p))).collect();
+        if sent.is_empty() {
+            return out;
+        }
+        if self.send(req.encode_to_vec(), &sent, &mut out).await {
+            seq.now = now;
+            for key in deltas {
+                seq.last.insert(key, now);
+            }
+        }
+        out
     }
 }
 
@@ -232,7 +486,6 @@ mod tests {
 
     #[test]
     fn request_carries_explicit_times_and_labels() {
-        let sink = Otlp::new(reqwest::Client::new(), "http://x", vec![], "svc", Retry::default());
         let g = Point::gauge(
             "claims/pipeline/filtered_pre/vl_pago/total",
             1500.0,
@@ -240,15 +493,174 @@ mod tests {
             [("partner".to_string(), "abertta".to_string())].into_iter().collect(),
             "p",
         );
-        let req = sink.request(&[g]);
+        let identity = Identity { service_name: "svc".into(), instance_id: "i-1".into() };
+        let last = HashMap::new();
+        let points = [g];
+        let (req, deltas, refused) = request(&points, &identity, DeltaTimes { now: 9, process_start: 1, last: &last });
+        assert!(deltas.is_empty() && refused.is_empty());
         let rm = &req.resource_metrics[0];
-        assert_eq!(rm.resource.as_ref().unwrap().attributes[0], kv("service.name", "svc"));
+        assert_eq!(
+            rm.resource.as_ref().unwrap().attributes,
+            vec![kv("service.name", "svc"), kv("service.instance.id", "i-1"), kv("gcp.project_id", "p")]
+        );
         let m = &rm.scope_metrics[0].metrics[0];
         assert_eq!(m.name, "claims/pipeline/filtered_pre/vl_pago/total");
         let Some(metric::Data::Gauge(gauge)) = &m.data else { panic!("gauge") };
         assert_eq!(gauge.data_points[0].time_unix_nano, 1_767_323_045_123_000_000);
+        assert_eq!(gauge.data_points[0].start_time_unix_nano, 0, "a gauge has no start");
         assert_eq!(gauge.data_points[0].value, Some(number_data_point::Value::AsDouble(1500.0)));
         assert_eq!(gauge.data_points[0].attributes, vec![kv("partner", "abertta")]);
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> crate::sink::Labels {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    /// (the event's points, the metrics of the request): every kind, with aggregation of one
+    /// series' points, first-seen order, whole and double counters, and the refused points.
+    #[test]
+    fn every_kind_encodes_as_its_otlp_metric() {
+        let t = chrono::Utc.timestamp_opt(1_796_045_429, 0).unwrap();
+        let a = labels(&[("pipeline", "a")]);
+        let b = labels(&[("pipeline", "b")]);
+        let delta = AggregationTemporality::Delta as i32;
+        let number = |l: &crate::sink::Labels, start: u64, v: number_data_point::Value| NumberDataPoint {
+            attributes: l.iter().map(|(k, v)| kv(k, v)).collect(),
+            start_time_unix_nano: start,
+            time_unix_nano: 100,
+            value: Some(v),
+            ..Default::default()
+        };
+        let buckets = |xs: &[f64]| {
+            let mut d = Distribution::empty();
+            xs.iter().for_each(|x| d.observe(BucketRule::UpperInclusive, *x));
+            d.buckets
+        };
+        let (b1, b2) = (buckets(&[1.0, 30.0, 0.5]), buckets(&[7.0]));
+        assert_eq!((b1[4], b1[5]), (1, 1), "upper-inclusive: 0.5 closes (0.25, 0.5], 1.0 closes (0.5, 1]");
+        let table: Vec<(Vec<Point>, Vec<Metric>)> = vec![
+            (
+                vec![
+                    Point::counter("pipeline.run.finished", 1.0, "{run}", t, a.clone(), "p"),
+                    Point::counter("pipeline.run.finished", 1.0, "{run}", t, b.clone(), "p"),
+                    Point::counter("pipeline.run.finished", 1.0, "{run}", t, a.clone(), "p"),
+                    Point::counter("bytes.sent", 2.5, "By", t, a.clone(), "p"),
+                    Point::counter("pipeline.run.finished", -1.0, "{run}", t, a.clone(), "p"),
+                ],
+                vec![
+                    Metric {
+                        name: "pipeline.run.finished".into(),
+                        unit: "{run}".into(),
+                        data: Some(metric::Data::Sum(Sum {
+                            data_points: vec![
+                                number(&a, 7, number_data_point::Value::AsInt(2)),
+                                number(&b, 1, number_data_point::Value::AsInt(1)),
+                            ],
+                            aggregation_temporality: delta,
+                            is_monotonic: true,
+                        })),
+                        ..Default::default()
+                    },
+                    Metric {
+                        name: "bytes.sent".into(),
+                        unit: "By".into(),
+                        data: Some(metric::Data::Sum(Sum {
+                            data_points: vec![number(&a, 7, number_data_point::Value::AsDouble(2.5))],
+                            aggregation_temporality: delta,
+                            is_monotonic: true,
+                        })),
+                        ..Default::default()
+                    },
+                ],
+            ),
+            (
+                vec![
+                    Point::histogram("pipeline.run.duration", 1.0, "s", t, a.clone(), "p"),
+                    Point::gauge("g", 3.0, t, b.clone(), "p"),
+                    Point::histogram("pipeline.run.duration", 30.0, "s", t, a.clone(), "p"),
+                    Point::histogram("pipeline.run.duration", 7.0, "s", t, b.clone(), "p"),
+                    Point::histogram("pipeline.run.duration", 0.5, "s", t, a.clone(), "p"),
+                    Point::histogram("pipeline.run.duration", f64::NAN, "s", t, a.clone(), "p"),
+                ],
+                vec![
+                    Metric {
+                        name: "pipeline.run.duration".into(),
+                        unit: "s".into(),
+                        data: Some(metric::Data::Histogram(Histogram {
+                            data_points: vec![
+                                HistogramDataPoint {
+                                    attributes: vec![kv("pipeline", "a")],
+                                    start_time_unix_nano: 7,
+                                    time_unix_nano: 100,
+                                    count: 3,
+                                    sum: Some(31.5),
+                                    bucket_counts: b1,
+                                    explicit_bounds: SECONDS_BOUNDS.to_vec(),
+                                    min: Some(0.5),
+                                    max: Some(30.0),
+                                    ..Default::default()
+                                },
+                                HistogramDataPoint {
+                                    attributes: vec![kv("pipeline", "b")],
+                                    start_time_unix_nano: 1,
+                                    time_unix_nano: 100,
+                                    count: 1,
+                                    sum: Some(7.0),
+                                    bucket_counts: b2,
+                                    explicit_bounds: SECONDS_BOUNDS.to_vec(),
+                                    min: Some(7.0),
+                                    max: Some(7.0),
+                                    ..Default::default()
+                                },
+                            ],
+                            aggregation_temporality: delta,
+                        })),
+                        ..Default::default()
+                    },
+                    gauge(&Point::gauge("g", 3.0, t, b.clone(), "p")),
+                ],
+            ),
+        ];
+        let identity = Identity { service_name: "svc".into(), instance_id: "i".into() };
+        for (points, want) in table {
+            // series (pipeline=a) of both metrics was exported before, at 7
+            let mut last = HashMap::new();
+            for p in &points {
+                if p.labels == a {
+                    last.insert(SeriesKey::of(p), 7);
+                }
+            }
+            let (req, deltas, refused) =
+                request(&points, &identity, DeltaTimes { now: 100, process_start: 1, last: &last });
+            assert_eq!(req.resource_metrics.len(), 1);
+            assert_eq!(req.resource_metrics[0].scope_metrics[0].metrics, want);
+            assert_eq!(refused.len(), 1, "the negative increment or the NaN observation");
+            let n_points: usize = want
+                .iter()
+                .map(|m| match &m.data {
+                    Some(metric::Data::Sum(s)) => s.data_points.len(),
+                    Some(metric::Data::Histogram(h)) => h.data_points.len(),
+                    _ => 0,
+                })
+                .sum();
+            assert_eq!(deltas.len(), n_points, "every delta point's series advances on success");
+        }
+    }
+
+    #[test]
+    fn one_resource_per_project_in_name_order() {
+        let t = chrono::Utc::now();
+        let points = [
+            Point::counter("c", 1.0, "{run}", t, labels(&[]), "z-proj"),
+            Point::counter("c", 1.0, "{run}", t, labels(&[]), "a-proj"),
+        ];
+        let identity = Identity { service_name: "svc".into(), instance_id: "i".into() };
+        let last = HashMap::new();
+        let (req, deltas, _) = request(&points, &identity, DeltaTimes { now: 5, process_start: 1, last: &last });
+        let projects: Vec<&KeyValue> =
+            req.resource_metrics.iter().map(|r| &r.resource.as_ref().unwrap().attributes[2]).collect();
+        assert_eq!(projects, vec![&kv("gcp.project_id", "a-proj"), &kv("gcp.project_id", "z-proj")]);
+        assert_eq!(deltas.len(), 2, "one series per project");
     }
 
     #[test]

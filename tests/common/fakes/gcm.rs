@@ -1,6 +1,8 @@
 //! A fake of Cloud Monitoring's `projects.timeSeries.create`: records every request, checks each
 //! series as the real API does (200 series, one point per series, order and sampling period, the
-//! window, label limits) and answers with the API's real statuses, bodies and message layouts.
+//! window, label limits, the interval rules of GAUGE and CUMULATIVE, the value of each value
+//! type, DISTRIBUTION's documented invariants; texts §1.6) and answers with the API's real
+//! statuses, bodies and message layouts.
 //! Every text names its public source (collected in tests/common/fakes/SOURCES.md, cited as
 //! "texts §N"); where the real wording is not publicly known the text says so (`UNKNOWN
 //! wording: …`) and the product must not depend on it.
@@ -62,6 +64,8 @@ pub struct GcmState {
     pub requests: Vec<Recorded>,
     /// series key -> end times written, in order
     pub written: HashMap<String, Vec<DateTime<Utc>>>,
+    /// series key -> start time of its last point (CUMULATIVE)
+    pub starts: HashMap<String, DateTime<Utc>>,
     /// metric type -> (metricKind, valueType) of its (auto-created) descriptor
     pub descriptors: HashMap<String, (String, String)>,
     /// whole-call failures to answer instead of processing the next calls: (status,
@@ -194,13 +198,11 @@ struct Refused {
     code: i32,
 }
 
+/// A series that can be written: its key, end time and start time (CUMULATIVE).
+type Accepted = (String, DateTime<Utc>, Option<DateTime<Utc>>);
+
 /// Validates one series like the API does; `Err((reason, code))` is why it cannot be written.
-fn check_series(
-    i: usize,
-    ts: &Value,
-    now: DateTime<Utc>,
-    state: &GcmState,
-) -> Result<(String, DateTime<Utc>), (String, i32)> {
+fn check_series(i: usize, ts: &Value, now: DateTime<Utc>, state: &GcmState) -> Result<Accepted, (String, i32)> {
     let bad = |reason: String| Err((reason, 3));
     let mtype = ts["metric"]["type"].as_str().unwrap_or("");
     // stackdriver-prometheus-sidecar#251, #255
@@ -277,12 +279,7 @@ fn check_series(
         ));
     }
     let p = &points[0];
-    if !(p["value"]["doubleValue"].is_number() || p["value"]["doubleValue"].is_string()) {
-        // GoogleCloudPlatform/docker-clamav-malware-scanner#278
-        return bad(format!(
-            "Field timeSeries[{i}].points[0].value had an invalid value: A point has an unrecognized value type."
-        ));
-    }
+    check_value(i, &p["value"], &value_type)?;
     let raw_end = p["interval"]["endTime"].as_str().unwrap_or("");
     let Ok(end) = DateTime::parse_from_rfc3339(raw_end).map(|t| t.with_timezone(&Utc)) else {
         // a bad timestamp fails the whole request's JSON parsing; see gcm_create
@@ -318,8 +315,45 @@ fn check_series(
             "Field timeSeries[{i}].points[0].interval.end_time had an invalid value of \"{shown}\": UNKNOWN wording: more than 5 minutes in the future"
         ));
     }
+    // the interval rules per kind (texts §1.3, §1.6)
+    let start =
+        p["interval"]["startTime"].as_str().map(|t| DateTime::parse_from_rfc3339(t).unwrap().with_timezone(&Utc));
+    let shown_start = |t: &DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, false);
+    match (kind.as_str(), start) {
+        // google/exposure-notifications-verification-server#1309
+        ("GAUGE", Some(st)) if st != end => {
+            return bad(format!(
+                "Field timeSeries[{i}].points[0].interval.start_time had an invalid value of \"{}\": The start time must be equal to the end time ({shown}) for the gauge metric '{mtype}'.",
+                shown_start(&st)
+            ));
+        }
+        // run-gmp-sidecar#50, go-metrics-stackdriver#19 (a missing start is the zero time)
+        ("CUMULATIVE", st) if st.is_none_or(|st| st >= end) => {
+            let st = st.map(|t| shown_start(&t)).unwrap_or_else(|| "1970-01-01T00:00:00Z".into());
+            return bad(format!(
+                "Field timeSeries[{i}].points[0].interval.start_time had an invalid value of \"{st}\": The start time must be before the end time ({shown}) for the non-gauge metric '{mtype}'."
+            ));
+        }
+        // TimeInterval: "the start time must not be more than 25 hours in the past"
+        ("CUMULATIVE", Some(st)) if st < now - chrono::Duration::hours(25) => {
+            return bad(format!(
+                "Field timeSeries[{i}].points[0].interval.start_time had an invalid value of \"{}\": UNKNOWN wording: start time more than 25 hours in the past",
+                shown_start(&st)
+            ));
+        }
+        _ => {}
+    }
     let key =
         format!("{}|{}|{}", mtype, serde_json::to_string(&labels).unwrap(), serde_json::to_string(resource).unwrap());
+    if let (Some(st), Some(last_start)) = (start, state.starts.get(&key))
+        && st < *last_start
+    {
+        // a CUMULATIVE point whose start is older than the series' current start (the trigger
+        // is inferred from the text, texts §1.6)
+        return bad(
+            "Points must be written in order. One or more of the points specified had an older start time than the most recent point.".into(),
+        );
+    }
     if let Some(last) = state.written.get(&key).and_then(|v| v.last()) {
         // exposure-notifications-server#699, chainguard#958 ("start"); python-monitoring#57,
         // rekor-tiles#470 ("end")
@@ -342,7 +376,83 @@ fn check_series(
             ));
         }
     }
-    Ok((key, end))
+    Ok((key, end, start))
+}
+
+/// Checks a point's value against the series' value type (texts §1.3, §1.6): the value must
+/// carry the field of its type (`doubleValue`, `int64Value` as a proto3 JSON string or number,
+/// `distributionValue`), and a distribution must keep `google.api.Distribution`'s documented
+/// invariants.
+fn check_value(i: usize, value: &Value, value_type: &str) -> Result<(), (String, i32)> {
+    let bad = |reason: String| Err((reason, 3));
+    let field = ["doubleValue", "int64Value", "distributionValue", "boolValue", "stringValue"]
+        .into_iter()
+        .find(|f| value.get(f).is_some());
+    let Some(field) = field else {
+        // GoogleCloudPlatform/docker-clamav-malware-scanner#278
+        return bad(format!(
+            "Field timeSeries[{i}].points[0].value had an invalid value: A point has an unrecognized value type."
+        ));
+    };
+    let v = &value[field];
+    let expected = match value_type {
+        "DOUBLE" => "doubleValue",
+        "INT64" => "int64Value",
+        "DISTRIBUTION" => "distributionValue",
+        other => return bad(format!("UNKNOWN wording: value type {other} not modelled by this fake")),
+    };
+    if field != expected {
+        return bad(format!("UNKNOWN wording: a {field} point for a {value_type} series"));
+    }
+    match field {
+        "doubleValue" if v.is_number() || v.is_string() => Ok(()),
+        "int64Value" if v.as_str().is_some_and(|s| s.parse::<i64>().is_ok()) || v.is_i64() => Ok(()),
+        "distributionValue" => check_distribution(v),
+        _ => bad(format!("UNKNOWN wording: {field} of {v} is not a valid value")),
+    }
+}
+
+/// `google.api.Distribution` (distribution.proto): `count` non-negative and "must equal the sum
+/// of the values in bucket_counts if a histogram is provided"; `mean` and
+/// `sum_of_squared_deviation` zero when `count` is zero; explicit `bounds` "must be
+/// monotonically increasing"; `bucket_counts` has at most N = bounds + 1 values (fewer are
+/// padded with zeros). The API's wording for each violation is UNKNOWN.
+fn check_distribution(d: &Value) -> Result<(), (String, i32)> {
+    let bad = |what: &str| Err((format!("UNKNOWN wording: invalid distribution: {what}"), 3));
+    let int = |v: &Value| v.as_str().and_then(|s| s.parse::<i64>().ok()).or_else(|| v.as_i64());
+    let count = match d.get("count") {
+        None => 0,
+        Some(c) => match int(c) {
+            Some(c) if c >= 0 => c,
+            _ => return bad("count is not a non-negative int64"),
+        },
+    };
+    let mean = d["mean"].as_f64().unwrap_or(0.0);
+    let ssd = d["sumOfSquaredDeviation"].as_f64().unwrap_or(0.0);
+    if ssd < 0.0 {
+        return bad("sumOfSquaredDeviation is negative");
+    }
+    if count == 0 && (mean != 0.0 || ssd != 0.0) {
+        return bad("mean and sumOfSquaredDeviation must be 0 when count is 0");
+    }
+    let Some(counts) = d.get("bucketCounts") else { return Ok(()) };
+    let counts: Option<Vec<i64>> =
+        counts.as_array().map(|a| a.iter().map(int).collect()).and_then(|v: Vec<_>| v.into_iter().collect());
+    let Some(counts) = counts else { return bad("bucketCounts are not int64 values") };
+    let Some(bounds) = d["bucketOptions"]["explicitBuckets"]["bounds"].as_array() else {
+        return bad("a histogram without explicitBuckets (the only bucket options this fake models)");
+    };
+    let bounds: Vec<f64> = bounds.iter().filter_map(Value::as_f64).collect();
+    if bounds.windows(2).any(|w| w[0] >= w[1]) {
+        return bad("explicit bounds are not monotonically increasing");
+    }
+    if counts.len() > bounds.len() + 1 {
+        return bad("more bucketCounts than buckets");
+    }
+    if counts.iter().any(|c| *c < 0) || counts.iter().sum::<i64>() != count {
+        return bad("count is not the sum of bucketCounts");
+    }
+    Ok(())
 }
 
 /// `{"k": "v", "k2": "v2"}` as the example part prints labels (texts §1.2).
@@ -508,8 +618,17 @@ async fn gcm_create(
         );
     }
     for (i, ts) in series.iter().enumerate() {
-        let end = ts["points"][0]["interval"]["endTime"].as_str().unwrap_or("");
-        if DateTime::parse_from_rfc3339(end).is_err() {
+        let interval = &ts["points"][0]["interval"];
+        let end = interval["endTime"].as_str().unwrap_or("");
+        let start = interval["startTime"].as_str();
+        let bad_time = if DateTime::parse_from_rfc3339(end).is_err() {
+            Some(("end_time", "endTime"))
+        } else if start.is_some_and(|s| DateTime::parse_from_rfc3339(s).is_err()) {
+            Some(("start_time", "startTime"))
+        } else {
+            None
+        };
+        if let Some((path, field)) = bad_time {
             // cloud-custodian/cloud-custodian#7629 (a read call): the field path format of
             // create is UNKNOWN
             return reply(
@@ -517,7 +636,7 @@ async fn gcm_create(
                 google_error(
                     400,
                     &format!(
-                        "Invalid value at 'time_series[{i}].points[0].interval.end_time' (type.googleapis.com/google.protobuf.Timestamp), Field 'endTime', Illegal timestamp format; timestamps must end with 'Z' or have a valid timezone offset."
+                        "Invalid value at 'time_series[{i}].points[0].interval.{path}' (type.googleapis.com/google.protobuf.Timestamp), Field '{field}', Illegal timestamp format; timestamps must end with 'Z' or have a valid timezone offset."
                     ),
                     None,
                 ),
@@ -540,7 +659,7 @@ async fn gcm_create(
             continue;
         }
         match check_series(i, ts, now, &st) {
-            Ok((key, end)) => {
+            Ok((key, end, start)) => {
                 if !seen.insert(key.clone()) {
                     // google/go-metrics-stackdriver#5, #11
                     refused.push(Refused {
@@ -549,13 +668,16 @@ async fn gcm_create(
                         code: 3,
                     });
                 } else {
-                    ok.push((key, end, mtype, ts["metricKind"].clone(), ts["valueType"].clone()));
+                    ok.push((key, end, start, mtype, ts["metricKind"].clone(), ts["valueType"].clone()));
                 }
             }
             Err((reason, code)) => refused.push(Refused { index: i, reason, code }),
         }
     }
-    for (key, end, mtype, kind, value_type) in ok {
+    for (key, end, start, mtype, kind, value_type) in ok {
+        if let Some(start) = start {
+            st.starts.insert(key.clone(), start);
+        }
         st.written.entry(key).or_default().push(end);
         st.descriptors.entry(mtype).or_insert_with(|| {
             (kind.as_str().unwrap_or("GAUGE").to_string(), value_type.as_str().unwrap_or("DOUBLE").to_string())
@@ -625,5 +747,15 @@ impl FakeGcm {
     /// Points written, all series together.
     pub fn written_points(&self) -> usize {
         self.state.lock().unwrap().written.values().map(Vec::len).sum()
+    }
+
+    /// Every series of every request whose `metricKind` is `kind`, in the order sent (written
+    /// or not).
+    pub fn series_of_kind(&self, kind: &str) -> Vec<Value> {
+        self.bodies()
+            .into_iter()
+            .flat_map(|b| b["timeSeries"].as_array().cloned().unwrap_or_default())
+            .filter(|ts| ts["metricKind"] == kind)
+            .collect()
     }
 }
