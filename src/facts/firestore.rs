@@ -62,6 +62,12 @@ pub struct Firestore {
     ttl: Duration,
     timeout: Duration,
     tokens: Option<Arc<dyn TokenSource>>,
+    /// Updates of one row within this instance wait for each other (64 stripes by row key):
+    /// two transactions that read the same document and then both write it only make each
+    /// other wait for a lock and abort (the emulator resolves that after a ~2 s lock timeout),
+    /// so racing them inside one process gains nothing. Instances still race, and the
+    /// transaction keeps that correct.
+    row_locks: Vec<tokio::sync::Mutex<()>>,
 }
 
 /// What an answer means for the store, by HTTP status and the error's `status` (gRPC code name).
@@ -129,6 +135,7 @@ impl Firestore {
             ttl: s.ttl,
             timeout: s.timeout,
             tokens: s.tokens,
+            row_locks: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
         }
     }
 
@@ -320,11 +327,15 @@ impl FactStore for Firestore {
 
     async fn update_row(&self, row: RowKey, update: RowUpdate<'_>) -> Result<Vec<Mark>, StoreError> {
         let name = self.name(&self.rows, row);
+        let _turn = self.row_locks[(row.0 % self.row_locks.len() as u128) as usize].lock().await;
         for attempt in 0..MAX_ATTEMPTS {
             let transaction = self.begin().await?;
             match self.try_update(&name, &transaction, update).await {
                 Ok(Some(marks)) => return Ok(marks),
-                Ok(None) => backoff(attempt).await,
+                Ok(None) => {
+                    tracing::debug!(row = %row.hex(), attempt, "fact store: transaction aborted (contention), again");
+                    backoff(attempt).await
+                }
                 Err(e) => {
                     self.rollback(&transaction).await;
                     return Err(e);

@@ -164,7 +164,8 @@ impl FactStore for Redis {
             if swapped == 1 {
                 return Ok(marks);
             }
-            // another instance changed the row in between: recompute from its state
+            // another request changed the row in between: recompute from its state
+            tracing::debug!(row = %row.hex(), attempt, "fact store: row changed in between, again");
             tokio::time::sleep(Duration::from_millis(u64::from(attempt.min(10)) * 2)).await;
         }
         Err(error(format!("row {key}: still contended after {MAX_ATTEMPTS} attempts")))
