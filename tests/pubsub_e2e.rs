@@ -8,70 +8,16 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap};
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use common::services::{Group, free_port, spawn_group};
 use common::{Bq, TestApp};
 use pipeline_run_metrics::config::Delivery;
 use pipeline_run_metrics::ingress::http::Options;
 use pipeline_run_metrics::warehouse::BigQuery;
 use serde_json::{Value, json};
-
-/// A child process group, killed on drop (gcloud forks java; bqemulator is python).
-struct Group(Child);
-
-impl Group {
-    /// Signals the child's process group (its pid is the group id: `process_group(0)`).
-    fn signal(&self, sig: i32) {
-        let pgid = self.0.id() as i32;
-        assert!(pgid > 1, "never signal group {pgid}");
-        // SAFETY: kill(2) with a negative pid signals exactly that process group.
-        unsafe {
-            libc::kill(-pgid, sig);
-        }
-    }
-
-    fn stop(&mut self) {
-        if self.0.try_wait().ok().flatten().is_some() {
-            return;
-        }
-        self.signal(libc::SIGTERM);
-        let t0 = Instant::now();
-        while self.0.try_wait().ok().flatten().is_none() && t0.elapsed() < Duration::from_secs(10) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        if self.0.try_wait().ok().flatten().is_none() {
-            self.signal(libc::SIGKILL);
-            let _ = self.0.wait();
-        }
-    }
-}
-
-impl Drop for Group {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn spawn_group(program: &str, args: &[&str], log: &std::path::Path) -> Group {
-    let out = std::fs::File::create(log).unwrap();
-    let child = Command::new(program)
-        .args(args)
-        .stdout(Stdio::from(out.try_clone().unwrap()))
-        .stderr(Stdio::from(out))
-        .stdin(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
-    Group(child)
-}
 
 async fn wait_until(what: &str, limit: Duration, app: &TestApp, mut ok: impl FnMut() -> bool) {
     let t0 = Instant::now();

@@ -13,6 +13,7 @@ use base64::Engine;
 use serde_json::{Value, json};
 
 pub mod fakes;
+pub mod services;
 
 use pipeline_run_metrics::handlers::Projects;
 use pipeline_run_metrics::handlers::dispatch::Dispatcher;
