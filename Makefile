@@ -32,8 +32,9 @@ local-test: ## POST every sample event in events/ to the local function and show
 local-down: ## Stop the local BigQuery emulator
 	@scripts/bqemulator.sh stop $(BQEMU_PORT)
 
-test: ## Run all tests (installs the BigQuery emulator if missing; tests start it themselves)
+test: ## Run all tests (installs the BigQuery emulator, redis-server and the Firestore emulator if missing; tests start them)
 	@scripts/install-bqemulator.sh
+	@scripts/install-test-services.sh
 	cargo test --locked --all-targets
 
 fuzz: ## Property tests of the decoders with 200000 cases per property (hostile input: no panic, no hang)

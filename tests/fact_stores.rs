@@ -622,3 +622,39 @@ async fn two_instances_sharing_firestore_count_each_fact_once() {
     two_instances(vec![("FACT_STORE", "firestore".into()), ("FIRESTORE_EMULATOR_HOST", emulator.host())], "firestore")
         .await;
 }
+
+/// A store that cannot be reached stops the function at startup, with a message that names the
+/// setting, instead of failing every record later.
+#[test]
+fn an_unreachable_store_stops_the_function_at_startup() {
+    let closed = free_port();
+    for (store, env) in [
+        ("REDIS_URL", [("FACT_STORE", "redis".to_string()), ("REDIS_URL", format!("redis://127.0.0.1:{closed}/0"))]),
+        (
+            "FIRESTORE_PROJECT",
+            [("FACT_STORE", "firestore".to_string()), ("FIRESTORE_EMULATOR_HOST", format!("127.0.0.1:{closed}"))],
+        ),
+    ] {
+        let t0 = Instant::now();
+        let out = Command::new(env!("CARGO_BIN_EXE_pipeline-run-metrics"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOST", "127.0.0.1")
+            .env("PORT", free_port().to_string())
+            .env("BIGQUERY_EMULATOR_HOST", format!("127.0.0.1:{closed}"))
+            .env("FACT_STORE_TIMEOUT_SECS", "2")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{store}: {stderr}");
+        let line: Value =
+            serde_json::from_str(stderr.lines().last().unwrap()).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+        assert_eq!(line["severity"], "ERROR");
+        let message = line["message"].as_str().unwrap();
+        assert!(message.starts_with("cannot reach the fact store") && message.contains(store), "{line}");
+        assert!(line["error"].as_str().unwrap().contains(&closed.to_string()), "{line}");
+        assert!(t0.elapsed() < Duration::from_secs(15), "{store}: {:?}", t0.elapsed());
+    }
+}
