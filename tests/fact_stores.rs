@@ -50,13 +50,13 @@ const FIRESTORE_TIMEOUT: Duration = Duration::from_secs(5);
 // ---------------------------------------------------------------------------------------------
 // The stores
 
-async fn redis_client(server: &RedisServer, prefix: &str) -> Arc<dyn FactStore> {
-    Arc::new(Redis::connect(&server.url(), prefix, TTL, REDIS_TIMEOUT).await.expect("connect to redis-server"))
+async fn redis_client(url: &str, prefix: &str) -> Arc<dyn FactStore> {
+    Arc::new(Redis::connect(url, prefix, TTL, REDIS_TIMEOUT).await.expect("connect to redis-server"))
 }
 
-fn firestore_settings(emulator: &FirestoreEmulator, prefix: &str) -> Settings {
+fn firestore_settings(host: &str, prefix: &str) -> Settings {
     Settings {
-        endpoint: format!("http://{}", emulator.host()),
+        endpoint: format!("http://{host}"),
         project: "test-project".into(),
         database: "(default)".into(),
         collection_prefix: prefix.into(),
@@ -66,8 +66,8 @@ fn firestore_settings(emulator: &FirestoreEmulator, prefix: &str) -> Settings {
     }
 }
 
-async fn firestore_client(emulator: &FirestoreEmulator, prefix: &str) -> Arc<dyn FactStore> {
-    let store = Firestore::new(reqwest::Client::new(), firestore_settings(emulator, prefix));
+async fn firestore_client(host: &str, prefix: &str) -> Arc<dyn FactStore> {
+    let store = Firestore::new(reqwest::Client::new(), firestore_settings(host, prefix));
     store.check().await.expect("the emulator answers");
     Arc::new(store)
 }
@@ -173,7 +173,11 @@ async fn two_concurrent_updates(a: Arc<dyn FactStore>, b: Arc<dyn FactStore>, ro
             calls.fetch_add(1, SeqCst);
             if first.fetch_add(1, SeqCst) == 0 {
                 let _ = tell.lock().unwrap().send(());
-                wait.lock().unwrap().recv_timeout(Duration::from_secs(30)).expect("the other update read the row");
+                // block_in_place: the other update's task may sit in this worker's queue (its
+                // LIFO slot is not stolen by other workers); hand them to another thread
+                tokio::task::block_in_place(|| {
+                    wait.lock().unwrap().recv_timeout(Duration::from_secs(30)).expect("the other update read the row")
+                });
             }
             s.changes.push(note(position));
             Vec::new()
@@ -216,7 +220,7 @@ async fn many_concurrent_updates(a: Arc<dyn FactStore>, b: Arc<dyn FactStore>, r
 async fn redis_store_against_redis_server() {
     let server = RedisServer::start();
     let t0 = Instant::now();
-    let (a, b) = (redis_client(&server, "prm:").await, redis_client(&server, "prm:").await);
+    let (a, b) = (redis_client(&server.url(), "prm:").await, redis_client(&server.url(), "prm:").await);
     contract(a.clone(), b.clone()).await;
     let calls = two_concurrent_updates(a.clone(), b.clone(), Key::of(&["row", "contended"])).await;
     assert_eq!(calls, 3, "the losing update was computed once more");
@@ -235,7 +239,7 @@ async fn redis_store_against_redis_server() {
         assert!((TTL.as_secs() as i64 - 60..=TTL.as_secs() as i64).contains(&ttl), "{k}: TTL {ttl}");
     }
     // another prefix is another store
-    let other = redis_client(&server, "other:").await;
+    let other = redis_client(&server.url(), "other:").await;
     assert!(other.reserve(Key::of(&["fact", "one"])).await.unwrap());
     eprintln!("redis store tests: {:?}", t0.elapsed());
 }
@@ -244,7 +248,7 @@ async fn redis_store_against_redis_server() {
 async fn firestore_store_against_the_emulator() {
     let emulator = FirestoreEmulator::start();
     let t0 = Instant::now();
-    let (a, b) = (firestore_client(&emulator, "prm_").await, firestore_client(&emulator, "prm_").await);
+    let (a, b) = (firestore_client(&emulator.host(), "prm_").await, firestore_client(&emulator.host(), "prm_").await);
     contract(a.clone(), b.clone()).await;
     let calls = two_concurrent_updates(a.clone(), b.clone(), Key::of(&["row", "contended"])).await;
     assert!(calls >= 3, "a losing transaction was computed again ({calls} computations)");
@@ -265,7 +269,7 @@ async fn firestore_store_against_the_emulator() {
         }
     }
     // another prefix is another store
-    let other = firestore_client(&emulator, "other_").await;
+    let other = firestore_client(&emulator.host(), "other_").await;
     assert!(other.reserve(Key::of(&["fact", "one"])).await.unwrap());
     eprintln!("firestore store tests: {:?}", t0.elapsed());
 }
@@ -436,7 +440,8 @@ fn push_body(record: &Value, message_id: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_down_means_transient_and_nothing_written() {
     let server = Arc::new(Mutex::new(RedisServer::start()));
-    let store = redis_client(&server.lock().unwrap(), "prm:").await;
+    let url = server.lock().unwrap().url();
+    let store = redis_client(&url, "prm:").await;
     let app = lifecycle_app(store).await;
     let (s1, s2) = (server.clone(), server.clone());
     outage(&app, move || s1.lock().unwrap().stop(), move || s2.lock().unwrap().restart()).await;
@@ -445,7 +450,8 @@ async fn redis_down_means_transient_and_nothing_written() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn firestore_down_means_transient_and_nothing_written() {
     let emulator = Arc::new(Mutex::new(FirestoreEmulator::start()));
-    let store = firestore_client(&emulator.lock().unwrap(), "prm_").await;
+    let host = emulator.lock().unwrap().host();
+    let store = firestore_client(&host, "prm_").await;
     let app = lifecycle_app(store).await;
     let (e1, e2) = (emulator.clone(), emulator.clone());
     outage(&app, move || e1.lock().unwrap().stop(), move || e2.lock().unwrap().restart()).await;
