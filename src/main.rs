@@ -194,7 +194,6 @@ async fn fact_store(
             Arc::new(store)
         }
     };
-    tracing::info!(fact_store = store.name(), "fact store ready");
     Ok(store)
 }
 
@@ -210,6 +209,7 @@ async fn serve(config: &Config, app: axum::Router) -> ExitCode {
         data_project = %config.data_project,
         bigquery = config.bigquery_emulator_host.as_deref().unwrap_or("bigquery.googleapis.com"),
         backend = config.metrics_backend.name(),
+        fact_store = config.lifecycle.fact_store.name(),
         push_auth = config.delivery.auth.is_some(),
         ack_permanent_errors = config.delivery.ack_permanent,
         "listening"
