@@ -32,9 +32,10 @@ local-test: ## POST every sample event in events/ to the local function and show
 local-down: ## Stop the local BigQuery emulator
 	@scripts/bqemulator.sh stop $(BQEMU_PORT)
 
-test: ## Run all tests (installs the emulators and clients the tests start: BigQuery, Cloud Storage, OpenLineage, cargo-lambda)
+test: ## Run all tests (installs what the tests start: the BigQuery, Cloud Storage and Firestore emulators, redis-server, openlineage-python, cargo-lambda)
 	@scripts/install-bqemulator.sh
 	@scripts/install-gcs-emulator.sh
+	@scripts/install-test-services.sh
 	@scripts/install-openlineage.sh
 	@scripts/install-cargo-lambda.sh
 	cargo test --locked --all-targets

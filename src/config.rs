@@ -111,6 +111,43 @@ impl Default for LifecycleConfig {
 pub enum FactStoreConfig {
     /// In-process, bounded (`FACT_MEMORY_CAPACITY` entries).
     Memory { capacity: u64 },
+    /// Redis shared by every instance (`REDIS_URL`; it may hold a password, so it is a secret).
+    Redis {
+        url: Secret,
+        /// `FACT_KEY_PREFIX`, `prm:` by default.
+        prefix: String,
+        ttl: Duration,
+        timeout: Duration,
+    },
+    /// Firestore (native mode) shared by every instance.
+    Firestore {
+        /// `FIRESTORE_PROJECT`, the data project by default.
+        project: String,
+        /// `FIRESTORE_DATABASE`, `(default)` by default.
+        database: String,
+        /// `FIRESTORE_COLLECTION_PREFIX`, `prm_` by default.
+        collection_prefix: String,
+        /// `FIRESTORE_EMULATOR_HOST` (`host:port`): plain HTTP, no token.
+        emulator_host: Option<String>,
+        ttl: Duration,
+        timeout: Duration,
+    },
+}
+
+/// How long a shared store remembers a fact by default: 8 days, longer than Pub/Sub's longest
+/// retention (7 days), so that every redelivery of a record finds its facts.
+pub const DEFAULT_FACT_TTL: Duration = Duration::from_secs(8 * 24 * 3600);
+/// Limit of one request to a shared fact store by default.
+pub const DEFAULT_FACT_STORE_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl FactStoreConfig {
+    pub fn name(&self) -> &'static str {
+        match self {
+            FactStoreConfig::Memory { .. } => "memory",
+            FactStoreConfig::Redis { .. } => "redis",
+            FactStoreConfig::Firestore { .. } => "firestore",
+        }
+    }
 }
 
 /// How deliveries are accepted and answered.
@@ -517,15 +554,7 @@ impl Config {
                 Some((_, v)) => Some(v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()),
             },
             profiles_dir: dir("PROFILES_DIR", "an existing directory of profile .toml files")?,
-            fact_store: match pick(&["FACT_STORE"]).map(|(n, v)| (n, v.to_ascii_lowercase())) {
-                None => FactStoreConfig::Memory {
-                    capacity: count("FACT_MEMORY_CAPACITY", crate::facts::memory::DEFAULT_CAPACITY as usize)? as u64,
-                },
-                Some((_, v)) if v == "memory" => FactStoreConfig::Memory {
-                    capacity: count("FACT_MEMORY_CAPACITY", crate::facts::memory::DEFAULT_CAPACITY as usize)? as u64,
-                },
-                Some((n, v)) => return Err(err(&n, &v, "memory")),
-            },
+            fact_store: fact_store(&pick, &data_project)?,
             lookup_wait: seconds("LOOKUP_WAIT_SECS", 600.0)?,
         };
         let storage_emulator_host = pick(&["STORAGE_EMULATOR_HOST"]).map(|(_, v)| v);
@@ -552,10 +581,154 @@ impl Config {
         })
     }
 
-    /// Whether Google credentials are needed (BigQuery without emulator, or Cloud Monitoring).
+    /// Whether Google credentials are needed (BigQuery without emulator, Cloud Monitoring, or
+    /// Firestore without emulator).
     pub fn needs_google_credentials(&self) -> bool {
-        self.bigquery_emulator_host.is_none() || matches!(self.metrics_backend, MetricsBackend::CloudMonitoring { .. })
+        self.bigquery_emulator_host.is_none()
+            || matches!(self.metrics_backend, MetricsBackend::CloudMonitoring { .. })
+            || self.needs_firestore_credentials()
     }
+
+    /// Whether the fact store is Firestore itself (not its emulator).
+    pub fn needs_firestore_credentials(&self) -> bool {
+        matches!(self.lifecycle.fact_store, FactStoreConfig::Firestore { emulator_host: None, .. })
+    }
+}
+
+/// `FACT_STORE` and the settings of the chosen store; those of the others are not read.
+fn fact_store(
+    pick: &impl Fn(&[&str]) -> Option<(String, String)>,
+    data_project: &str,
+) -> Result<FactStoreConfig, ConfigError> {
+    let err = |variable: &str, value: &str, expected: &str| ConfigError {
+        variable: variable.into(),
+        value: value.into(),
+        expected: expected.into(),
+    };
+    let kind = pick(&["FACT_STORE"]).map(|(n, v)| (n, v.to_ascii_lowercase()));
+    let shared = |name: &str| -> Result<(Duration, Duration), ConfigError> {
+        let ttl = match pick(&["FACT_TTL_SECS"]) {
+            None => DEFAULT_FACT_TTL,
+            Some((n, v)) => match v.parse::<u64>() {
+                Ok(s) if (60..=366 * 24 * 3600).contains(&s) => Duration::from_secs(s),
+                _ => {
+                    return Err(err(
+                        &n,
+                        &v,
+                        "whole seconds from 60 to 31622400, longer than the longest redelivery (Pub/Sub keeps messages up to 7 days; default 691200 = 8 days)",
+                    ));
+                }
+            },
+        };
+        let timeout = match pick(&["FACT_STORE_TIMEOUT_SECS"]) {
+            None => DEFAULT_FACT_STORE_TIMEOUT,
+            Some((n, v)) => match v.parse::<f64>() {
+                Ok(s) if s > 0.0 && s <= 60.0 => Duration::from_secs_f64(s),
+                _ => {
+                    return Err(err(
+                        &n,
+                        &v,
+                        &format!("seconds, more than 0 and at most 60, for each request to {name}"),
+                    ));
+                }
+            },
+        };
+        Ok((ttl, timeout))
+    };
+    let simple_name = |v: &str, max: usize| {
+        v.len() <= max && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == ':' || c == '.')
+    };
+    match kind {
+        None => memory(pick),
+        Some((_, v)) if v == "memory" => memory(pick),
+        Some((_, v)) if v == "redis" => {
+            let Some((n, url)) = pick(&["REDIS_URL"]) else {
+                return Err(err(
+                    "REDIS_URL",
+                    "",
+                    "required with FACT_STORE=redis: redis://[user:password@]host:port/db",
+                ));
+            };
+            if let Err(e) = redis::Client::open(url.as_str()) {
+                let shown = crate::facts::redis::redact(&url);
+                return Err(err(&n, &shown, &format!("a Redis URL such as redis://10.0.0.3:6379/0 ({e})")));
+            }
+            let prefix = match pick(&["FACT_KEY_PREFIX"]) {
+                None => "prm:".to_string(),
+                Some((n, v)) if !simple_name(&v, 64) => {
+                    return Err(err(&n, &v, "at most 64 letters, digits, '_', '-', ':' or '.'"));
+                }
+                Some((_, v)) => v,
+            };
+            let (ttl, timeout) = shared("Redis")?;
+            Ok(FactStoreConfig::Redis { url: Secret(url), prefix, ttl, timeout })
+        }
+        Some((_, v)) if v == "firestore" => {
+            let project = match pick(&["FIRESTORE_PROJECT"]) {
+                None => data_project.to_string(),
+                Some((n, v)) => {
+                    let ok = v.len() <= 63
+                        && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                        && v.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+                    if !ok {
+                        return Err(err(&n, &v, "a Google Cloud project id (letters, digits, hyphens)"));
+                    }
+                    v
+                }
+            };
+            let database = match pick(&["FIRESTORE_DATABASE"]) {
+                None => "(default)".to_string(),
+                Some((_, v)) if v == "(default)" => v,
+                Some((n, v)) => {
+                    let ok = (4..=63).contains(&v.len())
+                        && v.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                        && v.chars().next().is_some_and(|c| c.is_ascii_lowercase());
+                    if !ok {
+                        return Err(err(
+                            &n,
+                            &v,
+                            "(default) or a database id (4-63 lowercase letters, digits, hyphens)",
+                        ));
+                    }
+                    v
+                }
+            };
+            let collection_prefix = match pick(&["FIRESTORE_COLLECTION_PREFIX"]) {
+                None => "prm_".to_string(),
+                Some((n, v))
+                    if !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') || v.len() > 64 =>
+                {
+                    return Err(err(&n, &v, "at most 64 letters, digits, '_' or '-'"));
+                }
+                Some((_, v)) => v,
+            };
+            let emulator_host = match pick(&["FIRESTORE_EMULATOR_HOST"]) {
+                None => None,
+                Some((n, v)) => {
+                    let h = v.trim_start_matches("http://").trim_end_matches('/').to_string();
+                    let ok =
+                        h.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+                    if !ok || h.contains('/') {
+                        return Err(err(&n, &v, "host:port of the Firestore emulator, e.g. 127.0.0.1:8080"));
+                    }
+                    Some(h)
+                }
+            };
+            let (ttl, timeout) = shared("Firestore")?;
+            Ok(FactStoreConfig::Firestore { project, database, collection_prefix, emulator_host, ttl, timeout })
+        }
+        Some((n, v)) => Err(err(&n, &v, "memory, redis or firestore")),
+    }
+}
+
+fn memory(pick: &impl Fn(&[&str]) -> Option<(String, String)>) -> Result<FactStoreConfig, ConfigError> {
+    let capacity = match pick(&["FACT_MEMORY_CAPACITY"]) {
+        None => crate::facts::memory::DEFAULT_CAPACITY,
+        Some((n, v)) => {
+            v.parse::<u64>().map_err(|_| ConfigError { variable: n, value: v, expected: "a whole number".into() })?
+        }
+    };
+    Ok(FactStoreConfig::Memory { capacity })
 }
 
 fn url_var(
@@ -782,6 +955,102 @@ mod tests {
         assert!(c.gcp_sa_key_json.is_some());
         let e = cfg(&[("METRICS_BACKEND", "otlp"), ("OTEL_EXPORTER_OTLP_HEADERS", "token")]).unwrap_err();
         assert!(!e.to_string().contains("token\""), "{e}");
+    }
+
+    #[test]
+    fn fact_stores() {
+        let lc = |pairs: &[(&str, &str)]| cfg(pairs).map(|c| c.lifecycle.fact_store);
+        assert_eq!(lc(&[]).unwrap(), FactStoreConfig::Memory { capacity: crate::facts::memory::DEFAULT_CAPACITY });
+        assert_eq!(
+            lc(&[("FACT_STORE", "memory"), ("FACT_MEMORY_CAPACITY", "7")]).unwrap(),
+            FactStoreConfig::Memory { capacity: 7 }
+        );
+        let r = lc(&[("FACT_STORE", "redis"), ("REDIS_URL", "redis://:pw@127.0.0.1:6379/0")]).unwrap();
+        assert_eq!(
+            r,
+            FactStoreConfig::Redis {
+                url: Secret("redis://:pw@127.0.0.1:6379/0".into()),
+                prefix: "prm:".into(),
+                ttl: Duration::from_secs(8 * 24 * 3600),
+                timeout: Duration::from_secs(5)
+            }
+        );
+        assert!(!format!("{r:?}").contains("pw"), "the URL may hold a password");
+        let r = lc(&[
+            ("FACT_STORE", "REDIS"),
+            ("REDIS_URL", "redis://10.0.0.3"),
+            ("FACT_KEY_PREFIX", "svc:"),
+            ("FACT_TTL_SECS", "3600"),
+            ("FACT_STORE_TIMEOUT_SECS", "0.5"),
+        ])
+        .unwrap();
+        assert_eq!(
+            r,
+            FactStoreConfig::Redis {
+                url: Secret("redis://10.0.0.3".into()),
+                prefix: "svc:".into(),
+                ttl: Duration::from_secs(3600),
+                timeout: Duration::from_millis(500)
+            }
+        );
+        let c = cfg(&[("FACT_STORE", "firestore"), ("BIGQUERY_PROJECT_ID", "data-p")]).unwrap();
+        assert_eq!(
+            c.lifecycle.fact_store,
+            FactStoreConfig::Firestore {
+                project: "data-p".into(),
+                database: "(default)".into(),
+                collection_prefix: "prm_".into(),
+                emulator_host: None,
+                ttl: Duration::from_secs(8 * 24 * 3600),
+                timeout: Duration::from_secs(5)
+            }
+        );
+        assert!(c.needs_firestore_credentials());
+        let c = cfg(&[
+            ("FACT_STORE", "firestore"),
+            ("FIRESTORE_PROJECT", "facts-p"),
+            ("FIRESTORE_DATABASE", "metrics-db"),
+            ("FIRESTORE_COLLECTION_PREFIX", "t1_"),
+            ("FIRESTORE_EMULATOR_HOST", "127.0.0.1:8089"),
+            ("BIGQUERY_EMULATOR_HOST", "127.0.0.1:9050"),
+        ])
+        .unwrap();
+        let FactStoreConfig::Firestore { project, database, collection_prefix, emulator_host, .. } =
+            &c.lifecycle.fact_store
+        else {
+            panic!()
+        };
+        assert_eq!((project.as_str(), database.as_str(), collection_prefix.as_str()), ("facts-p", "metrics-db", "t1_"));
+        assert_eq!(emulator_host.as_deref(), Some("127.0.0.1:8089"));
+        assert!(!c.needs_google_credentials(), "the emulator needs no token");
+    }
+
+    #[test]
+    fn fact_store_errors_name_the_variable() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("FACT_STORE", "dynamo")], "FACT_STORE"),
+            (&[("FACT_STORE", "redis")], "REDIS_URL"),
+            (&[("FACT_STORE", "redis"), ("REDIS_URL", "http://127.0.0.1:6379")], "REDIS_URL"),
+            (&[("FACT_STORE", "redis"), ("REDIS_URL", "redis://h"), ("FACT_KEY_PREFIX", "a b")], "FACT_KEY_PREFIX"),
+            (&[("FACT_STORE", "redis"), ("REDIS_URL", "redis://h"), ("FACT_TTL_SECS", "10")], "FACT_TTL_SECS"),
+            (&[("FACT_STORE", "redis"), ("REDIS_URL", "redis://h"), ("FACT_TTL_SECS", "8d")], "FACT_TTL_SECS"),
+            (
+                &[("FACT_STORE", "redis"), ("REDIS_URL", "redis://h"), ("FACT_STORE_TIMEOUT_SECS", "0")],
+                "FACT_STORE_TIMEOUT_SECS",
+            ),
+            (&[("FACT_STORE", "firestore"), ("FIRESTORE_PROJECT", "a b")], "FIRESTORE_PROJECT"),
+            (&[("FACT_STORE", "firestore"), ("FIRESTORE_DATABASE", "Default")], "FIRESTORE_DATABASE"),
+            (&[("FACT_STORE", "firestore"), ("FIRESTORE_COLLECTION_PREFIX", "a/b")], "FIRESTORE_COLLECTION_PREFIX"),
+            (&[("FACT_STORE", "firestore"), ("FIRESTORE_EMULATOR_HOST", "localhost")], "FIRESTORE_EMULATOR_HOST"),
+            (&[("FACT_STORE", "memory"), ("FACT_MEMORY_CAPACITY", "lots")], "FACT_MEMORY_CAPACITY"),
+        ];
+        for (pairs, variable) in cases {
+            let e = cfg(pairs).unwrap_err();
+            assert_eq!(e.variable, *variable, "{pairs:?}: {e}");
+            assert!(e.to_string().contains(variable), "{e}");
+        }
+        let e = cfg(&[("FACT_STORE", "redis"), ("REDIS_URL", "redis://:hunter2@h:notaport")]).unwrap_err();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
     }
 
     #[test]

@@ -3,6 +3,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pipeline_run_metrics::config::{Config, FactStoreConfig, MetricsBackend};
+use pipeline_run_metrics::facts::FactStore;
+use pipeline_run_metrics::facts::firestore::{self, DATASTORE_SCOPE, Firestore};
+use pipeline_run_metrics::facts::redis::Redis;
 use pipeline_run_metrics::google::credentials::{self, BIGQUERY_SCOPE, MONITORING_SCOPE, TokenSource};
 use pipeline_run_metrics::google::storage::Storage;
 use pipeline_run_metrics::handlers::Dispatcher;
@@ -117,6 +120,9 @@ async fn build(
         if matches!(config.metrics_backend, MetricsBackend::CloudMonitoring { .. }) {
             scopes.push(MONITORING_SCOPE);
         }
+        if config.needs_firestore_credentials() {
+            scopes.push(DATASTORE_SCOPE);
+        }
         credentials::check(tokens.as_ref(), &scopes)
             .await
             .map_err(|e| ("no usable Google credentials", e.to_string()))?;
@@ -166,11 +172,7 @@ async fn build(
     let lifecycle = if profiles.is_empty() {
         None
     } else {
-        let facts: Arc<dyn pipeline_run_metrics::facts::FactStore> = match &config.lifecycle.fact_store {
-            FactStoreConfig::Memory { capacity } => {
-                Arc::new(pipeline_run_metrics::facts::memory::Memory::new(*capacity))
-            }
-        };
+        let facts = fact_store(&config.lifecycle.fact_store, http.clone(), tokens.clone()).await?;
         let lifecycle = Lifecycle::new(profiles, config.metric_project.clone(), config.lifecycle.lookup_wait);
         Some(LifecycleParts { lifecycle: Arc::new(lifecycle), facts })
     };
@@ -190,6 +192,48 @@ async fn build(
     Ok(Arc::new(App::new(Dispatcher::new(handlers, projects), warehouse, sink, options)))
 }
 
+/// The fact store, checked with one cheap call, so that a wrong URL, project or database stops
+/// the process at startup instead of failing every record.
+async fn fact_store(
+    config: &FactStoreConfig,
+    http: reqwest::Client,
+    tokens: Option<Arc<dyn TokenSource>>,
+) -> Result<Arc<dyn FactStore>, (&'static str, String)> {
+    let store: Arc<dyn FactStore> = match config {
+        FactStoreConfig::Memory { capacity } => Arc::new(pipeline_run_metrics::facts::memory::Memory::new(*capacity)),
+        FactStoreConfig::Redis { url, prefix, ttl, timeout } => Arc::new(
+            Redis::connect(&url.0, prefix, *ttl, *timeout)
+                .await
+                .map_err(|e| ("cannot reach the fact store (FACT_STORE=redis, REDIS_URL)", e))?,
+        ),
+        FactStoreConfig::Firestore { project, database, collection_prefix, emulator_host, ttl, timeout } => {
+            let endpoint = match emulator_host {
+                Some(h) => format!("http://{h}"),
+                None => firestore::PRODUCTION_ENDPOINT.to_string(),
+            };
+            let tokens = match emulator_host {
+                Some(_) => None,
+                None => Some(tokens.expect("needs_google_credentials covers Firestore")),
+            };
+            let settings = firestore::Settings {
+                endpoint,
+                project: project.clone(),
+                database: database.clone(),
+                collection_prefix: collection_prefix.clone(),
+                ttl: *ttl,
+                timeout: *timeout,
+                tokens,
+            };
+            let store = Firestore::new(http, settings);
+            store.check().await.map_err(|e| {
+                ("cannot reach the fact store (FACT_STORE=firestore, FIRESTORE_PROJECT, FIRESTORE_DATABASE)", e)
+            })?;
+            Arc::new(store)
+        }
+    };
+    Ok(store)
+}
+
 async fn serve(config: &Config, app: axum::Router, sink: Arc<dyn MetricSink>) -> ExitCode {
     let addr = std::net::SocketAddr::new(config.host, config.port);
     let listener = match tokio::net::TcpListener::bind(addr).await {
@@ -202,6 +246,7 @@ async fn serve(config: &Config, app: axum::Router, sink: Arc<dyn MetricSink>) ->
         data_project = %config.data_project,
         bigquery = config.bigquery_emulator_host.as_deref().unwrap_or("bigquery.googleapis.com"),
         backend = config.metrics_backend.name(),
+        fact_store = config.lifecycle.fact_store.name(),
         push_auth = config.delivery.auth.is_some(),
         ack_permanent_errors = config.delivery.ack_permanent,
         "listening"

@@ -1,155 +1,42 @@
-//! Lifecycle metrics from recorded runs of real orchestrators (events/lifecycle/): every
-//! recording replayed in order, reversed, shuffled and with every record delivered twice gives
-//! exactly the facts and values the orchestrator's own view says (each scenario's
-//! `.expected.json`, and the commit times of its raw WAL capture where a row has no end time).
+//! Lifecycle metrics from recorded runs of real Mage.ai (events/lifecycle/mage/): every recording
+//! replayed in both its forms, in order, reversed, shuffled and with every record delivered twice
+//! gives exactly the facts and values the orchestrator's own view says (tests/common/mage_expected.rs,
+//! written from each scenario's `.expected.json` and the commit times of its raw WAL capture
+//! where a row has no end time).
 //!
 //! The replay harness is tests/common/lifecycle.rs.
 
 mod common;
 
-use common::lifecycle::{check, expect, lifecycle, recording, replay};
+use common::lifecycle::{check, lifecycle, recording, replay};
+use common::mage_expected;
 use pipeline_run_metrics::handlers::lifecycle::names;
 use pipeline_run_metrics::sink::Point;
-
-const RUN: &str = "orchestrator=mage,partner=acme";
-
-fn run(metric: &str, pipeline: &str, extra: &str) -> String {
-    let mut labels: Vec<String> = RUN.split(',').map(str::to_string).collect();
-    labels.push(format!("pipeline={pipeline}"));
-    labels.extend(extra.split(',').filter(|s| !s.is_empty()).map(str::to_string));
-    labels.sort();
-    format!("{metric} {{{}}}", labels.join(","))
-}
-
-fn task(metric: &str, pipeline: &str, task: &str, extra: &str) -> String {
-    let mut labels = vec!["orchestrator=mage".to_string(), format!("pipeline={pipeline}"), format!("task={task}")];
-    labels.extend(extra.split(',').filter(|s| !s.is_empty()).map(str::to_string));
-    labels.sort();
-    format!("{metric} {{{}}}", labels.join(","))
-}
 
 /// `mage/success`: three blocks, the run COMPLETED (raw lines 2–44).
 #[tokio::test]
 async fn mage_success() {
-    let p = "fx_success";
-    let ok = "result=success,status=COMPLETED";
-    let expected = expect(
-        &[
-            (&run(names::RUN_STARTED, p, "run_kind=schedule"), 1.0),
-            (&run(names::RUN_FINISHED, p, &format!("run_kind=schedule,{ok}")), 1.0),
-            (&task(names::TASK_FINISHED, p, "fx_load", ok), 1.0),
-            (&task(names::TASK_FINISHED, p, "fx_transform", ok), 1.0),
-            (&task(names::TASK_FINISHED, p, "fx_export", ok), 1.0),
-        ],
-        &[
-            // completed_at 13:30:29.266496 - started_at 13:30:00.020430
-            (&run(names::RUN_DURATION, p, "result=success"), &[29.246066]),
-            // started_at - execution_date 13:29:58.331749 (later than created_at 13:29:57.198938)
-            (&run(names::RUN_QUEUE_WAIT, p, ""), &[1.688681]),
-            (&run(names::RUN_SCHEDULE_DELAY, p, ""), &[1.688681]),
-            (&task(names::TASK_DURATION, p, "fx_load", "result=success"), &[0.031344]),
-            (&task(names::TASK_DURATION, p, "fx_transform", "result=success"), &[0.031711]),
-            (&task(names::TASK_DURATION, p, "fx_export", "result=success"), &[0.032406]),
-            // block started_at - block created_at
-            (&task(names::TASK_QUEUE_WAIT, p, "fx_load", ""), &[0.120293]),
-            (&task(names::TASK_QUEUE_WAIT, p, "fx_transform", ""), &[9.174827]),
-            (&task(names::TASK_QUEUE_WAIT, p, "fx_export", ""), &[19.251235]),
-        ],
-    );
-    check("mage", "mage", "success", &expected).await;
+    check("mage", "mage", "success", &mage_expected::success()).await;
 }
 
-/// `mage/block_failure`: the second block FAILED, the run FAILED without completed_at (its end
-/// is the commit of raw line 47, 13:31:09.471729; the block's, line 44, 13:30:59.510427), the
-/// third block CANCELLED before it started.
+/// `mage/block_failure`: the second block FAILED, the run FAILED without completed_at, the third
+/// block CANCELLED before it started.
 #[tokio::test]
 async fn mage_block_failure() {
-    let p = "fx_fail";
-    let expected = expect(
-        &[
-            (&run(names::RUN_STARTED, p, "run_kind=schedule"), 1.0),
-            (&run(names::RUN_FINISHED, p, "result=failure,run_kind=schedule,status=FAILED"), 1.0),
-            (&task(names::TASK_FINISHED, p, "fx_load", "result=success,status=COMPLETED"), 1.0),
-            (&task(names::TASK_FINISHED, p, "fx_transform_fails", "result=failure,status=FAILED"), 1.0),
-            (&task(names::TASK_FINISHED, p, "fx_export", "result=cancellation,status=CANCELLED"), 1.0),
-        ],
-        &[
-            (&run(names::RUN_DURATION, p, "result=failure"), &[20.133958]),
-            (&run(names::RUN_QUEUE_WAIT, p, ""), &[5.154445]),
-            (&run(names::RUN_SCHEDULE_DELAY, p, ""), &[5.154445]),
-            (&task(names::TASK_DURATION, p, "fx_load", "result=success"), &[0.030211]),
-            (&task(names::TASK_DURATION, p, "fx_transform_fails", "result=failure"), &[0.031154]),
-            (&task(names::TASK_QUEUE_WAIT, p, "fx_load", ""), &[0.116377]),
-            (&task(names::TASK_QUEUE_WAIT, p, "fx_transform_fails", ""), &[10.144915]),
-        ],
-    );
-    check("mage", "mage", "block_failure", &expected).await;
+    check("mage", "mage", "block_failure", &mage_expected::block_failure()).await;
 }
 
 /// `mage/retry`: one pipeline_run row goes FAILED -> RUNNING -> FAILED -> RUNNING -> COMPLETED
-/// with the same started_at (raw lines 14, 35, 53, 65, 83, 104): one start, two failures (ends:
-/// the commits of lines 35 and 65), one success, two retries. The flaky block fails twice and
-/// succeeds; the export block is cancelled twice before it succeeds.
+/// with the same started_at: one start, two failures, one success, two retries.
 #[tokio::test]
 async fn mage_retry() {
-    let p = "fx_retry";
-    let expected = expect(
-        &[
-            (&run(names::RUN_STARTED, p, "run_kind=schedule"), 1.0),
-            (&run(names::RUN_FINISHED, p, "result=failure,run_kind=schedule,status=FAILED"), 2.0),
-            (&run(names::RUN_FINISHED, p, "result=success,run_kind=schedule,status=COMPLETED"), 1.0),
-            (&run(names::RUN_RETRIED, p, ""), 2.0),
-            (&task(names::TASK_FINISHED, p, "fx_load", "result=success,status=COMPLETED"), 1.0),
-            (&task(names::TASK_FINISHED, p, "fx_flaky", "result=failure,status=FAILED"), 2.0),
-            (&task(names::TASK_FINISHED, p, "fx_flaky", "result=success,status=COMPLETED"), 1.0),
-            (&task(names::TASK_RETRIED, p, "fx_flaky", ""), 2.0),
-            (&task(names::TASK_FINISHED, p, "fx_export", "result=cancellation,status=CANCELLED"), 2.0),
-            (&task(names::TASK_FINISHED, p, "fx_export", "result=success,status=COMPLETED"), 1.0),
-            (&task(names::TASK_RETRIED, p, "fx_export", ""), 2.0),
-        ],
-        &[
-            (&run(names::RUN_DURATION, p, "result=failure"), &[20.1821, 50.32055]),
-            (&run(names::RUN_DURATION, p, "result=success"), &[89.558919]),
-            (&run(names::RUN_QUEUE_WAIT, p, ""), &[4.34176]),
-            (&run(names::RUN_SCHEDULE_DELAY, p, ""), &[4.34176]),
-            (&task(names::TASK_DURATION, p, "fx_load", "result=success"), &[0.100073]),
-            (&task(names::TASK_DURATION, p, "fx_flaky", "result=failure"), &[0.059267, 0.043378]),
-            (&task(names::TASK_DURATION, p, "fx_flaky", "result=success"), &[0.063414]),
-            (&task(names::TASK_DURATION, p, "fx_export", "result=success"), &[0.02859]),
-            (&task(names::TASK_QUEUE_WAIT, p, "fx_load", ""), &[0.135881]),
-            // every attempt's start minus the block's created_at (kept across retries)
-            (&task(names::TASK_QUEUE_WAIT, p, "fx_flaky", ""), &[10.209533, 40.328112, 70.571331]),
-            (&task(names::TASK_QUEUE_WAIT, p, "fx_export", ""), &[79.591519]),
-        ],
-    );
-    check("mage", "mage", "retry", &expected).await;
+    check("mage", "mage", "retry", &mage_expected::retry()).await;
 }
 
-/// `mage/cancel`: cancelled through the API while the second block ran; no completed_at
-/// anywhere: the run ends at the commit of raw line 32 (13:33:32.651119), the running block at
-/// line 36's (13:33:32.667328); the third block never started.
+/// `mage/cancel`: cancelled through the API while the second block ran.
 #[tokio::test]
 async fn mage_cancel() {
-    let p = "fx_cancel";
-    let expected = expect(
-        &[
-            (&run(names::RUN_STARTED, p, "run_kind=schedule"), 1.0),
-            (&run(names::RUN_FINISHED, p, "result=cancellation,run_kind=schedule,status=CANCELLED"), 1.0),
-            (&task(names::TASK_FINISHED, p, "fx_load", "result=success,status=COMPLETED"), 1.0),
-            (&task(names::TASK_FINISHED, p, "fx_slow", "result=cancellation,status=CANCELLED"), 1.0),
-            (&task(names::TASK_FINISHED, p, "fx_export", "result=cancellation,status=CANCELLED"), 1.0),
-        ],
-        &[
-            (&run(names::RUN_DURATION, p, "result=cancellation"), &[13.40745]),
-            (&run(names::RUN_QUEUE_WAIT, p, ""), &[5.106138]),
-            (&run(names::RUN_SCHEDULE_DELAY, p, ""), &[5.106138]),
-            (&task(names::TASK_DURATION, p, "fx_load", "result=success"), &[0.029627]),
-            (&task(names::TASK_DURATION, p, "fx_slow", "result=cancellation"), &[3.196777]),
-            (&task(names::TASK_QUEUE_WAIT, p, "fx_load", ""), &[0.122505]),
-            (&task(names::TASK_QUEUE_WAIT, p, "fx_slow", ""), &[10.230735]),
-        ],
-    );
-    check("mage", "mage", "cancel", &expected).await;
+    check("mage", "mage", "cancel", &mage_expected::cancel()).await;
 }
 
 /// CDC lag is observed once per change: the recordings were read 1.5 s after each commit.

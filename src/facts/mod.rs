@@ -14,10 +14,12 @@
 //! * dimensions: `(table, key) -> name`, so that a task row names its pipeline through its
 //!   parent row (a Mage `block_run` through its `pipeline_run`).
 //!
-//! Backends: [`memory::Memory`] (in-process, bounded: the default), Redis (`SET NX EX`) and
-//! Firestore (create-if-absent documents) for many instances.
+//! Backends: [`memory::Memory`] (in-process, bounded: the default), [`redis::Redis`]
+//! (`SET NX EX`) and [`firestore::Firestore`] (create-if-absent documents) for many instances.
 
+pub mod firestore;
 pub mod memory;
+pub mod redis;
 
 use serde::{Deserialize, Serialize};
 

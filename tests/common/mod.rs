@@ -13,6 +13,9 @@
 //! * `fakes`: in-process fakes of the services that have no emulator, one file each (Cloud
 //!   Monitoring, OTLP collector, OAuth token endpoint, JWKS, Lambda Runtime API, BigQuery REST
 //!   API, and a scripted warehouse);
+//! * `services`: real servers a test starts and stops itself (redis-server, the Firestore
+//!   emulator);
+//! * `mage_expected`: the facts of the recorded Mage runs, written from their oracles;
 //! * `containers`: the opt-in Docker backend of the emulators.
 #![allow(dead_code)]
 
@@ -23,8 +26,10 @@ pub mod containers;
 pub mod fakes;
 pub mod fixtures;
 pub mod lifecycle;
+pub mod mage_expected;
 pub mod process;
 pub mod push;
+pub mod services;
 pub mod storage;
 
 /// The project the test tables live in (the emulator's project).
