@@ -15,8 +15,8 @@
 //!   (tests/common/mage_expected.rs, shared with tests/lifecycle.rs).
 
 mod common;
-#[path = "common/mage_expected.rs"]
-mod mage_expected;
+
+use common::mage_expected;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufRead, BufReader};
