@@ -68,3 +68,7 @@ release: ## Release build (target/release/pipeline-run-metrics)
 .PHONY: bench
 bench: ## Run the benchmarks (criterion + the release binary over HTTP, ~5 min) and regenerate BENCHMARKS.md
 	@BQEMU_PORT=$(BQEMU_PORT) python3 scripts/bench.py
+
+.PHONY: record-fixtures
+record-fixtures: ## Record the lifecycle fixtures again from real orchestrator runs (root; ~15 min; events/lifecycle/README.md)
+	@scripts/fixtures/record-all.sh
