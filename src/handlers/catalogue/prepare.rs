@@ -42,30 +42,31 @@ impl Handler for QueryHandler {
         let mut values = self.constants.clone();
         for input in &self.family.inputs {
             let path = &self.paths[&input.name];
-            let field = format!("payload.variables.{path}");
+            // the field of an error, built only when there is one
+            let field = || format!("payload.variables.{path}");
             let value = lookup(vars, path);
             if is_missing(value) {
                 let leaf = path.rsplit('.').next().unwrap_or(path);
                 let template = input.message.as_deref().unwrap_or(&self.family.missing_message);
-                return Err(HandlerError::invalid(field, template.replace("{variable}", leaf)));
+                return Err(HandlerError::invalid(field(), template.replace("{variable}", leaf)));
             }
             let value = value.unwrap_or(&Value::Null);
             match input.kind {
                 InputKind::Table => {
                     let Value::String(raw) = value else {
                         return Err(HandlerError::invalid(
-                            field,
+                            field(),
                             format!("Variable '{path}' must be a table reference string."),
                         ));
                     };
                     let table =
                         TableRef::resolve(raw, &projects.data).map_err(|why| HandlerError::InvalidTableReference {
-                            field: field.clone(),
+                            field: field(),
                             message: format!("Invalid table reference in variable '{path}': {why}"),
                         })?;
                     if !projects.allows(&table) {
                         return Err(HandlerError::InvalidTableReference {
-                            field,
+                            field: field(),
                             message: format!(
                                 "Table '{table}' of variable '{path}' is outside the datasets this function may read (ALLOWED_DATASETS)"
                             ),
@@ -85,7 +86,7 @@ impl Handler for QueryHandler {
                 }
                 InputKind::String => {
                     let text = scalar_text(value).ok_or_else(|| {
-                        HandlerError::invalid(field, format!("Variable '{path}' must be a string or a number."))
+                        HandlerError::invalid(field(), format!("Variable '{path}' must be a string or a number."))
                     })?;
                     params.push((input.name.clone(), Param::String(text.clone())));
                     values.insert(input.name.clone(), text);

@@ -11,6 +11,7 @@ use super::spec::{IfMissing, IfNull, LabelSpec};
 use super::sql::Segment;
 use crate::handlers::HandlerError;
 use crate::sink::Point;
+use crate::warehouse::cache::query_key;
 use crate::warehouse::{Cell, EventContext, Param, TableRef};
 
 pub(super) struct PlannedTable {
@@ -84,7 +85,7 @@ impl QueryPlan {
         }
         params.retain(|(n, _)| self.family.sql_params.contains(n));
         // Families sharing a SQL file with the same tables and parameters share one query.
-        let key = format!("{}|{relations:?}|{params:?}", self.family.sql_file);
+        let key = query_key(&self.family.sql_file, relations.iter().map(|(k, v)| (*k, v.as_str())), &params);
         let family = &self.family;
         let rows = ctx
             .query_keyed(key, || {
