@@ -1,5 +1,11 @@
 use super::*;
+use crate::sink::aggregate::{BucketRule, Distribution, SECONDS_BOUNDS};
 use chrono::TimeZone;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::metrics::v1::{
+    AggregationTemporality, Histogram, HistogramDataPoint, Metric, NumberDataPoint, Sum, metric, number_data_point,
+};
+use request::gauge;
 
 #[test]
 fn request_carries_explicit_times_and_labels() {
