@@ -67,6 +67,25 @@ pub struct Config {
     pub delivery: Delivery,
     /// Lifecycle profiles and the fact store.
     pub lifecycle: LifecycleConfig,
+    /// How long a connection may take to send a request head, or stay idle between requests.
+    pub connections: Connections,
+}
+
+/// Per-connection timeouts of the HTTP server (Cloud Run, local; Lambda has no connections).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Connections {
+    /// From the first byte of a request (or from the connection's start) to the end of its head
+    /// (`HEADER_READ_TIMEOUT_SECS`).
+    pub header_read: Duration,
+    /// From the end of a response (with nothing left to do on the connection) to the first byte
+    /// of the next request (`IDLE_TIMEOUT_SECS`).
+    pub idle: Duration,
+}
+
+impl Default for Connections {
+    fn default() -> Self {
+        Connections { header_read: Duration::from_secs(10), idle: Duration::from_secs(620) }
+    }
 }
 
 /// Which lifecycle profiles are in force and where facts are remembered.
@@ -114,6 +133,12 @@ pub struct Delivery {
     pub dedup_capacity: usize,
     /// Events processed at once in this instance; more get 429 (0: no limit).
     pub max_in_flight: usize,
+    /// How long a request body may take to arrive (read before an in-flight slot is taken);
+    /// past it: 408.
+    pub body_read_timeout: Duration,
+    /// Bytes of request bodies held in memory at once by this instance, read or being read; a
+    /// body that would pass it gets 429 (`BODY_BUFFER_BYTES`, at least `MAX_BODY_BYTES`).
+    pub body_buffer_bytes: usize,
     /// Datasets (`dataset` or `project.dataset`) handlers may read; `None`: any.
     pub allowed_datasets: Option<Vec<String>>,
     /// Write the function's own metrics (events by format and outcome, handler durations).
@@ -156,6 +181,8 @@ impl Default for Delivery {
             dedup_window: Duration::from_secs(600),
             dedup_capacity: 50_000,
             max_in_flight: 256,
+            body_read_timeout: Duration::from_secs(20),
+            body_buffer_bytes: 4 * DEFAULT_MAX_BODY_BYTES,
             allowed_datasets: None,
             self_metrics: false,
             self_metrics_interval: Duration::from_secs(60),
@@ -333,6 +360,20 @@ impl Config {
                 },
             }
         };
+        // a timeout that must pass before anything can happen: more than 0
+        let timeout = |name: &str, default: f64| -> Result<Duration, ConfigError> {
+            match pick(&[name]) {
+                None => Ok(Duration::from_secs_f64(default)),
+                Some((n, v)) => match v.parse::<f64>() {
+                    Ok(s) if s > 0.0 && s <= 3600.0 => Ok(Duration::from_secs_f64(s)),
+                    _ => Err(err(&n, &v, "seconds, more than 0 and at most 3600")),
+                },
+            }
+        };
+        let connections = Connections {
+            header_read: timeout("HEADER_READ_TIMEOUT_SECS", Connections::default().header_read.as_secs_f64())?,
+            idle: timeout("IDLE_TIMEOUT_SECS", Connections::default().idle.as_secs_f64())?,
+        };
         let sink_deadline = seconds("SINK_DEADLINE_SECS", 20.0)?;
         let shutdown_grace = seconds("SHUTDOWN_GRACE_SECS", 8.0)?;
         let gcp_sa_key_json = get("GCP_SA_KEY_JSON").filter(|v| !v.trim().is_empty()).map(Secret);
@@ -401,6 +442,20 @@ impl Config {
             dedup_window: seconds("DEDUP_WINDOW_SECS", 600.0)?,
             dedup_capacity: count("DEDUP_CAPACITY", 50_000)?,
             max_in_flight: count("MAX_IN_FLIGHT", 256)?,
+            body_read_timeout: timeout("BODY_READ_TIMEOUT_SECS", 20.0)?,
+            body_buffer_bytes: match pick(&["BODY_BUFFER_BYTES"]) {
+                None => 4 * max_body_bytes,
+                Some((n, v)) => match v.parse::<usize>() {
+                    Ok(b) if b >= max_body_bytes => b,
+                    _ => {
+                        return Err(err(
+                            &n,
+                            &v,
+                            &format!("a number of bytes, at least MAX_BODY_BYTES ({max_body_bytes})"),
+                        ));
+                    }
+                },
+            },
             allowed_datasets,
             self_metrics: flag("SELF_METRICS", metrics_backend != MetricsBackend::Stdout)?,
             self_metrics_interval: seconds("SELF_METRICS_INTERVAL_SECS", 60.0)?,
@@ -463,6 +518,7 @@ impl Config {
         };
         let storage_emulator_host = pick(&["STORAGE_EMULATOR_HOST"]).map(|(_, v)| v);
         Ok(Config {
+            connections,
             storage_emulator_host,
             lifecycle,
             host,
@@ -553,6 +609,10 @@ mod tests {
             ("METRICS_BACKEND", "kafka"),
             ("LOCAL_MODE", "maybe"),
             ("SINK_DEADLINE_SECS", "-1"),
+            ("HEADER_READ_TIMEOUT_SECS", "0"),
+            ("IDLE_TIMEOUT_SECS", "forever"),
+            ("BODY_READ_TIMEOUT_SECS", "-1"),
+            ("BODY_BUFFER_BYTES", "1024"),
         ];
         for (k, v) in cases {
             let e = cfg(&[(k, v)]).unwrap_err();
@@ -643,6 +703,30 @@ mod tests {
             assert!(cfg(&bad).is_err(), "{bad:?}");
         }
         assert!(cfg(&[("METRICS_BACKEND", "otlp")]).unwrap().delivery.self_metrics, "on for production backends");
+    }
+
+    #[test]
+    fn connection_and_body_limits() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.connections, Connections::default());
+        assert_eq!(c.delivery.body_read_timeout, Duration::from_secs(20));
+        assert_eq!(c.delivery.body_buffer_bytes, 4 * DEFAULT_MAX_BODY_BYTES);
+        let c = cfg(&[
+            ("HEADER_READ_TIMEOUT_SECS", "2.5"),
+            ("IDLE_TIMEOUT_SECS", "30"),
+            ("BODY_READ_TIMEOUT_SECS", "5"),
+            ("MAX_BODY_BYTES", "2048"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.connections,
+            Connections { header_read: Duration::from_millis(2500), idle: Duration::from_secs(30) }
+        );
+        assert_eq!(c.delivery.body_read_timeout, Duration::from_secs(5));
+        assert_eq!(c.delivery.body_buffer_bytes, 8192, "four bodies of MAX_BODY_BYTES by default");
+        let e = cfg(&[("MAX_BODY_BYTES", "4096"), ("BODY_BUFFER_BYTES", "2048")]).unwrap_err();
+        assert_eq!(e.variable, "BODY_BUFFER_BYTES");
+        assert!(e.expected.contains("MAX_BODY_BYTES"), "{e}");
     }
 
     #[test]

@@ -110,6 +110,12 @@ pub enum Refusal {
     Unauthorized(String),
     /// More than `limit` deliveries in flight in this instance.
     Overloaded { limit: usize },
+    /// The request bodies held in memory would pass `BODY_BUFFER_BYTES`: 429, like
+    /// [`Refusal::Overloaded`].
+    BodiesBuffered { limit: usize },
+    /// The request body did not arrive within `BODY_READ_TIMEOUT_SECS`: 408, never acknowledged
+    /// (the message is not at fault).
+    BodyTimeout { timeout_secs: f64 },
     /// The request is not a delivery this function can decode (413, 415 or 400), or names a
     /// file that cannot be read for good (deleted, not JSON Lines).
     Undecodable(DecodeError),
@@ -174,6 +180,16 @@ pub fn refuse(refusal: &Refusal, policy: AckPolicy) -> Answer {
         Refusal::Overloaded { limit } => Answer::json(
             StatusCode::TOO_MANY_REQUESTS,
             &json!({"error": "overloaded", "message": format!("more than {limit} events in flight; retry later")}),
+        ),
+        Refusal::BodiesBuffered { limit } => Answer::json(
+            StatusCode::TOO_MANY_REQUESTS,
+            &json!({"error": "overloaded",
+                    "message": format!("request bodies in memory would pass {limit} bytes; retry later")}),
+        ),
+        Refusal::BodyTimeout { timeout_secs } => Answer::json(
+            StatusCode::REQUEST_TIMEOUT,
+            &json!({"error": "request_timeout", "class": "transient",
+                    "message": format!("the request body did not arrive within {timeout_secs} s")}),
         ),
         Refusal::Undecodable(e) => Answer::json(permanent(decode_kind(e.kind).1, policy), &rejected_body(e)),
         Refusal::Unavailable(message) => Answer::json(
@@ -406,6 +422,8 @@ mod tests {
         let table = [
             (Refusal::Unauthorized("no token".into()), 401, 401),
             (Refusal::Overloaded { limit: 256 }, 429, 429),
+            (Refusal::BodiesBuffered { limit: 1 << 20 }, 429, 429),
+            (Refusal::BodyTimeout { timeout_secs: 20.0 }, 408, 408),
             (Refusal::Undecodable(DecodeError::malformed(None, "x")), 400, 200),
             (Refusal::Undecodable(DecodeError::unsupported("x")), 415, 200),
             (Refusal::Unavailable("storage down".into()), 503, 503),

@@ -7,7 +7,7 @@
 //! instance writes its own series:
 //! * `pipeline_run_metrics/events{format, outcome, instance}`: records by delivery format and
 //!   outcome (`ok`, `permanent`, `transient`, `rejected`, `duplicate`, `unauthorized`,
-//!   `overloaded`, `deadline_exceeded`);
+//!   `overloaded`, `body_timeout`, `deadline_exceeded`);
 //! * `pipeline_run_metrics/points_rejected{reason, instance}`: points a backend refused for good;
 //! * `pipeline_run_metrics/handler_duration_seconds{handler_class, instance}`: mean handler time
 //!   since the last write.
@@ -121,6 +121,30 @@ impl Overloaded {
     pub fn emit(&self, stats: &Stats) {
         tracing::warn!(status = 429, limit = self.limit, "too many events in flight");
         stats.count("overloaded", "none");
+    }
+}
+
+/// A request refused because the request bodies in memory would pass `BODY_BUFFER_BYTES`.
+pub struct BodiesBuffered {
+    pub limit: usize,
+}
+
+impl BodiesBuffered {
+    pub fn emit(&self, stats: &Stats) {
+        tracing::warn!(status = 429, limit_bytes = self.limit, "too many request bytes in memory");
+        stats.count("overloaded", "none");
+    }
+}
+
+/// A request whose body did not arrive in time (a slow or stalled client).
+pub struct BodyTimeout {
+    pub timeout_secs: f64,
+}
+
+impl BodyTimeout {
+    pub fn emit(&self, stats: &Stats) {
+        tracing::warn!(status = 408, timeout_secs = self.timeout_secs, "request body not received in time");
+        stats.count("body_timeout", "none");
     }
 }
 

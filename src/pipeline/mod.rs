@@ -168,6 +168,10 @@ impl Pipeline {
         match refusal {
             Refusal::Unauthorized(reason) => events::Unauthorized { reason }.emit(&self.stats),
             Refusal::Overloaded { limit } => events::Overloaded { limit: *limit }.emit(&self.stats),
+            Refusal::BodiesBuffered { limit } => events::BodiesBuffered { limit: *limit }.emit(&self.stats),
+            Refusal::BodyTimeout { timeout_secs } => {
+                events::BodyTimeout { timeout_secs: *timeout_secs }.emit(&self.stats)
+            }
             Refusal::Undecodable(error) => {
                 events::Rejected { status: answer.status.as_u16(), error, format: None, meta: None, item: None }
                     .emit(&self.stats)

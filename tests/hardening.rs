@@ -1,0 +1,210 @@
+//! Hardening (issue: bounded memory and time for every request, de-duplication that cannot be
+//! poisoned, nothing echoed or logged that should not be). Each test reproduces one fault of the
+//! issue; the memory, slow-client and connection tests run against the real binary.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::fixtures::record;
+use common::process::{Process, Running, free_port};
+use common::push::push_body;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const JSON: (&str, &str) = ("content-type", "application/json");
+
+// ------------------------------------------------------------------ the real binary
+
+/// The binary serving on 127.0.0.1 in local mode (a BigQuery emulator address that nothing
+/// calls: these tests send records that need no query).
+struct Served {
+    run: Running,
+    addr: String,
+}
+
+impl Served {
+    async fn start(extra: &[(&str, &str)]) -> Served {
+        Served::start_process(Process::binary(), extra).await
+    }
+
+    async fn start_process(process: Process, extra: &[(&str, &str)]) -> Served {
+        let port = free_port();
+        let mut run = process
+            .env("HOST", "127.0.0.1")
+            .env("PORT", port.to_string())
+            .env("BIGQUERY_EMULATOR_HOST", "127.0.0.1:1")
+            .envs(extra.iter().copied())
+            .spawn();
+        run.wait_listening(Duration::from_secs(20)).await;
+        Served { run, addr: format!("127.0.0.1:{port}") }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+
+    /// Resident memory of the process (VmRSS), in bytes.
+    fn rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.run.id())).unwrap();
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS");
+        kb * 1024
+    }
+
+    /// The stderr lines (JSON logs) written so far.
+    fn logs(&mut self) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Some(l) = self.run.stderr.next(Duration::from_millis(300)) {
+            out.push(l);
+        }
+        out
+    }
+}
+
+async fn post(url: &str, headers: &[(&str, &str)], body: impl Into<reqwest::Body>) -> (u16, String) {
+    let mut req = reqwest::Client::new().post(url).body(body);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().await.expect("POST");
+    let status = resp.status().as_u16();
+    (status, resp.text().await.unwrap())
+}
+
+/// A RUNNING `pipeline_run` record (only the built-in count matches: no query).
+fn running(partner: &str) -> Value {
+    record("pipesv2_wrangling", "RUNNING", "2025-11-05T18:23:31.393Z", json!({"partner": partner}))
+}
+
+/// A wrangling record whose every table variable is valid except `refined_processable_claims_output_table`.
+fn wrangling_with_table(table: &str) -> Value {
+    record(
+        "pipesv2_wrangling",
+        "COMPLETED",
+        "2025-11-05T18:23:31.393Z",
+        json!({"partner": "abertta", "refined_processable_claims_output_table": table,
+               "refined_unprocessable_claims_output_table": "tmp_abertta.u",
+               "refined_processable_claims_historical_table": "tmp_abertta.hp",
+               "refined_unprocessable_claims_historical_table": "tmp_abertta.hu"}),
+    )
+}
+
+/// Reads until the peer closes the connection (EOF or reset) or `limit` passes: the bytes read,
+/// and whether it was closed.
+async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> (Vec<u8>, bool) {
+    let t0 = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = limit.saturating_sub(t0.elapsed());
+        if left.is_zero() {
+            return (got, false);
+        }
+        match tokio::time::timeout(left, stream.read(&mut buf)).await {
+            Err(_) => return (got, false),
+            Ok(Ok(0)) | Ok(Err(_)) => return (got, true),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+// ------------------------------------------------------------------ 2. slow bodies and admission
+
+/// Connections that send headers and a byte of their body must not take the in-flight slots:
+/// other deliveries are still admitted.
+#[tokio::test]
+async fn slow_request_bodies_do_not_take_the_admission_slots() {
+    let served = Served::start(&[("MAX_IN_FLIGHT", "4")]).await;
+    let mut slow = Vec::new();
+    for _ in 0..8 {
+        let mut s = TcpStream::connect(&served.addr).await.unwrap();
+        s.write_all(b"POST / HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100000\r\n\r\n{")
+            .await
+            .unwrap();
+        slow.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (status, body) = post(&served.url(), &[JSON], push_body(&running("abertta"), "m-1")).await;
+    assert_eq!(status, 204, "{body}");
+    drop(slow);
+}
+
+// ------------------------------------------------------------------ 3. connection timeouts
+
+/// A connection that sends nothing, or half a request line, is closed after the header-read
+/// timeout.
+#[tokio::test]
+async fn incomplete_request_heads_are_closed_after_the_header_read_timeout() {
+    let served = Served::start(&[("HEADER_READ_TIMEOUT_SECS", "1"), ("IDLE_TIMEOUT_SECS", "60")]).await;
+    let mut silent = TcpStream::connect(&served.addr).await.unwrap();
+    let mut half = TcpStream::connect(&served.addr).await.unwrap();
+    half.write_all(b"POST / HT").await.unwrap();
+    let t0 = Instant::now();
+    let (_, closed) = read_until_closed(&mut silent, Duration::from_secs(6)).await;
+    assert!(closed, "a silent connection is still open after {:?}", t0.elapsed());
+    let (_, closed) = read_until_closed(&mut half, Duration::from_secs(6)).await;
+    assert!(closed, "a half request line is still open after {:?}", t0.elapsed());
+}
+
+/// A body that does not arrive within the body-read timeout gets 408 and the connection closes.
+#[tokio::test]
+async fn a_body_slower_than_the_body_read_timeout_gets_408() {
+    let served = Served::start(&[("BODY_READ_TIMEOUT_SECS", "1")]).await;
+    let mut s = TcpStream::connect(&served.addr).await.unwrap();
+    s.write_all(b"POST / HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100000\r\n\r\n{")
+        .await
+        .unwrap();
+    let (got, closed) = read_until_closed(&mut s, Duration::from_secs(6)).await;
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text:?}");
+    assert!(closed, "still open");
+}
+
+/// An idle keep-alive connection is closed after the idle timeout, which is distinct from the
+/// header-read timeout.
+#[tokio::test]
+async fn idle_keep_alive_connections_are_closed_after_the_idle_timeout() {
+    let served = Served::start(&[("HEADER_READ_TIMEOUT_SECS", "1"), ("IDLE_TIMEOUT_SECS", "3")]).await;
+    let mut s = TcpStream::connect(&served.addr).await.unwrap();
+    let get = b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n";
+    s.write_all(get).await.unwrap();
+    let mut buf = [0u8; 1024];
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    // idle for longer than the header-read timeout: still open, and serves a second request
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    s.write_all(get).await.unwrap();
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"), "idle is not the header timeout");
+    let t0 = Instant::now();
+    let (_, closed) = read_until_closed(&mut s, Duration::from_secs(8)).await;
+    assert!(closed, "an idle connection is still open after {:?}", t0.elapsed());
+    assert!(t0.elapsed() >= Duration::from_secs(2), "closed after {:?}, before the idle timeout", t0.elapsed());
+}
+
+/// With few file descriptors, idle connections that hold all of them must not keep a valid
+/// delivery from being answered.
+#[tokio::test]
+async fn idle_connections_cannot_exhaust_the_file_descriptors() {
+    let limited =
+        Process::new("sh").clean_env(&["PATH"]).args(["-c", "ulimit -n 64 && exec \"$0\"", common::process::BIN]);
+    let served = Served::start_process(limited, &[("HEADER_READ_TIMEOUT_SECS", "1")]).await;
+    let mut idle = Vec::new();
+    for _ in 0..80 {
+        idle.push(TcpStream::connect(&served.addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let answer = tokio::time::timeout(
+        Duration::from_secs(15),
+        post(&served.url(), &[JSON], push_body(&running("abertta"), "m-1")),
+    )
+    .await
+    .expect("a valid request got no answer within 15 s");
+    assert_eq!(answer.0, 204, "{}", answer.1);
+    drop(idle);
+}
