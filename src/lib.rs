@@ -27,4 +27,5 @@ pub mod config;
 pub mod error;
 pub mod google;
 pub mod logging;
+pub mod redact;
 pub mod retry;

@@ -4,11 +4,15 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::fixtures::record;
+use common::app::TestApp;
+use common::fakes::warehouse::ScriptedWarehouse;
+use common::fixtures::{PRE_AND_PROCESSABLE, record, wrangling_record};
 use common::process::{Process, Running, free_port};
 use common::push::push_body;
+use pipeline_run_metrics::ingress::http::Options;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -110,6 +114,80 @@ async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> (Vec<u8>,
             Ok(Ok(0)) | Ok(Err(_)) => return (got, true),
             Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
         }
+    }
+}
+
+// ------------------------------------------------------------------ 1. memory bounded by bytes
+
+/// The attack: deliveries with a 6.5 MB uuid and a 6.5 MB invalid table value. The
+/// answers are short, and the resident memory neither jumps nor grows with the deliveries (it
+/// used to reach 480 MB and stay there for the de-duplication window).
+#[tokio::test]
+async fn huge_identifiers_and_values_leave_memory_bounded() {
+    let served = Served::start(&[]).await;
+    let url = served.url();
+    // a first ordinary delivery, so that the baseline includes what serving one costs
+    assert_eq!(post(&url, &[JSON], push_body(&running("abertta"), "warm-up")).await.0, 204);
+    let baseline = served.rss();
+    let huge = |c: char| c.to_string().repeat(6_500_000);
+    let attack = |i: usize| {
+        let mut rec = wrangling_with_table(&format!("tmp_abertta.{}-x", huge('t')));
+        rec["uuid"] = format!("{i}{}", huge('u')).into();
+        rec.to_string()
+    };
+    // the same value under an ordinary uuid: processed, answered and remembered
+    let bad_value = |_: usize| wrangling_with_table(&format!("tmp_abertta.{}-x", huge('t'))).to_string();
+    // Three rounds of ten deliveries: the memory they leave behind is the allocator's working set
+    // (it does not give every freed page back), not what they kept: it stops growing.
+    let mut after_round = Vec::new();
+    for round in 0..3 {
+        for i in 0..5 {
+            for body in [attack(round * 10 + i), bad_value(i)] {
+                let (status, text) = post(&url, &[JSON], body).await;
+                assert_eq!(status, 400, "{}", &text[..text.len().min(300)]);
+                assert!(text.len() < 4096, "a {} byte answer", text.len());
+            }
+        }
+        after_round.push(served.rss());
+    }
+    let mb = |b: u64| b as f64 / 1e6;
+    let rounds: Vec<String> = after_round.iter().map(|b| format!("{:.1} MB", mb(*b))).collect();
+    eprintln!("RSS: baseline {:.1} MB, after each round of 10 deliveries: {}", mb(baseline), rounds.join(", "));
+    let last = *after_round.last().unwrap();
+    assert!(last < baseline + 160_000_000, "RSS went from {:.1} MB to {:.1} MB", mb(baseline), mb(last));
+    assert!(
+        last < after_round[1] + 40_000_000,
+        "RSS keeps growing with the deliveries: {:.1} MB, then {:.1} MB",
+        mb(after_round[1]),
+        mb(last)
+    );
+    // and the process still serves
+    assert_eq!(post(&url, &[JSON], push_body(&running("abertta"), "after")).await.0, 204);
+}
+
+/// Identifiers longer than the documented maximum are refused (400) without being echoed.
+#[tokio::test]
+async fn identifiers_longer_than_the_maximum_are_refused() {
+    let app = TestApp::with_options(
+        Some(PRE_AND_PROCESSABLE),
+        None,
+        Arc::new(ScriptedWarehouse::default()),
+        Options::default(),
+        None,
+    )
+    .await;
+    let long = "x".repeat(10_000);
+    let mut rec = wrangling_record();
+    rec["uuid"] = long.clone().into();
+    let by_uuid = app.post(&[JSON], rec.to_string()).await;
+    let by_message_id = app.post(&[JSON], push_body(&wrangling_record(), &long)).await;
+    let ce = json!({"specversion": "1.0", "id": long, "source": "//pubsub", "type": "t", "data": wrangling_record()});
+    let by_ce_id = app.post(&[("content-type", "application/cloudevents+json")], ce.to_string()).await;
+    for (what, ans) in [("uuid", by_uuid), ("message id", by_message_id), ("CloudEvent id", by_ce_id)] {
+        assert_eq!(ans.status, 400, "{what}: {}", ans.body);
+        assert_eq!(ans.body["error"], "malformed_event", "{what}");
+        assert!(!ans.body.to_string().contains(&long[..300]), "{what}: echoed");
+        assert!(ans.points.is_empty(), "{what}: processed");
     }
 }
 

@@ -27,6 +27,7 @@ use std::collections::BTreeMap;
 use axum::http::HeaderMap;
 use serde_json::Value;
 
+pub use crate::redact::MAX_ID_BYTES;
 pub use change::{ChangeEvent, ChangeKind, PipelineRun, ReadKind, SourceMetadata};
 pub use error::{DecodeError, DecodeErrorKind};
 pub use storage::{ObjectEvent, StorageObject};
@@ -92,11 +93,40 @@ impl Delivery {
 
 /// Decodes one change record, whatever its format: a Debezium change event (envelope, with
 /// schema, or flattened), else a Datastream record.
+///
+/// Errors: also a record whose identity (`uuid`) is longer than [`MAX_ID_BYTES`].
 pub fn record(value: Value) -> Result<ChangeEvent, DecodeError> {
-    match value.as_object() {
+    let event = match value.as_object() {
         Some(o) if debezium::looks_like(o) => debezium::decode(value),
         _ => datastream::decode(value),
+    }?;
+    bounded_id("uuid", event.uuid.as_deref())?;
+    Ok(event)
+}
+
+/// Refuses an identifier longer than [`MAX_ID_BYTES`]: identifiers are kept (hashed) by the
+/// de-duplication window and written to every log line of their event, so their length must not
+/// be the sender's choice. The value is not repeated.
+fn bounded_id(field: &str, value: Option<&str>) -> Result<(), DecodeError> {
+    match value {
+        Some(v) if v.len() > MAX_ID_BYTES => Err(DecodeError::malformed(
+            Some(field.to_string()),
+            format!("{field} is {} bytes long: at most {MAX_ID_BYTES} are accepted", v.len()),
+        )),
+        _ => Ok(()),
     }
+}
+
+/// The identifiers of a delivery, each at most [`MAX_ID_BYTES`] long.
+fn bounded_ids(format: DeliveryFormat, meta: &DeliveryMeta) -> Result<(), DecodeError> {
+    let (message_id, ce_id) = match format {
+        DeliveryFormat::PubSubUnwrapped => ("header x-goog-pubsub-message-id", "id"),
+        DeliveryFormat::CloudEventBinary => ("message.messageId", "header ce-id"),
+        DeliveryFormat::CloudEventStructured => ("data.message.messageId", "id"),
+        DeliveryFormat::PubSubPush => ("message.messageId", "id"),
+    };
+    bounded_id(message_id, meta.message_id.as_deref())?;
+    bounded_id(ce_id, meta.ce_id.as_deref())
 }
 
 pub(crate) const EXPECTED: &str = "expected a CloudEvent (binary or structured mode), a Pub/Sub push body \
@@ -181,9 +211,19 @@ struct Top<'a> {
 /// Decodes one HTTP request: its route (binary or structured CloudEvent, wrapped or unwrapped
 /// Pub/Sub push), then what the route carries, recognised the same way on every route.
 ///
-/// Errors: a request that is not a delivery at all (the whole delivery is refused); a record
-/// that does not decode is carried in [`RecordInput::record`] instead.
+/// Errors: a request that is not a delivery at all, or whose message id or CloudEvent id is
+/// longer than [`MAX_ID_BYTES`] (the whole delivery is refused); a record that does not decode
+/// is carried in [`RecordInput::record`] instead.
 pub fn decode(headers: &HeaderMap, body: &[u8]) -> Result<Decoded, DecodeError> {
+    let decoded = route(headers, body)?;
+    match &decoded {
+        Decoded::Records(d) => bounded_ids(d.format, &d.meta)?,
+        Decoded::Object { format, meta, .. } => bounded_ids(*format, meta)?,
+    }
+    Ok(decoded)
+}
+
+fn route(headers: &HeaderMap, body: &[u8]) -> Result<Decoded, DecodeError> {
     let ct = content_type(headers);
     if ct == "application/cloudevents-batch+json" {
         return Err(DecodeError::unsupported(
@@ -192,7 +232,8 @@ pub fn decode(headers: &HeaderMap, body: &[u8]) -> Result<Decoded, DecodeError> 
     }
     if !is_accepted_type(&ct) {
         return Err(DecodeError::unsupported(format!(
-            "unsupported content type '{ct}': expected application/json or application/cloudevents+json"
+            "unsupported content type '{}': expected application/json or application/cloudevents+json",
+            crate::redact::excerpt(&ct, crate::redact::EXCERPT_CHARS)
         )));
     }
     if headers.contains_key("ce-specversion") {
@@ -510,6 +551,27 @@ mod tests {
             assert_eq!(e.kind, crate::decode::DecodeErrorKind::Malformed);
             assert!(e.message.contains("expected"), "{e}");
         }
+    }
+
+    #[test]
+    fn identifiers_are_at_most_max_id_bytes() {
+        let long = "i".repeat(MAX_ID_BYTES + 1);
+        let ok = "i".repeat(MAX_ID_BYTES);
+        let mut rec = record();
+        rec["uuid"] = long.clone().into();
+        assert_eq!(super::record(rec.clone()).unwrap_err().field.as_deref(), Some("uuid"));
+        rec["uuid"] = ok.clone().into();
+        assert!(super::record(rec).is_ok());
+        let push = |id: &str| json!({"message": {"data": b64(&record()), "messageId": id}}).to_string();
+        let e = decode(&headers(&[]), push(&long).as_bytes()).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("message.messageId"));
+        assert!(!e.message.contains(&long), "{e}");
+        assert!(decode(&headers(&[]), push(&ok).as_bytes()).is_ok());
+        let ce = json!({"specversion": "1.0", "id": long, "source": "s", "type": "t", "data": record()});
+        let e = decode(&headers(&[]), ce.to_string().as_bytes()).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("id"));
+        let h = headers(&[("ce-specversion", "1.0"), ("ce-id", &long), ("ce-source", "s"), ("ce-type", "t")]);
+        assert_eq!(decode(&h, record().to_string().as_bytes()).unwrap_err().field.as_deref(), Some("header ce-id"));
     }
 
     #[test]

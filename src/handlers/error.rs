@@ -9,9 +9,11 @@ pub enum HandlerError {
     /// The event lacks something the handler needs, or carries an invalid value.
     #[error("{message}")]
     InvalidInput { field: String, message: String },
-    /// A table variable is not a valid BigQuery identifier. Stops every query of the event.
+    /// A table variable is not a valid BigQuery identifier, or names a table that may not be
+    /// read. Stops every query of the event. The message does not contain the value: `value`
+    /// holds what an answer may show of it (once) and its fingerprint for logs.
     #[error("{message}")]
-    InvalidTableReference { field: String, message: String },
+    InvalidTableReference { field: String, message: String, value: Option<crate::redact::Offending> },
     #[error(transparent)]
     Warehouse(#[from] WarehouseError),
     /// The fact store could not be reached: nothing was reserved or written; a retry may
@@ -47,6 +49,15 @@ impl HandlerError {
             HandlerError::InvalidInput { field, .. }
             | HandlerError::InvalidTableReference { field, .. }
             | HandlerError::ParentNotSeen { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+
+    /// The payload value at fault, as an answer may show it (an excerpt) and a log may name it
+    /// (a fingerprint).
+    pub fn offending(&self) -> Option<&crate::redact::Offending> {
+        match self {
+            HandlerError::InvalidTableReference { value, .. } => value.as_ref(),
             _ => None,
         }
     }

@@ -11,6 +11,11 @@
 //!
 //! The window is per process: across instances, Cloud Monitoring's "already written" rejections
 //! are the second line of defence (see the sink).
+//!
+//! Its memory is bounded in bytes, not only in entries: a key is a 128-bit hash of the id (never
+//! the id itself), and an answer is kept short ([`Remembered`]: the status and at most
+//! [`super::answer::MAX_REMEMBERED_BODY`] bytes of body). Each entry takes at most
+//! [`ENTRY_BYTES`] plus its body, so the window at most `DEDUP_CAPACITY` times that.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -20,15 +25,22 @@ use tokio::sync::watch;
 
 use super::answer::Remembered;
 
+/// The identity of an event in the window: a 128-bit hash of its id.
+pub type Key = u128;
+
+/// What one remembered event costs besides its answer's body, in bytes: its slot in the map
+/// (key, state, hash table overhead at its worst load) and in the expiry queue.
+pub const ENTRY_BYTES: usize = 160;
+
 enum Slot {
     Running(watch::Receiver<Option<Remembered>>),
     Done { answer: Remembered, at: Instant },
 }
 
 struct Inner {
-    slots: HashMap<String, Slot>,
+    slots: HashMap<Key, Slot>,
     /// Insertion order of finished keys, for expiry and the size bound.
-    order: VecDeque<(Instant, String)>,
+    order: VecDeque<(Instant, Key)>,
 }
 
 pub struct Dedup {
@@ -51,7 +63,7 @@ pub enum Begin {
 /// key so that a redelivery is processed.
 pub struct Ticket {
     dedup: Option<Arc<Dedup>>,
-    key: String,
+    key: Key,
     tx: watch::Sender<Option<Remembered>>,
 }
 
@@ -76,10 +88,10 @@ impl Dedup {
         }
     }
 
-    pub fn begin(self: &Arc<Self>, key: Option<String>) -> Begin {
+    pub fn begin(self: &Arc<Self>, key: Option<Key>) -> Begin {
         let (tx, rx) = watch::channel(None);
         let Some(key) = key.filter(|_| self.enabled()) else {
-            return Begin::Fresh(Ticket { dedup: None, key: String::new(), tx });
+            return Begin::Fresh(Ticket { dedup: None, key: 0, tx });
         };
         let now = Instant::now();
         let mut inner = self.inner.lock().expect("dedup lock");
@@ -89,7 +101,7 @@ impl Dedup {
             Some(Slot::Running(rx)) => return Begin::Running(rx.clone()),
             None => {}
         }
-        inner.slots.insert(key.clone(), Slot::Running(rx));
+        inner.slots.insert(key, Slot::Running(rx));
         Begin::Fresh(Ticket { dedup: Some(self.clone()), key, tx })
     }
 
@@ -110,8 +122,8 @@ impl Ticket {
             let mut inner = dedup.inner.lock().expect("dedup lock");
             if remember {
                 let at = Instant::now();
-                inner.slots.insert(self.key.clone(), Slot::Done { answer: answer.clone(), at });
-                inner.order.push_back((at, self.key.clone()));
+                inner.slots.insert(self.key, Slot::Done { answer: answer.clone(), at });
+                inner.order.push_back((at, self.key));
                 dedup.expire(&mut inner, at);
             } else {
                 inner.slots.remove(&self.key);
@@ -141,22 +153,26 @@ mod tests {
         Remembered { status, body: Bytes::from_static(b"{}") }
     }
 
+    fn k(name: &str) -> Option<Key> {
+        Some(crate::facts::Key::of(&[name]).0)
+    }
+
     #[test]
     fn final_answers_are_replayed_transient_ones_forgotten() {
         let d = Dedup::new(Duration::from_secs(60), 100);
-        let Begin::Fresh(t) = d.begin(Some("uuid:a".into())) else { panic!("fresh") };
+        let Begin::Fresh(t) = d.begin(k("uuid:a")) else { panic!("fresh") };
         t.finish(answer(204), true);
-        assert!(matches!(d.begin(Some("uuid:a".into())), Begin::Seen(a) if a.status == 204));
-        let Begin::Fresh(t) = d.begin(Some("uuid:b".into())) else { panic!("fresh") };
+        assert!(matches!(d.begin(k("uuid:a")), Begin::Seen(a) if a.status == 204));
+        let Begin::Fresh(t) = d.begin(k("uuid:b")) else { panic!("fresh") };
         t.finish(answer(503), false);
-        assert!(matches!(d.begin(Some("uuid:b".into())), Begin::Fresh(_)), "a transient failure is processed again");
+        assert!(matches!(d.begin(k("uuid:b")), Begin::Fresh(_)), "a transient failure is processed again");
     }
 
     #[tokio::test]
     async fn a_concurrent_duplicate_waits_for_the_first_attempt() {
         let d = Dedup::new(Duration::from_secs(60), 100);
-        let Begin::Fresh(t) = d.begin(Some("k".into())) else { panic!() };
-        let Begin::Running(mut rx) = d.begin(Some("k".into())) else { panic!("running") };
+        let Begin::Fresh(t) = d.begin(k("k")) else { panic!() };
+        let Begin::Running(mut rx) = d.begin(k("k")) else { panic!("running") };
         t.finish(answer(400), true);
         let got = rx.wait_for(|a| a.is_some()).await.unwrap().clone();
         assert_eq!(got.unwrap().status, 400);
@@ -165,8 +181,8 @@ mod tests {
     #[tokio::test]
     async fn a_waiting_duplicate_learns_at_once_that_the_first_attempt_failed_transiently() {
         let d = Dedup::new(Duration::from_secs(60), 100);
-        let Begin::Fresh(t) = d.begin(Some("k".into())) else { panic!() };
-        let Begin::Running(mut rx) = d.begin(Some("k".into())) else { panic!("running") };
+        let Begin::Fresh(t) = d.begin(k("k")) else { panic!() };
+        let Begin::Running(mut rx) = d.begin(k("k")) else { panic!("running") };
         t.finish(answer(503), false);
         tokio::time::timeout(Duration::from_secs(1), rx.changed()).await.expect("woken at once").unwrap();
         assert_eq!(*rx.borrow(), None);
@@ -175,28 +191,28 @@ mod tests {
     #[test]
     fn a_dropped_ticket_releases_the_key() {
         let d = Dedup::new(Duration::from_secs(60), 100);
-        let Begin::Fresh(t) = d.begin(Some("k".into())) else { panic!() };
+        let Begin::Fresh(t) = d.begin(k("k")) else { panic!() };
         drop(t);
-        assert!(matches!(d.begin(Some("k".into())), Begin::Fresh(_)));
+        assert!(matches!(d.begin(k("k")), Begin::Fresh(_)));
     }
 
     #[test]
     fn window_and_capacity_bound_the_memory() {
         let d = Dedup::new(Duration::from_millis(30), 3);
         for i in 0..10 {
-            let Begin::Fresh(t) = d.begin(Some(format!("k{i}"))) else { panic!() };
+            let Begin::Fresh(t) = d.begin(k(&format!("k{i}"))) else { panic!() };
             t.finish(answer(204), true);
         }
         assert!(d.len() <= 3, "{}", d.len());
-        assert!(matches!(d.begin(Some("k0".into())), Begin::Fresh(_)), "evicted by capacity");
+        assert!(matches!(d.begin(k("k0")), Begin::Fresh(_)), "evicted by capacity");
         std::thread::sleep(Duration::from_millis(40));
-        let Begin::Fresh(t) = d.begin(Some("new".into())) else { panic!() };
+        let Begin::Fresh(t) = d.begin(k("new")) else { panic!() };
         t.finish(answer(204), true);
-        assert!(matches!(d.begin(Some("k9".into())), Begin::Fresh(_)), "expired");
+        assert!(matches!(d.begin(k("k9")), Begin::Fresh(_)), "expired");
         // disabled window: never remembers
         let off = Dedup::new(Duration::ZERO, 10);
-        let Begin::Fresh(t) = off.begin(Some("x".into())) else { panic!() };
+        let Begin::Fresh(t) = off.begin(k("x")) else { panic!() };
         t.finish(answer(204), true);
-        assert!(matches!(off.begin(Some("x".into())), Begin::Fresh(_)));
+        assert!(matches!(off.begin(k("x")), Begin::Fresh(_)));
     }
 }

@@ -232,7 +232,7 @@ impl Rejected<'_> {
             status = self.status,
             error = kind,
             field = self.error.field.as_deref().unwrap_or(""),
-            reason = %self.error.message,
+            reason = %crate::redact::quoted(&self.error.message),
             format = format,
             message_id = self.meta.and_then(|m| m.message_id.as_deref()).unwrap_or(""),
             item = self.item.unwrap_or(""),

@@ -393,17 +393,19 @@ fn report_outcome(report: &Report) -> Outcome {
     Outcome::HandlersFailed { transient, failures }
 }
 
-/// One key per record for de-duplication: the Datastream uuid, else the message id, else the
-/// CloudEvent source + id.
-fn dedup_key(meta: &DeliveryMeta, event: &ChangeEvent) -> Option<String> {
+/// One key per record for de-duplication: a 128-bit hash of the Datastream uuid, else of the
+/// message id (with its subscription), else of the CloudEvent source + id. The window keeps the
+/// hash, never the id.
+fn dedup_key(meta: &DeliveryMeta, event: &ChangeEvent) -> Option<dedup::Key> {
+    let key = |parts: &[&str]| Some(crate::facts::Key::of(parts).0);
     if let Some(u) = event.uuid.as_deref().filter(|u| !u.is_empty()) {
-        return Some(format!("uuid:{u}"));
+        return key(&["uuid", u]);
     }
     if let Some(m) = meta.message_id.as_deref().filter(|m| !m.is_empty()) {
-        return Some(format!("msg:{}:{m}", meta.subscription.as_deref().unwrap_or("")));
+        return key(&["msg", meta.subscription.as_deref().unwrap_or(""), m]);
     }
     match (&meta.ce_source, &meta.ce_id) {
-        (Some(s), Some(i)) => Some(format!("ce:{s}:{i}")),
+        (Some(s), Some(i)) => key(&["ce", s, i]),
         _ => None,
     }
 }
