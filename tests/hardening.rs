@@ -5,6 +5,7 @@
 mod common;
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::app::TestApp;
@@ -285,4 +286,35 @@ async fn idle_connections_cannot_exhaust_the_file_descriptors() {
     .expect("a valid request got no answer within 15 s");
     assert_eq!(answer.0, 204, "{}", answer.1);
     drop(idle);
+}
+// ------------------------------------------------------------------ 4. de-duplication
+
+/// A record posted first under a real event's uuid must not take the real record's place in the
+/// de-duplication window.
+#[tokio::test]
+async fn another_record_under_a_known_uuid_is_processed() {
+    let wh = Arc::new(ScriptedWarehouse::default());
+    let app = TestApp::with_options(Some(PRE_AND_PROCESSABLE), None, wh.clone(), Options::default(), None).await;
+    // a RUNNING record under the uuid of the real COMPLETED one
+    let real = wrangling_record();
+    let mut forged = real.clone();
+    forged["payload"]["status"] = "RUNNING".into();
+    assert_eq!(app.post(&[JSON], push_body(&forged, "f-1")).await.status, 204);
+    let ans = app.post(&[JSON], push_body(&real, "r-1")).await;
+    assert_eq!(ans.status, 204);
+    assert_eq!(ans.points.len(), 4, "the real record is processed");
+    assert_eq!(wh.queries.load(Ordering::SeqCst), 1);
+    // its redelivery is still a duplicate
+    let again = app.post(&[JSON], push_body(&real, "r-1")).await;
+    assert_eq!((again.status, again.points.len()), (204, 0));
+    assert_eq!(wh.queries.load(Ordering::SeqCst), 1);
+
+    // a bad record (no partner: 400) under the uuid of a real one does not send it to the DLQ
+    let real = wrangling_record();
+    let mut bad = real.clone();
+    bad["payload"]["variables"].as_object_mut().unwrap().remove("partner");
+    assert_eq!(app.post(&[JSON], push_body(&bad, "b-1")).await.status, 400);
+    let ans = app.post(&[JSON], push_body(&real, "r-2")).await;
+    assert_eq!(ans.status, 204, "{}", ans.body);
+    assert_eq!(ans.points.len(), 4);
 }

@@ -267,6 +267,33 @@ impl Duplicate {
     }
 }
 
+/// A record whose id is in the de-duplication window under other content: not a duplicate
+/// (a duplicate is the same delivery), so it is processed; logged, because either the source
+/// reused an id or someone sent a record under an id already seen.
+pub struct DedupConflict<'a> {
+    pub format: DeliveryFormat,
+    pub event: &'a ChangeEvent,
+    pub item: Option<&'a str>,
+}
+
+impl DedupConflict<'_> {
+    pub fn emit(&self, _stats: &Stats) {
+        let payload = self.event.payload.as_ref();
+        tracing::warn!(
+            format = self.format.as_str(),
+            item = self.item.unwrap_or(""),
+            datastream_uuid = self.event.uuid.as_deref().unwrap_or(""),
+            pipeline_status = payload.and_then(|p| p.status.as_deref()).map(short).unwrap_or_default(),
+            "de-duplication conflict: another record was seen under this id; processed as a new record"
+        );
+    }
+}
+
+/// A free-text field of a record as a log line carries it: at most 128 characters.
+pub(crate) fn short(s: &str) -> String {
+    crate::redact::excerpt(s, 128)
+}
+
 /// A history record (backfill, snapshot, full load) skipped: it re-reads a row that already
 /// existed, so it is not a change (`PROCESS_HISTORY` processes such records instead).
 pub struct HistorySkipped<'a> {

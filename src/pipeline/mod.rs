@@ -232,13 +232,23 @@ impl Pipeline {
                     if event.is_history() {
                         self.history_time(&mut event);
                     }
-                    match self.dedup.begin(dedup_key(meta, &event)) {
+                    let key = match dedup_id(meta, &event) {
+                        Some(id) if self.dedup.enabled() => Some(dedup::Key { id, content: content_digest(&event) }),
+                        _ => None,
+                    };
+                    match self.dedup.begin(key) {
                         Begin::Seen(prev) => {
                             events::Duplicate { status: prev.status, format, waited: false }.emit(&self.stats);
                             Slot::Known(Outcome::Duplicate(prev))
                         }
                         Begin::Running(rx) => Slot::Waiting(rx),
-                        Begin::Fresh(ticket) => Slot::Fresh(Box::new(event), ticket),
+                        Begin::Fresh(ticket) => {
+                            if ticket.conflict() {
+                                events::DedupConflict { format, event: &event, item: input.item.as_deref() }
+                                    .emit(&self.stats);
+                            }
+                            Slot::Fresh(Box::new(event), ticket)
+                        }
                     }
                 }
             });
@@ -393,10 +403,10 @@ fn report_outcome(report: &Report) -> Outcome {
     Outcome::HandlersFailed { transient, failures }
 }
 
-/// One key per record for de-duplication: a 128-bit hash of the Datastream uuid, else of the
+/// The id of a record for de-duplication: a 128-bit hash of the Datastream uuid, else of the
 /// message id (with its subscription), else of the CloudEvent source + id. The window keeps the
 /// hash, never the id.
-fn dedup_key(meta: &DeliveryMeta, event: &ChangeEvent) -> Option<dedup::Key> {
+fn dedup_id(meta: &DeliveryMeta, event: &ChangeEvent) -> Option<u128> {
     let key = |parts: &[&str]| Some(crate::facts::Key::of(parts).0);
     if let Some(u) = event.uuid.as_deref().filter(|u| !u.is_empty()) {
         return key(&["uuid", u]);
@@ -407,5 +417,90 @@ fn dedup_key(meta: &DeliveryMeta, event: &ChangeEvent) -> Option<dedup::Key> {
     match (&meta.ce_source, &meta.ce_id) {
         (Some(s), Some(i)) => key(&["ce", s, i]),
         _ => None,
+    }
+}
+
+/// A 128-bit digest of what a record says: where and when the change happened and the row after
+/// it (every field the handlers and profiles read). Not the id (the other half of the key), nor
+/// `read_timestamp` (when the source read the change, which a re-read of the same change may
+/// change). Two deliveries of the same record have the same digest; a different record under the
+/// same id has another.
+fn content_digest(event: &ChangeEvent) -> u128 {
+    struct Hasher(xxhash_rust::xxh3::Xxh3);
+    impl Hasher {
+        fn text(&mut self, s: Option<&str>) {
+            match s {
+                None => self.0.update(&[0]),
+                Some(s) => {
+                    self.0.update(&[1]);
+                    self.0.update(&(s.len() as u64).to_le_bytes());
+                    self.0.update(s.as_bytes());
+                }
+            }
+        }
+    }
+    impl std::io::Write for Hasher {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.update(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut h = Hasher(xxhash_rust::xxh3::Xxh3::new());
+    let m = &event.source_metadata;
+    h.text(event.stream.as_deref());
+    h.text(Some(&event.source_timestamp.to_rfc3339()));
+    h.text(event.object.as_deref());
+    h.text(event.read_method.as_deref());
+    for field in [&m.schema, &m.table, &m.change_type, &m.lsn, &m.tx_id] {
+        h.text(field.as_deref());
+    }
+    h.text(Some(if m.is_deleted { "deleted" } else { "" }));
+    h.text(Some(&m.primary_keys.join("\u{1f}")));
+    match &event.payload {
+        None => h.text(None),
+        Some(p) => {
+            h.text(Some("row"));
+            // serde_json writes a map in key order: the same row gives the same bytes
+            let _ = serde_json::to_writer(&mut h, &p.row);
+        }
+    }
+    h.0.digest128()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event(v: serde_json::Value) -> ChangeEvent {
+        crate::decode::datastream::decode(v).unwrap()
+    }
+
+    #[test]
+    fn the_content_digest_tells_records_apart_but_not_deliveries() {
+        let rec = json!({"uuid": "u-1", "source_timestamp": "2024-01-15T10:30:00Z", "read_timestamp": "2024-01-15T10:30:01Z",
+            "source_metadata": {"table": "pipeline_run", "change_type": "UPDATE"},
+            "payload": {"id": 1, "pipeline_uuid": "p", "status": "COMPLETED", "variables": {"partner": "a"}}});
+        let d = content_digest(&event(rec.clone()));
+        assert_eq!(d, content_digest(&event(rec.clone())), "the same record");
+        let mut reread = rec.clone();
+        reread["read_timestamp"] = "2024-01-15T10:35:00Z".into();
+        assert_eq!(d, content_digest(&event(reread)), "read again later");
+        let mut other_uuid = rec.clone();
+        other_uuid["uuid"] = "u-2".into();
+        assert_eq!(d, content_digest(&event(other_uuid)), "the id is the other half of the key");
+        for (path, value) in [
+            ("/payload/status", json!("RUNNING")),
+            ("/payload/variables/partner", json!("b")),
+            ("/source_timestamp", json!("2024-01-15T10:30:01Z")),
+            ("/source_metadata/change_type", json!("DELETE")),
+        ] {
+            let mut changed = rec.clone();
+            *changed.pointer_mut(path).unwrap() = value;
+            assert_ne!(d, content_digest(&event(changed)), "{path}");
+        }
     }
 }
