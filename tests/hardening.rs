@@ -318,3 +318,122 @@ async fn another_record_under_a_known_uuid_is_processed() {
     assert_eq!(ans.status, 204, "{}", ans.body);
     assert_eq!(ans.points.len(), 4);
 }
+// ------------------------------------------------------------------ 5. JWKS refresh
+
+mod oidc {
+    use base64::Engine;
+    use serde_json::{Value, json};
+
+    pub const AUDIENCE: &str = "https://metrics-fn.example.com/";
+    pub const PUSHER: &str = "pubsub-push@my-project.iam.gserviceaccount.com";
+
+    pub struct Keypair {
+        pub kid: String,
+        der: Vec<u8>,
+        pub jwk: Value,
+    }
+
+    pub fn keypair(kid: &str) -> Keypair {
+        use rsa::pkcs1::EncodeRsaPrivateKey;
+        use rsa::traits::PublicKeyParts;
+        let key = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).unwrap();
+        let b64 = |b: Vec<u8>| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        let jwk = json!({"kty": "RSA", "alg": "RS256", "use": "sig", "kid": kid, "n": b64(key.n().to_bytes_be()),
+                         "e": b64(key.e().to_bytes_be())});
+        Keypair { kid: kid.into(), der: key.to_pkcs1_der().unwrap().as_bytes().to_vec(), jwk }
+    }
+
+    /// A valid push token signed by `k`, naming `kid` as its key id.
+    pub fn token_with_kid(k: &Keypair, kid: &str) -> String {
+        let now = chrono::Utc::now().timestamp();
+        let claims = json!({"iss": "https://accounts.google.com", "aud": AUDIENCE, "email": PUSHER,
+                            "email_verified": true, "iat": now, "exp": now + 3600});
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        header.kid = Some(kid.to_string());
+        jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_rsa_der(&der(k))).unwrap()
+    }
+
+    fn der(k: &Keypair) -> Vec<u8> {
+        k.der.clone()
+    }
+
+    pub fn token(k: &Keypair) -> String {
+        token_with_kid(k, &k.kid)
+    }
+}
+
+fn verifier(url: String, min_refresh: Duration) -> pipeline_run_metrics::ingress::auth::PushVerifier {
+    use pipeline_run_metrics::ingress::auth::{Keys, PushVerifier};
+    let keys = Keys::Url { http: reqwest::Client::new(), url, ttl: Duration::from_secs(300), min_refresh };
+    PushVerifier::new(oidc::AUDIENCE, vec![oidc::PUSHER.to_string()], keys)
+}
+
+/// Unknown key ids while the key server fails: the refreshes are rate-limited all the same.
+#[tokio::test]
+async fn failed_key_refreshes_are_rate_limited_too() {
+    use common::fakes::jwks::{JwksScript, scripted_jwks_server};
+    let k1 = oidc::keypair("kid-1");
+    let script = Arc::new(JwksScript::default());
+    script.keys.lock().unwrap().push(k1.jwk.clone());
+    let v = verifier(scripted_jwks_server(script.clone()).await, Duration::from_secs(60));
+    assert!(v.verify(Some(&format!("Bearer {}", oidc::token(&k1)))).await.is_ok());
+    assert_eq!(script.fetches.load(Ordering::SeqCst), 1);
+    script.fail.store(true, Ordering::SeqCst);
+    for i in 0..20 {
+        let t = oidc::token_with_kid(&k1, &format!("made-up-{i}"));
+        assert!(v.verify(Some(&format!("Bearer {t}"))).await.is_err());
+    }
+    assert!(script.fetches.load(Ordering::SeqCst) <= 2, "{} fetches", script.fetches.load(Ordering::SeqCst));
+    // a key server that never answered: no fetch per request either
+    let script = Arc::new(JwksScript::default());
+    script.fail.store(true, Ordering::SeqCst);
+    let v = verifier(scripted_jwks_server(script.clone()).await, Duration::from_secs(60));
+    for _ in 0..20 {
+        assert!(v.verify(Some(&format!("Bearer {}", oidc::token(&k1)))).await.is_err());
+    }
+    assert!(script.fetches.load(Ordering::SeqCst) <= 2, "{} fetches", script.fetches.load(Ordering::SeqCst));
+}
+
+/// A slow key server does not stall requests whose key is cached.
+#[tokio::test]
+async fn valid_tokens_do_not_wait_for_a_slow_key_refresh() {
+    use common::fakes::jwks::{JwksScript, scripted_jwks_server};
+    let k1 = oidc::keypair("kid-1");
+    let script = Arc::new(JwksScript::default());
+    script.keys.lock().unwrap().push(k1.jwk.clone());
+    let v = Arc::new(verifier(scripted_jwks_server(script.clone()).await, Duration::ZERO));
+    assert!(v.verify(Some(&format!("Bearer {}", oidc::token(&k1)))).await.is_ok());
+    script.delay_ms.store(3000, Ordering::SeqCst);
+    let unknown = oidc::token_with_kid(&k1, "rotated-kid");
+    let refresh = {
+        let v = v.clone();
+        tokio::spawn(async move { v.verify(Some(&format!("Bearer {unknown}"))).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let t0 = Instant::now();
+    assert!(v.verify(Some(&format!("Bearer {}", oidc::token(&k1)))).await.is_ok());
+    assert!(t0.elapsed() < Duration::from_secs(1), "a valid token waited {:?} for the key refresh", t0.elapsed());
+    assert!(refresh.await.unwrap().is_err());
+}
+
+/// The 401 answer does not repeat what the token says (its key id here).
+#[tokio::test]
+async fn the_401_answer_does_not_echo_the_token() {
+    use common::fakes::jwks::{JwksScript, scripted_jwks_server};
+    let k1 = oidc::keypair("kid-1");
+    let script = Arc::new(JwksScript::default());
+    script.keys.lock().unwrap().push(k1.jwk.clone());
+    let v = Arc::new(verifier(scripted_jwks_server(script).await, Duration::from_secs(60)));
+    let options = Options { verifier: Some(v), ..Default::default() };
+    let app =
+        TestApp::with_options(Some(PRE_AND_PROCESSABLE), None, Arc::new(ScriptedWarehouse::default()), options, None)
+            .await;
+    let kid = "k".repeat(100_000);
+    let t = oidc::token_with_kid(&k1, &kid);
+    let auth = format!("Bearer {t}");
+    let ans = app.post(&[JSON, ("authorization", auth.as_str())], push_body(&wrangling_record(), "m")).await;
+    assert_eq!(ans.status, 401);
+    let text = ans.body.to_string();
+    assert!(text.len() < 1024, "a {} byte answer", text.len());
+    assert!(!text.contains("kkkkkkkkkkkkkkkk"), "{text}");
+}
