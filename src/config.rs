@@ -418,19 +418,43 @@ impl Config {
                 }
             },
         };
+        // Which datasets handlers may read. Required outside local mode: without it any table the
+        // credentials can read could be named by a payload variable. In local mode (an emulator)
+        // the default is any dataset of the data project.
         let allowed_datasets = match pick(&["ALLOWED_DATASETS"]) {
+            None if bigquery_emulator_host.is_none() => {
+                return Err(err(
+                    "ALLOWED_DATASETS",
+                    "",
+                    "the datasets handlers may read, required outside local mode (BIGQUERY_EMULATOR_HOST unset): \
+                     comma-separated `dataset` (of the data project), `project.dataset`, or a prefix such as `tmp_*`",
+                ));
+            }
             None => None,
             Some((n, v)) => {
                 let list: Vec<String> = v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+                let name = |p: &str| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
                 let valid = |d: &str| {
-                    let parts: Vec<&str> = d.split('.').collect();
-                    (1..=2).contains(&parts.len())
-                        && parts.iter().all(|p| {
-                            !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-                        })
+                    let (project, dataset) = match d.split_once('.') {
+                        Some((p, d)) => (Some(p), d),
+                        None => (None, d),
+                    };
+                    let project_ok = project.is_none_or(|p| {
+                        !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') && !p.starts_with('-')
+                    });
+                    let dataset_ok = match dataset.strip_suffix('*') {
+                        Some(prefix) => prefix.is_empty() && project.is_some() || name(prefix),
+                        None => name(dataset),
+                    };
+                    project_ok && dataset_ok
                 };
                 if list.is_empty() || !list.iter().all(|d| valid(d)) {
-                    return Err(err(&n, &v, "comma-separated datasets, each `dataset` or `project.dataset`"));
+                    return Err(err(
+                        &n,
+                        &v,
+                        "comma-separated datasets, each `dataset`, `project.dataset`, or a prefix `tmp_*` / `project.tmp_*` \
+                         (`project.*`: every dataset of that project)",
+                    ));
                 }
                 Some(list)
             }
@@ -564,9 +588,29 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
+    /// The configuration of `pairs`, with ALLOWED_DATASETS=tmp_* unless they set it (outside
+    /// local mode it is required; see `allowed_datasets_are_required_outside_local_mode`).
     fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        map.entry("ALLOWED_DATASETS".into()).or_insert_with(|| "tmp_*".into());
         Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn allowed_datasets_are_required_outside_local_mode() {
+        let e = Config::from_lookup(|_| None).unwrap_err();
+        assert_eq!(e.variable, "ALLOWED_DATASETS");
+        assert!(e.to_string().contains("required outside local mode"), "{e}");
+        let local = Config::from_lookup(|k| (k == "BIGQUERY_EMULATOR_HOST").then(|| "127.0.0.1:9050".to_string()));
+        assert_eq!(local.unwrap().delivery.allowed_datasets, None, "local mode: the data project's datasets");
+        let c = cfg(&[("ALLOWED_DATASETS", "tmp_*, refined,other-proj.claims_*,third-proj.*")]).unwrap();
+        assert_eq!(
+            c.delivery.allowed_datasets.unwrap(),
+            vec!["tmp_*", "refined", "other-proj.claims_*", "third-proj.*"]
+        );
+        for bad in ["*", "a.b.c", "a b", "tmp*x", "-p.ds", "ds-x", ""] {
+            assert!(cfg(&[("ALLOWED_DATASETS", bad)]).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
@@ -674,8 +718,8 @@ mod tests {
 
     #[test]
     fn delivery_settings() {
-        let d = cfg(&[]).unwrap().delivery;
-        assert_eq!(d, Delivery::default());
+        let d = cfg(&[("BIGQUERY_EMULATOR_HOST", "127.0.0.1:9050")]).unwrap().delivery;
+        assert_eq!(d, Delivery { allowed_datasets: Some(vec!["tmp_*".into()]), ..Delivery::default() });
         let d = cfg(&[
             ("PUSH_AUDIENCE", "https://fn.example.com/"),
             ("PUSH_SERVICE_ACCOUNTS", "a@p.iam.gserviceaccount.com, b@p.iam.gserviceaccount.com"),

@@ -437,3 +437,73 @@ async fn the_401_answer_does_not_echo_the_token() {
     assert!(text.len() < 1024, "a {} byte answer", text.len());
     assert!(!text.contains("kkkkkkkkkkkkkkkk"), "{text}");
 }
+// ------------------------------------------------------------------ 6. tables that may be read
+
+/// Without ALLOWED_DATASETS (local mode), only the data project's datasets may be read, and
+/// metadata views and meta-tables never.
+#[tokio::test]
+async fn metadata_views_and_other_projects_are_refused_by_default() {
+    let wh = Arc::new(ScriptedWarehouse::default());
+    let app = TestApp::with_options(Some(PRE_AND_PROCESSABLE), None, wh.clone(), Options::default(), None).await;
+    for table in [
+        "other-project.secrets.users",
+        "region-us.INFORMATION_SCHEMA.JOBS",
+        "INFORMATION_SCHEMA.TABLES",
+        "tmp_abertta.INFORMATION_SCHEMA",
+        "tmp_abertta.__TABLES__",
+        "test-project.tmp_abertta.__TABLES_SUMMARY__",
+    ] {
+        let mut rec = wrangling_record();
+        rec["payload"]["variables"]["refined_processable_claims_output_table"] = table.into();
+        let ans = app.post(&[JSON], push_body(&rec, table)).await;
+        assert_eq!(ans.status, 400, "{table}: {}", ans.body);
+        assert_eq!(ans.body["error"], "invalid_table_reference", "{table}");
+    }
+    assert_eq!(wh.queries.load(Ordering::SeqCst), 0, "no query ran");
+    assert_eq!(app.post(&[JSON], push_body(&wrangling_record(), "ok")).await.status, 204);
+}
+
+/// Outside local mode the function does not start without ALLOWED_DATASETS.
+#[test]
+fn production_needs_allowed_datasets() {
+    let out = Process::binary().env("METRICS_BACKEND", "stdout").output();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ALLOWED_DATASETS"), "{err}");
+}
+
+/// A warehouse that rejects every query with a text naming what it read.
+struct Rejecting;
+
+#[async_trait::async_trait]
+impl pipeline_run_metrics::warehouse::Warehouse for Rejecting {
+    async fn table_exists(
+        &self,
+        _: &pipeline_run_metrics::warehouse::TableRef,
+    ) -> Result<bool, pipeline_run_metrics::warehouse::WarehouseError> {
+        Ok(true)
+    }
+    async fn query(
+        &self,
+        _: &str,
+        _: &[(String, pipeline_run_metrics::warehouse::Param)],
+    ) -> Result<Vec<pipeline_run_metrics::warehouse::Row>, pipeline_run_metrics::warehouse::WarehouseError> {
+        Err(pipeline_run_metrics::warehouse::WarehouseError::Rejected(
+            "HTTP 400: No matching signature for operator = for argument types: STRING, INT64 in secret_dataset.people"
+                .into(),
+        ))
+    }
+}
+
+/// BigQuery's error text is logged, not returned: the answer names the handler and the kind.
+#[tokio::test]
+async fn bigquery_error_text_is_not_returned() {
+    let app =
+        TestApp::with_options(Some(PRE_AND_PROCESSABLE), None, Arc::new(Rejecting), Options::default(), None).await;
+    let ans = app.post(&[JSON], push_body(&wrangling_record(), "m")).await;
+    assert_eq!(ans.status, 400);
+    assert_eq!(ans.body["error"], "query_rejected");
+    assert_eq!(ans.body["handler"], "PreFilteredWranglingHandler");
+    let text = ans.body.to_string();
+    assert!(!text.contains("secret_dataset") && !text.contains("No matching signature"), "{text}");
+}

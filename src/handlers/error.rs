@@ -62,6 +62,25 @@ impl HandlerError {
         }
     }
 
+    /// The text an answer body carries. BigQuery's and the fact store's own texts stay in the
+    /// log (they may name datasets, tables and columns the sender has no business seeing): the
+    /// answer says which kind of failure it was; the handler is named beside it.
+    pub fn public_message(&self) -> String {
+        match self {
+            HandlerError::Warehouse(WarehouseError::NotFound(_)) => {
+                "a table the query reads does not exist (BigQuery's message is in the function's log)".into()
+            }
+            HandlerError::Warehouse(WarehouseError::Rejected(_)) => {
+                "BigQuery rejected the query (its message is in the function's log)".into()
+            }
+            HandlerError::Warehouse(WarehouseError::Unavailable(_)) => {
+                "BigQuery is unavailable or did not answer in time; retry later".into()
+            }
+            HandlerError::Store(_) => "the fact store is unavailable; retry later".into(),
+            other => other.to_string(),
+        }
+    }
+
     /// Short machine-readable kind for error bodies and logs.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -80,6 +99,20 @@ impl HandlerError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answers_never_carry_bigquery_text() {
+        for e in [
+            WarehouseError::NotFound("Not found: Table p:secret.people".into()),
+            WarehouseError::Rejected("Syntax error near secret.people".into()),
+            WarehouseError::Unavailable("HTTP 503 for secret.people".into()),
+        ] {
+            let e = HandlerError::from(e);
+            assert!(!e.public_message().contains("secret"), "{}", e.public_message());
+            assert!(e.to_string().contains("secret"), "the log keeps it");
+        }
+        assert_eq!(HandlerError::invalid("f", "No 'x' found.").public_message(), "No 'x' found.");
+    }
 
     #[test]
     fn handler_error_classes() {

@@ -235,7 +235,7 @@ pub fn refuse(refusal: &Refusal, policy: AckPolicy) -> Answer {
 /// fault, once and shortened, with its fingerprint (the one the event's log line carries).
 fn failure_json(f: &Failure, offending: bool) -> Value {
     let mut v = json!({"handler": f.handler, "error": f.error.kind(), "class": f.error.class(),
-                       "message": f.error.to_string(), "field": f.error.field()});
+                       "message": f.error.public_message(), "field": f.error.field()});
     if offending && let Some(value) = f.error.offending() {
         v["value"] = value.excerpt.clone().into();
         v["value_fingerprint"] = value.fingerprint.to_string().into();

@@ -19,6 +19,11 @@ pub enum TableRefError {
     /// The table part is not `[A-Za-z0-9_]+` (at most 1024 characters).
     #[error("the table part is not a valid identifier ([A-Za-z0-9_]+, at most 1024)")]
     InvalidTable { value: String, table: String },
+    /// A metadata view or meta-table: an `INFORMATION_SCHEMA` part, a region qualifier
+    /// (`region-us.INFORMATION_SCHEMA...`) or a legacy meta-table (`__TABLES__`, any table
+    /// starting with `__`). They describe datasets, jobs and users, never a handler's data.
+    #[error("metadata views (INFORMATION_SCHEMA, region-*) and meta-tables (__TABLES__, __*) are never read")]
+    Metadata { value: String },
 }
 
 impl TableRefError {
@@ -28,7 +33,8 @@ impl TableRefError {
             TableRefError::NotAReference { value }
             | TableRefError::InvalidProject { value, .. }
             | TableRefError::InvalidDataset { value, .. }
-            | TableRefError::InvalidTable { value, .. } => value,
+            | TableRefError::InvalidTable { value, .. }
+            | TableRefError::Metadata { value } => value,
         }
     }
 
@@ -76,6 +82,12 @@ impl TableRef {
         }
         if !valid_name(table) {
             return Err(TableRefError::InvalidTable { value: raw.into(), table: table.into() });
+        }
+        let metadata = [project, dataset, table].iter().any(|p| p.eq_ignore_ascii_case("INFORMATION_SCHEMA"))
+            || project.to_ascii_lowercase().starts_with("region-")
+            || table.starts_with("__");
+        if metadata {
+            return Err(TableRefError::Metadata { value: raw.into() });
         }
         Ok(TableRef { project: project.into(), dataset: dataset.into(), table: table.into() })
     }
@@ -134,6 +146,22 @@ mod tests {
         assert_eq!(e.to_string(), "the project part is not a valid project id (letters, digits, hyphens; at most 63)");
         let e = TableRef::resolve("ds.t-x", "p").unwrap_err();
         assert_eq!(e.to_string(), "the table part is not a valid identifier ([A-Za-z0-9_]+, at most 1024)");
+        // metadata views and meta-tables, however they are spelled
+        for meta in [
+            "region-us.INFORMATION_SCHEMA.JOBS",
+            "REGION-eu.information_schema.jobs_by_user",
+            "ds.INFORMATION_SCHEMA",
+            "INFORMATION_SCHEMA.TABLES",
+            "p.INFORMATION_SCHEMA.VIEWS",
+            "ds.__TABLES__",
+            "p.ds.__TABLES_SUMMARY__",
+            "ds.__PARTITIONS_SUMMARY__",
+            "region-us.ds.t",
+        ] {
+            let e = TableRef::resolve(meta, "p").unwrap_err();
+            assert!(matches!(e, TableRefError::Metadata { .. }), "{meta}: {e:?}");
+        }
+        assert!(TableRef::resolve("ds.tables_summary", "p").is_ok());
         // the text never repeats the value
         let e = TableRef::resolve("ops.lead@example.com", "p").unwrap_err();
         assert!(!e.to_string().contains("example"), "{e}");
