@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tracing::level_filters::LevelFilter;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum MetricsBackend {
     /// One JSON line per point on stdout (local work).
     Stdout,
@@ -14,6 +14,26 @@ pub enum MetricsBackend {
     CloudMonitoring { endpoint: String, resource: crate::sink::gcm::Resource },
     /// An OTLP/HTTP collector.
     Otlp { endpoint: String, headers: Vec<(String, String)>, service_name: String },
+}
+
+/// Header values are credentials (`Authorization: Bearer …`): only their names are shown.
+impl std::fmt::Debug for MetricsBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MetricsBackend::Stdout => f.write_str("Stdout"),
+            MetricsBackend::CloudMonitoring { endpoint, resource } => {
+                f.debug_struct("CloudMonitoring").field("endpoint", endpoint).field("resource", resource).finish()
+            }
+            MetricsBackend::Otlp { endpoint, headers, service_name } => {
+                let names: Vec<String> = headers.iter().map(|(k, _)| format!("{k}: ***")).collect();
+                f.debug_struct("Otlp")
+                    .field("endpoint", endpoint)
+                    .field("headers", &names)
+                    .field("service_name", service_name)
+                    .finish()
+            }
+        }
+    }
 }
 
 impl MetricsBackend {
@@ -306,8 +326,11 @@ impl Config {
                 let endpoint = url_var(&pick, "OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")?;
                 let headers = match pick(&["OTEL_EXPORTER_OTLP_HEADERS"]) {
                     None => Vec::new(),
-                    Some((n, v)) => crate::sink::otlp::parse_headers(&v)
-                        .map_err(|e| err(&n, "(not shown)", &format!("key=value pairs separated by commas ({e})")))?,
+                    // Header values are credentials: the error names the pair by its position
+                    // and says what is wrong, never what it holds.
+                    Some((n, v)) => crate::sink::otlp::parse_headers(&v).map_err(|_| {
+                        err(&n, "(not shown)", &format!("key=value pairs separated by commas ({})", header_problem(&v)))
+                    })?,
                 };
                 let service_name =
                     pick(&["OTEL_SERVICE_NAME"]).map(|(_, v)| v).unwrap_or_else(|| "pipeline-run-metrics".into());
@@ -568,6 +591,21 @@ impl Config {
     }
 }
 
+/// What is wrong with an `OTEL_EXPORTER_OTLP_HEADERS` value, without any of its text: which
+/// pair, and why.
+fn header_problem(value: &str) -> String {
+    for (i, pair) in value.split(',').filter(|p| !p.trim().is_empty()).enumerate() {
+        match pair.split_once('=') {
+            None => return format!("pair {} has no '='", i + 1),
+            Some((_, v)) if percent_encoding::percent_decode_str(v.trim()).decode_utf8().is_err() => {
+                return format!("the value of pair {} is not UTF-8 once percent-decoded", i + 1);
+            }
+            Some(_) => {}
+        }
+    }
+    "not key=value pairs".into()
+}
+
 fn url_var(
     pick: &impl Fn(&[&str]) -> Option<(String, String)>,
     name: &str,
@@ -780,6 +818,17 @@ mod tests {
         assert!(c.gcp_sa_key_json.is_some());
         let e = cfg(&[("METRICS_BACKEND", "otlp"), ("OTEL_EXPORTER_OTLP_HEADERS", "token")]).unwrap_err();
         assert!(!e.to_string().contains("token\""), "{e}");
+        let e = cfg(&[
+            ("METRICS_BACKEND", "otlp"),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "x-tenant=acme,Authorization: Bearer s3cr3t"),
+        ])
+        .unwrap_err();
+        assert!(!e.to_string().contains("s3cr3t") && !e.to_string().contains("acme"), "{e}");
+        assert!(e.to_string().contains("pair 2 has no '='"), "{e}");
+        let c = cfg(&[("METRICS_BACKEND", "otlp"), ("OTEL_EXPORTER_OTLP_HEADERS", "authorization=Bearer%20s3cr3t")])
+            .unwrap();
+        assert!(!format!("{c:?}").contains("s3cr3t"), "{c:?}");
+        assert!(format!("{c:?}").contains("authorization: ***"), "{c:?}");
     }
 
     #[test]

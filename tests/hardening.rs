@@ -507,3 +507,65 @@ async fn bigquery_error_text_is_not_returned() {
     let text = ans.body.to_string();
     assert!(!text.contains("secret_dataset") && !text.contains("No matching signature"), "{text}");
 }
+// ------------------------------------------------------------------ 7. values in logs and answers
+
+/// A table variable's value (an e-mail address) reaches neither the event's log line nor, more
+/// than once, the answer.
+#[tokio::test]
+async fn variable_values_stay_out_of_logs_and_appear_once_in_answers() {
+    let mut served = Served::start(&[]).await;
+    let email = "ops.lead@example.com";
+    let (status, body) = post(&served.url(), &[JSON], push_body(&wrangling_with_table(email), "m-1")).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.matches(email).count() <= 1, "the value appears {} times: {body}", body.matches(email).count());
+    let logs = served.logs();
+    let line = logs.iter().find(|l| l.contains("event failed permanently")).unwrap_or_else(|| panic!("{logs:?}"));
+    for l in &logs {
+        assert!(!l.contains("example.com"), "a log line carries the value: {l}");
+    }
+    assert!(line.contains("refined_processable_claims_output_table"), "the variable is named: {line}");
+    // the log line names the value by the fingerprint the answer gives
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    let fingerprint = answer["value_fingerprint"].as_str().expect("a fingerprint in the answer");
+    assert_eq!(fingerprint.len(), 16);
+    assert!(line.contains(fingerprint), "{line}");
+}
+
+/// The reference's "Batch tables not found: <a> or <b>" quotes table variables: the answer
+/// keeps it, the log line does not.
+#[tokio::test]
+async fn missing_table_messages_quote_values_in_answers_only() {
+    let mut served = Served::start(&[("BIGQUERY_EMULATOR_HOST", common::bigquery::emulator())]).await;
+    let rec = record(
+        "pipesv2_wrangling",
+        "COMPLETED",
+        "2025-11-05T18:23:31.393Z",
+        json!({"partner": "abertta", "refined_processable_claims_output_table": "tmp_nowhere_hx.processable_x",
+               "refined_unprocessable_claims_output_table": "tmp_nowhere_hx.unprocessable_x",
+               "refined_processable_claims_historical_table": "tmp_nowhere_hx.hp",
+               "refined_unprocessable_claims_historical_table": "tmp_nowhere_hx.hu"}),
+    );
+    let (status, body) = post(&served.url(), &[JSON], push_body(&rec, "m-1")).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("Batch tables not found: tmp_nowhere_hx.processable_x or"), "{body}");
+    let logs = served.logs();
+    let line = logs.iter().find(|l| l.contains("event failed permanently")).unwrap_or_else(|| panic!("{logs:?}"));
+    assert!(line.contains("Batch tables not found"), "{line}");
+    for l in &logs {
+        assert!(!l.contains("tmp_nowhere_hx"), "a log line carries a table variable: {l}");
+    }
+}
+
+/// A malformed OTLP header pair is reported without its value.
+#[test]
+fn malformed_otlp_headers_are_not_printed() {
+    let out = Process::binary()
+        .env("BIGQUERY_EMULATOR_HOST", "127.0.0.1:1")
+        .env("METRICS_BACKEND", "otlp")
+        .env("OTEL_EXPORTER_OTLP_HEADERS", "x-tenant=acme,Authorization: Bearer s3cr3t-t0ken")
+        .output();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("OTEL_EXPORTER_OTLP_HEADERS"), "{err}");
+    assert!(!err.contains("s3cr3t") && !err.contains("acme"), "{err}");
+}

@@ -6,9 +6,11 @@ use crate::warehouse::WarehouseError;
 /// Why one handler failed for one event.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum HandlerError {
-    /// The event lacks something the handler needs, or carries an invalid value.
+    /// The event lacks something the handler needs, or carries an invalid value. When the
+    /// message quotes payload values (the reference's "Batch tables not found: <a> or <b>"),
+    /// `log_message` is the same text with each value replaced by its name and fingerprint.
     #[error("{message}")]
-    InvalidInput { field: String, message: String },
+    InvalidInput { field: String, message: String, log_message: Option<String> },
     /// A table variable is not a valid BigQuery identifier, or names a table that may not be
     /// read. Stops every query of the event. The message does not contain the value: `value`
     /// holds what an answer may show of it (once) and its fingerprint for logs.
@@ -31,7 +33,25 @@ pub enum HandlerError {
 
 impl HandlerError {
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        HandlerError::InvalidInput { field: field.into(), message: message.into() }
+        HandlerError::InvalidInput { field: field.into(), message: message.into(), log_message: None }
+    }
+
+    /// An invalid input whose message quotes payload values; `log_message` is what logs carry
+    /// instead.
+    pub fn invalid_quoting(field: impl Into<String>, message: impl Into<String>, log_message: String) -> Self {
+        HandlerError::InvalidInput { field: field.into(), message: message.into(), log_message: Some(log_message) }
+    }
+
+    /// The text a log line carries: never a payload variable's value, its name and fingerprint
+    /// instead. BigQuery's own message is kept (it is logged, not answered).
+    pub fn log_text(&self) -> String {
+        match self {
+            HandlerError::InvalidInput { log_message: Some(l), .. } => l.clone(),
+            HandlerError::InvalidTableReference { message, value: Some(v), .. } => {
+                format!("{message} (value fingerprint {})", v.fingerprint)
+            }
+            other => other.to_string(),
+        }
     }
 
     pub fn class(&self) -> ErrorClass {
@@ -112,6 +132,25 @@ mod tests {
             assert!(e.to_string().contains("secret"), "the log keeps it");
         }
         assert_eq!(HandlerError::invalid("f", "No 'x' found.").public_message(), "No 'x' found.");
+    }
+
+    #[test]
+    fn logs_carry_fingerprints_not_values() {
+        let e = HandlerError::InvalidTableReference {
+            field: "payload.variables.t".into(),
+            message: "Invalid table reference in variable 't': the dataset part is not a valid identifier".into(),
+            value: Some(crate::redact::Offending::of("ops.lead@example.com")),
+        };
+        let log = e.log_text();
+        assert!(!log.contains("example") && log.contains("variable 't'"), "{log}");
+        assert!(log.contains(&crate::redact::Fingerprint::of("ops.lead@example.com").to_string()), "{log}");
+        let e = HandlerError::invalid_quoting(
+            "f",
+            "Batch tables not found: ds.a or ds.b",
+            "Batch tables not found: <a #1> or <b #2>".into(),
+        );
+        assert_eq!(e.to_string(), "Batch tables not found: ds.a or ds.b");
+        assert!(!e.log_text().contains("ds.a"));
     }
 
     #[test]

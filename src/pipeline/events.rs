@@ -12,7 +12,9 @@
 //! * `pipeline_run_metrics/handler_duration_seconds{handler_class, instance}`: mean handler time
 //!   since the last write.
 //!
-//! Payload variables are never logged: they hold e-mail addresses (`responsibles`).
+//! Payload variables are never logged: they hold e-mail addresses (`responsibles`). A failure that
+//! concerns one names the variable and a fingerprint of its value ([`crate::redact`]); free-text
+//! columns that are logged (pipeline, status) are cut to 128 characters.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -309,8 +311,8 @@ impl HistorySkipped<'_> {
             format = self.format.as_str(),
             item = self.item.unwrap_or(""),
             datastream_uuid = self.event.uuid.as_deref().unwrap_or(""),
-            read_method = self.event.read_method.as_deref().unwrap_or(""),
-            table = self.event.table().unwrap_or(""),
+            read_method = self.event.read_method.as_deref().map(short).unwrap_or_default(),
+            table = self.event.table().map(short).unwrap_or_default(),
             "history record skipped: it re-reads an existing row (set PROCESS_HISTORY=true to process it)"
         );
         stats.count("history", self.format.as_str());
@@ -386,7 +388,7 @@ pub struct Processed<'a> {
 impl Processed<'_> {
     pub fn emit(&self, stats: &Stats) {
         let failures: Vec<String> =
-            self.report.failures().map(|(h, e)| format!("{h}: {} ({})", e, e.class().as_str())).collect();
+            self.report.failures().map(|(h, e)| format!("{h}: {} ({})", e.log_text(), e.class().as_str())).collect();
         let handlers: Vec<&str> = self.report.results.iter().map(|r| r.handler.as_str()).collect();
         let d = self.sink;
         let rejected = d.rejected.iter().map(|(m, r)| format!("{m}: {}", r.as_str())).collect::<Vec<_>>().join("; ");
@@ -401,8 +403,8 @@ impl Processed<'_> {
                     delivery_attempt = self.meta.delivery_attempt.unwrap_or(0),
                     item = self.item.unwrap_or(""),
                     datastream_uuid = self.event.uuid.as_deref().unwrap_or(""),
-                    pipeline_uuid = payload.and_then(|p| p.pipeline_uuid.as_deref()).unwrap_or(""),
-                    pipeline_status = payload.and_then(|p| p.status.as_deref()).unwrap_or(""),
+                    pipeline_uuid = payload.and_then(|p| p.pipeline_uuid.as_deref()).map(short).unwrap_or_default(),
+                    pipeline_status = payload.and_then(|p| p.status.as_deref()).map(short).unwrap_or_default(),
                     handlers = handlers.join(","),
                     points = self.points,
                     tables_checked = self.report.tables_checked,
