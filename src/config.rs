@@ -171,6 +171,9 @@ pub struct Delivery {
     pub history_time_columns: Vec<String>,
     /// Which Datastream files announced by Cloud Storage notifications are read.
     pub files: FilesConfig,
+    /// Longest label value and distinct values per label (`MAX_LABEL_VALUE_BYTES`,
+    /// `MAX_LABEL_VALUES`).
+    pub labels: crate::pipeline::labels::LabelLimits,
 }
 
 /// Which Cloud Storage objects are read, and how (`FILES_PREFIXES`, `FILES_TABLES`,
@@ -209,6 +212,7 @@ impl Default for Delivery {
             process_history: false,
             history_time_columns: vec!["completed_at".into(), "updated_at".into()],
             files: FilesConfig::default(),
+            labels: crate::pipeline::labels::LabelLimits::default(),
         }
     }
 }
@@ -482,7 +486,27 @@ impl Config {
                 Some(list)
             }
         };
+        let labels = {
+            use crate::pipeline::labels::{GCM_MAX_LABEL_VALUE_BYTES, LabelLimits};
+            let is_gcm = matches!(metrics_backend, MetricsBackend::CloudMonitoring { .. });
+            let max_value_bytes = match pick(&["MAX_LABEL_VALUE_BYTES"]) {
+                None => LabelLimits::default().max_value_bytes,
+                Some((n, v)) => match v.parse::<usize>() {
+                    Ok(b) if b >= 64 && (b <= GCM_MAX_LABEL_VALUE_BYTES || !is_gcm) => b,
+                    _ if is_gcm => {
+                        return Err(err(
+                            &n,
+                            &v,
+                            "a number of bytes from 64 to 1024 (Cloud Monitoring refuses longer label values)",
+                        ));
+                    }
+                    _ => return Err(err(&n, &v, "a number of bytes, at least 64")),
+                },
+            };
+            LabelLimits { max_value_bytes, max_values: count("MAX_LABEL_VALUES", LabelLimits::default().max_values)? }
+        };
         let delivery = Delivery {
+            labels,
             auth,
             ack_permanent: flag("ACK_PERMANENT_ERRORS", false)?,
             event_deadline: seconds("EVENT_DEADLINE_SECS", 50.0)?,
@@ -695,6 +719,8 @@ mod tests {
             ("IDLE_TIMEOUT_SECS", "forever"),
             ("BODY_READ_TIMEOUT_SECS", "-1"),
             ("BODY_BUFFER_BYTES", "1024"),
+            ("MAX_LABEL_VALUES", "some"),
+            ("MAX_LABEL_VALUE_BYTES", "10"),
         ];
         for (k, v) in cases {
             let e = cfg(&[(k, v)]).unwrap_err();
@@ -809,6 +835,21 @@ mod tests {
         let e = cfg(&[("MAX_BODY_BYTES", "4096"), ("BODY_BUFFER_BYTES", "2048")]).unwrap_err();
         assert_eq!(e.variable, "BODY_BUFFER_BYTES");
         assert!(e.expected.contains("MAX_BODY_BYTES"), "{e}");
+    }
+
+    #[test]
+    fn label_limits_follow_the_backend() {
+        use crate::pipeline::labels::LabelLimits;
+        assert_eq!(cfg(&[]).unwrap().delivery.labels, LabelLimits { max_value_bytes: 1024, max_values: 1000 });
+        let c = cfg(&[("MAX_LABEL_VALUES", "0"), ("MAX_LABEL_VALUE_BYTES", "4096")]).unwrap();
+        assert_eq!(
+            c.delivery.labels,
+            LabelLimits { max_value_bytes: 4096, max_values: 0 },
+            "stdout takes longer values"
+        );
+        let e = cfg(&[("METRICS_BACKEND", "gcm"), ("MAX_LABEL_VALUE_BYTES", "4096")]).unwrap_err();
+        assert_eq!(e.variable, "MAX_LABEL_VALUE_BYTES");
+        assert!(e.expected.contains("Cloud Monitoring"), "{e}");
     }
 
     #[test]

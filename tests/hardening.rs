@@ -569,3 +569,72 @@ fn malformed_otlp_headers_are_not_printed() {
     assert!(err.contains("OTEL_EXPORTER_OTLP_HEADERS"), "{err}");
     assert!(!err.contains("s3cr3t") && !err.contains("acme"), "{err}");
 }
+// ------------------------------------------------------------------ 8. labels
+
+/// A label value longer than the backends accept does not reach the output whole.
+#[tokio::test]
+async fn label_values_are_bounded() {
+    let mut served = Served::start(&[]).await;
+    let partner = "p".repeat(2_000_000);
+    let (status, body) = post(&served.url(), &[JSON], push_body(&running(&partner), "m-1")).await;
+    assert_eq!(status, 204, "{body}");
+    let line = loop {
+        let line = served.run.stdout.next(Duration::from_secs(5)).expect("a metric line");
+        if line.contains("mageai/pipeline_run/count") {
+            break line;
+        }
+    };
+    assert!(line.len() < 4096, "a {} byte metric line", line.len());
+    let point = common::app::parse_point(&line);
+    assert!(point.labels["partner"].len() <= 1024);
+}
+
+/// Distinct values of a label are bounded per instance; the rest are folded into "other".
+#[tokio::test]
+async fn label_cardinality_is_bounded() {
+    let mut served = Served::start(&[("MAX_LABEL_VALUES", "20")]).await;
+    for i in 0..50 {
+        let (status, body) = post(&served.url(), &[JSON], push_body(&running(&format!("partner-{i}")), "m")).await;
+        assert_eq!(status, 204, "{body}");
+    }
+    // the run counts (lifecycle points without a partner label come too)
+    let mut partners = std::collections::BTreeSet::new();
+    let mut counts = 0;
+    while counts < 50 {
+        let line = served.run.stdout.next(Duration::from_secs(5)).expect("a metric line");
+        let point = common::app::parse_point(&line);
+        if point.name == "mageai/pipeline_run/count" {
+            counts += 1;
+            partners.insert(point.labels["partner"].clone());
+        }
+    }
+    assert!(partners.len() <= 21, "{} distinct partners", partners.len());
+    assert!(partners.contains("other"), "{partners:?}");
+}
+
+/// The bound holds for lifecycle counters and histograms as for claim gauges: every point passes
+/// the same guard.
+#[tokio::test]
+async fn lifecycle_points_are_guarded_too() {
+    let mut served = Served::start(&[("MAX_LABEL_VALUES", "20")]).await;
+    for i in 0..50 {
+        let mut rec =
+            record(&format!("pipeline-{i}"), "COMPLETED", "2025-11-05T18:23:31.393Z", json!({"partner": "abertta"}));
+        rec["payload"]["id"] = (1000 + i).into();
+        rec["payload"]["started_at"] = "2025-11-05T18:20:00Z".into();
+        rec["payload"]["completed_at"] = "2025-11-05T18:23:31Z".into();
+        let (status, body) = post(&served.url(), &[JSON], push_body(&rec, "m")).await;
+        assert_eq!(status, 204, "{body}");
+    }
+    let mut pipelines: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> = Default::default();
+    while let Some(line) = served.run.stdout.next(Duration::from_secs(2)) {
+        let point = common::app::parse_point(&line);
+        if let Some(p) = point.labels.get("pipeline").or(point.labels.get("pipeline_uuid")) {
+            pipelines.entry(point.name.clone()).or_default().insert(p.clone());
+        }
+    }
+    assert!(pipelines.contains_key("pipeline.run.finished"), "{:?}", pipelines.keys());
+    for (metric, values) in &pipelines {
+        assert!(values.len() <= 21, "{metric}: {} distinct pipelines", values.len());
+    }
+}

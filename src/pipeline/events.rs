@@ -10,7 +10,9 @@
 //!   `overloaded`, `body_timeout`, `deadline_exceeded`);
 //! * `pipeline_run_metrics/points_rejected{reason, instance}`: points a backend refused for good;
 //! * `pipeline_run_metrics/handler_duration_seconds{handler_class, instance}`: mean handler time
-//!   since the last write.
+//!   since the last write;
+//! * `pipeline_run_metrics/labels_guarded{action, label, instance}`: label values truncated
+//!   (`action` = `truncated`) or folded into `other` (`folded`) since the instance started.
 //!
 //! Payload variables are never logged: they hold e-mail addresses (`responsibles`). A failure that
 //! concerns one names the variable and a fingerprint of its value ([`crate::redact`]); free-text
@@ -37,6 +39,8 @@ pub struct Stats {
 struct Counts {
     events: BTreeMap<(String, String), u64>,
     rejected: BTreeMap<String, u64>,
+    /// (action `truncated` / `folded`, label) -> values
+    labels: BTreeMap<(&'static str, String), u64>,
     /// handler -> (total seconds, count) since the last flush
     durations: BTreeMap<String, (f64, u64)>,
     last_flush: Option<Instant>,
@@ -56,6 +60,20 @@ impl Stats {
 
     fn count(&self, outcome: &str, format: &str) {
         self.with(|c| *c.events.entry((format.to_string(), outcome.to_string())).or_default() += 1);
+    }
+
+    /// Counts what the label guard did (values truncated, values folded into `other`).
+    pub fn count_guarded(&self, guarded: &super::labels::Guarded) {
+        if guarded.is_empty() {
+            return;
+        }
+        self.with(|c| {
+            for (action, list) in [("truncated", &guarded.truncated), ("folded", &guarded.folded)] {
+                for (label, n) in list {
+                    *c.labels.entry((action, label.clone())).or_default() += *n as u64;
+                }
+            }
+        });
     }
 
     /// Records by (delivery format, outcome) since the instance started.
@@ -88,6 +106,13 @@ impl Stats {
                     "pipeline_run_metrics/points_rejected",
                     *n as f64,
                     [("reason", reason), ("instance", &self.instance), ("", "")],
+                ));
+            }
+            for ((action, label), n) in &c.labels {
+                out.push(g(
+                    "pipeline_run_metrics/labels_guarded",
+                    *n as f64,
+                    [("action", action), ("label", label), ("instance", &self.instance)],
                 ));
             }
             for (handler, (total, n)) in std::mem::take(&mut c.durations) {
@@ -380,6 +405,8 @@ pub struct Processed<'a> {
     pub outcome: &'a Outcome,
     /// Points sent for this record (failure gauges and self-metrics included).
     pub points: usize,
+    /// What the label guard changed in its points.
+    pub guarded: &'a super::labels::Guarded,
     /// What the sink did with the delivery's points (calls made, rejections, failures).
     pub sink: &'a Delivered,
     pub started: Instant,
@@ -414,6 +441,8 @@ impl Processed<'_> {
                     sink_calls = d.calls,
                     points_rejected = rejected.as_str(),
                     points_unwritten = d.unwritten.len(),
+                    labels_truncated = super::labels::Guarded::describe(&self.guarded.truncated),
+                    labels_folded = super::labels::Guarded::describe(&self.guarded.folded),
                     elapsed_ms = self.started.elapsed().as_secs_f64() * 1000.0,
                     $msg
                 )

@@ -12,6 +12,7 @@ pub mod answer;
 pub mod dedup;
 pub mod events;
 pub mod files;
+pub mod labels;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -41,6 +42,8 @@ pub struct Pipeline {
     /// Reads the objects of Cloud Storage notifications ([`files`]).
     storage: Option<Arc<crate::google::storage::Storage>>,
     dedup: Arc<Dedup>,
+    /// Bounds the length and number of label values of every point written.
+    labels: labels::LabelGuard,
     stats: Stats,
 }
 
@@ -71,6 +74,8 @@ struct Processed {
     reserved: Vec<Reservation>,
     /// Indices of this record's points in the delivery's point list.
     points: std::ops::Range<usize>,
+    /// What the label guard changed in its points.
+    guarded: labels::Guarded,
 }
 
 impl Pipeline {
@@ -81,7 +86,18 @@ impl Pipeline {
         config: DeliveryConfig,
     ) -> Pipeline {
         let dedup = Dedup::new(config.dedup_window, config.dedup_capacity);
-        Pipeline { dispatcher, warehouse, sink, config, lifecycle: None, storage: None, dedup, stats: Stats::default() }
+        let labels = labels::LabelGuard::new(config.labels);
+        Pipeline {
+            dispatcher,
+            warehouse,
+            sink,
+            config,
+            lifecycle: None,
+            storage: None,
+            dedup,
+            labels,
+            stats: Stats::default(),
+        }
     }
 
     /// With lifecycle metrics (`None`: without).
@@ -350,9 +366,16 @@ impl Pipeline {
                 // nothing of this record is written now: its redelivery must find its facts free
                 self.release(&std::mem::take(&mut reserved)).await;
             }
+            // Every point of the record (claim gauges, lifecycle counters, failure gauges)
+            // passes the label guard before the sink.
+            let guarded = self.labels.apply(&mut own);
+            self.stats.count_guarded(&guarded);
             let start = points.len();
             points.extend(own);
-            processed.push((i, Processed { event, ticket, report, outcome, reserved, points: start..points.len() }));
+            processed.push((
+                i,
+                Processed { event, ticket, report, outcome, reserved, points: start..points.len(), guarded },
+            ));
         }
         if processed.is_empty() {
             return out;
@@ -380,6 +403,7 @@ impl Pipeline {
                 report: &p.report,
                 outcome: &p.outcome,
                 points: if single { written } else { p.points.len() },
+                guarded: &p.guarded,
                 sink: &delivered,
                 started,
             }
