@@ -350,11 +350,7 @@ mod oidc {
                             "email_verified": true, "iat": now, "exp": now + 3600});
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
         header.kid = Some(kid.to_string());
-        jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_rsa_der(&der(k))).unwrap()
-    }
-
-    fn der(k: &Keypair) -> Vec<u8> {
-        k.der.clone()
+        jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_rsa_der(&k.der)).unwrap()
     }
 
     pub fn token(k: &Keypair) -> String {
@@ -363,9 +359,34 @@ mod oidc {
 }
 
 fn verifier(url: String, min_refresh: Duration) -> pipeline_run_metrics::ingress::auth::PushVerifier {
+    verifier_with_ttl(url, Duration::from_secs(300), min_refresh)
+}
+
+fn verifier_with_ttl(
+    url: String,
+    ttl: Duration,
+    min_refresh: Duration,
+) -> pipeline_run_metrics::ingress::auth::PushVerifier {
     use pipeline_run_metrics::ingress::auth::{Keys, PushVerifier};
-    let keys = Keys::Url { http: reqwest::Client::new(), url, ttl: Duration::from_secs(300), min_refresh };
+    let keys = Keys::Url { http: reqwest::Client::new(), url, ttl, min_refresh };
     PushVerifier::new(oidc::AUDIENCE, vec![oidc::PUSHER.to_string()], keys)
+}
+
+/// Past its time to live the key set is still used while the key server fails (and refreshes
+/// stay rate-limited): a key server outage does not turn every push into a 401.
+#[tokio::test]
+async fn an_expired_key_set_is_used_while_the_key_server_fails() {
+    use common::fakes::jwks::{JwksScript, scripted_jwks_server};
+    let k1 = oidc::keypair("kid-1");
+    let script = Arc::new(JwksScript::default());
+    script.keys.lock().unwrap().push(k1.jwk.clone());
+    let v = verifier_with_ttl(scripted_jwks_server(script.clone()).await, Duration::ZERO, Duration::from_secs(60));
+    assert!(v.verify(Some(&format!("Bearer {}", oidc::token(&k1)))).await.is_ok());
+    script.fail.store(true, Ordering::SeqCst);
+    for _ in 0..5 {
+        assert!(v.verify(Some(&format!("Bearer {}", oidc::token(&k1)))).await.is_ok());
+    }
+    assert_eq!(script.fetches.load(Ordering::SeqCst), 1);
 }
 
 /// Unknown key ids while the key server fails: the refreshes are rate-limited all the same.
