@@ -56,8 +56,9 @@ check-glibc: release ## Check that the release binary needs no glibc newer than 
 fmt: ## Format the code
 	cargo fmt --all
 
-check-handlers: ## Validate the configuration and the handler catalogue (plus HANDLERS_DIR) without serving
-	@cargo run --locked --quiet -- --check
+check-handlers: ## Validate the configuration and the handler catalogue (plus HANDLERS_DIR) without serving (local mode unless BIGQUERY_EMULATOR_HOST or ALLOWED_DATASETS is set)
+	@if [ -z "$${BIGQUERY_EMULATOR_HOST}$${ALLOWED_DATASETS}" ]; then export BIGQUERY_EMULATOR_HOST=$(EMULATOR); fi; \
+	  cargo run --locked --quiet -- --check
 
 build: ## Debug build
 	cargo build --locked

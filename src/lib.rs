@@ -28,4 +28,5 @@ pub mod config;
 pub mod error;
 pub mod google;
 pub mod logging;
+pub mod redact;
 pub mod retry;

@@ -29,6 +29,7 @@ use std::collections::BTreeMap;
 use axum::http::HeaderMap;
 use serde_json::Value;
 
+pub use crate::redact::MAX_ID_BYTES;
 pub use change::{ChangeEvent, ChangeKind, PipelineRun, ReadKind, SourceMetadata};
 pub use error::{DecodeError, DecodeErrorKind};
 pub use storage::{ObjectEvent, StorageObject};
@@ -106,14 +107,48 @@ impl Delivery {
 
 /// Decodes one change record, whatever its format: an AWS DMS message (`data` + `metadata`), a
 /// Debezium change event (envelope, with schema, or flattened), else a Datastream record.
+///
+/// Errors: also a record whose identity (`uuid`) is longer than [`MAX_ID_BYTES`].
 pub fn record(value: Value) -> Result<ChangeEvent, DecodeError> {
-    if dms::looks_like_dms(&value) {
-        return dms::decode(value);
+    let event = if dms::looks_like_dms(&value) {
+        dms::decode(value)
+    } else if value.as_object().is_some_and(debezium::looks_like) {
+        debezium::decode(value)
+    } else {
+        datastream::decode(value)
+    }?;
+    bounded_id("uuid", event.uuid.as_deref())?;
+    Ok(event)
+}
+
+/// Refuses an identifier longer than [`MAX_ID_BYTES`]: identifiers are kept (hashed) by the
+/// de-duplication window and written to every log line of their event, so their length must not
+/// be the sender's choice. The value is not repeated.
+pub(crate) fn bounded_id(field: &str, value: Option<&str>) -> Result<(), DecodeError> {
+    match value {
+        Some(v) if v.len() > MAX_ID_BYTES => Err(DecodeError::malformed(
+            Some(field.to_string()),
+            format!("{field} is {} bytes long: at most {MAX_ID_BYTES} are accepted", v.len()),
+        )),
+        _ => Ok(()),
     }
-    match value.as_object() {
-        Some(o) if debezium::looks_like(o) => debezium::decode(value),
-        _ => datastream::decode(value),
-    }
+}
+
+/// The identifiers of a delivery, each at most [`MAX_ID_BYTES`] long.
+fn bounded_ids(format: DeliveryFormat, meta: &DeliveryMeta) -> Result<(), DecodeError> {
+    let (message_id, ce_id) = match format {
+        DeliveryFormat::PubSubUnwrapped => ("header x-goog-pubsub-message-id", "id"),
+        DeliveryFormat::CloudEventBinary => ("message.messageId", "header ce-id"),
+        DeliveryFormat::CloudEventStructured => ("data.message.messageId", "id"),
+        DeliveryFormat::PubSubPush => ("message.messageId", "id"),
+        // no delivery-level identifiers: their records' identities are checked one by one
+        DeliveryFormat::OpenLineage
+        | DeliveryFormat::LambdaKinesis
+        | DeliveryFormat::LambdaSqs
+        | DeliveryFormat::LambdaKafka => return Ok(()),
+    };
+    bounded_id(message_id, meta.message_id.as_deref())?;
+    bounded_id(ce_id, meta.ce_id.as_deref())
 }
 
 pub(crate) const EXPECTED: &str = "expected a CloudEvent (binary or structured mode), a Pub/Sub push body \
@@ -198,9 +233,19 @@ struct Top<'a> {
 /// Decodes one HTTP request: its route (binary or structured CloudEvent, wrapped or unwrapped
 /// Pub/Sub push), then what the route carries, recognised the same way on every route.
 ///
-/// Errors: a request that is not a delivery at all (the whole delivery is refused); a record
-/// that does not decode is carried in [`RecordInput::record`] instead.
+/// Errors: a request that is not a delivery at all, or whose message id or CloudEvent id is
+/// longer than [`MAX_ID_BYTES`] (the whole delivery is refused); a record that does not decode
+/// is carried in [`RecordInput::record`] instead.
 pub fn decode(headers: &HeaderMap, body: &[u8]) -> Result<Decoded, DecodeError> {
+    let decoded = route(headers, body)?;
+    match &decoded {
+        Decoded::Records(d) => bounded_ids(d.format, &d.meta)?,
+        Decoded::Object { format, meta, .. } => bounded_ids(*format, meta)?,
+    }
+    Ok(decoded)
+}
+
+fn route(headers: &HeaderMap, body: &[u8]) -> Result<Decoded, DecodeError> {
     let ct = content_type(headers);
     if ct == "application/cloudevents-batch+json" {
         return Err(DecodeError::unsupported(
@@ -209,7 +254,8 @@ pub fn decode(headers: &HeaderMap, body: &[u8]) -> Result<Decoded, DecodeError> 
     }
     if !is_accepted_type(&ct) {
         return Err(DecodeError::unsupported(format!(
-            "unsupported content type '{ct}': expected application/json or application/cloudevents+json"
+            "unsupported content type '{}': expected application/json or application/cloudevents+json",
+            crate::redact::excerpt(&ct, crate::redact::EXCERPT_CHARS)
         )));
     }
     if headers.contains_key("ce-specversion") {

@@ -227,3 +227,24 @@ fn deeply_nested_json_is_rejected_not_crashing() {
     let e = decode(&headers(&[]), body.as_bytes()).unwrap_err();
     assert_eq!(e.kind, crate::decode::DecodeErrorKind::Malformed);
 }
+
+#[test]
+fn identifiers_are_at_most_max_id_bytes() {
+    let long = "i".repeat(MAX_ID_BYTES + 1);
+    let ok = "i".repeat(MAX_ID_BYTES);
+    let mut rec = record();
+    rec["uuid"] = long.clone().into();
+    assert_eq!(super::record(rec.clone()).unwrap_err().field.as_deref(), Some("uuid"));
+    rec["uuid"] = ok.clone().into();
+    assert!(super::record(rec).is_ok());
+    let push = |id: &str| json!({"message": {"data": b64(&record()), "messageId": id}}).to_string();
+    let e = decode(&headers(&[]), push(&long).as_bytes()).unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("message.messageId"));
+    assert!(!e.message.contains(&long), "{e}");
+    assert!(decode(&headers(&[]), push(&ok).as_bytes()).is_ok());
+    let ce = json!({"specversion": "1.0", "id": long, "source": "s", "type": "t", "data": record()});
+    let e = decode(&headers(&[]), ce.to_string().as_bytes()).unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("id"));
+    let h = headers(&[("ce-specversion", "1.0"), ("ce-id", &long), ("ce-source", "s"), ("ce-type", "t")]);
+    assert_eq!(decode(&h, record().to_string().as_bytes()).unwrap_err().field.as_deref(), Some("header ce-id"));
+}

@@ -37,8 +37,9 @@ pub struct Projects {
     pub metric: String,
     /// Where unqualified tables live and jobs run (`BIGQUERY_PROJECT_ID`).
     pub data: String,
-    /// Datasets handlers may read (`dataset` = in the data project, or `project.dataset`);
-    /// `None`: any.
+    /// Datasets handlers may read: `dataset` (in the data project) or `project.dataset`, where a
+    /// dataset ending in `*` is a prefix (`tmp_*`). `None` (local mode only: outside it
+    /// `ALLOWED_DATASETS` is required): any dataset of the data project, and no other project.
     pub allowed_datasets: Option<Vec<String>>,
 }
 
@@ -47,13 +48,17 @@ impl Projects {
         Projects { metric: metric.into(), data: data.into(), allowed_datasets: None }
     }
 
-    /// Whether a resolved table may be read.
+    /// Whether a resolved table may be read (metadata views and meta-tables never resolve).
     pub fn allows(&self, table: &TableRef) -> bool {
+        let dataset_matches = |pattern: &str| match pattern.strip_suffix('*') {
+            Some(prefix) => table.dataset.starts_with(prefix),
+            None => pattern == table.dataset,
+        };
         match &self.allowed_datasets {
-            None => true,
+            None => table.project == self.data,
             Some(list) => list.iter().any(|entry| match entry.split_once('.') {
-                Some((project, dataset)) => project == table.project && dataset == table.dataset,
-                None => entry == &table.dataset && table.project == self.data,
+                Some((project, dataset)) => project == table.project && dataset_matches(dataset),
+                None => table.project == self.data && dataset_matches(entry),
             }),
         }
     }
@@ -90,7 +95,8 @@ mod tests {
     fn allow_list() {
         let mut p = Projects::new("m", "data-proj");
         let t = |s: &str| TableRef::resolve(s, "data-proj").unwrap();
-        assert!(p.allows(&t("any.table")));
+        assert!(p.allows(&t("any.table")), "by default, any dataset of the data project");
+        assert!(!p.allows(&t("other-proj.any.table")), "and no other project");
         p.allowed_datasets = Some(vec!["tmp_cemig".into(), "other-proj.refined".into()]);
         assert!(p.allows(&t("tmp_cemig.x")));
         assert!(p.allows(&t("data-proj.tmp_cemig.x")));
@@ -98,5 +104,10 @@ mod tests {
         assert!(p.allows(&t("other-proj.refined.y")));
         assert!(!p.allows(&t("refined.y")));
         assert!(!p.allows(&t("secrets.users")));
+        p.allowed_datasets = Some(vec!["tmp_*".into(), "other-proj.refined_*".into()]);
+        assert!(p.allows(&t("tmp_abertta.x")) && p.allows(&t("tmp_.x")));
+        assert!(!p.allows(&t("evil-proj.tmp_abertta.x")));
+        assert!(p.allows(&t("other-proj.refined_cemig.y")));
+        assert!(!p.allows(&t("other-proj.raw.y")) && !p.allows(&t("temp.x")));
     }
 }

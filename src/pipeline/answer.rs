@@ -28,12 +28,17 @@ use crate::error::ErrorClass;
 use crate::handlers::HandlerError;
 use crate::sink::SinkError;
 
-/// A final answer remembered for a record, replayed to its duplicates.
+/// A final answer remembered for a record, replayed to its duplicates: its status and a short
+/// body (at most [`MAX_REMEMBERED_BODY`] bytes; see [`Answer::remembered`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Remembered {
     pub status: u16,
     pub body: Bytes,
 }
+
+/// The longest answer body the de-duplication window keeps; a longer one is replaced by its
+/// headline (error, class, handler, field and a shortened message).
+pub const MAX_REMEMBERED_BODY: usize = 1024;
 
 /// One failed handler of a record.
 #[derive(Debug, Clone, PartialEq)]
@@ -123,6 +128,12 @@ pub enum Refusal {
     Unauthorized(String),
     /// More than `limit` deliveries in flight in this instance.
     Overloaded { limit: usize },
+    /// The request bodies held in memory would pass `BODY_BUFFER_BYTES`: 429, like
+    /// [`Refusal::Overloaded`].
+    BodiesBuffered { limit: usize },
+    /// The request body did not arrive within `BODY_READ_TIMEOUT_SECS`: 408, never acknowledged
+    /// (the message is not at fault).
+    BodyTimeout { timeout_secs: f64 },
     /// The request is not a delivery this function can decode (413, 415 or 400), or names a
     /// file that cannot be read for good (deleted, not JSON Lines).
     Undecodable(DecodeError),
@@ -156,9 +167,32 @@ impl Answer {
         Answer { status, body: Bytes::from(serde_json::to_vec(body).unwrap_or_default()), retry: Vec::new() }
     }
 
-    /// What a duplicate of this (single-record) answer replays.
+    /// What a duplicate of this (single-record) answer replays: the status, and the body when
+    /// it is at most [`MAX_REMEMBERED_BODY`] bytes, else its headline. Copied, so that the
+    /// window never keeps a larger buffer alive.
     pub fn remembered(&self) -> Remembered {
-        Remembered { status: self.status.as_u16(), body: self.body.clone() }
+        let body = if self.body.len() <= MAX_REMEMBERED_BODY {
+            Bytes::copy_from_slice(&self.body)
+        } else {
+            let full: Value = serde_json::from_slice(&self.body).unwrap_or_else(|_| json!({}));
+            let mut short = serde_json::Map::new();
+            for key in ["error", "class", "handler", "field"] {
+                if let Some(v) = full.get(key).filter(|v| !v.is_null()) {
+                    short.insert(key.into(), v.clone());
+                }
+            }
+            if let Some(m) = full.get("message").and_then(Value::as_str) {
+                short.insert("message".into(), crate::redact::excerpt(m, 256).into());
+            }
+            short.insert("replayed".into(), "the first answer, shortened".into());
+            let mut bytes = serde_json::to_vec(&Value::Object(short)).unwrap_or_default();
+            if bytes.len() > MAX_REMEMBERED_BODY {
+                bytes = serde_json::to_vec(&json!({"error": full.get("error"), "class": full.get("class")}))
+                    .unwrap_or_default();
+            }
+            Bytes::from(bytes)
+        };
+        Remembered { status: self.status.as_u16(), body }
     }
 }
 
@@ -176,8 +210,11 @@ fn decode_kind(kind: DecodeErrorKind) -> (&'static str, StatusCode) {
     }
 }
 
+/// The body of an undecodable request or record. Its message may quote the input (a JSON
+/// parser's error): quoted parts are shortened.
 fn rejected_body(e: &DecodeError) -> Value {
-    json!({"error": decode_kind(e.kind).0, "class": "permanent", "message": e.message, "field": e.field})
+    json!({"error": decode_kind(e.kind).0, "class": "permanent", "message": crate::redact::quoted(&e.message),
+           "field": e.field})
 }
 
 /// The answer to a refused delivery.
@@ -189,6 +226,16 @@ pub fn refuse(refusal: &Refusal, policy: AckPolicy) -> Answer {
         Refusal::Overloaded { limit } => Answer::json(
             StatusCode::TOO_MANY_REQUESTS,
             &json!({"error": "overloaded", "message": format!("more than {limit} events in flight; retry later")}),
+        ),
+        Refusal::BodiesBuffered { limit } => Answer::json(
+            StatusCode::TOO_MANY_REQUESTS,
+            &json!({"error": "overloaded",
+                    "message": format!("request bodies in memory would pass {limit} bytes; retry later")}),
+        ),
+        Refusal::BodyTimeout { timeout_secs } => Answer::json(
+            StatusCode::REQUEST_TIMEOUT,
+            &json!({"error": "request_timeout", "class": "transient",
+                    "message": format!("the request body did not arrive within {timeout_secs} s")}),
         ),
         Refusal::Undecodable(e) => match Outcome::of_decode_error(e.clone()) {
             ignored @ Outcome::Ignored { .. } => record_answer(&ignored, policy),
@@ -202,9 +249,16 @@ pub fn refuse(refusal: &Refusal, policy: AckPolicy) -> Answer {
     }
 }
 
-fn failure_json(f: &Failure) -> Value {
-    json!({"handler": f.handler, "error": f.error.kind(), "class": f.error.class(), "message": f.error.to_string(),
-           "field": f.error.field()})
+/// One failed handler in an answer body. Only the headline (`offending`) shows the value at
+/// fault, once and shortened, with its fingerprint (the one the event's log line carries).
+fn failure_json(f: &Failure, offending: bool) -> Value {
+    let mut v = json!({"handler": f.handler, "error": f.error.kind(), "class": f.error.class(),
+                       "message": f.error.public_message(), "field": f.error.field()});
+    if offending && let Some(value) = f.error.offending() {
+        v["value"] = value.excerpt.clone().into();
+        v["value_fingerprint"] = value.fingerprint.to_string().into();
+    }
+    v
 }
 
 /// The answer to a delivery of one record (the HTTP answer today's push transports read).
@@ -229,9 +283,9 @@ pub fn record_answer(outcome: &Outcome, policy: AckPolicy) -> Answer {
                 .iter()
                 .find(|f| f.error.class() == deciding)
                 .or(failures.first())
-                .map(failure_json)
+                .map(|f| failure_json(f, true))
                 .unwrap_or_else(|| json!({}));
-            body["failures"] = failures.iter().map(failure_json).collect();
+            body["failures"] = failures.iter().map(|f| failure_json(f, false)).collect();
             Answer::json(status, &body)
         }
         Outcome::SinkFailed(e) => {

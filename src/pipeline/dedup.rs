@@ -1,16 +1,27 @@
 //! In-process de-duplication window.
 //!
 //! Pub/Sub delivers at least once, redelivers while a slow first attempt still runs, and a
-//! publisher retry gives the same record a new message id. One key identifies an event: its
-//! Datastream `uuid` (the same record, however it was delivered), else the Pub/Sub message id,
-//! else the CloudEvent `source` + `id`. Within the window:
+//! publisher retry gives the same record a new message id. An event is identified by its id —
+//! its Datastream `uuid` (the same record, however it was delivered), else the Pub/Sub message
+//! id, else the CloudEvent `source` + `id` — *and* a digest of its content: a duplicate is the
+//! same delivery, not merely the same id, because the id is chosen by whoever sends. Within the
+//! window:
 //! * an event already answered with a final status (success, or a permanent failure) is answered
 //!   again with the same status and body, without processing it or writing its points again;
 //! * a redelivery that arrives while the first attempt runs waits for that attempt's answer;
-//! * an event that failed transiently is forgotten, so that its redelivery is processed anew.
+//! * an event that failed transiently is forgotten, so that its redelivery is processed anew;
+//! * a different record under an id already seen is processed like a new one, and reported as a
+//!   conflict ([`Ticket::conflict`]): a forged or broken record cannot take the real one's place.
 //!
 //! The window is per process: across instances, Cloud Monitoring's "already written" rejections
-//! are the second line of defence (see the sink).
+//! are the second line of defence (see the sink). An event evicted (past `DEDUP_CAPACITY`
+//! entries, or older than the window) and delivered again is processed again: see the README
+//! for what that means for each kind of point.
+//!
+//! Its memory is bounded in bytes, not only in entries: a key is two 128-bit hashes (never the
+//! id itself), and an answer is kept short ([`Remembered`]: the status and at most
+//! [`super::answer::MAX_REMEMBERED_BODY`] bytes of body). Each entry takes at most
+//! [`ENTRY_BYTES`] plus its body, so the window at most `DEDUP_CAPACITY` times that.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -20,15 +31,54 @@ use tokio::sync::watch;
 
 use super::answer::Remembered;
 
+/// The identity of an event in the window: 128-bit hashes of its id and of its content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Key {
+    pub id: u128,
+    pub content: u128,
+}
+
+/// What one remembered event costs besides its answer's body, in bytes, at most: its slot in the
+/// map and its id's count (entry plus control byte, at the hash tables' lowest load, 7/16 just
+/// after they grow), and its place in the expiry queue (which at worst has doubled). A body, when
+/// there is one (permanent failures), adds its length (at most
+/// [`super::answer::MAX_REMEMBERED_BODY`]) and [`BODY_OVERHEAD`].
+pub const ENTRY_BYTES: usize = 400;
+
+/// The allocations of a remembered body besides its bytes (the allocator's header, and the
+/// shared-buffer header a replay creates), in bytes.
+pub const BODY_OVERHEAD: usize = 64;
+
 enum Slot {
     Running(watch::Receiver<Option<Remembered>>),
     Done { answer: Remembered, at: Instant },
 }
 
 struct Inner {
-    slots: HashMap<String, Slot>,
+    slots: HashMap<Key, Slot>,
+    /// How many slots each id has (more than one: records that conflict).
+    ids: HashMap<u128, u32>,
     /// Insertion order of finished keys, for expiry and the size bound.
-    order: VecDeque<(Instant, String)>,
+    order: VecDeque<(Instant, Key)>,
+}
+
+impl Inner {
+    fn insert(&mut self, key: Key, slot: Slot) {
+        if self.slots.insert(key, slot).is_none() {
+            *self.ids.entry(key.id).or_default() += 1;
+        }
+    }
+
+    fn remove(&mut self, key: &Key) {
+        if self.slots.remove(key).is_some()
+            && let Some(n) = self.ids.get_mut(&key.id)
+        {
+            *n -= 1;
+            if *n == 0 {
+                self.ids.remove(&key.id);
+            }
+        }
+    }
 }
 
 pub struct Dedup {
@@ -51,13 +101,15 @@ pub enum Begin {
 /// key so that a redelivery is processed.
 pub struct Ticket {
     dedup: Option<Arc<Dedup>>,
-    key: String,
+    key: Option<Key>,
+    conflict: bool,
     tx: watch::Sender<Option<Remembered>>,
 }
 
 impl Dedup {
     pub fn new(window: Duration, capacity: usize) -> Arc<Dedup> {
-        Arc::new(Dedup { window, capacity, inner: Mutex::new(Inner { slots: HashMap::new(), order: VecDeque::new() }) })
+        let inner = Inner { slots: HashMap::new(), ids: HashMap::new(), order: VecDeque::new() };
+        Arc::new(Dedup { window, capacity, inner: Mutex::new(inner) })
     }
 
     pub fn enabled(&self) -> bool {
@@ -71,15 +123,15 @@ impl Dedup {
             }
             let (at, key) = inner.order.pop_front().expect("front exists");
             if matches!(inner.slots.get(&key), Some(Slot::Done { at: done_at, .. }) if *done_at == at) {
-                inner.slots.remove(&key);
+                inner.remove(&key);
             }
         }
     }
 
-    pub fn begin(self: &Arc<Self>, key: Option<String>) -> Begin {
+    pub fn begin(self: &Arc<Self>, key: Option<Key>) -> Begin {
         let (tx, rx) = watch::channel(None);
         let Some(key) = key.filter(|_| self.enabled()) else {
-            return Begin::Fresh(Ticket { dedup: None, key: String::new(), tx });
+            return Begin::Fresh(Ticket { dedup: None, key: None, conflict: false, tx });
         };
         let now = Instant::now();
         let mut inner = self.inner.lock().expect("dedup lock");
@@ -89,8 +141,9 @@ impl Dedup {
             Some(Slot::Running(rx)) => return Begin::Running(rx.clone()),
             None => {}
         }
-        inner.slots.insert(key.clone(), Slot::Running(rx));
-        Begin::Fresh(Ticket { dedup: Some(self.clone()), key, tx })
+        let conflict = inner.ids.contains_key(&key.id);
+        inner.insert(key, Slot::Running(rx));
+        Begin::Fresh(Ticket { dedup: Some(self.clone()), key: Some(key), conflict, tx })
     }
 
     /// Number of remembered keys (running or done).
@@ -104,17 +157,23 @@ impl Dedup {
 }
 
 impl Ticket {
+    /// Whether another record (other content) under the same id is in the window: this one is
+    /// processed all the same, and should be reported.
+    pub fn conflict(&self) -> bool {
+        self.conflict
+    }
+
     /// Records the answer: `remember` = it is final (success or permanent failure).
     pub fn finish(mut self, answer: Remembered, remember: bool) {
-        if let Some(dedup) = self.dedup.take() {
+        if let (Some(dedup), Some(key)) = (self.dedup.take(), self.key) {
             let mut inner = dedup.inner.lock().expect("dedup lock");
             if remember {
                 let at = Instant::now();
-                inner.slots.insert(self.key.clone(), Slot::Done { answer: answer.clone(), at });
-                inner.order.push_back((at, self.key.clone()));
+                inner.insert(key, Slot::Done { answer: answer.clone(), at });
+                inner.order.push_back((at, key));
                 dedup.expire(&mut inner, at);
             } else {
-                inner.slots.remove(&self.key);
+                inner.remove(&key);
             }
         }
         let _ = self.tx.send(Some(answer).filter(|_| remember));
@@ -123,9 +182,9 @@ impl Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        if let Some(dedup) = self.dedup.take() {
+        if let (Some(dedup), Some(key)) = (self.dedup.take(), self.key) {
             if let Ok(mut inner) = dedup.inner.lock() {
-                inner.slots.remove(&self.key);
+                inner.remove(&key);
             }
             let _ = self.tx.send(None);
         }
@@ -141,22 +200,26 @@ mod tests {
         Remembered { status, body: Bytes::from_static(b"{}") }
     }
 
+    fn k(name: &str) -> Option<Key> {
+        Some(Key { id: crate::facts::Key::of(&[name]).0, content: 0 })
+    }
+
     #[test]
     fn final_answers_are_replayed_transient_ones_forgotten() {
         let d = Dedup::new(Duration::from_secs(60), 100);
-        let Begin::Fresh(t) = d.begin(Some("uuid:a".into())) else { panic!("fresh") };
+        let Begin::Fresh(t) = d.begin(k("uuid:a")) else { panic!("fresh") };
         t.finish(answer(204), true);
-        assert!(matches!(d.begin(Some("uuid:a".into())), Begin::Seen(a) if a.status == 204));
-        let Begin::Fresh(t) = d.begin(Some("uuid:b".into())) else { panic!("fresh") };
+        assert!(matches!(d.begin(k("uuid:a")), Begin::Seen(a) if a.status == 204));
+        let Begin::Fresh(t) = d.begin(k("uuid:b")) else { panic!("fresh") };
         t.finish(answer(503), false);
-        assert!(matches!(d.begin(Some("uuid:b".into())), Begin::Fresh(_)), "a transient failure is processed again");
+        assert!(matches!(d.begin(k("uuid:b")), Begin::Fresh(_)), "a transient failure is processed again");
     }
 
     #[tokio::test]
     async fn a_concurrent_duplicate_waits_for_the_first_attempt() {
         let d = Dedup::new(Duration::from_secs(60), 100);
-        let Begin::Fresh(t) = d.begin(Some("k".into())) else { panic!() };
-        let Begin::Running(mut rx) = d.begin(Some("k".into())) else { panic!("running") };
+        let Begin::Fresh(t) = d.begin(k("k")) else { panic!() };
+        let Begin::Running(mut rx) = d.begin(k("k")) else { panic!("running") };
         t.finish(answer(400), true);
         let got = rx.wait_for(|a| a.is_some()).await.unwrap().clone();
         assert_eq!(got.unwrap().status, 400);
@@ -165,8 +228,8 @@ mod tests {
     #[tokio::test]
     async fn a_waiting_duplicate_learns_at_once_that_the_first_attempt_failed_transiently() {
         let d = Dedup::new(Duration::from_secs(60), 100);
-        let Begin::Fresh(t) = d.begin(Some("k".into())) else { panic!() };
-        let Begin::Running(mut rx) = d.begin(Some("k".into())) else { panic!("running") };
+        let Begin::Fresh(t) = d.begin(k("k")) else { panic!() };
+        let Begin::Running(mut rx) = d.begin(k("k")) else { panic!("running") };
         t.finish(answer(503), false);
         tokio::time::timeout(Duration::from_secs(1), rx.changed()).await.expect("woken at once").unwrap();
         assert_eq!(*rx.borrow(), None);
@@ -175,28 +238,58 @@ mod tests {
     #[test]
     fn a_dropped_ticket_releases_the_key() {
         let d = Dedup::new(Duration::from_secs(60), 100);
-        let Begin::Fresh(t) = d.begin(Some("k".into())) else { panic!() };
+        let Begin::Fresh(t) = d.begin(k("k")) else { panic!() };
         drop(t);
-        assert!(matches!(d.begin(Some("k".into())), Begin::Fresh(_)));
+        assert!(matches!(d.begin(k("k")), Begin::Fresh(_)));
+    }
+
+    #[test]
+    fn another_record_under_a_known_id_is_fresh_and_a_conflict() {
+        let d = Dedup::new(Duration::from_secs(60), 100);
+        let real = Key { id: 7, content: 1 };
+        let forged = Key { id: 7, content: 2 };
+        let Begin::Fresh(t) = d.begin(Some(forged)) else { panic!("fresh") };
+        assert!(!t.conflict());
+        t.finish(answer(204), true);
+        let Begin::Fresh(t) = d.begin(Some(real)) else { panic!("the real record is processed") };
+        assert!(t.conflict(), "reported");
+        t.finish(answer(204), true);
+        assert!(matches!(d.begin(Some(real)), Begin::Seen(_)), "its redelivery is a duplicate");
+        assert!(matches!(d.begin(Some(forged)), Begin::Seen(_)));
+        assert_eq!(d.len(), 2);
+        // ids are counted per slot, and forgotten with their last slot
+        let Begin::Fresh(t) = d.begin(Some(Key { id: 8, content: 1 })) else { panic!() };
+        drop(t);
+        let Begin::Fresh(t) = d.begin(Some(Key { id: 8, content: 2 })) else { panic!() };
+        assert!(!t.conflict(), "the dropped attempt left nothing behind");
+    }
+
+    #[test]
+    fn entry_bytes_covers_an_entry_at_its_worst() {
+        let per_bucket = |entry: usize| (entry + 1) * 16 / 7 + 1;
+        let worst = per_bucket(std::mem::size_of::<(Key, Slot)>())
+            + per_bucket(std::mem::size_of::<(u128, u32)>())
+            + 2 * std::mem::size_of::<(Instant, Key)>();
+        assert!(worst <= ENTRY_BYTES, "an entry may take {worst} bytes");
     }
 
     #[test]
     fn window_and_capacity_bound_the_memory() {
         let d = Dedup::new(Duration::from_millis(30), 3);
         for i in 0..10 {
-            let Begin::Fresh(t) = d.begin(Some(format!("k{i}"))) else { panic!() };
+            let Begin::Fresh(t) = d.begin(k(&format!("k{i}"))) else { panic!() };
             t.finish(answer(204), true);
         }
         assert!(d.len() <= 3, "{}", d.len());
-        assert!(matches!(d.begin(Some("k0".into())), Begin::Fresh(_)), "evicted by capacity");
+        assert!(matches!(d.begin(k("k0")), Begin::Fresh(_)), "evicted by capacity");
         std::thread::sleep(Duration::from_millis(40));
-        let Begin::Fresh(t) = d.begin(Some("new".into())) else { panic!() };
+        let Begin::Fresh(t) = d.begin(k("new")) else { panic!() };
         t.finish(answer(204), true);
-        assert!(matches!(d.begin(Some("k9".into())), Begin::Fresh(_)), "expired");
+        assert!(matches!(d.begin(k("k9")), Begin::Fresh(_)), "expired");
         // disabled window: never remembers
         let off = Dedup::new(Duration::ZERO, 10);
-        let Begin::Fresh(t) = off.begin(Some("x".into())) else { panic!() };
+        let Begin::Fresh(t) = off.begin(k("x")) else { panic!() };
         t.finish(answer(204), true);
-        assert!(matches!(off.begin(Some("x".into())), Begin::Fresh(_)));
+        assert!(matches!(off.begin(k("x")), Begin::Fresh(_)));
     }
 }

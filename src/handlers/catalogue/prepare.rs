@@ -10,6 +10,7 @@ use super::spec::InputKind;
 use crate::decode::{ChangeEvent, ChangeKind};
 use crate::handlers::values::{is_missing, lookup, scalar_text};
 use crate::handlers::{Handler, HandlerError, Plan, Projects};
+use crate::redact::Offending;
 use crate::warehouse::{Param, TableRef};
 
 impl Handler for QueryHandler {
@@ -59,17 +60,21 @@ impl Handler for QueryHandler {
                             format!("Variable '{path}' must be a table reference string."),
                         ));
                     };
+                    // The messages name the variable, not its value: the value is shown once, in
+                    // the answer's headline, and only as a fingerprint in logs.
                     let table =
                         TableRef::resolve(raw, &projects.data).map_err(|why| HandlerError::InvalidTableReference {
                             field: field(),
                             message: format!("Invalid table reference in variable '{path}': {why}"),
+                            value: Some(Offending::of(raw)),
                         })?;
                     if !projects.allows(&table) {
                         return Err(HandlerError::InvalidTableReference {
                             field: field(),
                             message: format!(
-                                "Table '{table}' of variable '{path}' is outside the datasets this function may read (ALLOWED_DATASETS)"
+                                "The table of variable '{path}' is outside the datasets this function may read (ALLOWED_DATASETS)"
                             ),
+                            value: Some(Offending::of(raw)),
                         });
                     }
                     values.insert(input.name.clone(), raw.clone());

@@ -65,6 +65,8 @@ fn refusal_table() {
         (Refusal::Unavailable("storage down".into()), 503, 503),
         (Refusal::Ignored("OBJECT_DELETE".into()), 204, 204),
         (Refusal::Undecodable(DecodeError::not_a_change(None, "x")), 204, 204),
+        (Refusal::BodiesBuffered { limit: 1 << 20 }, 429, 429),
+        (Refusal::BodyTimeout { timeout_secs: 20.0 }, 408, 408),
     ];
     for (r, status, acked) in table {
         assert_eq!(refuse(&r, NACK).status.as_u16(), status, "{r:?}");
@@ -148,4 +150,20 @@ fn many_failures_are_listed_up_to_a_bound() {
     let body: Value = serde_json::from_slice(&answer(&records, NACK).body).unwrap();
     assert_eq!(body["failures"].as_array().unwrap().len(), MAX_LISTED_FAILURES);
     assert_eq!(body["permanent"], 100);
+}
+
+#[test]
+fn remembered_answers_are_short() {
+    let small = record_answer(&failed(HandlerError::invalid("payload.variables.partner", "missing")), NACK);
+    assert_eq!(small.remembered().body, small.body, "a short body is kept as it is");
+    let failures = (0..50)
+        .map(|i| Failure { handler: format!("Handler{i}"), error: HandlerError::invalid("payload.x", "m".repeat(500)) })
+        .collect();
+    let big = record_answer(&Outcome::HandlersFailed { transient: false, failures }, NACK);
+    assert!(big.body.len() > 20_000);
+    let r = big.remembered();
+    assert_eq!(r.status, 400);
+    assert!(r.body.len() <= MAX_REMEMBERED_BODY, "{}", r.body.len());
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!((v["error"].as_str(), v["handler"].as_str()), (Some("invalid_input"), Some("Handler0")));
 }
