@@ -488,6 +488,49 @@ pub fn catalogue() -> BTreeMap<&'static str, (&'static str, &'static str)> {
     names::ALL.iter().map(|(n, k, u)| (*n, (*k, *u))).collect()
 }
 
+/// The label keys each lifecycle metric can carry with these profiles: what [`Lifecycle::derive`]
+/// writes (`points` and `lag` above), per table level, with each table's extra labels
+/// (`labels = { partner = ... }`). A metric that no table of these profiles can write is absent.
+/// Keys are the union over tables: a point carries a subset (an extra label whose value is empty
+/// is left out, a task table adds `task`). For generated dashboards, alerts and metric
+/// definitions ([`crate::ops`]); `tests/ops.rs` checks it against the recorded runs.
+pub fn label_keys(profiles: &[Profile]) -> BTreeMap<&'static str, std::collections::BTreeSet<String>> {
+    use names::*;
+    let mut out: BTreeMap<&'static str, std::collections::BTreeSet<String>> = BTreeMap::new();
+    let mut add = |metric: &'static str, keys: &[&str], extra: &[&str]| {
+        let set = out.entry(metric).or_default();
+        set.extend(keys.iter().chain(extra).map(|k| k.to_string()));
+    };
+    for p in profiles {
+        for t in &p.tables {
+            let mut base: Vec<&str> = vec!["orchestrator", "pipeline"];
+            if t.spec.task.is_some() {
+                base.push("task");
+            }
+            base.extend(t.spec.labels.keys().map(String::as_str));
+            add(CDC_LAG, &["orchestrator", "table"], &[]);
+            let without_task: Vec<&str> = base.iter().copied().filter(|k| *k != "task").collect();
+            if t.is_run() {
+                add(RUN_STARTED, &base, &["run_kind"]);
+                add(RUN_QUEUE_WAIT, &base, &[]);
+                add(RUN_SCHEDULE_DELAY, &base, &[]);
+                add(RUN_FINISHED, &base, &["run_kind", "result", "status"]);
+                add(RUN_DURATION, &base, &["result"]);
+                add(RUN_RECORDS, &base, &[]);
+                add(RUN_RETRIED, &base, &[]);
+            } else {
+                add(TASK_QUEUE_WAIT, &base, &[]);
+                add(TASK_FINISHED, &base, &["result", "status"]);
+                add(TASK_DURATION, &base, &["result"]);
+                add(RUN_RECORDS, &without_task, &[]);
+                add(TASK_RETRIED, &base, &[]);
+            }
+            add(RUN_SLA_MISSED, &base, &[]);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
