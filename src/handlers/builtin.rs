@@ -30,6 +30,7 @@ impl Handler for PipelineRunCount {
             kind: crate::sink::PointKind::Gauge,
             unit: "",
             labels: vec!["partner".into(), "pipeline_status".into(), "pipeline_uuid".into()],
+            optional: vec!["partner".into()],
         }]
     }
 

@@ -68,9 +68,10 @@ pub struct MetricDef {
     pub kind: PointKind,
     /// UCUM unit; empty when the metric declares none (the claim gauges).
     pub unit: &'static str,
-    /// Every label key its points can carry, in name order (a key may be absent from a point,
-    /// like the reference count's `partner`).
+    /// Every label key its points can carry, in name order.
     pub labels: Vec<String>,
+    /// The keys of `labels` that a point may lack (the reference count's `partner`).
+    pub optional: Vec<String>,
 }
 
 pub trait Handler: Send + Sync {

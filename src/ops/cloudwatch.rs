@@ -19,7 +19,6 @@ use serde_json::{Value, json};
 
 use super::model::{Metric, Model, Origin};
 use super::{Artifact, Inputs, OpsError};
-use crate::handlers::builtin::PIPELINE_RUN_COUNT;
 use crate::sink::stdout::cloudwatch_unit;
 
 /// CloudWatch's limit of dimensions per metric filter.
@@ -28,21 +27,15 @@ pub const MAX_DIMENSIONS: usize = 3;
 pub const MAX_FILTERS: usize = 100;
 const PRIORITY: [&str; 6] = ["pipeline", "task", "result", "orchestrator", "table", "run_kind"];
 
-/// The dimensions of a metric's filter (see the module documentation).
+/// The dimensions of a metric's filter (see the module documentation): labels every line
+/// carries with a value, the lifecycle ones in the order above, a gauge's in name order.
 pub fn dimensions(m: &Metric) -> Vec<String> {
-    let candidates: Vec<String> = match m.origin {
-        Origin::Lifecycle => PRIORITY.iter().filter(|k| m.has(k)).map(|k| k.to_string()).collect(),
-        // the reference count's partner is absent when the run has none
-        Origin::Handler if m.name == PIPELINE_RUN_COUNT => {
-            m.labels.iter().filter(|k| k.as_str() != "partner").cloned().collect()
-        }
-        _ => {
-            let mut v: Vec<String> = PRIORITY.iter().filter(|k| m.has(k)).map(|k| k.to_string()).collect();
-            v.extend(m.labels.iter().filter(|k| !PRIORITY.contains(&k.as_str())).cloned());
-            v
-        }
-    };
-    candidates.into_iter().take(MAX_DIMENSIONS).collect()
+    let mut v: Vec<String> = PRIORITY.iter().filter(|k| m.always.contains(**k)).map(|k| k.to_string()).collect();
+    if m.origin != Origin::Lifecycle {
+        v.extend(m.always.iter().filter(|k| !PRIORITY.contains(&k.as_str())).cloned());
+    }
+    v.truncate(MAX_DIMENSIONS);
+    v
 }
 
 /// The filter pattern of a metric's lines.

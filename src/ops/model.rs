@@ -29,6 +29,8 @@ pub struct Metric {
     pub unit: String,
     /// Every label key its points can carry.
     pub labels: BTreeSet<String>,
+    /// The keys every point carries with a non-empty value (what a CloudWatch dimension needs).
+    pub always: BTreeSet<String>,
     pub origin: Origin,
 }
 
@@ -60,7 +62,7 @@ impl Model {
         let mut metrics = BTreeMap::new();
         let keys = lifecycle::label_keys(inputs.profiles);
         for (name, kind, unit) in names::ALL {
-            let Some(labels) = keys.get(name) else { continue };
+            let Some(keys) = keys.get(name) else { continue };
             let kind = if kind == "counter" { PointKind::Counter } else { PointKind::Histogram };
             metrics.insert(
                 name.to_string(),
@@ -68,21 +70,25 @@ impl Model {
                     name: name.to_string(),
                     kind,
                     unit: unit.to_string(),
-                    labels: labels.clone(),
+                    labels: keys.all.clone(),
+                    always: keys.always.clone(),
                     origin: Origin::Lifecycle,
                 },
             );
         }
         for h in inputs.handlers {
             for m in h.metrics() {
+                let always: BTreeSet<String> = m.labels.iter().filter(|k| !m.optional.contains(k)).cloned().collect();
                 let entry = metrics.entry(m.name.clone()).or_insert_with(|| Metric {
                     name: m.name.clone(),
                     kind: m.kind,
                     unit: m.unit.to_string(),
                     labels: BTreeSet::new(),
+                    always: always.clone(),
                     origin: Origin::Handler,
                 });
                 entry.labels.extend(m.labels);
+                entry.always = entry.always.intersection(&always).cloned().collect();
             }
         }
         if !inputs.handlers.is_empty() {
@@ -93,6 +99,7 @@ impl Model {
                     kind: PointKind::Gauge,
                     unit: String::new(),
                     labels: FAILURE_LABELS.iter().map(|s| s.to_string()).collect(),
+                    always: FAILURE_LABELS.iter().map(|s| s.to_string()).collect(),
                     origin: Origin::Failure,
                 },
             );

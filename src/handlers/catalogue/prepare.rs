@@ -32,6 +32,7 @@ impl Handler for QueryHandler {
                     kind: crate::sink::PointKind::Gauge,
                     unit: "",
                     labels: m.labels.keys().cloned().collect(),
+                    optional: Vec::new(),
                 }
             })
             .collect()
