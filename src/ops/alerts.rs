@@ -303,6 +303,11 @@ fn prom_expr(model: &Model, slug: &str, t: &Thresholds) -> Result<String, OpsErr
     })
 }
 
+/// A file-name stem of a title: alphanumerics, `-` and `_` kept, anything else `-`.
+fn file_stem(title: &str) -> String {
+    title.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '-' }).collect()
+}
+
 /// A YAML scalar: a JSON string is a valid YAML double-quoted scalar.
 fn y(s: &str) -> String {
     serde_json::to_string(s).expect("a string")
@@ -312,9 +317,11 @@ fn prometheus_rules(inputs: &Inputs, model: &Model, t: &Thresholds) -> Result<Ve
     let mut text = String::from(
         "# Prometheus alerting rules of pipeline-run-metrics (generated from the lifecycle profiles in force).\n\
          # Metric names: the OTLP metrics as Prometheus stores them (OpenTelemetry's Prometheus translation).\n\
-         groups:\n  - name: pipeline-run-metrics\n    rules:\n",
+         groups:\n  - name: pipeline-run-metrics\n",
     );
-    for a in alerts_for(model, t) {
+    let alerts = alerts_for(model, t);
+    text.push_str(if alerts.is_empty() { "    rules: []\n" } else { "    rules:\n" });
+    for a in alerts {
         let severity = if a.severity == "ERROR" { "critical" } else { "warning" };
         text.push_str(&format!("      - alert: {}\n", a.name));
         text.push_str(&format!("        expr: {}\n", y(&prom_expr(model, a.slug, t)?)));
@@ -331,8 +338,7 @@ fn prometheus_rules(inputs: &Inputs, model: &Model, t: &Thresholds) -> Result<Ve
             ))
         ));
     }
-    let _ = inputs;
-    Ok(vec![Artifact { file_name: "pipeline-run-metrics.rules.yml".into(), content: text }])
+    Ok(vec![Artifact { file_name: format!("{}.rules.yml", file_stem(&inputs.title)), content: text }])
 }
 
 /// Renders the alert policies (see the module documentation).
