@@ -367,6 +367,10 @@ fn keys_in(v: &Value, allowed: &[&str], what: &str) -> Result<(), String> {
 }
 
 fn grid(v: &Value, what: &str) -> Result<(u64, u64, u64, u64), String> {
+    keys_in(&v["gridPos"], &["h", "w", "x", "y", "static"], &format!("{what}: gridPos"))?;
+    if let Some(ds) = v.get("datasource") {
+        keys_in(ds, &["type", "uid"], &format!("{what}: datasource"))?;
+    }
     let g = |k: &str| v["gridPos"][k].as_u64().ok_or_else(|| format!("{what}: gridPos.{k} must be a number"));
     let (h, w, x, y) = (g("h")?, g("w")?, g("x")?, g("y")?);
     if x + w > 24 || h == 0 || w == 0 {
@@ -392,6 +396,12 @@ fn check_grafana(text: &str, known: &BTreeMap<String, Known>) -> Result<BTreeSet
     for v in d["templating"]["list"].as_array().ok_or("templating.list")? {
         keys_in(v, &VARIABLE_KEYS, "variable")?;
         let name = v["name"].as_str().ok_or("variable without name")?;
+        // VariableOption: text and value are required
+        if let Some(c) = v.get("current")
+            && (c.get("text").is_none() || c.get("value").is_none())
+        {
+            return Err(format!("variable {name}: current needs text and value"));
+        }
         let ty = v["type"].as_str().ok_or("variable without type")?;
         if !VARIABLE_TYPES.contains(&ty) {
             return Err(format!("variable {name}: type {ty}"));

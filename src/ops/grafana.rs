@@ -157,7 +157,7 @@ pub fn render(inputs: &Inputs, model: &Model) -> Result<String, OpsError> {
     let mut variables: Vec<String> = Vec::new();
     let mut templating = vec![json!({
         "name": "datasource", "label": "Prometheus", "type": "datasource", "query": "prometheus",
-        "current": {}, "hide": 0, "refresh": 1, "regex": "", "includeAll": false, "multi": false,
+        "hide": 0, "refresh": 1, "regex": "", "includeAll": false, "multi": false,
     })];
     let mut wanted: Vec<String> = vec!["orchestrator".into(), "pipeline".into()];
     wanted.extend(model.extra_lifecycle_labels());
