@@ -32,7 +32,8 @@ local-test: ## POST every sample event in events/ to the local function and show
 local-down: ## Stop the local BigQuery emulator
 	@scripts/bqemulator.sh stop $(BQEMU_PORT)
 
-test: ## Run all tests (installs what the tests start: the BigQuery, Cloud Storage and Firestore emulators, redis-server, openlineage-python, cargo-lambda)
+test: ## Run all tests (installs what the tests start or run: the BigQuery, Cloud Storage and Firestore emulators, redis-server, openlineage-python, cargo-lambda, and the checkers of the generated dashboards and alerts)
+	@scripts/install-tools.sh
 	@scripts/install-bqemulator.sh
 	@scripts/install-gcs-emulator.sh
 	@scripts/install-test-services.sh

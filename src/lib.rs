@@ -7,6 +7,8 @@
 //! de-duplication, the ack table) -> [`handlers`] (trait, dispatch, built-ins, the catalogue) ->
 //! [`warehouse`] (BigQuery, table references, the per-event request cache) -> [`sink`] (stdout,
 //! Cloud Monitoring, OTLP).
+//! Generated from the catalogue and the profiles: [`ops`] (dashboards, alert policies,
+//! logs-based metrics and CloudWatch metric filters as code).
 //! Shared by several stages: [`google`] (credentials), [`retry`] (the one retry classifier and
 //! backoff policy of every remote call), [`config`], [`error`], [`logging`].
 
@@ -23,6 +25,8 @@ pub mod warehouse;
 pub mod facts;
 
 pub mod sink;
+
+pub mod ops;
 
 pub mod config;
 pub mod error;

@@ -15,7 +15,7 @@ pub mod values;
 use std::sync::Arc;
 
 use crate::decode::ChangeEvent;
-use crate::sink::Point;
+use crate::sink::{Point, PointKind};
 use crate::warehouse::TableRef;
 
 pub use catalogue::{CatalogueError, QueryPlan};
@@ -64,6 +64,21 @@ impl Projects {
     }
 }
 
+/// A metric a handler writes: what generated dashboards, alerts and metric definitions
+/// ([`crate::ops`]) need to know of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricDef {
+    /// The metric name, without any backend prefix (`claims/pipeline/savings/count`).
+    pub name: String,
+    pub kind: PointKind,
+    /// UCUM unit; empty when the metric declares none (the claim gauges).
+    pub unit: &'static str,
+    /// Every label key its points can carry, in name order.
+    pub labels: Vec<String>,
+    /// The keys of `labels` that a point may lack (the reference count's `partner`).
+    pub optional: Vec<String>,
+}
+
 pub trait Handler: Send + Sync {
     /// Unique name; the `handler_class` label of failure metrics.
     fn name(&self) -> &str;
@@ -74,6 +89,11 @@ pub trait Handler: Send + Sync {
     /// The source table this handler reads records of, when it reads only one.
     fn table(&self) -> Option<&str> {
         None
+    }
+    /// The metrics this handler writes (not the failure gauge, which dispatch adds for any
+    /// handler). Default: none declared.
+    fn metrics(&self) -> Vec<MetricDef> {
+        Vec::new()
     }
 }
 

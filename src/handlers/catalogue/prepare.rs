@@ -9,7 +9,7 @@ use super::run::{PlannedTable, QueryPlan};
 use super::spec::InputKind;
 use crate::decode::{ChangeEvent, ChangeKind};
 use crate::handlers::values::{is_missing, lookup, scalar_text};
-use crate::handlers::{Handler, HandlerError, Plan, Projects};
+use crate::handlers::{Handler, HandlerError, MetricDef, Plan, Projects};
 use crate::redact::Offending;
 use crate::warehouse::{Param, TableRef};
 
@@ -20,6 +20,23 @@ impl Handler for QueryHandler {
 
     fn table(&self) -> Option<&str> {
         Some(&self.family.table)
+    }
+
+    /// The family's metrics this variant emits: gauges, labelled as the family file says.
+    fn metrics(&self) -> Vec<MetricDef> {
+        self.metrics
+            .iter()
+            .map(|&i| {
+                let m = &self.family.metrics[i];
+                MetricDef {
+                    name: m.name.clone(),
+                    kind: crate::sink::PointKind::Gauge,
+                    unit: "",
+                    labels: m.labels.keys().cloned().collect(),
+                    optional: Vec::new(),
+                }
+            })
+            .collect()
     }
 
     fn matches(&self, event: &ChangeEvent) -> bool {

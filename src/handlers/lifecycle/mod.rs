@@ -410,5 +410,63 @@ pub fn catalogue() -> BTreeMap<&'static str, (&'static str, &'static str)> {
     names::ALL.iter().map(|(n, k, u)| (*n, (*k, *u))).collect()
 }
 
+/// The label keys of one lifecycle metric with the profiles in force ([`label_keys`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LabelKeys {
+    /// Every key a point of the metric can carry.
+    pub all: std::collections::BTreeSet<String>,
+    /// The keys every point carries, with a value that is never empty: `orchestrator`,
+    /// `pipeline`, and per metric `task`, `table`, `result`, `run_kind` (not an extra label,
+    /// left out when empty, nor `status`, empty when a fact has none).
+    pub always: std::collections::BTreeSet<String>,
+}
+
+/// The label keys each lifecycle metric can carry with these profiles: what [`Lifecycle::derive`]
+/// writes (`points` and `lag` above), per table level, with each table's extra labels
+/// (`labels = { partner = ... }`). Every table is taken to write every metric of its level (a
+/// superset: `all` may list a key no point carries, `always` never lists one that a point
+/// lacks). A metric that no table of these profiles can write is absent. For generated
+/// dashboards, alerts and metric definitions ([`crate::ops`]); `tests/ops.rs` checks it against
+/// every point of the recorded runs.
+pub fn label_keys(profiles: &[Profile]) -> BTreeMap<&'static str, LabelKeys> {
+    use names::*;
+    let mut out: BTreeMap<&'static str, LabelKeys> = BTreeMap::new();
+    let mut add = |metric: &'static str, base: &[&str], extra_labels: &[&str], specific: &[&str]| {
+        let this: std::collections::BTreeSet<String> =
+            base.iter().chain(specific).filter(|k| **k != "status").map(|k| k.to_string()).collect();
+        let e = out.entry(metric).or_insert_with(|| LabelKeys { all: Default::default(), always: this.clone() });
+        e.all.extend(base.iter().chain(extra_labels).chain(specific).map(|k| k.to_string()));
+        e.always = e.always.intersection(&this).cloned().collect();
+    };
+    for p in profiles {
+        for t in &p.tables {
+            let mut base: Vec<&str> = vec!["orchestrator", "pipeline"];
+            if t.spec.task.is_some() {
+                base.push("task");
+            }
+            let extra: Vec<&str> = t.spec.labels.keys().map(String::as_str).collect();
+            let without_task: Vec<&str> = base.iter().copied().filter(|k| *k != "task").collect();
+            add(CDC_LAG, &["orchestrator", "table"], &[], &[]);
+            if t.is_run() {
+                add(RUN_STARTED, &base, &extra, &["run_kind"]);
+                add(RUN_QUEUE_WAIT, &base, &extra, &[]);
+                add(RUN_SCHEDULE_DELAY, &base, &extra, &[]);
+                add(RUN_FINISHED, &base, &extra, &["run_kind", "result", "status"]);
+                add(RUN_DURATION, &base, &extra, &["result"]);
+                add(RUN_RECORDS, &base, &extra, &[]);
+                add(RUN_RETRIED, &base, &extra, &[]);
+            } else {
+                add(TASK_QUEUE_WAIT, &base, &extra, &[]);
+                add(TASK_FINISHED, &base, &extra, &["result", "status"]);
+                add(TASK_DURATION, &base, &extra, &["result"]);
+                add(RUN_RECORDS, &without_task, &extra, &[]);
+                add(TASK_RETRIED, &base, &extra, &[]);
+            }
+            add(RUN_SLA_MISSED, &base, &extra, &[]);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests;
