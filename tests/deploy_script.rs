@@ -68,18 +68,27 @@ fn dry_run_prints_a_least_privilege_deployment_with_oidc_push_and_dead_letters()
     // the function's roles: each on what needs it
     let member = format!("--member={FN_SA}");
     assert_flags(
-        command(&lines, "gcloud projects add-iam-policy-binding data-proj --member=serviceAccount:metrics-fn@metrics-proj.iam.gserviceaccount.com --role=roles/bigquery.jobUser"),
+        command(
+            &lines,
+            "gcloud projects add-iam-policy-binding data-proj --member=serviceAccount:metrics-fn@metrics-proj.iam.gserviceaccount.com --role=roles/bigquery.jobUser",
+        ),
         &[&member, "--role=roles/bigquery.jobUser"],
     );
     assert!(command(&lines, "bq query --project_id=data-proj --nouse_legacy_sql GRANT `roles/bigquery.dataViewer` ON SCHEMA `data-proj`.analytics")
         .ends_with(&format!("TO \"{FN_SA}\"")));
-    command(&lines, "bq query --project_id=data-proj --nouse_legacy_sql GRANT `roles/bigquery.dataViewer` ON SCHEMA `other-proj`.refined");
+    command(
+        &lines,
+        "bq query --project_id=data-proj --nouse_legacy_sql GRANT `roles/bigquery.dataViewer` ON SCHEMA `other-proj`.refined",
+    );
     assert_flags(
         command(&lines, "gcloud projects add-iam-policy-binding metrics-proj "),
         &[&member, "--role=roles/monitoring.metricWriter"],
     );
     assert_flags(
-        command(&lines, "gcloud projects add-iam-policy-binding data-proj --member=serviceAccount:metrics-fn@metrics-proj.iam.gserviceaccount.com --role=roles/datastore.user"),
+        command(
+            &lines,
+            "gcloud projects add-iam-policy-binding data-proj --member=serviceAccount:metrics-fn@metrics-proj.iam.gserviceaccount.com --role=roles/datastore.user",
+        ),
         &["--condition=None"],
     );
     assert_flags(
@@ -104,7 +113,12 @@ fn dry_run_prints_a_least_privilege_deployment_with_oidc_push_and_dead_letters()
     let deploy = command(&lines, "gcloud run deploy pipeline-run-metrics ");
     assert_flags(
         deploy,
-        &[image, "--service-account=metrics-fn@metrics-proj.iam.gserviceaccount.com", "--no-allow-unauthenticated", "--timeout=90s"],
+        &[
+            image,
+            "--service-account=metrics-fn@metrics-proj.iam.gserviceaccount.com",
+            "--no-allow-unauthenticated",
+            "--timeout=90s",
+        ],
     );
     let env = deploy.split(' ').find_map(|w| w.strip_prefix("--set-env-vars=^;^")).expect(deploy);
     let env: Vec<&str> = env.split(';').collect();
@@ -168,7 +182,10 @@ fn dry_run_prints_a_least_privilege_deployment_with_oidc_push_and_dead_letters()
         ],
     );
     assert_flags(
-        command(&lines, "gcloud pubsub topics add-iam-policy-binding pipeline-runs --project=metrics-proj --member=serviceAccount:GCS_SERVICE_AGENT"),
+        command(
+            &lines,
+            "gcloud pubsub topics add-iam-policy-binding pipeline-runs --project=metrics-proj --member=serviceAccount:GCS_SERVICE_AGENT",
+        ),
         &["--role=roles/pubsub.publisher"],
     );
 }
@@ -179,12 +196,16 @@ fn without_bucket_or_firestore_nothing_is_granted_for_them() {
         dry_run(&[("PROJECT", "p-metrics"), ("DATASETS", "analytics"), ("BUILD", "none"), ("PROJECT_NUMBER", "42")]);
     assert_eq!(code, 0, "{err}");
     let all = lines.join("\n");
-    for absent in ["roles/datastore.user", "roles/storage.objectViewer", "notifications create", "gcloud builds submit"] {
+    for absent in ["roles/datastore.user", "roles/storage.objectViewer", "notifications create", "gcloud builds submit"]
+    {
         assert!(!all.contains(absent), "{absent} in:\n{all}");
     }
     assert!(all.contains("# BUILD=none"), "{all}");
     // the data project defaults to the metric project
-    command(&lines, "bq query --project_id=p-metrics --nouse_legacy_sql GRANT `roles/bigquery.dataViewer` ON SCHEMA `p-metrics`.analytics");
+    command(
+        &lines,
+        "bq query --project_id=p-metrics --nouse_legacy_sql GRANT `roles/bigquery.dataViewer` ON SCHEMA `p-metrics`.analytics",
+    );
 }
 
 #[test]
