@@ -7,7 +7,9 @@
 //! de-duplication, the ack table) -> [`handlers`] (trait, dispatch, built-ins, the catalogue) ->
 //! [`warehouse`] (BigQuery, table references, the per-event request cache) -> [`sink`] (stdout,
 //! Cloud Monitoring, OTLP).
-//! Shared by several stages: [`google`] (credentials), [`retry`] (the one retry classifier and
+//! Shared by several stages: [`google`] (credentials: a service-account key, workload identity
+//! federation from AWS, Application Default Credentials), [`aws`] (the key from AWS Secrets
+//! Manager), [`retry`] (the one retry classifier and
 //! backoff policy of every remote call), [`config`], [`error`], [`logging`].
 
 pub mod ingress;
@@ -24,6 +26,7 @@ pub mod facts;
 
 pub mod sink;
 
+pub mod aws;
 pub mod config;
 pub mod error;
 pub mod google;
