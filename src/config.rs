@@ -93,8 +93,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// How long a metric sink may keep retrying one event's points.
     pub sink_deadline: Duration,
-    /// Service-account key JSON for Google APIs (`GCP_SA_KEY_JSON`); else ADC.
-    pub gcp_sa_key_json: Option<Secret>,
+    /// Where the Google credentials come from.
+    pub google_credentials: GoogleCredentials,
     /// After SIGTERM: how long in-flight events may still run.
     pub shutdown_grace: Duration,
     /// Delivery semantics, security and self-observation.
@@ -275,6 +275,23 @@ pub struct PushAuth {
     pub audience: String,
     pub service_accounts: Vec<String>,
     pub jwks_url: String,
+}
+
+/// Where the Google credentials come from: at most one of `GCP_SA_KEY_JSON`,
+/// `GCP_SA_KEY_SECRET_ARN` and `GCP_EXTERNAL_ACCOUNT_JSON`, else Application Default Credentials.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GoogleCredentials {
+    /// A service-account key JSON in the environment (`GCP_SA_KEY_JSON`).
+    KeyJson(Secret),
+    /// The Secrets Manager secret holding the key JSON (`GCP_SA_KEY_SECRET_ARN`), read at startup.
+    KeySecret(String),
+    /// An `external_account` configuration for workload identity federation from AWS
+    /// (`GCP_EXTERNAL_ACCOUNT_JSON`; nothing secret in it).
+    ExternalAccountJson(String),
+    /// Application Default Credentials; `file` is `GOOGLE_APPLICATION_CREDENTIALS` (an
+    /// `external_account` file is used for workload identity federation, any other is read by
+    /// `gcp_auth`).
+    Default { file: Option<PathBuf> },
 }
 
 /// A configuration error names the variable and says what is expected.
@@ -510,7 +527,7 @@ impl Config {
         };
         let sink_deadline = seconds("SINK_DEADLINE_SECS", 20.0)?;
         let shutdown_grace = seconds("SHUTDOWN_GRACE_SECS", 8.0)?;
-        let gcp_sa_key_json = get("GCP_SA_KEY_JSON").filter(|v| !v.trim().is_empty()).map(Secret);
+        let google_credentials = google_credentials(&get, &pick)?;
         let flag = |name: &str, default: bool| -> Result<bool, ConfigError> {
             match pick(&[name]) {
                 None => Ok(default),
@@ -705,7 +722,7 @@ impl Config {
             handlers_dir,
             max_body_bytes,
             sink_deadline,
-            gcp_sa_key_json,
+            google_credentials,
             shutdown_grace,
             delivery,
         })
@@ -723,6 +740,61 @@ impl Config {
     pub fn needs_firestore_credentials(&self) -> bool {
         matches!(self.lifecycle.fact_store, FactStoreConfig::Firestore { emulator_host: None, .. })
     }
+}
+
+/// `GCP_SA_KEY_JSON`, `GCP_SA_KEY_SECRET_ARN`, `GCP_EXTERNAL_ACCOUNT_JSON` (one at most), else
+/// `GOOGLE_APPLICATION_CREDENTIALS`.
+fn google_credentials(
+    get: &impl Fn(&str) -> Option<String>,
+    pick: &impl Fn(&[&str]) -> Option<(String, String)>,
+) -> Result<GoogleCredentials, ConfigError> {
+    let err = |variable: &str, value: &str, expected: &str| ConfigError {
+        variable: variable.into(),
+        value: value.into(),
+        expected: expected.into(),
+    };
+    let key = get("GCP_SA_KEY_JSON").filter(|v| !v.trim().is_empty()).map(Secret);
+    let arn = pick(&["GCP_SA_KEY_SECRET_ARN"]).map(|(_, v)| v);
+    let external = pick(&["GCP_EXTERNAL_ACCOUNT_JSON"]).map(|(_, v)| v);
+    let set: Vec<&str> = [
+        key.as_ref().map(|_| "GCP_SA_KEY_JSON"),
+        arn.as_ref().map(|_| "GCP_SA_KEY_SECRET_ARN"),
+        external.as_ref().map(|_| "GCP_EXTERNAL_ACCOUNT_JSON"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if set.len() > 1 {
+        return Err(err(set[1], "(set)", &format!("only one source of Google credentials; {} is set too", set[0])));
+    }
+    if let Some(arn) = arn {
+        let name_ok = !arn.contains(char::is_whitespace);
+        if !name_ok || (arn.starts_with("arn:") && crate::aws::arn_region(&arn).is_none()) {
+            return Err(err(
+                "GCP_SA_KEY_SECRET_ARN",
+                &arn,
+                "arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME (or a secret name)",
+            ));
+        }
+        return Ok(GoogleCredentials::KeySecret(arn));
+    }
+    if let Some(json) = external {
+        if !serde_json::from_str::<serde_json::Value>(&json).is_ok_and(|v| v["type"] == "external_account") {
+            // the configuration holds no secret: safe to show its start
+            let start: String = json.chars().take(40).collect();
+            return Err(err(
+                "GCP_EXTERNAL_ACCOUNT_JSON",
+                &start,
+                "an external_account credential configuration (JSON)",
+            ));
+        }
+        return Ok(GoogleCredentials::ExternalAccountJson(json));
+    }
+    if let Some(key) = key {
+        return Ok(GoogleCredentials::KeyJson(key));
+    }
+    let file = pick(&["GOOGLE_APPLICATION_CREDENTIALS"]).map(|(_, v)| PathBuf::from(v));
+    Ok(GoogleCredentials::Default { file })
 }
 
 /// `FACT_STORE` and the settings of the chosen store; those of the others are not read.
@@ -1162,7 +1234,7 @@ mod tests {
     fn secrets_are_not_printed() {
         let c = cfg(&[("GCP_SA_KEY_JSON", "{\"private_key\": \"XYZ\"}")]).unwrap();
         assert!(!format!("{c:?}").contains("XYZ"));
-        assert!(c.gcp_sa_key_json.is_some());
+        assert!(matches!(c.google_credentials, GoogleCredentials::KeyJson(_)));
         let e = cfg(&[("METRICS_BACKEND", "otlp"), ("OTEL_EXPORTER_OTLP_HEADERS", "token")]).unwrap_err();
         assert!(!e.to_string().contains("token\""), "{e}");
         let e = cfg(&[
@@ -1176,6 +1248,40 @@ mod tests {
             .unwrap();
         assert!(!format!("{c:?}").contains("s3cr3t"), "{c:?}");
         assert!(format!("{c:?}").contains("authorization: ***"), "{c:?}");
+    }
+
+    #[test]
+    fn google_credentials_have_one_source() {
+        let creds = |env: &[(&str, &str)]| cfg(env).map(|c| c.google_credentials);
+        assert_eq!(creds(&[]).unwrap(), GoogleCredentials::Default { file: None });
+        assert_eq!(
+            creds(&[("GOOGLE_APPLICATION_CREDENTIALS", "/etc/gcp/wif.json")]).unwrap(),
+            GoogleCredentials::Default { file: Some("/etc/gcp/wif.json".into()) }
+        );
+        let arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:gcp-key-AbCdEf";
+        assert_eq!(creds(&[("GCP_SA_KEY_SECRET_ARN", arn)]).unwrap(), GoogleCredentials::KeySecret(arn.into()));
+        assert_eq!(
+            creds(&[("GCP_SA_KEY_SECRET_ARN", "gcp-key")]).unwrap(),
+            GoogleCredentials::KeySecret("gcp-key".into())
+        );
+        let wif = r#"{"type": "external_account", "audience": "//iam.googleapis.com/x"}"#;
+        assert_eq!(
+            creds(&[("GCP_EXTERNAL_ACCOUNT_JSON", wif)]).unwrap(),
+            GoogleCredentials::ExternalAccountJson(wif.into())
+        );
+        for (env, variable) in [
+            (vec![("GCP_SA_KEY_JSON", "{}"), ("GCP_SA_KEY_SECRET_ARN", arn)], "GCP_SA_KEY_SECRET_ARN"),
+            (vec![("GCP_SA_KEY_SECRET_ARN", arn), ("GCP_EXTERNAL_ACCOUNT_JSON", wif)], "GCP_EXTERNAL_ACCOUNT_JSON"),
+            (vec![("GCP_SA_KEY_SECRET_ARN", "arn:aws:s3:::bucket")], "GCP_SA_KEY_SECRET_ARN"),
+            (vec![("GCP_EXTERNAL_ACCOUNT_JSON", r#"{"type": "service_account"}"#)], "GCP_EXTERNAL_ACCOUNT_JSON"),
+        ] {
+            let e = creds(&env).unwrap_err();
+            assert_eq!(e.variable, variable, "{env:?}: {e}");
+        }
+        // a key set together with another source is named, never shown
+        let e = creds(&[("GCP_SA_KEY_JSON", "{\"private_key\": \"XYZ\"}"), ("GCP_EXTERNAL_ACCOUNT_JSON", wif)])
+            .unwrap_err();
+        assert!(!e.to_string().contains("XYZ"), "{e}");
     }
 
     #[test]

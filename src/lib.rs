@@ -9,7 +9,9 @@
 //! Cloud Monitoring, OTLP).
 //! Generated from the catalogue and the profiles: [`ops`] (dashboards, alert policies,
 //! logs-based metrics and CloudWatch metric filters as code).
-//! Shared by several stages: [`google`] (credentials), [`retry`] (the one retry classifier and
+//! Shared by several stages: [`google`] (credentials: a service-account key, workload identity
+//! federation from AWS, Application Default Credentials), [`aws`] (the key from AWS Secrets
+//! Manager), [`retry`] (the one retry classifier and
 //! backoff policy of every remote call), [`config`], [`error`], [`logging`].
 
 pub mod ingress;
@@ -28,6 +30,7 @@ pub mod sink;
 
 pub mod ops;
 
+pub mod aws;
 pub mod config;
 pub mod error;
 pub mod google;

@@ -110,7 +110,9 @@ async fn build(
     // Google credentials, when something needs them, are checked now: a production backend
     // without usable credentials must not start (and then drop every event).
     let tokens: Option<Arc<dyn TokenSource>> = if config.needs_google_credentials() {
-        let tokens = credentials::from_env(config.gcp_sa_key_json.as_ref().map(|s| s.0.as_str()))
+        // (a key in Secrets Manager is read now; workload identity federation signs with the
+        // AWS credentials of the environment)
+        let tokens = credentials::from_config(&config.google_credentials, http.clone(), |k| std::env::var(k).ok())
             .await
             .map_err(|e| ("no usable Google credentials (set BIGQUERY_EMULATOR_HOST and METRICS_BACKEND=stdout for local work)", e.to_string()))?;
         let mut scopes = Vec::new();
