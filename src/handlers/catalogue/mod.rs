@@ -22,20 +22,28 @@
 //! The whole catalogue is validated when the process starts; an error names the file and line
 //! (for a line of a fragment, also the include sites).
 
+mod error;
 mod include;
 mod load;
 mod prepare;
 mod run;
 mod spec;
 mod sql;
+#[cfg(test)]
+mod testing;
+mod validate;
+mod when_missing;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-pub use load::{CatalogueError, is_valid_metric_name, load};
+pub use error::CatalogueError;
+use error::line_of;
+pub use load::load;
 pub use run::QueryPlan;
 use spec::{InputSpec, MetricSpec};
 use sql::Segment;
+pub use validate::is_valid_metric_name;
 
 /// The built-in catalogue: every file of `handlers/`, embedded at compile time.
 ///
