@@ -6,7 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::include::{FRAGMENT_SUFFIX, Files};
-use super::spec::{FamilyFile, LabelSpec};
+use super::matching::At;
+use super::spec::{FamilyFile, InputKind, LabelSpec};
 use super::validate::{is_ident, validate};
 use super::{CatalogueError, QueryHandler, builtin_files, is_catalogue_file, line_of};
 use crate::handlers::Handler;
@@ -64,12 +65,18 @@ pub(super) fn load_files(files: &Files) -> Result<Vec<Arc<dyn Handler>>, Catalog
             if let Some(other) = names.insert(v.name.clone(), path.clone()) {
                 return Err(here(format!("duplicate handler name '{}' (also in {other})", v.name)));
             }
-            if v.pipeline_uuid.is_empty() {
-                return Err(here(format!("handler '{}' needs a pipeline_uuid", v.name)));
-            }
+            let name_line = line_of(text, &format!("\"{}\"", v.name));
+            let pipelines = family.rule.variant_pipelines(v, &At { path, text }, name_line)?;
             for k in v.variables.keys() {
-                if !spec.inputs.iter().any(|i| &i.name == k) {
-                    return Err(here(format!("handler '{}' maps variable for unknown input '{k}'", v.name)));
+                match spec.inputs.iter().find(|i| &i.name == k) {
+                    None => return Err(here(format!("handler '{}' maps variable for unknown input '{k}'", v.name))),
+                    Some(i) if i.kind == InputKind::Column => {
+                        return Err(here(format!(
+                            "handler '{}' maps a variable for column input '{k}' (it reads the run row)",
+                            v.name
+                        )));
+                    }
+                    Some(_) => {}
                 }
             }
             let selected: Vec<usize> = match &v.metrics {
@@ -111,14 +118,15 @@ pub(super) fn load_files(files: &Files) -> Result<Vec<Arc<dyn Handler>>, Catalog
                 .inputs
                 .iter()
                 .map(|i| {
-                    let p = v.variables.get(&i.name).or(i.variable.as_ref()).cloned().unwrap_or_else(|| i.name.clone());
+                    let own = if i.kind == InputKind::Column { &i.column } else { &i.variable };
+                    let p = v.variables.get(&i.name).or(own.as_ref()).cloned().unwrap_or_else(|| i.name.clone());
                     (i.name.clone(), p)
                 })
                 .collect();
             handlers.push(Arc::new(QueryHandler {
                 family: family.clone(),
                 name: v.name.clone(),
-                pipeline_uuid: v.pipeline_uuid.clone(),
+                pipelines,
                 paths,
                 constants: v.constants.clone(),
                 metrics: selected,
@@ -132,6 +140,19 @@ pub(super) fn load_files(files: &Files) -> Result<Vec<Arc<dyn Handler>>, Catalog
 mod tests {
     use super::super::testing::{SQL, TOML, files};
     use super::*;
+
+    #[test]
+    fn a_variant_cannot_map_a_variable_onto_a_column_input() {
+        let toml = TOML
+            .replace("[[metrics]]", "[[inputs]]\nname = \"c\"\ntype = \"column\"\n[[metrics]]")
+            .replace("constants = ", "variables = { c = \"x\" }\nconstants = ");
+        let e = match load_files(&files(&[("f.toml", &toml), ("f.sql", SQL)])) {
+            Err(e) => e,
+            Ok(_) => panic!("a variable for a column input"),
+        };
+        assert_eq!(e.line, 18, "{e}");
+        assert!(e.message.contains("handler 'H1' maps a variable for column input 'c'"), "{e}");
+    }
 
     #[test]
     fn a_valid_family_loads() {

@@ -22,9 +22,11 @@
 //! The whole catalogue is validated when the process starts; an error names the file and line
 //! (for a line of a fragment, also the include sites).
 
+mod columns;
 mod error;
 mod include;
 mod load;
+mod matching;
 mod prepare;
 mod run;
 mod spec;
@@ -84,8 +86,8 @@ struct Family {
     segments: Vec<Segment>,
     /// Named parameters the SQL uses.
     sql_params: BTreeSet<String>,
-    status: String,
-    table: String,
+    /// `[match]`: tables, statuses, and the columns naming pipeline and status.
+    rule: matching::MatchRule,
     inputs: Vec<InputSpec>,
     metrics: Vec<MetricSpec>,
     missing_message: String,
@@ -126,8 +128,9 @@ impl WhenMissing {
 pub struct QueryHandler {
     family: Arc<Family>,
     name: String,
-    pipeline_uuid: String,
-    /// input name -> variable path
+    /// The pipelines it runs for (its own, or the family's `[match] pipeline`).
+    pipelines: crate::handlers::pattern::Patterns,
+    /// input name -> variable path (for a column input: the column)
     paths: BTreeMap<String, String>,
     constants: BTreeMap<String, String>,
     /// Indices into the family's metrics that this variant emits.

@@ -4,7 +4,8 @@
 use std::collections::BTreeSet;
 
 use super::include::{Files, expand};
-use super::spec::{FamilyFile, IfMissing, InputKind, LabelSpec};
+use super::matching::{At, MatchRule};
+use super::spec::{FamilyFile, IfMissing, InputKind, InputSpec, LabelSpec};
 use super::sql::{segments, sql_parameters, sql_placeholders};
 use super::when_missing::when_missing;
 use super::{BUILTIN_PARAMS, CatalogueError, Family, line_of};
@@ -32,6 +33,60 @@ fn is_valid_label_key(s: &str) -> bool {
 const COLUMN_TYPES: [&str; 9] =
     ["FLOAT64", "INT64", "STRING", "BOOL", "TIMESTAMP", "DATE", "DATETIME", "NUMERIC", "BYTES"];
 
+/// One input on its own: its name, and the keys that its kind takes (`err` places an error at
+/// the line of a text).
+fn input(i: &InputSpec, err: &impl Fn(&str, String) -> CatalogueError) -> Result<(), CatalogueError> {
+    let at = format!("\"{}\"", i.name);
+    let here = |m: String| err(&at, format!("input '{}': {m}", i.name));
+    if !is_ident(&i.name) {
+        return Err(err(&at, format!("input name '{}' must be an identifier", i.name)));
+    }
+    if BUILTIN_PARAMS.contains(&i.name.as_str()) {
+        return Err(err(&at, format!("input name '{}' is reserved for a built-in parameter", i.name)));
+    }
+    let table_only = !i.columns.is_empty() || i.missing_table_message.is_some();
+    if i.kind != InputKind::Table && table_only {
+        return Err(here("`columns` and `missing_table_message` apply to table inputs only".into()));
+    }
+    if i.kind != InputKind::Column && (i.column.is_some() || i.parameter_type.is_some()) {
+        return Err(here("`column` and `parameter_type` apply to column inputs (type = \"column\") only".into()));
+    }
+    match (i.kind, i.if_missing) {
+        (InputKind::String, IfMissing::Error) | (InputKind::Table, IfMissing::Error | IfMissing::Fail) => {}
+        (InputKind::String, _) => return Err(here("if_missing applies to table and column inputs only".into())),
+        (InputKind::Table, IfMissing::Skip) => {
+            return Err(here("if_missing = \"skip\" applies to column inputs only".into()));
+        }
+        (InputKind::Table, IfMissing::Empty) => {
+            if i.columns.is_empty() {
+                return Err(here("if_missing = \"empty\" needs `columns`".into()));
+            }
+            for (c, t) in &i.columns {
+                if !is_ident(c) || !COLUMN_TYPES.contains(&t.as_str()) {
+                    return Err(err(
+                        c,
+                        format!("input '{}': column {c} = {t:?} (types: {})", i.name, COLUMN_TYPES.join(", ")),
+                    ));
+                }
+            }
+        }
+        (InputKind::Column, IfMissing::Error | IfMissing::Skip) => {}
+        (InputKind::Column, _) => {
+            return Err(here("a column input's if_missing is \"error\" (a 400, the default) or \"skip\"".into()));
+        }
+    }
+    if i.kind == InputKind::Column {
+        if i.variable.is_some() {
+            return Err(here("a column input reads the run row, not a variable: name it with `column`".into()));
+        }
+        let column = i.column.as_deref().unwrap_or(&i.name);
+        if column.split('.').any(|seg| seg.trim().is_empty()) {
+            return Err(here(format!("column = '{column}' is not a column name (dots for a path into a JSON column)")));
+        }
+    }
+    Ok(())
+}
+
 /// A family file validated against the catalogue's SQL files.
 pub(super) fn validate(spec: &FamilyFile, path: &str, text: &str, files: &Files) -> Result<Family, CatalogueError> {
     let err = |needle: &str, message: String| CatalogueError::new(path, line_of(text, needle), message);
@@ -42,35 +97,10 @@ pub(super) fn validate(spec: &FamilyFile, path: &str, text: &str, files: &Files)
     let mut seen = BTreeSet::new();
     for i in &spec.inputs {
         let at = format!("\"{}\"", i.name);
-        if !is_ident(&i.name) {
-            return Err(err(&at, format!("input name '{}' must be an identifier", i.name)));
-        }
-        if BUILTIN_PARAMS.contains(&i.name.as_str()) {
-            return Err(err(&at, format!("input name '{}' is reserved for a built-in parameter", i.name)));
-        }
         if !seen.insert(i.name.clone()) {
             return Err(err(&at, format!("duplicate input '{}'", i.name)));
         }
-        match (i.kind, i.if_missing) {
-            (InputKind::String, IfMissing::Error) => {}
-            (InputKind::String, _) => {
-                return Err(err(&at, format!("input '{}': if_missing applies to tables only", i.name)));
-            }
-            (InputKind::Table, IfMissing::Empty) => {
-                if i.columns.is_empty() {
-                    return Err(err(&at, format!("input '{}': if_missing = \"empty\" needs `columns`", i.name)));
-                }
-                for (c, t) in &i.columns {
-                    if !is_ident(c) || !COLUMN_TYPES.contains(&t.as_str()) {
-                        return Err(err(
-                            c,
-                            format!("input '{}': column {c} = {t:?} (types: {})", i.name, COLUMN_TYPES.join(", ")),
-                        ));
-                    }
-                }
-            }
-            _ => {}
-        }
+        input(i, &err)?;
         if i.kind == InputKind::Table && !sql_placeholders(code).contains(&i.name) {
             return Err(err(
                 &at,
@@ -86,7 +116,7 @@ pub(super) fn validate(spec: &FamilyFile, path: &str, text: &str, files: &Files)
     let sql_params = sql_parameters(code);
     for p in &sql_params {
         let declared = BUILTIN_PARAMS.contains(&p.as_str())
-            || spec.inputs.iter().any(|i| &i.name == p && i.kind == InputKind::String)
+            || spec.inputs.iter().any(|i| &i.name == p && i.kind != InputKind::Table)
             || spec.inputs.iter().any(|i| i.if_missing == IfMissing::Empty && format!("{}_exists", i.name) == *p);
         if !declared {
             return Err(sql_err(&format!("@{p}"), format!("undeclared SQL parameter @{p}")));
@@ -118,8 +148,7 @@ pub(super) fn validate(spec: &FamilyFile, path: &str, text: &str, files: &Files)
         sql_file: spec.sql.clone(),
         segments: segments(code),
         sql_params,
-        status: spec.matcher.status.clone(),
-        table: spec.matcher.table.clone(),
+        rule: MatchRule::compile(&spec.matcher, &At { path, text })?,
         inputs: spec.inputs.clone(),
         metrics: spec.metrics.clone(),
         missing_message: spec.missing_message.clone(),
@@ -171,6 +200,38 @@ mod tests {
         let e = load_err(TOML, "SELECT 1 AS total FROM {{t}} JOIN {{u}} ON TRUE");
         assert_eq!(e.file, "test/f.sql");
         assert!(e.message.contains("{{u}}"), "{e}");
+    }
+
+    #[test]
+    fn each_input_kind_takes_its_own_keys() {
+        // TOML + a column input `c` (lines 18-20) that the SQL uses as @c
+        let with = |extra: &str| {
+            let toml = TOML
+                .replace("[[metrics]]", &format!("[[inputs]]\nname = \"c\"\ntype = \"column\"\n{extra}\n[[metrics]]"));
+            load_err(&toml, &SQL.replace("@partner", "@partner AND q = @c"))
+        };
+        let cases = [
+            ("variable = \"c\"", "a column input reads the run row, not a variable: name it with `column`"),
+            ("if_missing = \"empty\"", "a column input's if_missing is \"error\" (a 400, the default) or \"skip\""),
+            ("columns = { a = \"STRING\" }", "`columns` and `missing_table_message` apply to table inputs only"),
+            ("column = \"variables..x\"", "column = 'variables..x' is not a column name"),
+            ("parameter_type = \"DATE\"", "unknown variant `DATE`"),
+        ];
+        for (extra, message) in cases {
+            let e = with(extra);
+            assert!(e.message.contains(message), "{extra}: {e}");
+            assert_eq!(e.file, "test/f.toml", "{extra}: {e}");
+        }
+        // the other kinds refuse the column keys, and tables refuse `skip`
+        let e = load_err(&TOML.replace("type = \"string\"", "type = \"string\"\ncolumn = \"x\""), SQL);
+        assert!(e.message.contains("input 'partner': `column` and `parameter_type` apply to column inputs"), "{e}");
+        assert_eq!(e.line, 8, "{e}");
+        let e = load_err(&TOML.replace("type = \"table\"", "type = \"table\"\nif_missing = \"skip\""), SQL);
+        assert!(e.message.contains("input 't': if_missing = \"skip\" applies to column inputs only"), "{e}");
+        // a column input is a declared SQL parameter (and label variable)
+        let toml = TOML.replace("[[metrics]]", "[[inputs]]\nname = \"c\"\ntype = \"column\"\n[[metrics]]");
+        let ok = load_files(&files(&[("f.toml", &toml), ("f.sql", &SQL.replace("@partner", "@partner AND q = @c"))]));
+        assert!(ok.is_ok(), "{:?}", ok.err());
     }
 
     #[test]
