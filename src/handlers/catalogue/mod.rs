@@ -1,13 +1,15 @@
 //! The handler catalogue: query handlers declared as data.
 //!
 //! A family file `handlers/<family>.toml` names a SQL file and declares:
-//! * `[match]`: the source table and the run status it fires on;
-//! * `[[inputs]]`, in check order: the payload variables it needs, each a `table` (resolved and
-//!   validated, then written into the SQL as `{{name}}`) or a `string` (a named query parameter
-//!   `@name`, also usable as a label `$name`);
+//! * `[match]`: the source tables, run statuses and pipelines it fires on, each a name or glob
+//!   or a list of them, and which row columns name the pipeline and the status (`matching`);
+//! * `[[inputs]]`, in check order: what it reads, each a payload variable that is a `table`
+//!   (resolved and validated, then written into the SQL as `{{name}}`) or a `string` (a named
+//!   query parameter `@name`, also usable as a label `$name`), or a `column` of the run row (a
+//!   typed parameter `@name` and a label `$name`; `columns`);
 //! * `[[metrics]]`: which result column becomes which metric, with which labels;
-//! * `[[handler]]`: the variants (name, `pipeline_uuid`, which variable feeds which input, and
-//!   constants such as `approved`).
+//! * `[[handler]]`: the variants (name, `pipeline` unless `[match]` gives it, which variable
+//!   feeds which input, and constants such as `approved`).
 //!
 //! Built-in parameters every SQL file may use: `@source_timestamp` (TIMESTAMP, the record's
 //! source time) and `@source_date` (DATE, its calendar date in its own offset). A table input
