@@ -235,8 +235,8 @@ pub struct Delivery {
 pub struct FilesConfig {
     /// Object name prefixes to read (`ds/public_pipeline_run/`); an object under one is read.
     pub prefixes: Vec<String>,
-    /// Tables (`pipeline_run`) whose files (`…/<schema>_<table>/YYYY/…`) are read; `None`: the
-    /// tables the handlers and profiles in force read.
+    /// Tables (`pipeline_run`, or globs such as `audit_*`) whose files (`…/<schema>_<table>/YYYY/…`)
+    /// are read; `None`: the tables the handlers and profiles in force read.
     pub tables: Option<Vec<String>>,
     /// The longest line read; a longer one fails alone.
     pub max_line_bytes: usize,

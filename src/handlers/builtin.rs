@@ -20,8 +20,8 @@ impl Handler for PipelineRunCount {
         "PipelineRunHandler"
     }
 
-    fn table(&self) -> Option<&str> {
-        Some("pipeline_run")
+    fn tables(&self) -> Vec<&str> {
+        vec!["pipeline_run"]
     }
 
     fn metrics(&self) -> Vec<super::MetricDef> {

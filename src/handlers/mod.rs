@@ -10,6 +10,7 @@ pub mod catalogue;
 pub mod dispatch;
 pub mod error;
 pub mod lifecycle;
+pub mod pattern;
 pub mod values;
 
 use std::sync::Arc;
@@ -86,9 +87,10 @@ pub trait Handler: Send + Sync {
     fn matches(&self, event: &ChangeEvent) -> bool;
     /// Reads and validates inputs; sends nothing.
     fn prepare(&self, event: &ChangeEvent, projects: &Projects) -> Result<Plan, HandlerError>;
-    /// The source table this handler reads records of, when it reads only one.
-    fn table(&self) -> Option<&str> {
-        None
+    /// The source tables this handler reads records of (names, or globs of
+    /// [`pattern`]); empty when it does not say.
+    fn tables(&self) -> Vec<&str> {
+        Vec::new()
     }
     /// The metrics this handler writes (not the failure gauge, which dispatch adds for any
     /// handler). Default: none declared.
