@@ -132,6 +132,14 @@ fn invalid_handler_catalogue_fails_at_startup_naming_file_and_line() {
     // also needs ALLOWED_DATASETS)
     let out = Process::new(BIN).arg("--check").env("BIGQUERY_EMULATOR_HOST", "127.0.0.1:1").output();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // as a deployment (and CI's last step) runs it: no emulator, the datasets named
+    let out = Process::binary().arg("--check").env("ALLOWED_DATASETS", "tmp_*").output();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // and without them the check fails, naming the variable
+    let out = Process::binary().arg("--check").output();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("ALLOWED_DATASETS"), "{err}");
 }
 
 /// A recent time (whole milliseconds), so that Cloud Monitoring's 25-hour window accepts it.
