@@ -20,7 +20,7 @@ if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
   echo "python3 cannot create virtualenvs: install python3-venv (Debian/Ubuntu: sudo apt-get install python3-venv)" >&2
   exit 1
 fi
-echo "installing $PIN into $VENV (first time only; about a minute, about 300 MB of packages)"
+echo "installing $PIN into $VENV (first time only; a few minutes, about 600 MB installed)"
 echo "  [1/3] creating the virtualenv"
 python3 -m venv "$VENV"
 echo "  [2/3] pip install $PIN duckdb==1.5.5 (+ its spatial extension wheel) numpy: pip prints each package"
