@@ -25,7 +25,7 @@ async fn post_file(app: &TestApp, name: &str) -> Answer {
 }
 
 fn wrangling_points() -> Vec<(String, BTreeMap<String, String>, f64)> {
-    // Seed data of events/seed.json; the entity values are worked out by hand in the README
+    // Seed data of events/seed.json; the entity values are worked out by hand in docs/formats.md
     // ("Local seed"): providers new {c, d, e} of {a..e}, beneficiaries new {2, 4, 5, 6} of
     // {1..6}; latest/previous month 6/2 for both.
     let wl = labels(&[("approved", "false"), ("partner", "abertta")]);
