@@ -311,3 +311,10 @@ async fn shutdown_signal() {
     }
     tracing::info!("shutdown signal received, finishing in-flight events");
 }
+
+/// mimalloc instead of glibc's malloc: decoding and dispatching one event makes a few hundred
+/// small allocations (JSON values, row maps, label strings), and with glibc's allocator about a
+/// third of that CPU time went to malloc/free (perf, BENCHMARKS.md "Decode plus dispatch").
+/// The benches declare the same allocator, so they measure what this binary runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
