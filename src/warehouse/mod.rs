@@ -41,6 +41,20 @@ impl Param {
         }
     }
 
+    /// Feeds the value to `part` as bytes that tell apart exactly the values [`Param::bq_value`]
+    /// renders differently (a timestamp by its microseconds, a date by its day number), without
+    /// rendering text: a query's identity is hashed for every matching handler of every event.
+    pub(crate) fn identity(&self, part: &mut impl FnMut(&[u8])) {
+        match self {
+            Param::String(s) => part(s.as_bytes()),
+            Param::Bool(b) => part(&[u8::from(*b)]),
+            Param::Int(i) => part(&i.to_le_bytes()),
+            Param::Float(f) => part(&f.to_bits().to_le_bytes()),
+            Param::Timestamp(t) => part(&t.timestamp_micros().to_le_bytes()),
+            Param::Date(d) => part(&chrono::Datelike::num_days_from_ce(d).to_le_bytes()),
+        }
+    }
+
     pub(crate) fn bq_value(&self) -> String {
         match self {
             Param::String(s) => s.clone(),

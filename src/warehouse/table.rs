@@ -59,10 +59,11 @@ impl TableRef {
     /// dataset `<data project>`, table `<value>`. Each part must be a valid identifier: project
     /// letters, digits and hyphens; dataset and table `[A-Za-z0-9_]+`.
     pub fn resolve(value: &str, data_project: &str) -> Result<TableRef, TableRefError> {
-        match value.split('.').collect::<Vec<_>>().as_slice() {
-            [t] => TableRef::checked(data_project, data_project, t, value),
-            [d, t] => TableRef::checked(data_project, d, t, value),
-            [p, d, t] => TableRef::checked(p, d, t, value),
+        let mut parts = value.split('.');
+        match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some(t), None, None, None) => TableRef::checked(data_project, data_project, t, value),
+            (Some(d), Some(t), None, None) => TableRef::checked(data_project, d, t, value),
+            (Some(p), Some(d), Some(t), None) => TableRef::checked(p, d, t, value),
             _ => Err(TableRefError::NotAReference { value: value.to_string() }),
         }
     }

@@ -54,7 +54,7 @@ impl Handler for QueryHandler {
         let mut tables = Vec::new();
         let mut params = Vec::new();
         let mut values = self.constants.clone();
-        for input in &self.family.inputs {
+        for (spec, input) in self.family.inputs.iter().enumerate() {
             let path = &self.paths[&input.name];
             // a column of the run row: typed parameter and label text, or why not
             if input.kind == InputKind::Column {
@@ -107,14 +107,12 @@ impl Handler for QueryHandler {
                     }
                     values.insert(input.name.clone(), raw.clone());
                     tables.push(PlannedTable {
-                        input: input.name.clone(),
+                        spec,
                         path: path.clone(),
                         raw: raw.clone(),
                         table,
                         if_missing: input.if_missing,
                         checked: self.family.checks(input),
-                        columns: input.columns.clone(),
-                        missing_table_message: input.missing_table_message.clone(),
                     });
                 }
                 // (column inputs were read above)
