@@ -55,6 +55,8 @@ async fn main() -> ExitCode {
     };
     if check_only {
         println!("configuration, {} handlers and {} lifecycle profiles are valid", handlers.len(), profiles.len());
+        let rows = pipeline_run_metrics::handlers::listing::rows(&handlers, &profiles);
+        print!("\n{}", pipeline_run_metrics::handlers::listing::render(&rows));
         return ExitCode::SUCCESS;
     }
     let app = match build(&config, handlers, profiles).await {
