@@ -135,11 +135,12 @@ async fn build(
         None
     };
     let warehouse: Arc<dyn Warehouse> = match (&config.bigquery_emulator_host, &tokens) {
-        (Some(host), _) => Arc::new(
+        (Some(host), _) => Arc::new({
+            pipeline_run_metrics::warehouse::probe::warn_if_unreachable(host).await;
             BigQuery::emulator(host, &config.data_project, config.query_timeout, http.clone())
                 .await
-                .map_err(|e| ("cannot set up the BigQuery emulator client", e))?,
-        ),
+                .map_err(|e| ("cannot set up the BigQuery emulator client", e))?
+        }),
         (None, Some(tokens)) => Arc::new(
             BigQuery::production(tokens.clone(), &config.data_project, config.query_timeout, http.clone())
                 .await
