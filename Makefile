@@ -25,11 +25,15 @@ local-seed: ## Recreate the seed tables from scratch (idempotent)
 local-run: local-up ## Build and run the function locally (metrics as JSON lines, also in .local/metrics.jsonl)
 	@echo "== building the function (debug, $(TARGET_DIR)/debug); the first build compiles about 330 crates, about 10 min on 2 cores: see README, Quick start"
 	@cargo build --locked
-	@mkdir -p .local && : > .local/metrics.jsonl
+	@# a busy port fails here, before the banner; the binary binds it again before it creates
+	@# (truncates) METRICS_FILE, so a running instance's file is never emptied by a second one
+	@if (exec 3<>/dev/tcp/127.0.0.1/$(PORT)) 2>/dev/null; then \
+	  echo "make local-run: 127.0.0.1:$(PORT): address in use (is another make local-run running?); stop it or use PORT=..." >&2; exit 1; fi
+	@mkdir -p .local
 	@echo "pipeline-run-metrics on http://127.0.0.1:$(PORT)/ (BigQuery emulator $(EMULATOR)); Ctrl-C stops it"
-	@set -o pipefail; HOST=127.0.0.1 PORT=$(PORT) BIGQUERY_EMULATOR_HOST=$(EMULATOR) DEDUP_WINDOW_SECS=$${DEDUP_WINDOW_SECS:-0} \
+	@HOST=127.0.0.1 PORT=$(PORT) BIGQUERY_EMULATOR_HOST=$(EMULATOR) DEDUP_WINDOW_SECS=$${DEDUP_WINDOW_SECS:-0} \
 	  CLOUD_RUN_PROJECT_ID=$${CLOUD_RUN_PROJECT_ID:-local-project} BIGQUERY_PROJECT_ID=$${BIGQUERY_PROJECT_ID:-test-project} \
-	  $(TARGET_DIR)/debug/pipeline-run-metrics | tee -a .local/metrics.jsonl
+	  METRICS_FILE=.local/metrics.jsonl $(TARGET_DIR)/debug/pipeline-run-metrics
 
 local-test: ## POST every sample event in events/ to the local function and show status and metric lines
 	@PORT=$(PORT) python3 scripts/local_test.py

@@ -19,6 +19,7 @@ use pipeline_run_metrics::pipeline::LifecycleParts;
 use pipeline_run_metrics::sink::gcm::{CloudMonitoring, Retry};
 use pipeline_run_metrics::sink::instance::Instance;
 use pipeline_run_metrics::sink::otlp::Otlp;
+use pipeline_run_metrics::sink::tee::Tee;
 use pipeline_run_metrics::sink::{JsonLines, MetricSink};
 use pipeline_run_metrics::warehouse::{BigQuery, Warehouse};
 
@@ -55,15 +56,27 @@ async fn main() -> ExitCode {
     };
     if check_only {
         println!("configuration, {} handlers and {} lifecycle profiles are valid", handlers.len(), profiles.len());
+        let rows = pipeline_run_metrics::handlers::listing::rows(&handlers, &profiles);
+        print!("\n{}", pipeline_run_metrics::handlers::listing::render(&rows));
         return ExitCode::SUCCESS;
     }
+    let lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
+    // the port first: a second instance on a busy port stops here, before its banner and before
+    // any file (METRICS_FILE) is opened
+    let listener = match lambda {
+        true => None,
+        false => match bind(&config).await {
+            Ok(l) => Some(l),
+            Err(code) => return code,
+        },
+    };
     let app = match build(&config, handlers, profiles).await {
         Ok(app) => app,
         Err((message, detail)) => return fatal(message, detail),
     };
     let sink = app.pipeline.sink.clone();
     let routes = router(app.clone());
-    if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
+    let Some(listener) = listener else {
         // Driven by the Lambda Runtime API: Kinesis, SQS and Kafka batches straight into the
         // pipeline; Function URL, API Gateway and ALB requests through the same Router (any
         // other invocation arrives as POST /events).
@@ -82,8 +95,20 @@ async fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fatal("Lambda runtime error", e.to_string()),
         };
-    }
-    serve(&config, routes, sink).await
+    };
+    serve(&config, listener, routes, sink).await
+}
+
+/// Binds `HOST:PORT`; a busy port is one line naming the address and what to do.
+async fn bind(config: &Config) -> Result<tokio::net::TcpListener, ExitCode> {
+    let addr = std::net::SocketAddr::new(config.host, config.port);
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| match e.kind() {
+        std::io::ErrorKind::AddrInUse => fatal(
+            "cannot bind",
+            format!("{addr}: address in use (another process, e.g. a running `make local-run`, listens on port {}): stop it or set PORT", config.port),
+        ),
+        _ => fatal("cannot bind", format!("{addr}: {e}")),
+    })
 }
 
 /// Writes what the sink still holds (the Cloud Monitoring sink's unwritten totals), within
@@ -133,11 +158,12 @@ async fn build(
         None
     };
     let warehouse: Arc<dyn Warehouse> = match (&config.bigquery_emulator_host, &tokens) {
-        (Some(host), _) => Arc::new(
+        (Some(host), _) => Arc::new({
+            pipeline_run_metrics::warehouse::probe::warn_if_unreachable(host).await;
             BigQuery::emulator(host, &config.data_project, config.query_timeout, http.clone())
                 .await
-                .map_err(|e| ("cannot set up the BigQuery emulator client", e))?,
-        ),
+                .map_err(|e| ("cannot set up the BigQuery emulator client", e))?
+        }),
         (None, Some(tokens)) => Arc::new(
             BigQuery::production(tokens.clone(), &config.data_project, config.query_timeout, http.clone())
                 .await
@@ -147,7 +173,10 @@ async fn build(
     };
     let retry = Retry { deadline: config.sink_deadline, ..Retry::default() };
     let sink: Arc<dyn MetricSink> = match &config.metrics_backend {
-        MetricsBackend::Stdout { format } => Arc::new(JsonLines::with_format(std::io::stdout(), format.clone())),
+        MetricsBackend::Stdout { format } => {
+            let out = Tee::open(config.metrics_file.as_deref()).map_err(|e| ("cannot create the metrics file", e))?;
+            Arc::new(JsonLines::with_format(out, format.clone()))
+        }
         MetricsBackend::CloudMonitoring { endpoint, resource, cumulative } => {
             let tokens = tokens.clone().expect("checked above");
             Arc::new(
@@ -236,12 +265,12 @@ async fn fact_store(
     Ok(store)
 }
 
-async fn serve(config: &Config, app: axum::Router, sink: Arc<dyn MetricSink>) -> ExitCode {
-    let addr = std::net::SocketAddr::new(config.host, config.port);
-    let listener = match tokio::net::TcpListener::bind(addr).await {
-        Ok(l) => l,
-        Err(e) => return fatal("cannot bind", format!("{addr}: {e}")),
-    };
+async fn serve(
+    config: &Config,
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    sink: Arc<dyn MetricSink>,
+) -> ExitCode {
     tracing::info!(
         address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
         metric_project = %config.metric_project,

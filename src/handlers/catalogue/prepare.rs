@@ -10,7 +10,7 @@ use super::run::{PlannedTable, QueryPlan};
 use super::spec::{IfMissing, InputKind, InputSpec, ParameterType};
 use crate::decode::ChangeEvent;
 use crate::handlers::values::{is_missing, lookup, scalar_text};
-use crate::handlers::{Handler, HandlerError, MetricDef, Plan, Projects};
+use crate::handlers::{Handler, HandlerError, MatchSummary, MetricDef, Plan, Projects};
 use crate::redact::Offending;
 use crate::warehouse::{Param, TableRef};
 
@@ -38,6 +38,21 @@ impl Handler for QueryHandler {
                 }
             })
             .collect()
+    }
+
+    fn summary(&self) -> MatchSummary {
+        let rule = &self.family.rule;
+        let named = |column: &str, default: &str, entries: &[String]| -> Vec<String> {
+            match column == default {
+                true => entries.to_vec(),
+                false => entries.iter().map(|e| format!("{column}={e}")).collect(),
+            }
+        };
+        MatchSummary {
+            tables: rule.table_entries().to_vec(),
+            pipelines: named(&rule.pipeline_column, "pipeline_uuid", self.pipelines.entries()),
+            statuses: named(&rule.status_column, "status", rule.statuses.entries()),
+        }
     }
 
     fn matches(&self, event: &ChangeEvent) -> bool {
