@@ -13,8 +13,20 @@ type Shared<K, T> = Mutex<HashMap<K, Arc<OnceCell<Result<T, WarehouseError>>>>>;
 
 pub struct EventContext<'a> {
     pub warehouse: &'a dyn Warehouse,
-    tables: Shared<TableRef, bool>,
+    /// Keyed by [`table_key`]: hashing the parts costs less than cloning three strings per
+    /// lookup (every matching handler of every event asks).
+    tables: Shared<u128, bool>,
     queries: Shared<u128, Arc<Vec<Row>>>,
+}
+
+/// The identity of a table within an event: a 128-bit hash (xxh3) of its length-prefixed parts.
+pub fn table_key(table: &TableRef) -> u128 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for part in [&table.project, &table.dataset, &table.table] {
+        h.update(&(part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    h.digest128()
 }
 
 /// The identity of a query within an event: a 128-bit hash (xxh3) of its SQL file, the relation
@@ -75,7 +87,7 @@ impl<'a> EventContext<'a> {
     pub async fn table_exists(&self, table: &TableRef) -> Result<bool, WarehouseError> {
         let cell = {
             let mut map = self.tables.lock().expect("table cache lock");
-            map.entry(table.clone()).or_default().clone()
+            map.entry(table_key(table)).or_default().clone()
         };
         cell.get_or_init(|| self.warehouse.table_exists(table)).await.clone()
     }
