@@ -37,3 +37,4 @@ pub mod google;
 pub mod logging;
 pub mod redact;
 pub mod retry;
+pub mod vars;
