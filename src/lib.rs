@@ -37,4 +37,5 @@ pub mod google;
 pub mod logging;
 pub mod redact;
 pub mod retry;
+pub mod startup;
 pub mod vars;

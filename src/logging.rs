@@ -100,6 +100,23 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for JsonLayer {
     }
 }
 
+/// `LOG_LEVEL`: `error`, `warn` (`warning`), `info` (the default), `debug`, `trace` or `off`,
+/// any case.
+pub fn level_from_vars(vars: &crate::vars::Vars) -> Result<LevelFilter, crate::vars::ConfigError> {
+    match vars.pick(&["LOG_LEVEL"]) {
+        None => Ok(LevelFilter::INFO),
+        Some((n, v)) => match v.to_ascii_lowercase().as_str() {
+            "error" => Ok(LevelFilter::ERROR),
+            "warn" | "warning" => Ok(LevelFilter::WARN),
+            "info" => Ok(LevelFilter::INFO),
+            "debug" => Ok(LevelFilter::DEBUG),
+            "trace" => Ok(LevelFilter::TRACE),
+            "off" => Ok(LevelFilter::OFF),
+            _ => Err(crate::vars::ConfigError::new(&n, &v, "one of error, warn, info, debug, trace, off")),
+        },
+    }
+}
+
 /// Installs the JSON logger at `level`. Dependencies are held to WARN unless the level is
 /// DEBUG or finer; `gcp_auth` to ERROR: its warnings are its own retries ("failed to refresh
 /// token, trying again..." with a Debug dump of the hyper error), which end either in a token

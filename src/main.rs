@@ -2,7 +2,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pipeline_run_metrics::config::{Config, FactStoreConfig, MetricsBackend};
+use pipeline_run_metrics::config::{Config, FactStoreConfig, GcmConfig, MetricsBackend, OtlpConfig};
 use pipeline_run_metrics::facts::FactStore;
 use pipeline_run_metrics::facts::firestore::{self, DATASTORE_SCOPE, Firestore};
 use pipeline_run_metrics::facts::redis::Redis;
@@ -21,14 +21,18 @@ use pipeline_run_metrics::sink::instance::Instance;
 use pipeline_run_metrics::sink::otlp::Otlp;
 use pipeline_run_metrics::sink::tee::Tee;
 use pipeline_run_metrics::sink::{JsonLines, MetricSink};
+use pipeline_run_metrics::startup::{StartupError, fatal_line};
 use pipeline_run_metrics::warehouse::{BigQuery, Warehouse};
 
-/// Startup failures are printed as one structured line, so they reach Cloud Logging too.
+/// Fatal errors are printed as one structured line, so they reach Cloud Logging too.
 fn fatal(message: &str, detail: String) -> ExitCode {
-    let mut fields = serde_json::Map::new();
-    fields.insert("message".into(), message.into());
-    fields.insert("error".into(), detail.into());
-    eprintln!("{}", logging::format_line(&tracing::Level::ERROR, "pipeline_run_metrics", fields));
+    eprintln!("{}", fatal_line(message, detail));
+    ExitCode::from(2)
+}
+
+/// A startup failure's line ([`StartupError::line`]), exit code 2.
+fn failed(e: StartupError) -> ExitCode {
+    eprintln!("{}", e.line());
     ExitCode::from(2)
 }
 
@@ -39,19 +43,19 @@ async fn main() -> ExitCode {
     let check_only = std::env::args().any(|a| a == "--check");
     let config = match Config::from_env() {
         Ok(c) => c,
-        Err(e) => return fatal("invalid configuration", e.to_string()),
+        Err(e) => return failed(e.into()),
     };
     logging::init(config.log_level);
     let handlers = match all_handlers(config.handlers_dir.as_deref()) {
         Ok(h) => h,
-        Err(e) => return fatal("invalid handler catalogue", e.to_string()),
+        Err(e) => return failed(StartupError::Catalogue(e)),
     };
     let lc = &config.lifecycle;
     let profiles = match lc.profiles.as_deref() {
         Some([]) => Vec::new(),
         enabled => match pipeline_run_metrics::handlers::lifecycle::load(lc.profiles_dir.as_deref(), enabled) {
             Ok(p) => p,
-            Err(e) => return fatal("invalid lifecycle profiles", e.to_string()),
+            Err(e) => return failed(StartupError::Profiles(e)),
         },
     };
     if check_only {
@@ -72,7 +76,7 @@ async fn main() -> ExitCode {
     };
     let app = match build(&config, handlers, profiles).await {
         Ok(app) => app,
-        Err((message, detail)) => return fatal(message, detail),
+        Err(e) => return failed(e),
     };
     let sink = app.pipeline.sink.clone();
     let routes = router(app.clone());
@@ -101,13 +105,13 @@ async fn main() -> ExitCode {
 
 /// Binds `HOST:PORT`; a busy port is one line naming the address and what to do.
 async fn bind(config: &Config) -> Result<tokio::net::TcpListener, ExitCode> {
-    let addr = std::net::SocketAddr::new(config.host, config.port);
+    let (host, port) = (config.ingress.host, config.ingress.port);
+    let addr = std::net::SocketAddr::new(host, port);
     tokio::net::TcpListener::bind(addr).await.map_err(|e| match e.kind() {
-        std::io::ErrorKind::AddrInUse => fatal(
-            "cannot bind",
-            format!("{addr}: address in use (another process, e.g. a running `make local-run`, listens on port {}): stop it or set PORT", config.port),
-        ),
-        _ => fatal("cannot bind", format!("{addr}: {e}")),
+        std::io::ErrorKind::AddrInUse => failed(StartupError::Bind {
+            detail: format!("{addr}: address in use (another process, e.g. a running `make local-run`, listens on port {port}): stop it or set PORT"),
+        }),
+        _ => failed(StartupError::Bind { detail: format!("{addr}: {e}") }),
     })
 }
 
@@ -127,11 +131,11 @@ async fn build(
     config: &Config,
     handlers: Vec<Arc<dyn pipeline_run_metrics::handlers::Handler>>,
     profiles: Vec<pipeline_run_metrics::handlers::lifecycle::Profile>,
-) -> Result<Arc<App>, (&'static str, String)> {
+) -> Result<Arc<App>, StartupError> {
     let http = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
         .build()
-        .map_err(|e| ("cannot build the HTTP client", e.to_string()))?;
+        .map_err(|e| StartupError::Backend { step: "cannot build the HTTP client", detail: e.to_string() })?;
     // Google credentials, when something needs them, are checked now: a production backend
     // without usable credentials must not start (and then drop every event).
     let tokens: Option<Arc<dyn TokenSource>> = if config.needs_google_credentials() {
@@ -139,12 +143,12 @@ async fn build(
         // AWS credentials of the environment)
         let tokens = credentials::from_config(&config.google_credentials, http.clone(), |k| std::env::var(k).ok())
             .await
-            .map_err(|e| ("no usable Google credentials (set BIGQUERY_EMULATOR_HOST and METRICS_BACKEND=stdout for local work)", e.to_string()))?;
+            .map_err(|e| StartupError::Credentials { step: "no usable Google credentials (set BIGQUERY_EMULATOR_HOST and METRICS_BACKEND=stdout for local work)", detail: e.to_string() })?;
         let mut scopes = Vec::new();
-        if config.bigquery_emulator_host.is_none() {
+        if config.warehouse.emulator_host.is_none() {
             scopes.push(BIGQUERY_SCOPE);
         }
-        if matches!(config.metrics_backend, MetricsBackend::CloudMonitoring { .. }) {
+        if config.metrics_backend.is_cloud_monitoring() {
             scopes.push(MONITORING_SCOPE);
         }
         if config.needs_firestore_credentials() {
@@ -152,45 +156,47 @@ async fn build(
         }
         credentials::check(tokens.as_ref(), &scopes)
             .await
-            .map_err(|e| ("no usable Google credentials", e.to_string()))?;
+            .map_err(|e| StartupError::Credentials { step: "no usable Google credentials", detail: e.to_string() })?;
         Some(tokens)
     } else {
         None
     };
-    let warehouse: Arc<dyn Warehouse> = match (&config.bigquery_emulator_host, &tokens) {
+    let query_timeout = config.warehouse.query_timeout;
+    let warehouse: Arc<dyn Warehouse> = match (&config.warehouse.emulator_host, &tokens) {
         (Some(host), _) => Arc::new({
             pipeline_run_metrics::warehouse::probe::warn_if_unreachable(host).await;
-            BigQuery::emulator(host, &config.data_project, config.query_timeout, http.clone())
-                .await
-                .map_err(|e| ("cannot set up the BigQuery emulator client", e))?
+            BigQuery::emulator(host, &config.data_project, query_timeout, http.clone()).await.map_err(|detail| {
+                StartupError::Backend { step: "cannot set up the BigQuery emulator client", detail }
+            })?
         }),
         (None, Some(tokens)) => Arc::new(
-            BigQuery::production(tokens.clone(), &config.data_project, config.query_timeout, http.clone())
+            BigQuery::production(tokens.clone(), &config.data_project, query_timeout, http.clone())
                 .await
-                .map_err(|e| ("cannot set up the BigQuery client", e))?,
+                .map_err(|detail| StartupError::Backend { step: "cannot set up the BigQuery client", detail })?,
         ),
         (None, None) => unreachable!("needs_google_credentials covers BigQuery"),
     };
     let retry = Retry { deadline: config.sink_deadline, ..Retry::default() };
     let sink: Arc<dyn MetricSink> = match &config.metrics_backend {
         MetricsBackend::Stdout { format } => {
-            let out = Tee::open(config.metrics_file.as_deref()).map_err(|e| ("cannot create the metrics file", e))?;
+            let out = Tee::open(config.metrics_file.as_deref())
+                .map_err(|detail| StartupError::Backend { step: "cannot create the metrics file", detail })?;
             Arc::new(JsonLines::with_format(out, format.clone()))
         }
-        MetricsBackend::CloudMonitoring { endpoint, resource, cumulative } => {
+        MetricsBackend::CloudMonitoring(GcmConfig { endpoint, resource, cumulative }) => {
             let tokens = tokens.clone().expect("checked above");
             Arc::new(
                 CloudMonitoring::new(http.clone(), tokens, endpoint, resource.clone(), retry)
                     .with_cumulative(cumulative.settings(Instance::process())),
             )
         }
-        MetricsBackend::Otlp { endpoint, headers, service_name } => {
-            Arc::new(Otlp::new(http.clone(), endpoint, headers.clone(), service_name, retry))
+        MetricsBackend::Otlp(otlp @ OtlpConfig { endpoint, service_name, .. }) => {
+            Arc::new(Otlp::new(http.clone(), endpoint, otlp.header_pairs(), service_name, retry))
         }
     };
     let mut projects = Projects::new(config.metric_project.clone(), config.data_project.clone());
     projects.allowed_datasets = config.delivery.allowed_datasets.clone();
-    let verifier = config.delivery.auth.as_ref().map(|a| {
+    let verifier = config.ingress.auth.as_ref().map(|a| {
         let keys = Keys::Url {
             http: http.clone(),
             url: a.jwks_url.clone(),
@@ -213,12 +219,12 @@ async fn build(
         (None, None) => None,
     };
     let options = Options {
-        max_body_bytes: config.max_body_bytes,
+        max_body_bytes: config.ingress.max_body_bytes,
         delivery: config.delivery.clone(),
         verifier,
         lifecycle,
         storage,
-        lineage_api_key: config.lineage_api_key.clone(),
+        lineage_api_key: config.ingress.lineage_api_key.clone(),
     };
     Ok(Arc::new(App::new(Dispatcher::new(handlers, projects), warehouse, sink, options)))
 }
@@ -229,14 +235,14 @@ async fn fact_store(
     config: &FactStoreConfig,
     http: reqwest::Client,
     tokens: Option<Arc<dyn TokenSource>>,
-) -> Result<Arc<dyn FactStore>, (&'static str, String)> {
+) -> Result<Arc<dyn FactStore>, StartupError> {
     let store: Arc<dyn FactStore> = match config {
         FactStoreConfig::Memory { capacity } => Arc::new(pipeline_run_metrics::facts::memory::Memory::new(*capacity)),
-        FactStoreConfig::Redis { url, prefix, ttl, timeout } => Arc::new(
-            Redis::connect(&url.0, prefix, *ttl, *timeout)
-                .await
-                .map_err(|e| ("cannot reach the fact store (FACT_STORE=redis, REDIS_URL)", e))?,
-        ),
+        FactStoreConfig::Redis { url, prefix, ttl, timeout } => {
+            Arc::new(Redis::connect(url.expose(), prefix, *ttl, *timeout).await.map_err(|detail| {
+                StartupError::Backend { step: "cannot reach the fact store (FACT_STORE=redis, REDIS_URL)", detail }
+            })?)
+        }
         FactStoreConfig::Firestore { project, database, collection_prefix, emulator_host, ttl, timeout } => {
             let endpoint = match emulator_host {
                 Some(h) => format!("http://{h}"),
@@ -256,8 +262,9 @@ async fn fact_store(
                 tokens,
             };
             let store = Firestore::new(http, settings);
-            store.check().await.map_err(|e| {
-                ("cannot reach the fact store (FACT_STORE=firestore, FIRESTORE_PROJECT, FIRESTORE_DATABASE)", e)
+            store.check().await.map_err(|detail| StartupError::Backend {
+                step: "cannot reach the fact store (FACT_STORE=firestore, FIRESTORE_PROJECT, FIRESTORE_DATABASE)",
+                detail,
             })?;
             Arc::new(store)
         }
@@ -275,13 +282,13 @@ async fn serve(
         address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
         metric_project = %config.metric_project,
         data_project = %config.data_project,
-        bigquery = config.bigquery_emulator_host.as_deref().unwrap_or("bigquery.googleapis.com"),
+        bigquery = config.warehouse.emulator_host.as_deref().unwrap_or("bigquery.googleapis.com"),
         backend = config.metrics_backend.name(),
         fact_store = config.lifecycle.fact_store.name(),
-        push_auth = config.delivery.auth.is_some(),
+        push_auth = config.ingress.auth.is_some(),
         ack_permanent_errors = config.delivery.ack_permanent,
-        header_read_timeout_secs = config.connections.header_read.as_secs_f64(),
-        idle_timeout_secs = config.connections.idle.as_secs_f64(),
+        header_read_timeout_secs = config.ingress.connections.header_read.as_secs_f64(),
+        idle_timeout_secs = config.ingress.connections.idle.as_secs_f64(),
         body_read_timeout_secs = config.delivery.body_read_timeout.as_secs_f64(),
         "listening"
     );
@@ -292,12 +299,12 @@ async fn serve(
     let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
     let signalled = Arc::new(std::sync::OnceLock::<std::time::Instant>::new());
     let at_signal = signalled.clone();
-    let server = pipeline_run_metrics::ingress::server::serve(listener, app, config.connections, async move {
+    let server = pipeline_run_metrics::ingress::server::serve(listener, app, config.ingress.connections, async move {
         shutdown_signal().await;
         let _ = at_signal.set(std::time::Instant::now());
         let _ = stopping_tx.send(true);
     });
-    let grace = config.shutdown_grace;
+    let grace = config.ingress.shutdown_grace;
     let deadline = async move {
         let _ = stopping_rx.wait_for(|s| *s).await;
         tokio::time::sleep(grace).await;

@@ -17,6 +17,7 @@
 //! Backends: [`memory::Memory`] (in-process, bounded: the default), [`redis::Redis`]
 //! (`SET NX EX`) and [`firestore::Firestore`] (create-if-absent documents) for many instances.
 
+pub mod config;
 pub mod firestore;
 pub mod memory;
 pub mod redis;

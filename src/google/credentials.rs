@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use tokio::sync::RwLock;
 
+use super::config::GoogleCredentials;
 use super::external_account::{AwsIdentity, ExternalAccount};
-use crate::config::GoogleCredentials;
 use crate::retry::{self, Policy, RetryDecision};
 
 /// The OAuth scope of BigQuery queries.
@@ -392,7 +392,7 @@ pub async fn from_config(
     env: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
 ) -> Result<Arc<dyn TokenSource>, TokenError> {
     match source {
-        GoogleCredentials::KeyJson(json) => from_env(Some(json.0.as_str())).await,
+        GoogleCredentials::KeyJson(json) => from_env(Some(json.expose())).await,
         GoogleCredentials::KeySecret(arn) => {
             let json = crate::aws::secret_string(arn)
                 .await

@@ -1,5 +1,6 @@
 //! Google credentials shared by the BigQuery client and the Cloud Monitoring sink.
 
+pub mod config;
 pub mod credentials;
 pub mod external_account;
 pub mod storage;

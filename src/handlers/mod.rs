@@ -7,6 +7,7 @@
 
 pub mod builtin;
 pub mod catalogue;
+pub mod config;
 pub mod dispatch;
 pub mod error;
 pub mod lifecycle;

@@ -34,7 +34,7 @@ use crate::warehouse::Warehouse;
 pub struct Options {
     pub max_body_bytes: usize,
     /// Acknowledgement, deadline, de-duplication, admission and self-metrics settings.
-    pub delivery: crate::config::Delivery,
+    pub delivery: crate::pipeline::config::Delivery,
     /// Verifies push OIDC tokens when set (built from `delivery.auth`).
     pub verifier: Option<Arc<PushVerifier>>,
     /// The lifecycle profiles in force and the fact store (none: no lifecycle metrics).
@@ -44,14 +44,14 @@ pub struct Options {
     /// The API key OpenLineage emitters must send (`Authorization: Bearer <key>`) on
     /// `/api/v1/lineage` (`OPENLINEAGE_API_KEY`). Without one the endpoint is open, unless push
     /// authentication is on: then it is closed (401) until a key is set.
-    pub lineage_api_key: Option<crate::config::Secret>,
+    pub lineage_api_key: Option<crate::vars::Secret>,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
-            max_body_bytes: crate::config::DEFAULT_MAX_BODY_BYTES,
-            delivery: crate::config::Delivery::default(),
+            max_body_bytes: super::config::DEFAULT_MAX_BODY_BYTES,
+            delivery: crate::pipeline::config::Delivery::default(),
             verifier: None,
             lifecycle: None,
             storage: None,
@@ -67,7 +67,7 @@ pub struct App {
     verifier: Option<Arc<PushVerifier>>,
     in_flight: Option<Arc<tokio::sync::Semaphore>>,
     max_in_flight: usize,
-    lineage_api_key: Option<crate::config::Secret>,
+    lineage_api_key: Option<crate::vars::Secret>,
     body_read_timeout: std::time::Duration,
     /// One permit per byte of request body held in memory (`BODY_BUFFER_BYTES`).
     body_buffer: Arc<tokio::sync::Semaphore>,
@@ -218,7 +218,7 @@ fn lineage_authorized(app: &App, headers: &HeaderMap) -> Result<(), String> {
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
     use subtle::ConstantTimeEq;
-    if bool::from(sent.as_bytes().ct_eq(key.0.as_bytes())) {
+    if bool::from(sent.as_bytes().ct_eq(key.expose().as_bytes())) {
         Ok(())
     } else {
         Err("missing or wrong API key (Authorization: Bearer <OPENLINEAGE_API_KEY>)".into())

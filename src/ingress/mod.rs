@@ -4,6 +4,7 @@
 //! Kafka; everything else through the Router); [`auth`] verifies Pub/Sub push OIDC tokens.
 
 pub mod auth;
+pub mod config;
 pub mod http;
 pub mod lambda;
 pub mod server;

@@ -34,7 +34,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 
-pub use crate::config::Connections;
+pub use super::config::Connections;
 
 const WAITING_HEAD: u8 = 0;
 const BUSY: u8 = 1;

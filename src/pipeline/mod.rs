@@ -9,6 +9,7 @@
 //! turn the answer into their own response.
 
 pub mod answer;
+pub mod config;
 pub mod dedup;
 pub mod events;
 pub mod files;
@@ -21,7 +22,6 @@ use tracing::Instrument;
 
 pub use answer::{AckPolicy, Answer, Outcome, RecordResult, Refusal};
 
-use crate::config::Delivery as DeliveryConfig;
 use crate::decode::{ChangeEvent, Delivery, DeliveryMeta};
 use crate::facts::{FactStore, Reservation};
 use crate::handlers::lifecycle::Lifecycle;
@@ -29,6 +29,7 @@ use crate::handlers::{Dispatcher, Report, builtin::FAILURE_METRIC};
 use crate::sink::{Delivered, MetricSink, Point};
 use crate::warehouse::Warehouse;
 use answer::Failure;
+use config::Delivery as DeliveryConfig;
 use dedup::{Begin, Dedup, Ticket};
 use events::Stats;
 

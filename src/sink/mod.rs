@@ -21,6 +21,7 @@
 use crate::error::ErrorClass;
 
 pub mod aggregate;
+pub mod config;
 pub mod gcm;
 pub mod instance;
 pub mod otlp;

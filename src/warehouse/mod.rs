@@ -7,6 +7,7 @@
 
 pub mod bigquery;
 pub mod cache;
+pub mod config;
 pub mod probe;
 pub mod table;
 

@@ -9,6 +9,7 @@
 //! a fact is written once whatever the order and number of deliveries. The metric set follows
 //! OpenTelemetry's `cicd.pipeline.run.*` conventions ([`names`]).
 
+pub mod config;
 pub mod derive;
 mod emit;
 mod load;

@@ -55,6 +55,7 @@
 mod body;
 mod call;
 mod classify;
+pub mod config;
 pub mod cumulative;
 
 use std::sync::{Arc, Mutex};

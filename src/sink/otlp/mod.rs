@@ -38,6 +38,7 @@
 //! response", spec L586–611). Counter and histogram points whose value cannot be summed (not
 //! finite, or a negative increment) are refused before sending.
 
+pub mod config;
 mod request;
 
 use std::collections::HashMap;
