@@ -118,6 +118,38 @@ fn invalid_configuration_fails_at_startup_naming_the_variable() {
     assert!(v["error"].as_str().unwrap().contains("PORT=\"eighty\""), "{err}");
 }
 
+/// The process environment under the prefixed-name rule (figment's `Env` provider): the
+/// reference's `MAGEAI_MONITORING_` form wins, and the error names the variable that was read.
+#[test]
+fn the_prefixed_variable_wins_in_the_process_environment() {
+    let local = ("BIGQUERY_EMULATOR_HOST", "127.0.0.1:1");
+    // (--check: a process that read the plain name would exit 0 instead of serving forever)
+    let out = binary(&[
+        local,
+        ("CLOUD_RUN_PROJECT_ID", "good-project"),
+        ("MAGEAI_MONITORING_CLOUD_RUN_PROJECT_ID", "bad project"),
+    ])
+    .arg("--check")
+    .output();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let v: serde_json::Value = serde_json::from_str(err.lines().next().unwrap()).unwrap();
+    assert_eq!(v["message"], "invalid configuration");
+    assert_eq!(
+        v["error"],
+        "invalid configuration: MAGEAI_MONITORING_CLOUD_RUN_PROJECT_ID=\"bad project\": a Google Cloud project id (letters, digits, hyphens)"
+    );
+    // a bad plain value is not read when the prefixed one is set
+    let out = binary(&[
+        local,
+        ("CLOUD_RUN_PROJECT_ID", "bad project"),
+        ("MAGEAI_MONITORING_CLOUD_RUN_PROJECT_ID", "good-project"),
+    ])
+    .arg("--check")
+    .output();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 #[test]
 fn invalid_handler_catalogue_fails_at_startup_naming_file_and_line() {
     let dir = std::env::temp_dir().join(format!("bad-handlers-{}", std::process::id()));
