@@ -12,7 +12,9 @@
 //! Shared by several stages: [`google`] (credentials: a service-account key, workload identity
 //! federation from AWS, Application Default Credentials), [`aws`] (the key from AWS Secrets
 //! Manager), [`retry`] (the one retry classifier and
-//! backoff policy of every remote call), [`config`], [`error`], [`logging`].
+//! backoff policy of every remote call), [`config`] (composes every component's settings, each
+//! read beside its component through [`vars`]: figment sources, the prefixed-name rule, secrets),
+//! [`startup`] (the one startup error and its fatal line), [`error`], [`logging`].
 
 pub mod ingress;
 

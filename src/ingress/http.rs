@@ -35,7 +35,7 @@ pub struct Options {
     pub max_body_bytes: usize,
     /// Acknowledgement, deadline, de-duplication, admission and self-metrics settings.
     pub delivery: crate::pipeline::config::Delivery,
-    /// Verifies push OIDC tokens when set (built from `delivery.auth`).
+    /// Verifies push OIDC tokens when set (built from the ingress's `auth` settings).
     pub verifier: Option<Arc<PushVerifier>>,
     /// The lifecycle profiles in force and the fact store (none: no lifecycle metrics).
     pub lifecycle: Option<crate::pipeline::LifecycleParts>,
