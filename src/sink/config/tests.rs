@@ -128,3 +128,13 @@ fn label_limits_follow_the_backend() {
     assert_eq!(e.variable, "MAX_LABEL_VALUE_BYTES");
     assert!(e.expected.contains("Cloud Monitoring"), "{e}");
 }
+
+#[test]
+fn the_metrics_file_copies_stdout_only() {
+    assert_eq!(cfg(&[]).unwrap().metrics_file, None);
+    let c = cfg(&[("METRICS_FILE", "/tmp/metrics.jsonl")]).unwrap();
+    assert_eq!(c.metrics_file, Some("/tmp/metrics.jsonl".into()));
+    let e = cfg(&[("METRICS_BACKEND", "otlp"), ("METRICS_FILE", "/tmp/metrics.jsonl")]).unwrap_err();
+    assert_eq!((e.variable.as_str(), e.value.as_str()), ("METRICS_FILE", "/tmp/metrics.jsonl"));
+    assert!(e.expected.contains("METRICS_BACKEND=stdout"), "{e}");
+}
