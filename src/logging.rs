@@ -65,8 +65,9 @@ pub fn format_line(level: &Level, target: &str, fields: Map<String, Value>) -> S
     Value::Object(out).to_string()
 }
 
-/// Writes each log line; stderr in the process, a buffer in tests.
-type Out = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
+/// Writes each log line (without its newline); stderr in the process, a buffer in tests, or
+/// above a progress bar (`replay` on a terminal).
+pub type Out = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
 
 struct JsonLayer {
     out: Out,
@@ -100,9 +101,18 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for JsonLayer {
     }
 }
 
-/// Installs the JSON logger at `level`. Dependencies are held to WARN unless the level is
-/// DEBUG or finer.
+/// Installs the JSON logger at `level`, writing to stderr. Dependencies are held to WARN unless
+/// the level is DEBUG or finer.
 pub fn init(level: LevelFilter) {
+    let out: Out = std::sync::Arc::new(|line: &str| {
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "{line}");
+    });
+    init_with(level, out);
+}
+
+/// Installs the JSON logger at `level`, each line given to `out`.
+pub fn init_with(level: LevelFilter, out: Out) {
     let _ = tracing_log::LogTracer::init();
     let deps_level = if level >= LevelFilter::DEBUG { level } else { LevelFilter::WARN.min(level) };
     let filter = tracing_subscriber::filter::filter_fn(move |m| {
@@ -110,11 +120,10 @@ pub fn init(level: LevelFilter) {
         let bridged = m.target() == "log";
         let limit = if ours || bridged { level } else { deps_level };
         *m.level() <= limit
-    });
-    let out: Out = std::sync::Arc::new(|line: &str| {
-        let mut err = std::io::stderr().lock();
-        let _ = writeln!(err, "{line}");
-    });
+    })
+    // the most verbose level any target gets: the macros of less severe events then cost one
+    // comparison (a replay at WARN skips its per-record INFO lines that way)
+    .with_max_level_hint(level);
     let subscriber = tracing_subscriber::registry().with(JsonLayer { out }.with_filter(filter));
     let _ = tracing::subscriber::set_global_default(subscriber);
 }

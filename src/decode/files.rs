@@ -12,7 +12,11 @@ use std::pin::Pin;
 use async_compression::tokio::bufread::GzipDecoder;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, BufReader};
 
-use super::{DecodeError, RecordInput};
+use super::{ChangeEvent, DecodeError, RecordInput};
+
+/// Turns one parsed line into a change record: [`super::record`] (any format, recognised by its
+/// shape) or one format's own decoder.
+pub type RecordDecoder = fn(serde_json::Value) -> Result<ChangeEvent, DecodeError>;
 
 /// What an object's name says it holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +52,7 @@ pub struct Lines {
     max_line_bytes: usize,
     done: bool,
     buf: Vec<u8>,
+    decoder: RecordDecoder,
 }
 
 impl Lines {
@@ -68,7 +73,13 @@ impl Lines {
         } else {
             Box::pin(raw)
         };
-        Ok(Lines { reader, line: 0, max_line_bytes, done: false, buf: Vec::new() })
+        Ok(Lines { reader, line: 0, max_line_bytes, done: false, buf: Vec::new(), decoder: super::record })
+    }
+
+    /// Decodes every line with `decoder` instead of recognising its format.
+    pub fn with_decoder(mut self, decoder: RecordDecoder) -> Lines {
+        self.decoder = decoder;
+        self
     }
 
     /// The number of the last line read.
@@ -102,7 +113,7 @@ impl Lines {
                 continue;
             }
             let record = match serde_json::from_slice(text) {
-                Ok(v) => super::record(v).map_err(|e| at_line(e, self.line)),
+                Ok(v) => (self.decoder)(v).map_err(|e| at_line(e, self.line)),
                 Err(e) => Err(DecodeError::malformed(
                     Some(format!("line {}", self.line)),
                     format!("line {} is not a JSON record: {e}", self.line),
@@ -233,6 +244,22 @@ mod tests {
         };
         assert!(ok <= 2, "{ok}");
         assert!(!err.to_string().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_chosen_decoder_refuses_other_formats() {
+        let debezium = r#"{"op":"c","after":{"id":1},"source":{"table":"pipeline_run","ts_ms":1762367011393}}"#;
+        let text = format!("{}\n{debezium}\n", record("a"));
+        let lines = Lines::new(std::io::Cursor::new(text.into_bytes()), "x.jsonl", 1 << 20).await.unwrap();
+        let mut lines = lines.with_decoder(crate::decode::datastream::decode);
+        let got = lines.next_chunk(10).await.unwrap();
+        assert!(got[0].record.is_ok());
+        let e = got[1].record.as_ref().unwrap_err();
+        assert!(e.field.as_deref().unwrap_or_default().starts_with("line 2"), "{e:?}");
+        // recognised by its shape, the same line is a Debezium change
+        let text = format!("{debezium}\n");
+        let mut lines = Lines::new(std::io::Cursor::new(text.into_bytes()), "x.jsonl", 1 << 20).await.unwrap();
+        assert!(lines.next_chunk(10).await.unwrap()[0].record.is_ok());
     }
 
     #[test]

@@ -49,6 +49,8 @@ pub enum DeliveryFormat {
     LambdaSqs,
     /// An AWS Lambda batch from Amazon MSK or a self-managed Kafka cluster.
     LambdaKafka,
+    /// A record read from a file by `pipeline-run-metrics replay`.
+    Replay,
 }
 
 impl DeliveryFormat {
@@ -62,6 +64,7 @@ impl DeliveryFormat {
             DeliveryFormat::LambdaKinesis => "lambda_kinesis",
             DeliveryFormat::LambdaSqs => "lambda_sqs",
             DeliveryFormat::LambdaKafka => "lambda_kafka",
+            DeliveryFormat::Replay => "replay",
         }
     }
 }

@@ -11,6 +11,10 @@
 //!
 //! The window is per process: across instances, Cloud Monitoring's "already written" rejections
 //! are the second line of defence (see the sink).
+//!
+//! Keys are 128-bit hashes of the identity ([`crate::facts::Key`]): nothing is allocated per
+//! event, and the answered keys of a replay can be saved and loaded again
+//! ([`Dedup::answered`], [`Dedup::remember`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -25,10 +29,13 @@ enum Slot {
     Done { answer: Remembered, at: Instant },
 }
 
+/// The identity of an event (see the module documentation).
+pub type DedupKey = u128;
+
 struct Inner {
-    slots: HashMap<String, Slot>,
+    slots: HashMap<DedupKey, Slot>,
     /// Insertion order of finished keys, for expiry and the size bound.
-    order: VecDeque<(Instant, String)>,
+    order: VecDeque<(Instant, DedupKey)>,
 }
 
 pub struct Dedup {
@@ -51,7 +58,7 @@ pub enum Begin {
 /// key so that a redelivery is processed.
 pub struct Ticket {
     dedup: Option<Arc<Dedup>>,
-    key: String,
+    key: DedupKey,
     tx: watch::Sender<Option<Remembered>>,
 }
 
@@ -76,10 +83,10 @@ impl Dedup {
         }
     }
 
-    pub fn begin(self: &Arc<Self>, key: Option<String>) -> Begin {
+    pub fn begin(self: &Arc<Self>, key: Option<DedupKey>) -> Begin {
         let (tx, rx) = watch::channel(None);
         let Some(key) = key.filter(|_| self.enabled()) else {
-            return Begin::Fresh(Ticket { dedup: None, key: String::new(), tx });
+            return Begin::Fresh(Ticket { dedup: None, key: 0, tx });
         };
         let now = Instant::now();
         let mut inner = self.inner.lock().expect("dedup lock");
@@ -89,7 +96,7 @@ impl Dedup {
             Some(Slot::Running(rx)) => return Begin::Running(rx.clone()),
             None => {}
         }
-        inner.slots.insert(key.clone(), Slot::Running(rx));
+        inner.slots.insert(key, Slot::Running(rx));
         Begin::Fresh(Ticket { dedup: Some(self.clone()), key, tx })
     }
 
@@ -101,6 +108,36 @@ impl Dedup {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// The keys of events answered with a success (2xx) and still remembered, in the order
+    /// they were answered.
+    pub fn answered(&self) -> Vec<DedupKey> {
+        let inner = self.inner.lock().expect("dedup lock");
+        inner
+            .order
+            .iter()
+            .filter(|(at, key)| {
+                matches!(inner.slots.get(key), Some(Slot::Done { answer, at: done }) if done == at && (200..300).contains(&answer.status))
+            })
+            .map(|(_, key)| *key)
+            .collect()
+    }
+
+    /// Remembers `keys` as answered 204 now (events answered by an earlier process: a replay's
+    /// saved state), within the window and capacity like any answer.
+    pub fn remember(&self, keys: impl IntoIterator<Item = DedupKey>) {
+        if !self.enabled() {
+            return;
+        }
+        let answer = Remembered { status: 204, body: axum::body::Bytes::new() };
+        let at = Instant::now();
+        let mut inner = self.inner.lock().expect("dedup lock");
+        for key in keys {
+            inner.slots.insert(key, Slot::Done { answer: answer.clone(), at });
+            inner.order.push_back((at, key));
+        }
+        self.expire(&mut inner, at);
+    }
 }
 
 impl Ticket {
@@ -110,8 +147,8 @@ impl Ticket {
             let mut inner = dedup.inner.lock().expect("dedup lock");
             if remember {
                 let at = Instant::now();
-                inner.slots.insert(self.key.clone(), Slot::Done { answer: answer.clone(), at });
-                inner.order.push_back((at, self.key.clone()));
+                inner.slots.insert(self.key, Slot::Done { answer: answer.clone(), at });
+                inner.order.push_back((at, self.key));
                 dedup.expire(&mut inner, at);
             } else {
                 inner.slots.remove(&self.key);
@@ -141,22 +178,26 @@ mod tests {
         Remembered { status, body: Bytes::from_static(b"{}") }
     }
 
+    fn k(name: &str) -> Option<DedupKey> {
+        Some(crate::facts::Key::of(&[name]).0)
+    }
+
     #[test]
     fn final_answers_are_replayed_transient_ones_forgotten() {
         let d = Dedup::new(Duration::from_secs(60), 100);
-        let Begin::Fresh(t) = d.begin(Some("uuid:a".into())) else { panic!("fresh") };
+        let Begin::Fresh(t) = d.begin(k("uuid:a")) else { panic!("fresh") };
         t.finish(answer(204), true);
-        assert!(matches!(d.begin(Some("uuid:a".into())), Begin::Seen(a) if a.status == 204));
-        let Begin::Fresh(t) = d.begin(Some("uuid:b".into())) else { panic!("fresh") };
+        assert!(matches!(d.begin(k("uuid:a")), Begin::Seen(a) if a.status == 204));
+        let Begin::Fresh(t) = d.begin(k("uuid:b")) else { panic!("fresh") };
         t.finish(answer(503), false);
-        assert!(matches!(d.begin(Some("uuid:b".into())), Begin::Fresh(_)), "a transient failure is processed again");
+        assert!(matches!(d.begin(k("uuid:b")), Begin::Fresh(_)), "a transient failure is processed again");
     }
 
     #[tokio::test]
     async fn a_concurrent_duplicate_waits_for_the_first_attempt() {
         let d = Dedup::new(Duration::from_secs(60), 100);
-        let Begin::Fresh(t) = d.begin(Some("k".into())) else { panic!() };
-        let Begin::Running(mut rx) = d.begin(Some("k".into())) else { panic!("running") };
+        let Begin::Fresh(t) = d.begin(k("k")) else { panic!() };
+        let Begin::Running(mut rx) = d.begin(k("k")) else { panic!("running") };
         t.finish(answer(400), true);
         let got = rx.wait_for(|a| a.is_some()).await.unwrap().clone();
         assert_eq!(got.unwrap().status, 400);
@@ -165,8 +206,8 @@ mod tests {
     #[tokio::test]
     async fn a_waiting_duplicate_learns_at_once_that_the_first_attempt_failed_transiently() {
         let d = Dedup::new(Duration::from_secs(60), 100);
-        let Begin::Fresh(t) = d.begin(Some("k".into())) else { panic!() };
-        let Begin::Running(mut rx) = d.begin(Some("k".into())) else { panic!("running") };
+        let Begin::Fresh(t) = d.begin(k("k")) else { panic!() };
+        let Begin::Running(mut rx) = d.begin(k("k")) else { panic!("running") };
         t.finish(answer(503), false);
         tokio::time::timeout(Duration::from_secs(1), rx.changed()).await.expect("woken at once").unwrap();
         assert_eq!(*rx.borrow(), None);
@@ -175,28 +216,43 @@ mod tests {
     #[test]
     fn a_dropped_ticket_releases_the_key() {
         let d = Dedup::new(Duration::from_secs(60), 100);
-        let Begin::Fresh(t) = d.begin(Some("k".into())) else { panic!() };
+        let Begin::Fresh(t) = d.begin(k("k")) else { panic!() };
         drop(t);
-        assert!(matches!(d.begin(Some("k".into())), Begin::Fresh(_)));
+        assert!(matches!(d.begin(k("k")), Begin::Fresh(_)));
     }
 
     #[test]
     fn window_and_capacity_bound_the_memory() {
         let d = Dedup::new(Duration::from_millis(30), 3);
         for i in 0..10 {
-            let Begin::Fresh(t) = d.begin(Some(format!("k{i}"))) else { panic!() };
+            let Begin::Fresh(t) = d.begin(k(&format!("k{i}"))) else { panic!() };
             t.finish(answer(204), true);
         }
         assert!(d.len() <= 3, "{}", d.len());
-        assert!(matches!(d.begin(Some("k0".into())), Begin::Fresh(_)), "evicted by capacity");
+        assert!(matches!(d.begin(k("k0")), Begin::Fresh(_)), "evicted by capacity");
         std::thread::sleep(Duration::from_millis(40));
-        let Begin::Fresh(t) = d.begin(Some("new".into())) else { panic!() };
+        let Begin::Fresh(t) = d.begin(k("new")) else { panic!() };
         t.finish(answer(204), true);
-        assert!(matches!(d.begin(Some("k9".into())), Begin::Fresh(_)), "expired");
+        assert!(matches!(d.begin(k("k9")), Begin::Fresh(_)), "expired");
         // disabled window: never remembers
         let off = Dedup::new(Duration::ZERO, 10);
-        let Begin::Fresh(t) = off.begin(Some("x".into())) else { panic!() };
+        let Begin::Fresh(t) = off.begin(k("x")) else { panic!() };
         t.finish(answer(204), true);
-        assert!(matches!(off.begin(Some("x".into())), Begin::Fresh(_)));
+        assert!(matches!(off.begin(k("x")), Begin::Fresh(_)));
+    }
+
+    #[test]
+    fn answered_keys_can_be_remembered_by_another_window() {
+        let d = Dedup::new(Duration::from_secs(60), 100);
+        for (name, status, remember) in [("ok", 204, true), ("bad", 400, true), ("retry", 503, false)] {
+            let Begin::Fresh(t) = d.begin(k(name)) else { panic!() };
+            t.finish(answer(status), remember);
+        }
+        let Begin::Fresh(_running) = d.begin(k("running")) else { panic!() };
+        assert_eq!(d.answered(), vec![k("ok").unwrap()], "successes only: a failed event is tried again");
+        let next = Dedup::new(Duration::from_secs(60), 100);
+        next.remember(d.answered());
+        assert!(matches!(next.begin(k("ok")), Begin::Seen(a) if a.status == 204));
+        assert!(matches!(next.begin(k("bad")), Begin::Fresh(_)));
     }
 }

@@ -12,6 +12,7 @@ pub mod answer;
 pub mod dedup;
 pub mod events;
 pub mod files;
+pub mod replay;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -153,13 +154,17 @@ impl Pipeline {
     /// A processed history record is timed by its row (the first non-null of
     /// `history_time_columns`), not by the time of the read, which is when the backfill ran.
     fn history_time(&self, event: &mut ChangeEvent) {
-        let Some(row) = event.payload.as_ref().map(|p| &p.row) else { return };
-        let time = self.config.history_time_columns.iter().find_map(|c| {
-            row.get(c).filter(|v| !v.is_null()).and_then(|v| crate::decode::datastream::parse_timestamp(v, c).ok())
-        });
-        if let Some(t) = time {
+        if let Some(t) = self.row_time(event) {
             event.source_timestamp = t;
         }
+    }
+
+    /// The first non-null of `history_time_columns` in the record's row.
+    fn row_time(&self, event: &ChangeEvent) -> Option<chrono::DateTime<chrono::FixedOffset>> {
+        let row = &event.payload.as_ref()?.row;
+        self.config.history_time_columns.iter().find_map(|c| {
+            row.get(c).filter(|v| !v.is_null()).and_then(|v| crate::decode::datastream::parse_timestamp(v, c).ok())
+        })
     }
 
     /// The answer to a refused delivery, logged and counted.
@@ -396,16 +401,17 @@ fn report_outcome(report: &Report) -> Outcome {
 }
 
 /// One key per record for de-duplication: the Datastream uuid, else the message id, else the
-/// CloudEvent source + id.
-fn dedup_key(meta: &DeliveryMeta, event: &ChangeEvent) -> Option<String> {
+/// CloudEvent source + id (hashed: [`dedup::DedupKey`]).
+pub(crate) fn dedup_key(meta: &DeliveryMeta, event: &ChangeEvent) -> Option<dedup::DedupKey> {
+    use crate::facts::Key;
     if let Some(u) = event.uuid.as_deref().filter(|u| !u.is_empty()) {
-        return Some(format!("uuid:{u}"));
+        return Some(Key::of(&["uuid", u]).0);
     }
     if let Some(m) = meta.message_id.as_deref().filter(|m| !m.is_empty()) {
-        return Some(format!("msg:{}:{m}", meta.subscription.as_deref().unwrap_or("")));
+        return Some(Key::of(&["msg", meta.subscription.as_deref().unwrap_or(""), m]).0);
     }
     match (&meta.ce_source, &meta.ce_id) {
-        (Some(s), Some(i)) => Some(format!("ce:{s}:{i}")),
+        (Some(s), Some(i)) => Some(Key::of(&["ce", s, i]).0),
         _ => None,
     }
 }

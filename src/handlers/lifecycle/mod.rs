@@ -140,6 +140,22 @@ impl Lifecycle {
         &self.profiles
     }
 
+    /// The tables whose rows name other rows' pipelines: run tables that task tables look up
+    /// (`pipeline = { lookup = ... }`) and lookup tables, without duplicates, in profile order.
+    pub fn parent_tables(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for p in &self.profiles {
+            let names =
+                p.tables.iter().filter(|t| t.publishes).map(|t| &t.name).chain(p.lookups.iter().map(|l| &l.table));
+            for name in names {
+                if !out.contains(name) {
+                    out.push(name.clone());
+                }
+            }
+        }
+        out
+    }
+
     /// The profile and table rules of an event's table, if a profile describes it.
     pub fn table_of(&self, event: &ChangeEvent) -> Option<(&Profile, &Table)> {
         let name = event.table()?;
@@ -434,6 +450,19 @@ mod tests {
 
     fn facts(points: &[Point]) -> Vec<(String, f64)> {
         points.iter().filter(|p| p.name != names::CDC_LAG).map(|p| (p.name.clone(), p.value)).collect()
+    }
+
+    #[test]
+    fn parent_tables_are_those_other_tables_look_up() {
+        let lc = Lifecycle::new(load(None, None).unwrap(), "p", std::time::Duration::from_secs(600));
+        let parents = lc.parent_tables();
+        // profiles/mage.toml: block_run -> pipeline_run; prefect.toml: [lookups.flow], task_run -> flow_run
+        for t in ["pipeline_run", "dag_run", "runs", "flow", "flow_run"] {
+            assert!(parents.iter().any(|p| p == t), "{t}: {parents:?}");
+        }
+        for t in ["block_run", "task_instance", "task_run"] {
+            assert!(!parents.iter().any(|p| p == t), "{t}: {parents:?}");
+        }
     }
 
     #[tokio::test]
