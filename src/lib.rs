@@ -9,6 +9,7 @@
 //! Cloud Monitoring, OTLP).
 //! Shared by several stages: [`google`] (credentials), [`retry`] (the one retry classifier and
 //! backoff policy of every remote call), [`config`], [`error`], [`logging`].
+//! The command line ([`cli`]: `serve`, `check`, `replay`) wires them up.
 
 pub mod ingress;
 
@@ -24,6 +25,7 @@ pub mod facts;
 
 pub mod sink;
 
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod google;

@@ -1,0 +1,148 @@
+//! The command line, parsed by clap: `pipeline-run-metrics [COMMAND]`.
+//!
+//! * `serve` (the default when no command is given): HTTP deliveries on `HOST`:`PORT`, or the
+//!   AWS Lambda Runtime API when `AWS_LAMBDA_RUNTIME_API` is set ([`serve`]).
+//! * `check`: validates the configuration, the handler catalogue and the lifecycle profiles,
+//!   then exits. The hidden flag `--check` is the same command, for scripts written before the
+//!   subcommands (`.ci/run`, the Makefile).
+//! * `replay`: change records from files through the pipeline ([`replay`]).
+//!
+//! The configuration is the environment, the same for every command
+//! ([`crate::config::Config::from_env`]; `--help` lists it, [`env`]); flags are a command's own
+//! options. Exit codes: 0 success; 1 a replay that did not process or write everything (its
+//! summary says what); 2 a usage error (unknown argument, bad value: clap prints the usage on
+//! stderr) or an invalid configuration.
+//!
+//! A new command is a variant of [`Command`] (its arguments a clap `Args` struct) and its arm in
+//! [`run`].
+
+pub mod build;
+pub mod env;
+pub mod replay;
+pub mod serve;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::logging;
+
+/// `pipeline-run-metrics`: change records of orchestrator run tables in, metrics out.
+#[derive(Debug, Parser)]
+#[command(
+    name = "pipeline-run-metrics",
+    version,
+    about = "Turns change-data-capture records of orchestrator run tables into metrics",
+    after_long_help = env::help(),
+    after_help = "Configuration comes from environment variables: see --help.",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// The `check` command (kept for scripts written before the subcommands).
+    #[arg(long, hide = true)]
+    pub check: bool,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve deliveries over HTTP on HOST:PORT, or through the AWS Lambda Runtime API when
+    /// AWS_LAMBDA_RUNTIME_API is set (the default command)
+    Serve,
+    /// Validate the configuration, the handler catalogue and the lifecycle profiles, then exit
+    Check,
+    /// Send change records from files (local or gs://) through the pipeline: backfill history
+    #[command(after_long_help = replay::args::AFTER_HELP)]
+    Replay(replay::args::ReplayArgs),
+}
+
+impl Cli {
+    /// The command to run: `serve` when none is given, `check` for `--check`.
+    pub fn into_command(self) -> Command {
+        match (self.command, self.check) {
+            (Some(c), _) => c,
+            (None, true) => Command::Check,
+            (None, false) => Command::Serve,
+        }
+    }
+}
+
+/// Runs a command to its end; its exit code.
+pub fn run(command: Command) -> ExitCode {
+    match command {
+        Command::Serve => runtime(true).block_on(serve::run()),
+        Command::Check => check(),
+        // one thread: a replay is one sequence of chunks (its remote calls still overlap)
+        Command::Replay(args) => runtime(false).block_on(replay::run(args)),
+    }
+}
+
+fn runtime(multi_thread: bool) -> tokio::runtime::Runtime {
+    let mut builder = if multi_thread {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    builder.enable_all().build().expect("the tokio runtime")
+}
+
+/// `check`: the configuration, the catalogue and the profiles are loaded as `serve` loads them.
+fn check() -> ExitCode {
+    let config = match crate::config::Config::from_env() {
+        Ok(c) => c,
+        Err(e) => return fatal("invalid configuration", e.to_string()),
+    };
+    logging::init(config.log_level);
+    match build::catalogue(&config) {
+        Ok((handlers, profiles)) => {
+            println!("configuration, {} handlers and {} lifecycle profiles are valid", handlers.len(), profiles.len());
+            ExitCode::SUCCESS
+        }
+        Err((message, detail)) => fatal(message, detail),
+    }
+}
+
+/// A startup failure: one structured line on stderr (so that it reaches Cloud Logging too) and
+/// exit code 2.
+pub fn fatal(message: &str, detail: String) -> ExitCode {
+    let mut fields = serde_json::Map::new();
+    fields.insert("message".into(), message.into());
+    fields.insert("error".into(), detail.into());
+    eprintln!("{}", logging::format_line(&tracing::Level::ERROR, "pipeline_run_metrics", fields));
+    ExitCode::from(2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Command, clap::Error> {
+        Cli::try_parse_from(std::iter::once("pipeline-run-metrics").chain(args.iter().copied())).map(Cli::into_command)
+    }
+
+    #[test]
+    fn serve_is_the_default_and_check_has_its_old_flag() {
+        assert!(matches!(parse(&[]).unwrap(), Command::Serve));
+        assert!(matches!(parse(&["serve"]).unwrap(), Command::Serve));
+        assert!(matches!(parse(&["check"]).unwrap(), Command::Check));
+        assert!(matches!(parse(&["--check"]).unwrap(), Command::Check));
+        assert!(matches!(parse(&["replay", "a.jsonl"]).unwrap(), Command::Replay(_)));
+    }
+
+    #[test]
+    fn unknown_arguments_are_usage_errors() {
+        for args in [&["--port", "9"][..], &["serve", "--verbose"], &["frobnicate"], &["replay"], &["--check", "serve"]]
+        {
+            let e = parse(args).expect_err(&format!("{args:?}"));
+            assert_eq!(e.exit_code(), 2, "{args:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}
