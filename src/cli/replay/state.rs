@@ -30,7 +30,9 @@ pub struct State {
     pub version: u32,
     /// De-duplication keys of the records answered with a success.
     pub records: Vec<Key>,
-    #[serde(flatten)]
+    /// The fact memory. A field of its own, not flattened into this object: serde's flatten
+    /// buffers values in a form without 128-bit integers, and a row history's log positions
+    /// are `u128`.
     pub memory: Snapshot,
 }
 
@@ -104,7 +106,13 @@ mod tests {
         assert_eq!(load(&path).unwrap(), None);
         let state = State::new(
             vec![Key::of(&["uuid", "a"])],
-            Snapshot { facts: vec![Key::of(&["f"])], rows: vec![], dimensions: vec![(Key::of(&["d"]), "etl".into())] },
+            Snapshot {
+                facts: vec![Key::of(&["f"])],
+                // a log position beyond 64 bits (an LSN as Postgres writes it): JSON integers of
+                // 128 bits must survive the file
+                rows: vec![(Key::of(&["r"]), row_with_position(u128::from(u64::MAX) + 7))],
+                dimensions: vec![(Key::of(&["d"]), "etl".into())],
+            },
         );
         save(&path, &state).unwrap();
         assert_eq!(load(&path).unwrap(), Some(state.clone()));
@@ -122,7 +130,10 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         for (text, says) in [
             ("not json", "not a replay facts file"),
-            (r#"{"format":"other","version":1,"records":[],"facts":[],"rows":[],"dimensions":[]}"#, "expected"),
+            (
+                r#"{"format":"other","version":1,"records":[],"memory":{"facts":[],"rows":[],"dimensions":[]}}"#,
+                "expected",
+            ),
             (r#"{"format":"pipeline-run-metrics replay state","version":1,"records":["xyz"]}"#, "32 hex digits"),
         ] {
             let path = dir.join("f.json");
@@ -131,6 +142,22 @@ mod tests {
             assert!(e.starts_with(&path.display().to_string()) && e.contains(says), "{e}");
         }
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn row_with_position(position: u128) -> crate::facts::RowState {
+        crate::facts::RowState {
+            changes: vec![crate::facts::ChangeNote {
+                position,
+                status: "success".into(),
+                terminal: true,
+                start_us: Some(1),
+                end_us: Some(2),
+                duration_s: None,
+                end_from_commit: false,
+                records: None,
+            }],
+            marks: Vec::new(),
+        }
     }
 
     impl State {
