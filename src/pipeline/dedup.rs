@@ -32,8 +32,29 @@ enum Slot {
 /// The identity of an event (see the module documentation).
 pub type DedupKey = u128;
 
+/// Keys are uniform 128-bit hashes already: their low 64 bits are the map's hash, with no
+/// second hashing per event.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u128(&mut self, key: u128) {
+        self.0 = key as u64;
+    }
+}
+
 struct Inner {
-    slots: HashMap<DedupKey, Slot>,
+    slots: HashMap<DedupKey, Slot, std::hash::BuildHasherDefault<KeyHasher>>,
     /// Insertion order of finished keys, for expiry and the size bound.
     order: VecDeque<(Instant, DedupKey)>,
 }
@@ -64,7 +85,11 @@ pub struct Ticket {
 
 impl Dedup {
     pub fn new(window: Duration, capacity: usize) -> Arc<Dedup> {
-        Arc::new(Dedup { window, capacity, inner: Mutex::new(Inner { slots: HashMap::new(), order: VecDeque::new() }) })
+        Arc::new(Dedup {
+            window,
+            capacity,
+            inner: Mutex::new(Inner { slots: HashMap::default(), order: VecDeque::new() }),
+        })
     }
 
     pub fn enabled(&self) -> bool {

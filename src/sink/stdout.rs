@@ -33,11 +33,68 @@ use super::{Delivered, MetricSink, Point, PointKind, SinkError};
 /// Renders a time like Python's `datetime.isoformat()` in UTC: six fraction digits, no
 /// fraction at all when the microseconds are zero, `+00:00` offset.
 pub fn python_isoformat(t: &DateTime<Utc>) -> String {
-    let micros = t.nanosecond() / 1_000 % 1_000_000;
-    if micros == 0 {
-        t.format("%Y-%m-%dT%H:%M:%S+00:00").to_string()
-    } else {
-        format!("{}.{micros:06}+00:00", t.format("%Y-%m-%dT%H:%M:%S"))
+    IsoTime::of(t).as_str().to_string()
+}
+
+/// [`python_isoformat`] on the stack: a stdout sink renders one per point, so no allocation.
+struct IsoTime {
+    buf: [u8; 40],
+    len: usize,
+}
+
+impl IsoTime {
+    fn of(t: &DateTime<Utc>) -> IsoTime {
+        use chrono::Datelike;
+        let mut out = IsoTime { buf: [0; 40], len: 0 };
+        let micros = t.nanosecond() / 1_000 % 1_000_000;
+        let written = if (0..=9999).contains(&t.year()) {
+            let mut w = &mut out.buf[..];
+            let r = if micros == 0 {
+                write!(
+                    w,
+                    "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}+00:00",
+                    t.year(),
+                    t.month(),
+                    t.day(),
+                    t.hour(),
+                    t.minute(),
+                    t.second()
+                )
+            } else {
+                write!(
+                    w,
+                    "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{micros:06}+00:00",
+                    t.year(),
+                    t.month(),
+                    t.day(),
+                    t.hour(),
+                    t.minute(),
+                    t.second()
+                )
+            };
+            r.ok().map(|_| 40 - w.len())
+        } else {
+            None
+        };
+        match written {
+            Some(n) => out.len = n,
+            // a year chrono renders with a sign or more digits: its own formatter
+            None => {
+                let text = if micros == 0 {
+                    t.format("%Y-%m-%dT%H:%M:%S+00:00").to_string()
+                } else {
+                    format!("{}.{micros:06}+00:00", t.format("%Y-%m-%dT%H:%M:%S"))
+                };
+                let n = text.len().min(40);
+                out.buf[..n].copy_from_slice(&text.as_bytes()[..n]);
+                out.len = n;
+            }
+        }
+        out
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
     }
 }
 
@@ -53,7 +110,7 @@ struct MetricLine<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     unit: Option<&'a str>,
     labels: &'a BTreeMap<String, String>,
-    timestamp: String,
+    timestamp: &'a str,
 }
 
 /// Renders one point as the JSON line the stdout sink prints: for a gauge, the reference's
@@ -61,6 +118,14 @@ struct MetricLine<'a> {
 /// observation), `metric_type` names the kind and `unit` (UCUM) follows the value. One line per
 /// observation is also what logs-based metrics count.
 pub fn metric_line(g: &Point) -> String {
+    let mut out = Vec::with_capacity(256);
+    write_metric_line(g, &mut out);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// [`metric_line`] appended to `out`, without a newline.
+fn write_metric_line(g: &Point, out: &mut Vec<u8>) {
+    let time = IsoTime::of(&g.time);
     let line = MetricLine {
         severity: "INFO",
         message: "METRIC",
@@ -70,10 +135,10 @@ pub fn metric_line(g: &Point) -> String {
         value: g.value,
         unit: (g.kind != PointKind::Gauge).then_some(g.unit.as_ref()),
         labels: &g.labels,
-        timestamp: python_isoformat(&g.time),
+        timestamp: time.as_str(),
     };
     // Non-finite values cannot be JSON numbers; serde_json writes them as null.
-    serde_json::to_string(&line).unwrap_or_default()
+    let _ = serde_json::to_writer(out, &line);
 }
 
 /// The CloudWatch unit of a UCUM unit: `s` -> `Seconds`, `ms` -> `Milliseconds`, `us` ->
@@ -167,6 +232,17 @@ impl LineFormat {
             LineFormat::Emf { namespace } => emf_line(p, namespace),
         }
     }
+
+    /// The line of one point and its newline, appended to `out`.
+    pub fn write_line(&self, p: &Point, out: &mut Vec<u8>) {
+        match self {
+            LineFormat::Json => write_metric_line(p, out),
+            LineFormat::Emf { namespace } => {
+                let _ = serde_json::to_writer(&mut *out, &EmfLine { point: p, namespace });
+            }
+        }
+        out.push(b'\n');
+    }
 }
 
 /// Prints one JSON line per point to a writer (stdout in production, a buffer in tests).
@@ -194,16 +270,16 @@ impl<W: Write + Send> MetricSink for JsonLines<W> {
         if points.is_empty() {
             return out;
         }
-        let mut text = String::new();
+        // every line rendered into one buffer, written with one call (one write(2) on stdout)
+        let mut text = Vec::with_capacity(points.len() * 256);
         for p in points {
-            text.push_str(&self.format.line(p));
-            text.push('\n');
+            self.format.write_line(p, &mut text);
         }
         out.calls = 1;
         let written = match self.out.lock() {
             Err(_) => Err(SinkError::output("poisoned")),
             Ok(mut w) => w
-                .write_all(text.as_bytes())
+                .write_all(&text)
                 .and_then(|_| w.flush())
                 .map_err(|e| SinkError::output(format!("cannot write to stdout: {e}")).with_source(e)),
         };
@@ -251,6 +327,11 @@ mod tests {
         assert_eq!(python_isoformat(&t), "2024-01-15T10:30:00+00:00");
         let t = t + chrono::Duration::microseconds(7);
         assert_eq!(python_isoformat(&t), "2024-01-15T10:30:00.000007+00:00");
+        // nanoseconds below a microsecond are dropped, as Python has none
+        let t = Utc.with_ymd_and_hms(2024, 1, 15, 10, 30, 0).unwrap() + chrono::Duration::nanoseconds(999);
+        assert_eq!(python_isoformat(&t), "2024-01-15T10:30:00+00:00");
+        let t = Utc.with_ymd_and_hms(12, 3, 4, 5, 6, 7).unwrap();
+        assert_eq!(python_isoformat(&t), "0012-03-04T05:06:07+00:00");
     }
 
     #[tokio::test]
