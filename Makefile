@@ -32,7 +32,8 @@ local-test: ## POST every sample event in events/ to the local function and show
 local-down: ## Stop the local BigQuery emulator
 	@scripts/bqemulator.sh stop $(BQEMU_PORT)
 
-test: ## Run all tests (installs what the tests start: the BigQuery, Cloud Storage and Firestore emulators, redis-server, openlineage-python, cargo-lambda)
+test: ## Run all tests (installs what the tests start or run: the BigQuery, Cloud Storage and Firestore emulators, redis-server, openlineage-python, cargo-lambda, and the checkers of the generated dashboards and alerts)
+	@scripts/install-tools.sh
 	@scripts/install-bqemulator.sh
 	@scripts/install-gcs-emulator.sh
 	@scripts/install-test-services.sh
@@ -43,12 +44,14 @@ test: ## Run all tests (installs what the tests start: the BigQuery, Cloud Stora
 fuzz: ## Property tests of the decoders with 200000 cases per property (hostile input: no panic, no hang)
 	PROPTEST_CASES=$${PROPTEST_CASES:-200000} cargo test --locked --test properties -- --nocapture
 
-lint: ## rustfmt --check, clippy (warnings are errors), cfn-lint on template.yaml, hadolint on the Dockerfile
+lint: ## rustfmt --check, clippy (warnings are errors), cfn-lint on deploy/template.yaml (every combination), hadolint, shellcheck
 	cargo fmt --all -- --check
 	cargo clippy --locked --all-targets -- -D warnings
 	@scripts/install-tools.sh
-	.venv-tools/bin/cfn-lint template.yaml
+	.venv-tools/bin/cfn-lint deploy/template.yaml
+	.venv-tools/bin/python scripts/check-template.py
 	.venv-tools/bin/hadolint Dockerfile
+	shellcheck deploy/*.sh scripts/*.sh .ci/run
 
 check-glibc: release ## Check that the release binary needs no glibc newer than Lambda's provided.al2023 (2.34)
 	@scripts/check-glibc.sh target/release/pipeline-run-metrics 2.34
@@ -56,8 +59,9 @@ check-glibc: release ## Check that the release binary needs no glibc newer than 
 fmt: ## Format the code
 	cargo fmt --all
 
-check-handlers: ## Validate the configuration and the handler catalogue (plus HANDLERS_DIR) without serving
-	@cargo run --locked --quiet -- --check
+check-handlers: ## Validate the configuration and the handler catalogue (plus HANDLERS_DIR) without serving (local mode unless BIGQUERY_EMULATOR_HOST or ALLOWED_DATASETS is set)
+	@if [ -z "$${BIGQUERY_EMULATOR_HOST}$${ALLOWED_DATASETS}" ]; then export BIGQUERY_EMULATOR_HOST=$(EMULATOR); fi; \
+	  cargo run --locked --quiet -- --check
 
 build: ## Debug build
 	cargo build --locked

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tracing::level_filters::LevelFilter;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum MetricsBackend {
     /// One JSON line per point on stdout, in `format` (`METRICS_FORMAT`).
     Stdout { format: crate::sink::stdout::LineFormat },
@@ -15,6 +15,29 @@ pub enum MetricsBackend {
     CloudMonitoring { endpoint: String, resource: crate::sink::gcm::Resource, cumulative: crate::sink::gcm::Cumulative },
     /// An OTLP/HTTP collector.
     Otlp { endpoint: String, headers: Vec<(String, String)>, service_name: String },
+}
+
+/// Header values are credentials (`Authorization: Bearer …`): only their names are shown.
+impl std::fmt::Debug for MetricsBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MetricsBackend::Stdout { format } => f.debug_struct("Stdout").field("format", format).finish(),
+            MetricsBackend::CloudMonitoring { endpoint, resource, cumulative } => f
+                .debug_struct("CloudMonitoring")
+                .field("endpoint", endpoint)
+                .field("resource", resource)
+                .field("cumulative", cumulative)
+                .finish(),
+            MetricsBackend::Otlp { endpoint, headers, service_name } => {
+                let names: Vec<String> = headers.iter().map(|(k, _)| format!("{k}: ***")).collect();
+                f.debug_struct("Otlp")
+                    .field("endpoint", endpoint)
+                    .field("headers", &names)
+                    .field("service_name", service_name)
+                    .finish()
+            }
+        }
+    }
 }
 
 impl MetricsBackend {
@@ -70,8 +93,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// How long a metric sink may keep retrying one event's points.
     pub sink_deadline: Duration,
-    /// Service-account key JSON for Google APIs (`GCP_SA_KEY_JSON`); else ADC.
-    pub gcp_sa_key_json: Option<Secret>,
+    /// Where the Google credentials come from.
+    pub google_credentials: GoogleCredentials,
     /// After SIGTERM: how long in-flight events may still run.
     pub shutdown_grace: Duration,
     /// Delivery semantics, security and self-observation.
@@ -80,6 +103,25 @@ pub struct Config {
     pub lifecycle: LifecycleConfig,
     /// The API key of `/api/v1/lineage` (`OPENLINEAGE_API_KEY`).
     pub lineage_api_key: Option<Secret>,
+    /// How long a connection may take to send a request head, or stay idle between requests.
+    pub connections: Connections,
+}
+
+/// Per-connection timeouts of the HTTP server (Cloud Run, local; Lambda has no connections).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Connections {
+    /// From the first byte of a request (or from the connection's start) to the end of its head
+    /// (`HEADER_READ_TIMEOUT_SECS`).
+    pub header_read: Duration,
+    /// From the end of a response (with nothing left to do on the connection) to the first byte
+    /// of the next request (`IDLE_TIMEOUT_SECS`).
+    pub idle: Duration,
+}
+
+impl Default for Connections {
+    fn default() -> Self {
+        Connections { header_read: Duration::from_secs(10), idle: Duration::from_secs(620) }
+    }
 }
 
 /// Which lifecycle profiles are in force and where facts are remembered.
@@ -164,6 +206,12 @@ pub struct Delivery {
     pub dedup_capacity: usize,
     /// Events processed at once in this instance; more get 429 (0: no limit).
     pub max_in_flight: usize,
+    /// How long a request body may take to arrive (read before an in-flight slot is taken);
+    /// past it: 408.
+    pub body_read_timeout: Duration,
+    /// Bytes of request bodies held in memory at once by this instance, read or being read; a
+    /// body that would pass it gets 429 (`BODY_BUFFER_BYTES`, at least `MAX_BODY_BYTES`).
+    pub body_buffer_bytes: usize,
     /// Datasets (`dataset` or `project.dataset`) handlers may read; `None`: any.
     pub allowed_datasets: Option<Vec<String>>,
     /// Write the function's own metrics (events by format and outcome, handler durations).
@@ -176,6 +224,9 @@ pub struct Delivery {
     pub history_time_columns: Vec<String>,
     /// Which Datastream files announced by Cloud Storage notifications are read.
     pub files: FilesConfig,
+    /// Longest label value and distinct values per label (`MAX_LABEL_VALUE_BYTES`,
+    /// `MAX_LABEL_VALUES`).
+    pub labels: crate::pipeline::labels::LabelLimits,
 }
 
 /// Which Cloud Storage objects are read, and how (`FILES_PREFIXES`, `FILES_TABLES`,
@@ -184,8 +235,8 @@ pub struct Delivery {
 pub struct FilesConfig {
     /// Object name prefixes to read (`ds/public_pipeline_run/`); an object under one is read.
     pub prefixes: Vec<String>,
-    /// Tables (`pipeline_run`) whose files (`…/<schema>_<table>/YYYY/…`) are read; `None`: the
-    /// tables the handlers and profiles in force read.
+    /// Tables (`pipeline_run`, or globs such as `audit_*`) whose files (`…/<schema>_<table>/YYYY/…`)
+    /// are read; `None`: the tables the handlers and profiles in force read.
     pub tables: Option<Vec<String>>,
     /// The longest line read; a longer one fails alone.
     pub max_line_bytes: usize,
@@ -206,12 +257,15 @@ impl Default for Delivery {
             dedup_window: Duration::from_secs(600),
             dedup_capacity: 50_000,
             max_in_flight: 256,
+            body_read_timeout: Duration::from_secs(20),
+            body_buffer_bytes: 4 * DEFAULT_MAX_BODY_BYTES,
             allowed_datasets: None,
             self_metrics: false,
             self_metrics_interval: Duration::from_secs(60),
             process_history: false,
             history_time_columns: vec!["completed_at".into(), "updated_at".into()],
             files: FilesConfig::default(),
+            labels: crate::pipeline::labels::LabelLimits::default(),
         }
     }
 }
@@ -221,6 +275,23 @@ pub struct PushAuth {
     pub audience: String,
     pub service_accounts: Vec<String>,
     pub jwks_url: String,
+}
+
+/// Where the Google credentials come from: at most one of `GCP_SA_KEY_JSON`,
+/// `GCP_SA_KEY_SECRET_ARN` and `GCP_EXTERNAL_ACCOUNT_JSON`, else Application Default Credentials.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GoogleCredentials {
+    /// A service-account key JSON in the environment (`GCP_SA_KEY_JSON`).
+    KeyJson(Secret),
+    /// The Secrets Manager secret holding the key JSON (`GCP_SA_KEY_SECRET_ARN`), read at startup.
+    KeySecret(String),
+    /// An `external_account` configuration for workload identity federation from AWS
+    /// (`GCP_EXTERNAL_ACCOUNT_JSON`; nothing secret in it).
+    ExternalAccountJson(String),
+    /// Application Default Credentials; `file` is `GOOGLE_APPLICATION_CREDENTIALS` (an
+    /// `external_account` file is used for workload identity federation, any other is read by
+    /// `gcp_auth`).
+    Default { file: Option<PathBuf> },
 }
 
 /// A configuration error names the variable and says what is expected.
@@ -350,8 +421,11 @@ impl Config {
                 let endpoint = url_var(&pick, "OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")?;
                 let headers = match pick(&["OTEL_EXPORTER_OTLP_HEADERS"]) {
                     None => Vec::new(),
-                    Some((n, v)) => crate::sink::otlp::parse_headers(&v)
-                        .map_err(|e| err(&n, "(not shown)", &format!("key=value pairs separated by commas ({e})")))?,
+                    // Header values are credentials: the error names the pair by its position
+                    // and says what is wrong, never what it holds.
+                    Some((n, v)) => crate::sink::otlp::parse_headers(&v).map_err(|_| {
+                        err(&n, "(not shown)", &format!("key=value pairs separated by commas ({})", header_problem(&v)))
+                    })?,
                 };
                 let service_name =
                     pick(&["OTEL_SERVICE_NAME"]).map(|(_, v)| v).unwrap_or_else(|| "pipeline-run-metrics".into());
@@ -437,9 +511,23 @@ impl Config {
                 },
             }
         };
+        // a timeout that must pass before anything can happen: more than 0
+        let timeout = |name: &str, default: f64| -> Result<Duration, ConfigError> {
+            match pick(&[name]) {
+                None => Ok(Duration::from_secs_f64(default)),
+                Some((n, v)) => match v.parse::<f64>() {
+                    Ok(s) if s > 0.0 && s <= 3600.0 => Ok(Duration::from_secs_f64(s)),
+                    _ => Err(err(&n, &v, "seconds, more than 0 and at most 3600")),
+                },
+            }
+        };
+        let connections = Connections {
+            header_read: timeout("HEADER_READ_TIMEOUT_SECS", Connections::default().header_read.as_secs_f64())?,
+            idle: timeout("IDLE_TIMEOUT_SECS", Connections::default().idle.as_secs_f64())?,
+        };
         let sink_deadline = seconds("SINK_DEADLINE_SECS", 20.0)?;
         let shutdown_grace = seconds("SHUTDOWN_GRACE_SECS", 8.0)?;
-        let gcp_sa_key_json = get("GCP_SA_KEY_JSON").filter(|v| !v.trim().is_empty()).map(Secret);
+        let google_credentials = google_credentials(&get, &pick)?;
         let flag = |name: &str, default: bool| -> Result<bool, ConfigError> {
             match pick(&[name]) {
                 None => Ok(default),
@@ -481,30 +569,88 @@ impl Config {
                 }
             },
         };
+        // Which datasets handlers may read. Required outside local mode: without it any table the
+        // credentials can read could be named by a payload variable. In local mode (an emulator)
+        // the default is any dataset of the data project.
         let allowed_datasets = match pick(&["ALLOWED_DATASETS"]) {
+            None if bigquery_emulator_host.is_none() => {
+                return Err(err(
+                    "ALLOWED_DATASETS",
+                    "",
+                    "the datasets handlers may read, required outside local mode (BIGQUERY_EMULATOR_HOST unset): \
+                     comma-separated `dataset` (of the data project), `project.dataset`, or a prefix such as `tmp_*`",
+                ));
+            }
             None => None,
             Some((n, v)) => {
                 let list: Vec<String> = v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+                let name = |p: &str| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
                 let valid = |d: &str| {
-                    let parts: Vec<&str> = d.split('.').collect();
-                    (1..=2).contains(&parts.len())
-                        && parts.iter().all(|p| {
-                            !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-                        })
+                    let (project, dataset) = match d.split_once('.') {
+                        Some((p, d)) => (Some(p), d),
+                        None => (None, d),
+                    };
+                    let project_ok = project.is_none_or(|p| {
+                        !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') && !p.starts_with('-')
+                    });
+                    let dataset_ok = match dataset.strip_suffix('*') {
+                        Some(prefix) => prefix.is_empty() && project.is_some() || name(prefix),
+                        None => name(dataset),
+                    };
+                    project_ok && dataset_ok
                 };
                 if list.is_empty() || !list.iter().all(|d| valid(d)) {
-                    return Err(err(&n, &v, "comma-separated datasets, each `dataset` or `project.dataset`"));
+                    return Err(err(
+                        &n,
+                        &v,
+                        "comma-separated datasets, each `dataset`, `project.dataset`, or a prefix `tmp_*` / `project.tmp_*` \
+                         (`project.*`: every dataset of that project)",
+                    ));
                 }
                 Some(list)
             }
         };
+        let labels = {
+            use crate::pipeline::labels::{GCM_MAX_LABEL_VALUE_BYTES, LabelLimits};
+            let is_gcm = matches!(metrics_backend, MetricsBackend::CloudMonitoring { .. });
+            let max_value_bytes = match pick(&["MAX_LABEL_VALUE_BYTES"]) {
+                None => LabelLimits::default().max_value_bytes,
+                Some((n, v)) => match v.parse::<usize>() {
+                    Ok(b) if b >= 64 && (b <= GCM_MAX_LABEL_VALUE_BYTES || !is_gcm) => b,
+                    _ if is_gcm => {
+                        return Err(err(
+                            &n,
+                            &v,
+                            "a number of bytes from 64 to 1024 (Cloud Monitoring refuses longer label values)",
+                        ));
+                    }
+                    _ => return Err(err(&n, &v, "a number of bytes, at least 64")),
+                },
+            };
+            LabelLimits { max_value_bytes, max_values: count("MAX_LABEL_VALUES", LabelLimits::default().max_values)? }
+        };
         let delivery = Delivery {
+            labels,
             auth,
             ack_permanent: flag("ACK_PERMANENT_ERRORS", false)?,
             event_deadline: seconds("EVENT_DEADLINE_SECS", 50.0)?,
             dedup_window: seconds("DEDUP_WINDOW_SECS", 600.0)?,
             dedup_capacity: count("DEDUP_CAPACITY", 50_000)?,
             max_in_flight: count("MAX_IN_FLIGHT", 256)?,
+            body_read_timeout: timeout("BODY_READ_TIMEOUT_SECS", 20.0)?,
+            body_buffer_bytes: match pick(&["BODY_BUFFER_BYTES"]) {
+                None => 4 * max_body_bytes,
+                Some((n, v)) => match v.parse::<usize>() {
+                    Ok(b) if b >= max_body_bytes => b,
+                    _ => {
+                        return Err(err(
+                            &n,
+                            &v,
+                            &format!("a number of bytes, at least MAX_BODY_BYTES ({max_body_bytes})"),
+                        ));
+                    }
+                },
+            },
             allowed_datasets,
             self_metrics: flag("SELF_METRICS", !metrics_backend.is_stdout())?,
             self_metrics_interval: seconds("SELF_METRICS_INTERVAL_SECS", 60.0)?,
@@ -562,6 +708,7 @@ impl Config {
             get("OPENLINEAGE_API_KEY").filter(|v| !v.trim().is_empty()).map(|v| Secret(v.trim().to_string()));
         Ok(Config {
             lineage_api_key,
+            connections,
             storage_emulator_host,
             lifecycle,
             host,
@@ -575,7 +722,7 @@ impl Config {
             handlers_dir,
             max_body_bytes,
             sink_deadline,
-            gcp_sa_key_json,
+            google_credentials,
             shutdown_grace,
             delivery,
         })
@@ -593,6 +740,61 @@ impl Config {
     pub fn needs_firestore_credentials(&self) -> bool {
         matches!(self.lifecycle.fact_store, FactStoreConfig::Firestore { emulator_host: None, .. })
     }
+}
+
+/// `GCP_SA_KEY_JSON`, `GCP_SA_KEY_SECRET_ARN`, `GCP_EXTERNAL_ACCOUNT_JSON` (one at most), else
+/// `GOOGLE_APPLICATION_CREDENTIALS`.
+fn google_credentials(
+    get: &impl Fn(&str) -> Option<String>,
+    pick: &impl Fn(&[&str]) -> Option<(String, String)>,
+) -> Result<GoogleCredentials, ConfigError> {
+    let err = |variable: &str, value: &str, expected: &str| ConfigError {
+        variable: variable.into(),
+        value: value.into(),
+        expected: expected.into(),
+    };
+    let key = get("GCP_SA_KEY_JSON").filter(|v| !v.trim().is_empty()).map(Secret);
+    let arn = pick(&["GCP_SA_KEY_SECRET_ARN"]).map(|(_, v)| v);
+    let external = pick(&["GCP_EXTERNAL_ACCOUNT_JSON"]).map(|(_, v)| v);
+    let set: Vec<&str> = [
+        key.as_ref().map(|_| "GCP_SA_KEY_JSON"),
+        arn.as_ref().map(|_| "GCP_SA_KEY_SECRET_ARN"),
+        external.as_ref().map(|_| "GCP_EXTERNAL_ACCOUNT_JSON"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if set.len() > 1 {
+        return Err(err(set[1], "(set)", &format!("only one source of Google credentials; {} is set too", set[0])));
+    }
+    if let Some(arn) = arn {
+        let name_ok = !arn.contains(char::is_whitespace);
+        if !name_ok || (arn.starts_with("arn:") && crate::aws::arn_region(&arn).is_none()) {
+            return Err(err(
+                "GCP_SA_KEY_SECRET_ARN",
+                &arn,
+                "arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME (or a secret name)",
+            ));
+        }
+        return Ok(GoogleCredentials::KeySecret(arn));
+    }
+    if let Some(json) = external {
+        if !serde_json::from_str::<serde_json::Value>(&json).is_ok_and(|v| v["type"] == "external_account") {
+            // the configuration holds no secret: safe to show its start
+            let start: String = json.chars().take(40).collect();
+            return Err(err(
+                "GCP_EXTERNAL_ACCOUNT_JSON",
+                &start,
+                "an external_account credential configuration (JSON)",
+            ));
+        }
+        return Ok(GoogleCredentials::ExternalAccountJson(json));
+    }
+    if let Some(key) = key {
+        return Ok(GoogleCredentials::KeyJson(key));
+    }
+    let file = pick(&["GOOGLE_APPLICATION_CREDENTIALS"]).map(|(_, v)| PathBuf::from(v));
+    Ok(GoogleCredentials::Default { file })
 }
 
 /// `FACT_STORE` and the settings of the chosen store; those of the others are not read.
@@ -731,6 +933,21 @@ fn memory(pick: &impl Fn(&[&str]) -> Option<(String, String)>) -> Result<FactSto
     Ok(FactStoreConfig::Memory { capacity })
 }
 
+/// What is wrong with an `OTEL_EXPORTER_OTLP_HEADERS` value, without any of its text: which
+/// pair, and why.
+fn header_problem(value: &str) -> String {
+    for (i, pair) in value.split(',').filter(|p| !p.trim().is_empty()).enumerate() {
+        match pair.split_once('=') {
+            None => return format!("pair {} has no '='", i + 1),
+            Some((_, v)) if percent_encoding::percent_decode_str(v.trim()).decode_utf8().is_err() => {
+                return format!("the value of pair {} is not UTF-8 once percent-decoded", i + 1);
+            }
+            Some(_) => {}
+        }
+    }
+    "not key=value pairs".into()
+}
+
 fn url_var(
     pick: &impl Fn(&[&str]) -> Option<(String, String)>,
     name: &str,
@@ -751,9 +968,29 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
+    /// The configuration of `pairs`, with ALLOWED_DATASETS=tmp_* unless they set it (outside
+    /// local mode it is required; see `allowed_datasets_are_required_outside_local_mode`).
     fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        map.entry("ALLOWED_DATASETS".into()).or_insert_with(|| "tmp_*".into());
         Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn allowed_datasets_are_required_outside_local_mode() {
+        let e = Config::from_lookup(|_| None).unwrap_err();
+        assert_eq!(e.variable, "ALLOWED_DATASETS");
+        assert!(e.to_string().contains("required outside local mode"), "{e}");
+        let local = Config::from_lookup(|k| (k == "BIGQUERY_EMULATOR_HOST").then(|| "127.0.0.1:9050".to_string()));
+        assert_eq!(local.unwrap().delivery.allowed_datasets, None, "local mode: the data project's datasets");
+        let c = cfg(&[("ALLOWED_DATASETS", "tmp_*, refined,other-proj.claims_*,third-proj.*")]).unwrap();
+        assert_eq!(
+            c.delivery.allowed_datasets.unwrap(),
+            vec!["tmp_*", "refined", "other-proj.claims_*", "third-proj.*"]
+        );
+        for bad in ["*", "a.b.c", "a b", "tmp*x", "-p.ds", "ds-x", ""] {
+            assert!(cfg(&[("ALLOWED_DATASETS", bad)]).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
@@ -796,6 +1033,12 @@ mod tests {
             ("METRICS_BACKEND", "kafka"),
             ("LOCAL_MODE", "maybe"),
             ("SINK_DEADLINE_SECS", "-1"),
+            ("HEADER_READ_TIMEOUT_SECS", "0"),
+            ("IDLE_TIMEOUT_SECS", "forever"),
+            ("BODY_READ_TIMEOUT_SECS", "-1"),
+            ("BODY_BUFFER_BYTES", "1024"),
+            ("MAX_LABEL_VALUES", "some"),
+            ("MAX_LABEL_VALUE_BYTES", "10"),
         ];
         for (k, v) in cases {
             let e = cfg(&[(k, v)]).unwrap_err();
@@ -917,8 +1160,8 @@ mod tests {
 
     #[test]
     fn delivery_settings() {
-        let d = cfg(&[]).unwrap().delivery;
-        assert_eq!(d, Delivery::default());
+        let d = cfg(&[("BIGQUERY_EMULATOR_HOST", "127.0.0.1:9050")]).unwrap().delivery;
+        assert_eq!(d, Delivery { allowed_datasets: Some(vec!["tmp_*".into()]), ..Delivery::default() });
         let d = cfg(&[
             ("PUSH_AUDIENCE", "https://fn.example.com/"),
             ("PUSH_SERVICE_ACCOUNTS", "a@p.iam.gserviceaccount.com, b@p.iam.gserviceaccount.com"),
@@ -949,12 +1192,96 @@ mod tests {
     }
 
     #[test]
+    fn connection_and_body_limits() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.connections, Connections::default());
+        assert_eq!(c.delivery.body_read_timeout, Duration::from_secs(20));
+        assert_eq!(c.delivery.body_buffer_bytes, 4 * DEFAULT_MAX_BODY_BYTES);
+        let c = cfg(&[
+            ("HEADER_READ_TIMEOUT_SECS", "2.5"),
+            ("IDLE_TIMEOUT_SECS", "30"),
+            ("BODY_READ_TIMEOUT_SECS", "5"),
+            ("MAX_BODY_BYTES", "2048"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.connections,
+            Connections { header_read: Duration::from_millis(2500), idle: Duration::from_secs(30) }
+        );
+        assert_eq!(c.delivery.body_read_timeout, Duration::from_secs(5));
+        assert_eq!(c.delivery.body_buffer_bytes, 8192, "four bodies of MAX_BODY_BYTES by default");
+        let e = cfg(&[("MAX_BODY_BYTES", "4096"), ("BODY_BUFFER_BYTES", "2048")]).unwrap_err();
+        assert_eq!(e.variable, "BODY_BUFFER_BYTES");
+        assert!(e.expected.contains("MAX_BODY_BYTES"), "{e}");
+    }
+
+    #[test]
+    fn label_limits_follow_the_backend() {
+        use crate::pipeline::labels::LabelLimits;
+        assert_eq!(cfg(&[]).unwrap().delivery.labels, LabelLimits { max_value_bytes: 1024, max_values: 1000 });
+        let c = cfg(&[("MAX_LABEL_VALUES", "0"), ("MAX_LABEL_VALUE_BYTES", "4096")]).unwrap();
+        assert_eq!(
+            c.delivery.labels,
+            LabelLimits { max_value_bytes: 4096, max_values: 0 },
+            "stdout takes longer values"
+        );
+        let e = cfg(&[("METRICS_BACKEND", "gcm"), ("MAX_LABEL_VALUE_BYTES", "4096")]).unwrap_err();
+        assert_eq!(e.variable, "MAX_LABEL_VALUE_BYTES");
+        assert!(e.expected.contains("Cloud Monitoring"), "{e}");
+    }
+
+    #[test]
     fn secrets_are_not_printed() {
         let c = cfg(&[("GCP_SA_KEY_JSON", "{\"private_key\": \"XYZ\"}")]).unwrap();
         assert!(!format!("{c:?}").contains("XYZ"));
-        assert!(c.gcp_sa_key_json.is_some());
+        assert!(matches!(c.google_credentials, GoogleCredentials::KeyJson(_)));
         let e = cfg(&[("METRICS_BACKEND", "otlp"), ("OTEL_EXPORTER_OTLP_HEADERS", "token")]).unwrap_err();
         assert!(!e.to_string().contains("token\""), "{e}");
+        let e = cfg(&[
+            ("METRICS_BACKEND", "otlp"),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "x-tenant=acme,Authorization: Bearer s3cr3t"),
+        ])
+        .unwrap_err();
+        assert!(!e.to_string().contains("s3cr3t") && !e.to_string().contains("acme"), "{e}");
+        assert!(e.to_string().contains("pair 2 has no '='"), "{e}");
+        let c = cfg(&[("METRICS_BACKEND", "otlp"), ("OTEL_EXPORTER_OTLP_HEADERS", "authorization=Bearer%20s3cr3t")])
+            .unwrap();
+        assert!(!format!("{c:?}").contains("s3cr3t"), "{c:?}");
+        assert!(format!("{c:?}").contains("authorization: ***"), "{c:?}");
+    }
+
+    #[test]
+    fn google_credentials_have_one_source() {
+        let creds = |env: &[(&str, &str)]| cfg(env).map(|c| c.google_credentials);
+        assert_eq!(creds(&[]).unwrap(), GoogleCredentials::Default { file: None });
+        assert_eq!(
+            creds(&[("GOOGLE_APPLICATION_CREDENTIALS", "/etc/gcp/wif.json")]).unwrap(),
+            GoogleCredentials::Default { file: Some("/etc/gcp/wif.json".into()) }
+        );
+        let arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:gcp-key-AbCdEf";
+        assert_eq!(creds(&[("GCP_SA_KEY_SECRET_ARN", arn)]).unwrap(), GoogleCredentials::KeySecret(arn.into()));
+        assert_eq!(
+            creds(&[("GCP_SA_KEY_SECRET_ARN", "gcp-key")]).unwrap(),
+            GoogleCredentials::KeySecret("gcp-key".into())
+        );
+        let wif = r#"{"type": "external_account", "audience": "//iam.googleapis.com/x"}"#;
+        assert_eq!(
+            creds(&[("GCP_EXTERNAL_ACCOUNT_JSON", wif)]).unwrap(),
+            GoogleCredentials::ExternalAccountJson(wif.into())
+        );
+        for (env, variable) in [
+            (vec![("GCP_SA_KEY_JSON", "{}"), ("GCP_SA_KEY_SECRET_ARN", arn)], "GCP_SA_KEY_SECRET_ARN"),
+            (vec![("GCP_SA_KEY_SECRET_ARN", arn), ("GCP_EXTERNAL_ACCOUNT_JSON", wif)], "GCP_EXTERNAL_ACCOUNT_JSON"),
+            (vec![("GCP_SA_KEY_SECRET_ARN", "arn:aws:s3:::bucket")], "GCP_SA_KEY_SECRET_ARN"),
+            (vec![("GCP_EXTERNAL_ACCOUNT_JSON", r#"{"type": "service_account"}"#)], "GCP_EXTERNAL_ACCOUNT_JSON"),
+        ] {
+            let e = creds(&env).unwrap_err();
+            assert_eq!(e.variable, variable, "{env:?}: {e}");
+        }
+        // a key set together with another source is named, never shown
+        let e = creds(&[("GCP_SA_KEY_JSON", "{\"private_key\": \"XYZ\"}"), ("GCP_EXTERNAL_ACCOUNT_JSON", wif)])
+            .unwrap_err();
+        assert!(!e.to_string().contains("XYZ"), "{e}");
     }
 
     #[test]

@@ -7,9 +7,13 @@
 //! de-duplication, the ack table) -> [`handlers`] (trait, dispatch, built-ins, the catalogue) ->
 //! [`warehouse`] (BigQuery, table references, the per-event request cache) -> [`sink`] (stdout,
 //! Cloud Monitoring, OTLP).
-//! Shared by several stages: [`google`] (credentials), [`retry`] (the one retry classifier and
+//! Generated from the catalogue and the profiles: [`ops`] (dashboards, alert policies,
+//! logs-based metrics and CloudWatch metric filters as code).
+//! Shared by several stages: [`google`] (credentials: a service-account key, workload identity
+//! federation from AWS, Application Default Credentials), [`aws`] (the key from AWS Secrets
+//! Manager), [`retry`] (the one retry classifier and
 //! backoff policy of every remote call), [`config`], [`error`], [`logging`].
-//! The command line ([`cli`]: `serve`, `check`, `replay`) wires them up.
+//! The command line ([`cli`]: `serve`, `check`, `replay`, `dashboards`, `alerts`) wires them up.
 
 pub mod ingress;
 
@@ -26,8 +30,13 @@ pub mod facts;
 pub mod sink;
 
 pub mod cli;
+
+pub mod ops;
+
+pub mod aws;
 pub mod config;
 pub mod error;
 pub mod google;
 pub mod logging;
+pub mod redact;
 pub mod retry;

@@ -128,9 +128,18 @@ fn invalid_handler_catalogue_fails_at_startup_naming_file_and_line() {
     assert_eq!(code, 2, "{err}");
     let want = format!("{}:1: undeclared SQL parameter @undeclared", dir.join("broken.sql").display());
     assert!(err.contains(&want), "{err}");
-    // and --check accepts the built-in catalogue
-    let out = Process::new(BIN).arg("--check").output();
+    // and --check accepts the built-in catalogue (in local mode: outside it the configuration
+    // also needs ALLOWED_DATASETS)
+    let out = Process::new(BIN).arg("--check").env("BIGQUERY_EMULATOR_HOST", "127.0.0.1:1").output();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // as a deployment (and CI's last step) runs it: no emulator, the datasets named
+    let out = Process::binary().arg("--check").env("ALLOWED_DATASETS", "tmp_*").output();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // and without them the check fails, naming the variable
+    let out = Process::binary().arg("--check").output();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("ALLOWED_DATASETS"), "{err}");
 }
 
 /// A recent time (whole milliseconds), so that Cloud Monitoring's 25-hour window accepts it.
@@ -229,7 +238,7 @@ fn a_production_backend_without_usable_credentials_does_not_start() {
         // the reference's production flag means Cloud Monitoring: same check
         vec![("LOCAL_MODE", "false"), ("GCP_SA_KEY_JSON", dead.as_str()), ("BIGQUERY_EMULATOR_HOST", "127.0.0.1:1")],
         // BigQuery itself without emulator needs credentials too
-        vec![("GCP_SA_KEY_JSON", dead.as_str())],
+        vec![("GCP_SA_KEY_JSON", dead.as_str()), ("ALLOWED_DATASETS", "tmp_*")],
     ] {
         let (code, err) = startup_failure(&env);
         assert_eq!(code, 2, "{env:?}: {err}");

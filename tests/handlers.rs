@@ -240,7 +240,7 @@ fn check(name: &str) {
             let mut vars = full_variables(&c);
             set(&mut vars, path, missing.clone());
             match h.prepare(&event(c.pipeline, "COMPLETED", Value::Object(vars)), &projects()) {
-                Err(HandlerError::InvalidInput { field, message: got }) => {
+                Err(HandlerError::InvalidInput { field, message: got, .. }) => {
                     assert_eq!(got, *message, "{name}: {path} = {missing}");
                     assert_eq!(field, format!("payload.variables.{path}"), "{name}: {path}");
                 }

@@ -13,7 +13,6 @@ use common::fixtures::{event_file, seed};
 use common::push::Push;
 use pipeline_run_metrics::warehouse::WarehouseError;
 use pipeline_run_metrics::warehouse::{BigQuery, Param, Row, TableRef, Warehouse};
-use serde_json::json;
 
 fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
@@ -343,49 +342,6 @@ async fn oversized_body_is_413() {
     let ans = app.post(&[("content-type", "application/json")], body).await;
     assert_eq!(ans.status, 413, "{}", ans.body);
     assert_eq!(ans.body["error"], "payload_too_large");
-}
-
-/// The README's "Adding a metric" example (examples/handlers/), loaded through HANDLERS_DIR.
-#[tokio::test]
-async fn readme_worked_example_through_handlers_dir() {
-    let bq = common::bigquery::Bq::default();
-    let ds = bq.dataset("enriched").await;
-    let columns: BTreeMap<String, String> =
-        [("categoria", "STRING"), ("vl_pago", "FLOAT"), ("created_at", "TIMESTAMP")]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-    let rows = [
-        json!({"categoria": "exam", "vl_pago": 100.0, "created_at": "2025-11-11 10:00:00+00:00"}),
-        json!({"categoria": "exam", "vl_pago": 50.5, "created_at": "2025-11-11 11:00:00+00:00"}),
-        json!({"categoria": "surgery", "vl_pago": 2000.0, "created_at": "2025-11-11 12:00:00+00:00"}),
-        json!({"categoria": "surgery", "vl_pago": 999.0, "created_at": "2025-11-12 12:00:00+00:00"}),
-    ];
-    bq.table(&ds, "enriched_claims", &columns, &rows).await;
-    let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/handlers"));
-    let app = TestApp::with_catalogue(
-        Some(&["EnrichedClaimsApprovalHandler"]),
-        Some(dir),
-        common::bigquery::emulator_warehouse().await,
-        1 << 20,
-    )
-    .await;
-    let vars = json!({"partner": "cemig", "enriched_claims_input_table": format!("{ds}.enriched_claims")});
-    let ans =
-        app.push(&common::fixtures::record("pipesv2_approval", "COMPLETED", "2025-11-11T16:40:28.285Z", vars)).await;
-    bq.drop_dataset(&ds).await;
-    assert_eq!(ans.status, 204, "{}", ans.body);
-    let got: Vec<_> = ans.points.iter().map(|p| (p.name.as_str(), p.labels["category"].as_str(), p.value)).collect();
-    assert_eq!(
-        got,
-        [
-            ("claims/pipeline/enriched/count", "exam", 2.0),
-            ("claims/pipeline/enriched/vl_pago", "exam", 150.5),
-            ("claims/pipeline/enriched/count", "surgery", 1.0),
-            ("claims/pipeline/enriched/vl_pago", "surgery", 2000.0),
-        ]
-    );
-    assert!(ans.points.iter().all(|p| p.labels["partner"] == "cemig" && p.labels.len() == 2));
 }
 
 /// handlers.md §8 budget: the reference sends 23 existence checks and 12 queries for an approval

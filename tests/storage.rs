@@ -209,6 +209,13 @@ async fn what_is_not_read_and_why() {
     let narrow = app_with(Arc::new(ScriptedWarehouse::default()), storage, files).await;
     let a = notify(&narrow, &runs).await;
     assert_eq!((a.status, a.points.len()), (204, 0));
+    // a table glob, as the catalogue's [match] table takes them
+    let storage = Storage::emulator(reqwest::Client::new(), emulator());
+    let files = FilesConfig { tables: Some(vec!["block_run".into(), "pipeline_*".into()]), ..Default::default() };
+    let globbed = app_with(Arc::new(ScriptedWarehouse::default()), storage, files).await;
+    let a = notify(&globbed, &runs).await;
+    assert_eq!(a.status, 204, "{}", a.body);
+    assert!(!a.points.is_empty(), "the pipeline_run file is read");
 }
 
 #[tokio::test]

@@ -84,16 +84,25 @@ impl Needs {
 
 /// Google credentials, when something needs them, checked now with one token for every scope
 /// needed: a production backend without usable credentials must not start.
-pub async fn tokens(config: &Config, needs: Needs) -> Result<Option<Arc<dyn TokenSource>>, Failure> {
+///
+/// A key in Secrets Manager is read now; workload identity federation signs with the AWS
+/// credentials of the environment (both through `http`).
+pub async fn tokens(
+    config: &Config,
+    needs: Needs,
+    http: &reqwest::Client,
+) -> Result<Option<Arc<dyn TokenSource>>, Failure> {
     if !needs.google_credentials(config) {
         return Ok(None);
     }
-    let tokens = credentials::from_env(config.gcp_sa_key_json.as_ref().map(|s| s.0.as_str())).await.map_err(|e| {
-        (
-            "no usable Google credentials (set BIGQUERY_EMULATOR_HOST and METRICS_BACKEND=stdout for local work)",
-            e.to_string(),
-        )
-    })?;
+    let tokens = credentials::from_config(&config.google_credentials, http.clone(), |k| std::env::var(k).ok())
+        .await
+        .map_err(|e| {
+            (
+                "no usable Google credentials (set BIGQUERY_EMULATOR_HOST and METRICS_BACKEND=stdout for local work)",
+                e.to_string(),
+            )
+        })?;
     let mut scopes = Vec::new();
     if needs.bigquery && config.bigquery_emulator_host.is_none() {
         scopes.push(BIGQUERY_SCOPE);

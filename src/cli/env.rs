@@ -23,6 +23,8 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("OTEL_EXPORTER_OTLP_HEADERS, OTEL_SERVICE_NAME", "unset, pipeline-run-metrics", "extra headers; service.name"),
     ("SINK_DEADLINE_SECS", "20", "how long a sink retries one event's points"),
     ("GCP_SA_KEY_JSON", "unset", "a service-account key (JSON); unset: GOOGLE_APPLICATION_CREDENTIALS or ADC"),
+    ("GCP_SA_KEY_SECRET_ARN", "unset", "AWS Secrets Manager secret holding the key JSON, read at startup"),
+    ("GCP_EXTERNAL_ACCOUNT_JSON", "unset", "workload identity federation from AWS (external_account JSON)"),
     ("GOOGLE_APPLICATION_CREDENTIALS", "unset", "Application Default Credentials file"),
     ("STORAGE_EMULATOR_HOST", "unset", "host:port of a Cloud Storage emulator (gs:// sources, notifications)"),
     ("LOG_LEVEL", "info (replay: warn)", "error, warn, info, debug, trace, off"),
@@ -36,6 +38,13 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("FIRESTORE_COLLECTION_PREFIX, FIRESTORE_EMULATOR_HOST", "prm_, unset", "firestore collections; emulator"),
     ("FACT_TTL_SECS, FACT_STORE_TIMEOUT_SECS", "691200, 5", "shared stores: entry lifetime; request limit"),
     ("MAX_BODY_BYTES", "14680064", "largest request body"),
+    ("BODY_BUFFER_BYTES", "4 × MAX_BODY_BYTES", "request-body bytes held at once; past it, 429"),
+    (
+        "HEADER_READ_TIMEOUT_SECS, IDLE_TIMEOUT_SECS",
+        "10, 620",
+        "connection: headers from its start; idle between requests",
+    ),
+    ("BODY_READ_TIMEOUT_SECS", "20", "a request's body must arrive within (408 otherwise)"),
     ("PUSH_AUDIENCE, PUSH_SERVICE_ACCOUNTS", "unset", "push OIDC verification: audience, allowed accounts"),
     ("AUTH_MODE, PUSH_JWKS_URL", "verify with an audience, Google's", "verify, off or trust-platform; signing keys"),
     ("ACK_PERMANENT_ERRORS", "false", "answer permanent errors 200 instead of 4xx"),
@@ -43,6 +52,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("DEDUP_WINDOW_SECS, DEDUP_CAPACITY", "600, 50000", "de-duplication window (0: off) and its size"),
     ("MAX_IN_FLIGHT", "256", "events processed at once; more get 429"),
     ("ALLOWED_DATASETS", "unset", "datasets handlers may read"),
+    (
+        "MAX_LABEL_VALUE_BYTES, MAX_LABEL_VALUES",
+        "1024, 1000",
+        "longest label value; distinct values per label (0: any)",
+    ),
     ("SELF_METRICS, SELF_METRICS_INTERVAL_SECS", "on with gcm/otlp, 60", "the function's own metrics"),
     ("SHUTDOWN_GRACE_SECS", "8", "after SIGTERM, how long in-flight events may run"),
     (
@@ -117,6 +131,9 @@ mod tests {
             vec![("FACT_STORE", "redis"), ("REDIS_URL", "redis://h")],
             vec![("FACT_STORE", "firestore")],
         ] {
+            // outside local mode the configuration stops at a missing ALLOWED_DATASETS
+            let mut set = set;
+            set.push(("ALLOWED_DATASETS", "tmp_*"));
             read.extend(read_with(&set));
         }
         let listed: BTreeSet<String> = names().into_iter().collect();

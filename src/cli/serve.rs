@@ -1,4 +1,5 @@
-//! `serve`: deliveries over HTTP (`axum::serve` on `HOST`:`PORT`), or through the AWS Lambda
+//! `serve`: deliveries over HTTP ([`crate::ingress::server::serve`] on `HOST`:`PORT`, with its
+//! connection timeouts), or through the AWS Lambda
 //! Runtime API when `AWS_LAMBDA_RUNTIME_API` is set; the same [`App`] either way.
 
 use std::process::ExitCode;
@@ -76,7 +77,7 @@ async fn app(
     profiles: Vec<crate::handlers::lifecycle::Profile>,
 ) -> Result<Arc<App>, Failure> {
     let http = build::http()?;
-    let tokens = build::tokens(config, Needs::SERVE).await?;
+    let tokens = build::tokens(config, Needs::SERVE, &http).await?;
     let warehouse = build::warehouse(config, &http, tokens.as_ref()).await?;
     let sink = build::sink(config, &http, tokens.as_ref());
     let verifier = config.delivery.auth.as_ref().map(|a| {
@@ -127,6 +128,9 @@ async fn serve(config: &Config, app: axum::Router, sink: Arc<dyn MetricSink>) ->
         fact_store = config.lifecycle.fact_store.name(),
         push_auth = config.delivery.auth.is_some(),
         ack_permanent_errors = config.delivery.ack_permanent,
+        header_read_timeout_secs = config.connections.header_read.as_secs_f64(),
+        idle_timeout_secs = config.connections.idle.as_secs_f64(),
+        body_read_timeout_secs = config.delivery.body_read_timeout.as_secs_f64(),
         "listening"
     );
     // On SIGTERM (Cloud Run gives 10 s before SIGKILL) stop accepting, let in-flight events
@@ -136,7 +140,7 @@ async fn serve(config: &Config, app: axum::Router, sink: Arc<dyn MetricSink>) ->
     let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
     let signalled = Arc::new(std::sync::OnceLock::<std::time::Instant>::new());
     let at_signal = signalled.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let server = crate::ingress::server::serve(listener, app, config.connections, async move {
         shutdown_signal().await;
         let _ = at_signal.set(std::time::Instant::now());
         let _ = stopping_tx.send(true);

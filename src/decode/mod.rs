@@ -29,6 +29,7 @@ use std::collections::BTreeMap;
 use axum::http::HeaderMap;
 use serde_json::Value;
 
+pub use crate::redact::MAX_ID_BYTES;
 pub use change::{ChangeEvent, ChangeKind, PipelineRun, ReadKind, SourceMetadata};
 pub use error::{DecodeError, DecodeErrorKind};
 pub use storage::{ObjectEvent, StorageObject};
@@ -109,14 +110,50 @@ impl Delivery {
 
 /// Decodes one change record, whatever its format: an AWS DMS message (`data` + `metadata`), a
 /// Debezium change event (envelope, with schema, or flattened), else a Datastream record.
+///
+/// Errors: also a record whose identity (`uuid`) is longer than [`MAX_ID_BYTES`].
 pub fn record(value: Value) -> Result<ChangeEvent, DecodeError> {
-    if dms::looks_like_dms(&value) {
-        return dms::decode(value);
+    let event = if dms::looks_like_dms(&value) {
+        dms::decode(value)
+    } else if value.as_object().is_some_and(debezium::looks_like) {
+        debezium::decode(value)
+    } else {
+        datastream::decode(value)
+    }?;
+    bounded_id("uuid", event.uuid.as_deref())?;
+    Ok(event)
+}
+
+/// Refuses an identifier longer than [`MAX_ID_BYTES`]: identifiers are kept (hashed) by the
+/// de-duplication window and written to every log line of their event, so their length must not
+/// be the sender's choice. The value is not repeated.
+pub(crate) fn bounded_id(field: &str, value: Option<&str>) -> Result<(), DecodeError> {
+    match value {
+        Some(v) if v.len() > MAX_ID_BYTES => Err(DecodeError::malformed(
+            Some(field.to_string()),
+            format!("{field} is {} bytes long: at most {MAX_ID_BYTES} are accepted", v.len()),
+        )),
+        _ => Ok(()),
     }
-    match value.as_object() {
-        Some(o) if debezium::looks_like(o) => debezium::decode(value),
-        _ => datastream::decode(value),
-    }
+}
+
+/// The identifiers of a delivery, each at most [`MAX_ID_BYTES`] long.
+fn bounded_ids(format: DeliveryFormat, meta: &DeliveryMeta) -> Result<(), DecodeError> {
+    let (message_id, ce_id) = match format {
+        DeliveryFormat::PubSubUnwrapped => ("header x-goog-pubsub-message-id", "id"),
+        DeliveryFormat::CloudEventBinary => ("message.messageId", "header ce-id"),
+        DeliveryFormat::CloudEventStructured => ("data.message.messageId", "id"),
+        DeliveryFormat::PubSubPush => ("message.messageId", "id"),
+        // no delivery-level identifiers (a replay's records come from files): their records'
+        // identities are checked one by one
+        DeliveryFormat::OpenLineage
+        | DeliveryFormat::Replay
+        | DeliveryFormat::LambdaKinesis
+        | DeliveryFormat::LambdaSqs
+        | DeliveryFormat::LambdaKafka => return Ok(()),
+    };
+    bounded_id(message_id, meta.message_id.as_deref())?;
+    bounded_id(ce_id, meta.ce_id.as_deref())
 }
 
 pub(crate) const EXPECTED: &str = "expected a CloudEvent (binary or structured mode), a Pub/Sub push body \
@@ -201,9 +238,19 @@ struct Top<'a> {
 /// Decodes one HTTP request: its route (binary or structured CloudEvent, wrapped or unwrapped
 /// Pub/Sub push), then what the route carries, recognised the same way on every route.
 ///
-/// Errors: a request that is not a delivery at all (the whole delivery is refused); a record
-/// that does not decode is carried in [`RecordInput::record`] instead.
+/// Errors: a request that is not a delivery at all, or whose message id or CloudEvent id is
+/// longer than [`MAX_ID_BYTES`] (the whole delivery is refused); a record that does not decode
+/// is carried in [`RecordInput::record`] instead.
 pub fn decode(headers: &HeaderMap, body: &[u8]) -> Result<Decoded, DecodeError> {
+    let decoded = route(headers, body)?;
+    match &decoded {
+        Decoded::Records(d) => bounded_ids(d.format, &d.meta)?,
+        Decoded::Object { format, meta, .. } => bounded_ids(*format, meta)?,
+    }
+    Ok(decoded)
+}
+
+fn route(headers: &HeaderMap, body: &[u8]) -> Result<Decoded, DecodeError> {
     let ct = content_type(headers);
     if ct == "application/cloudevents-batch+json" {
         return Err(DecodeError::unsupported(
@@ -212,7 +259,8 @@ pub fn decode(headers: &HeaderMap, body: &[u8]) -> Result<Decoded, DecodeError> 
     }
     if !is_accepted_type(&ct) {
         return Err(DecodeError::unsupported(format!(
-            "unsupported content type '{ct}': expected application/json or application/cloudevents+json"
+            "unsupported content type '{}': expected application/json or application/cloudevents+json",
+            crate::redact::excerpt(&ct, crate::redact::EXCERPT_CHARS)
         )));
     }
     if headers.contains_key("ce-specversion") {
@@ -309,233 +357,4 @@ pub(crate) fn looks_like_record(v: &Value) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use axum::http::HeaderValue;
-    use base64::Engine;
-    use serde_json::json;
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.insert(axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
-        }
-        h
-    }
-
-    fn record() -> Value {
-        json!({"uuid": "u-1", "source_timestamp": "2024-01-15T10:30:00Z", "payload": {"pipeline_uuid": "p", "status": "COMPLETED"}})
-    }
-
-    /// The one record of a delivery, decoded.
-    fn only(d: &Delivery) -> &ChangeEvent {
-        assert_eq!(d.records.len(), 1);
-        d.records[0].record.as_ref().expect("a decoded record")
-    }
-
-    fn decoded(v: Value) -> ChangeEvent {
-        datastream::decode(v).unwrap()
-    }
-
-    /// The request decoded as records (a test failure if it is an object notification).
-    fn decode(h: &HeaderMap, body: &[u8]) -> Result<Delivery, DecodeError> {
-        match super::decode(h, body)? {
-            Decoded::Records(d) => Ok(d),
-            other => panic!("expected records, got {other:?}"),
-        }
-    }
-
-    fn b64(v: &Value) -> String {
-        base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(v).unwrap())
-    }
-
-    #[test]
-    fn wrapped_push_camel_case() {
-        let body = json!({"message": {"data": b64(&record()), "messageId": "m-1", "publishTime": "2024-01-15T10:30:01Z",
-            "attributes": {"k": "v"}}, "subscription": "projects/p/subscriptions/s", "deliveryAttempt": 3});
-        let d = decode(&headers(&[("content-type", "application/json")]), body.to_string().as_bytes()).unwrap();
-        assert_eq!(d.format, DeliveryFormat::PubSubPush);
-        assert_eq!(only(&d), &decoded(record()));
-        assert_eq!(d.meta.message_id.as_deref(), Some("m-1"));
-        assert_eq!(d.meta.publish_time.as_deref(), Some("2024-01-15T10:30:01Z"));
-        assert_eq!(d.meta.subscription.as_deref(), Some("projects/p/subscriptions/s"));
-        assert_eq!(d.meta.delivery_attempt, Some(3));
-        assert_eq!(d.meta.attributes.get("k").map(String::as_str), Some("v"));
-    }
-
-    #[test]
-    fn wrapped_push_snake_case_only_and_duplicated() {
-        let snake =
-            json!({"message": {"data": b64(&record()), "message_id": "m-2", "publish_time": "t"}, "subscription": "s"});
-        let d = decode(&headers(&[]), snake.to_string().as_bytes()).unwrap();
-        assert_eq!(d.meta.message_id.as_deref(), Some("m-2"));
-        assert_eq!(d.meta.publish_time.as_deref(), Some("t"));
-        let both = json!({"message": {"data": b64(&record()), "messageId": "m-3", "message_id": "m-3",
-            "publishTime": "t", "publish_time": "t"}, "subscription": "s"});
-        let d = decode(&headers(&[("content-type", "application/json")]), both.to_string().as_bytes()).unwrap();
-        assert_eq!(d.meta.message_id.as_deref(), Some("m-3"));
-        assert_eq!(only(&d), &decoded(record()));
-    }
-
-    #[test]
-    fn push_without_data_names_the_field() {
-        let body = json!({"message": {"messageId": "m"}, "subscription": "s"});
-        let e = decode(&headers(&[]), body.to_string().as_bytes()).unwrap_err();
-        assert_eq!(e.field.as_deref(), Some("message.data"));
-        let body = json!({"message": {"data": "!!!not base64", "messageId": "m"}, "subscription": "s"});
-        let e = decode(&headers(&[]), body.to_string().as_bytes()).unwrap_err();
-        assert_eq!(e.field.as_deref(), Some("message.data"));
-        assert!(e.message.contains("base64"), "{e}");
-        let body = json!({"message": {"data": base64::engine::general_purpose::STANDARD.encode("not json"), "messageId": "m"}});
-        let e = decode(&headers(&[]), body.to_string().as_bytes()).unwrap_err();
-        assert!(e.message.contains("does not decode to JSON"), "{e}");
-    }
-
-    #[test]
-    fn gcs_notification_is_recognised_on_every_route() {
-        let object = json!({"kind": "storage#object", "bucket": "b", "name": "ds/public_pipeline_run/f.jsonl", "generation": "7"});
-        let push = json!({"message": {"data": b64(&object), "messageId": "m",
-            "attributes": {"eventType": "OBJECT_FINALIZE", "objectId": "ds/public_pipeline_run/f.jsonl", "bucketId": "b",
-                           "objectGeneration": "7"}}, "subscription": "s"});
-        let ce_binary = headers(&[
-            ("content-type", "application/json"),
-            ("ce-specversion", "1.0"),
-            ("ce-id", "1"),
-            ("ce-source", "//storage.googleapis.com/projects/_/buckets/b"),
-            ("ce-type", "google.cloud.storage.object.v1.finalized"),
-        ]);
-        let structured = json!({"specversion": "1.0", "id": "1", "source": "//storage.googleapis.com/projects/_/buckets/b",
-            "type": "google.cloud.storage.object.v1.finalized", "data": object});
-        let no_payload = json!({"message": {"messageId": "m", "attributes": {"eventType": "OBJECT_FINALIZE",
-            "objectId": "ds/public_pipeline_run/f.jsonl", "bucketId": "b", "objectGeneration": "7", "payloadFormat": "NONE"}}});
-        let cases = [
-            (headers(&[]), push.to_string(), DeliveryFormat::PubSubPush),
-            (ce_binary, object.to_string(), DeliveryFormat::CloudEventBinary),
-            (
-                headers(&[("content-type", "application/cloudevents+json")]),
-                structured.to_string(),
-                DeliveryFormat::CloudEventStructured,
-            ),
-            (headers(&[]), no_payload.to_string(), DeliveryFormat::PubSubPush),
-            (headers(&[]), object.to_string(), DeliveryFormat::PubSubUnwrapped),
-        ];
-        for (h, body, want) in cases {
-            match super::decode(&h, body.as_bytes()).unwrap() {
-                Decoded::Object { format, object, .. } => {
-                    assert_eq!(format, want, "{body}");
-                    assert_eq!((object.bucket.as_str(), object.name.as_str()), ("b", "ds/public_pipeline_run/f.jsonl"));
-                    assert_eq!(object.generation.as_deref(), Some("7"), "{body}");
-                }
-                other => panic!("{body}: {other:?}"),
-            }
-        }
-    }
-
-    #[test]
-    fn unwrapped_push_reads_metadata_headers() {
-        let h = headers(&[
-            ("content-type", "application/json"),
-            ("x-goog-pubsub-message-id", "m-9"),
-            ("x-goog-pubsub-subscription-name", "projects/p/subscriptions/s"),
-        ]);
-        let d = decode(&h, record().to_string().as_bytes()).unwrap();
-        assert_eq!(d.format, DeliveryFormat::PubSubUnwrapped);
-        assert_eq!(d.meta.message_id.as_deref(), Some("m-9"));
-        assert_eq!(only(&d), &decoded(record()));
-        // without metadata headers and without a content type
-        let d = decode(&headers(&[]), record().to_string().as_bytes()).unwrap();
-        assert_eq!(d.format, DeliveryFormat::PubSubUnwrapped);
-        assert_eq!(d.meta.message_id, None);
-    }
-
-    #[test]
-    fn structured_cloud_event_direct_record_as_plain_json() {
-        let ce = json!({"specversion": "1.0", "id": "e-1", "source": "//pubsub", "type": "t", "data": record()});
-        let d = decode(&headers(&[("content-type", "application/json")]), ce.to_string().as_bytes()).unwrap();
-        assert_eq!(d.format, DeliveryFormat::CloudEventStructured);
-        assert_eq!(d.meta.ce_id.as_deref(), Some("e-1"));
-        assert_eq!(only(&d), &decoded(record()));
-    }
-
-    #[test]
-    fn structured_cloud_event_with_push_wrapper_and_base64_data() {
-        let push = json!({"message": {"data": b64(&record()), "messageId": "m-5"}, "subscription": "s"});
-        let ce = json!({"specversion": "1.0", "id": "e-2", "source": "s", "type": "t", "data": push});
-        let d = decode(
-            &headers(&[("content-type", "application/cloudevents+json; charset=utf-8")]),
-            ce.to_string().as_bytes(),
-        )
-        .unwrap();
-        assert_eq!(d.meta.message_id.as_deref(), Some("m-5"));
-        assert_eq!(only(&d), &decoded(record()));
-        let ce = json!({"specversion": "1.0", "id": "e-3", "source": "s", "type": "t", "data_base64": b64(&record())});
-        let d =
-            decode(&headers(&[("content-type", "application/cloudevents+json")]), ce.to_string().as_bytes()).unwrap();
-        assert_eq!(only(&d), &decoded(record()));
-    }
-
-    #[test]
-    fn structured_cloud_event_errors_name_the_attribute() {
-        let ce = json!({"specversion": "1.0", "source": "s", "type": "t", "data": record()});
-        let e = decode(&headers(&[("content-type", "application/cloudevents+json")]), ce.to_string().as_bytes())
-            .unwrap_err();
-        assert_eq!(e.field.as_deref(), Some("id"));
-        let ce = json!({"specversion": "0.3", "id": "1", "source": "s", "type": "t", "data": record()});
-        let e = decode(&headers(&[]), ce.to_string().as_bytes()).unwrap_err();
-        assert_eq!(e.field.as_deref(), Some("specversion"));
-        let ce = json!({"specversion": "1.0", "id": "1", "source": "s", "type": "t", "data": record(), "data_base64": "e30="});
-        let e = decode(&headers(&[]), ce.to_string().as_bytes()).unwrap_err();
-        assert_eq!(e.field.as_deref(), Some("data_base64"));
-        let ce = json!({"specversion": "1.0", "id": "1", "source": "s", "type": "t", "data": {"x": 1}});
-        let e = decode(&headers(&[]), ce.to_string().as_bytes()).unwrap_err();
-        assert_eq!(e.field.as_deref(), Some("data"));
-    }
-
-    #[test]
-    fn binary_cloud_event_percent_decodes_headers() {
-        let push = json!({"message": {"data": b64(&record()), "messageId": "m-7"}, "subscription": "projects/p/subscriptions/s"});
-        let h = headers(&[
-            ("content-type", "application/json; charset=utf-8"),
-            ("ce-specversion", "1.0"),
-            ("ce-id", "m%207"),
-            ("ce-source", "//pubsub.googleapis.com/projects/p/topics/t"),
-            ("ce-type", "google.cloud.pubsub.topic.v1.messagePublished"),
-        ]);
-        let d = decode(&h, push.to_string().as_bytes()).unwrap();
-        assert_eq!(d.format, DeliveryFormat::CloudEventBinary);
-        assert_eq!(d.meta.ce_id.as_deref(), Some("m 7"));
-        assert_eq!(d.meta.message_id.as_deref(), Some("m-7"));
-        assert_eq!(only(&d), &decoded(record()));
-    }
-
-    #[test]
-    fn binary_cloud_event_missing_header() {
-        let h = headers(&[("ce-specversion", "1.0"), ("ce-id", "1"), ("ce-type", "t")]);
-        let e = decode(&h, record().to_string().as_bytes()).unwrap_err();
-        assert_eq!(e.field.as_deref(), Some("header ce-source"));
-    }
-
-    #[test]
-    fn batch_and_unknown_content_types_are_unsupported() {
-        for ct in ["application/cloudevents-batch+json", "text/html", "application/xml", "multipart/form-data"] {
-            let e = decode(&headers(&[("content-type", ct)]), b"[]").unwrap_err();
-            assert_eq!(e.kind, crate::decode::DecodeErrorKind::UnsupportedMediaType, "{ct}");
-        }
-    }
-
-    #[test]
-    fn garbage_bodies_are_malformed_and_say_what_was_expected() {
-        for body in [&b""[..], b"not json", b"{\"x\":1}", b"[1,2]", b"42"] {
-            let e = decode(&headers(&[("content-type", "application/json")]), body).unwrap_err();
-            assert_eq!(e.kind, crate::decode::DecodeErrorKind::Malformed);
-            assert!(e.message.contains("expected"), "{e}");
-        }
-    }
-
-    #[test]
-    fn deeply_nested_json_is_rejected_not_crashing() {
-        let body = "[".repeat(100_000);
-        let e = decode(&headers(&[]), body.as_bytes()).unwrap_err();
-        assert_eq!(e.kind, crate::decode::DecodeErrorKind::Malformed);
-    }
-}
+mod tests;

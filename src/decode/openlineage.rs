@@ -50,6 +50,9 @@ pub fn decode(value: Value) -> Result<Option<ChangeEvent>, DecodeError> {
     let event_time = time(field(&o, "eventTime", "")?, "eventTime")?;
     let state = o.get("eventType").and_then(Value::as_str).unwrap_or("OTHER").to_ascii_uppercase();
     let run_id = field(run, "runId", "run.")?;
+    // both become the record's identity, which the de-duplication window keeps (hashed)
+    super::bounded_id("run.runId", Some(run_id))?;
+    super::bounded_id("eventType", Some(&state))?;
     let job = o.get("job").and_then(Value::as_object).ok_or_else(|| {
         DecodeError::malformed(Some("job".into()), "job is required ({\"namespace\": ..., \"name\": ...})")
     })?;

@@ -6,12 +6,19 @@
 //!   JWT-bearer grant (RFC 7523) by this module itself, so that a refusal keeps the token
 //!   endpoint's HTTP status and its `error` / `error_description`, and retries follow
 //!   [`crate::retry::oauth_token`]; or
+//! * [`ExternalAccount`](super::external_account::ExternalAccount): workload identity
+//!   federation from AWS (an `external_account` configuration, in `GCP_EXTERNAL_ACCOUNT_JSON` or
+//!   the file `GOOGLE_APPLICATION_CREDENTIALS` names): no key at all; or
 //! * [`GcpAuth`]: Application Default Credentials through `gcp_auth`
 //!   (`GOOGLE_APPLICATION_CREDENTIALS`, gcloud's ADC file, the metadata server on Cloud Run, the
 //!   gcloud CLI). `gcp_auth` does not expose the HTTP status of a failed token request, so its
-//!   errors carry none.
+//!   errors carry none; it does not read `external_account` files, which is why those are
+//!   recognised first.
 //!
-//! Emulators and tests use a [`StaticToken`].
+//! On Lambda the key of [`ServiceAccount`] need not be in the environment: with
+//! `GCP_SA_KEY_SECRET_ARN` it is read from AWS Secrets Manager at startup ([`crate::aws`]).
+//! [`from_config`] picks the source the configuration names. Emulators and tests use a
+//! [`StaticToken`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,6 +27,8 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use tokio::sync::RwLock;
 
+use super::external_account::{AwsIdentity, ExternalAccount};
+use crate::config::GoogleCredentials;
 use crate::retry::{self, Policy, RetryDecision};
 
 /// The OAuth scope of BigQuery queries.
@@ -78,6 +87,36 @@ impl TokenError {
         self
     }
 
+    /// The credentials configuration is unusable.
+    pub(crate) fn invalid(message: impl Into<String>) -> TokenError {
+        TokenError::new(TokenErrorKind::InvalidKey, message)
+    }
+
+    /// A request could not be sent or answered (retried by the transport rule).
+    pub(crate) fn unreachable(message: impl Into<String>, source: reqwest::Error) -> TokenError {
+        TokenError::new(TokenErrorKind::Unavailable, message).with_source(source)
+    }
+
+    /// An answer with this HTTP status: refused for good, or worth retrying, as
+    /// [`retry::oauth_token`] classifies the status.
+    pub(crate) fn answered(
+        status: u16,
+        oauth_error: Option<String>,
+        retry_after: Option<Duration>,
+        message: String,
+    ) -> TokenError {
+        let kind = match retry::oauth_token(status, oauth_error.as_deref(), retry_after) {
+            RetryDecision::NonRetryable => TokenErrorKind::Refused,
+            _ => TokenErrorKind::Unavailable,
+        };
+        TokenError { kind, status: Some(status), oauth_error, retry_after, message, source: None }
+    }
+
+    /// The same error, its message preceded by `context`.
+    pub(crate) fn context(self, context: impl std::fmt::Display) -> TokenError {
+        TokenError { message: format!("{context}: {}", self.message), ..self }
+    }
+
     /// The token endpoint's HTTP status, when it answered.
     pub fn status(&self) -> Option<u16> {
         self.status
@@ -105,7 +144,7 @@ impl TokenError {
     }
 
     /// How a retry of the request that failed is classified ([`retry::oauth_token`]).
-    fn decision(&self) -> RetryDecision {
+    pub(crate) fn decision(&self) -> RetryDecision {
         match (self.kind, self.status) {
             (TokenErrorKind::Unavailable, Some(status)) => {
                 retry::oauth_token(status, self.oauth_error(), self.retry_after)
@@ -258,37 +297,34 @@ impl ServiceAccount {
                 TokenError::new(TokenErrorKind::Unavailable, format!("token request to {} failed: {e}", self.token_uri))
                     .with_source(e)
             })?;
-        let status = resp.status().as_u16();
-        let retry_after = retry::retry_after(resp.headers());
-        let text = resp.text().await.unwrap_or_default();
-        let answer = serde_json::from_str::<TokenAnswer>(&text).ok();
-        if (200..300).contains(&status)
-            && let Some(TokenAnswer { access_token: Some(token), expires_in, .. }) = answer
-        {
-            return Ok((token, Duration::from_secs(expires_in.unwrap_or(3600))));
-        }
-        let (error, description) = match answer {
-            Some(a) => (a.error, a.error_description),
-            None => (None, None),
-        };
-        let detail = match (&error, &description) {
-            (Some(e), Some(d)) => format!("{e}: {d}"),
-            (Some(e), None) => e.clone(),
-            _ => text.chars().take(200).collect(),
-        };
-        let kind = match retry::oauth_token(status, error.as_deref(), retry_after) {
-            RetryDecision::NonRetryable => TokenErrorKind::Refused,
-            _ => TokenErrorKind::Unavailable,
-        };
-        Err(TokenError {
-            kind,
-            status: Some(status),
-            oauth_error: error,
-            retry_after,
-            message: format!("token endpoint {} answered HTTP {status}: {detail}", self.token_uri),
-            source: None,
-        })
+        oauth_answer(resp, &format!("token endpoint {}", self.token_uri)).await
     }
+}
+
+/// Reads an OAuth token endpoint's answer (RFC 6749 §5.1 / §5.2; Google's STS answers the same
+/// way, RFC 8693 §2.2): the token and its lifetime, or a [`TokenError`] with the status, the
+/// `error` code and `error_description`, named after `endpoint`.
+pub(crate) async fn oauth_answer(resp: reqwest::Response, endpoint: &str) -> Result<(String, Duration), TokenError> {
+    let status = resp.status().as_u16();
+    let retry_after = retry::retry_after(resp.headers());
+    let text = resp.text().await.unwrap_or_default();
+    let answer = serde_json::from_str::<TokenAnswer>(&text).ok();
+    if (200..300).contains(&status)
+        && let Some(TokenAnswer { access_token: Some(token), expires_in, .. }) = answer
+    {
+        return Ok((token, Duration::from_secs(expires_in.unwrap_or(3600))));
+    }
+    let (error, description) = match answer {
+        Some(a) => (a.error, a.error_description),
+        None => (None, None),
+    };
+    let detail = match (&error, &description) {
+        (Some(e), Some(d)) => format!("{e}: {d}"),
+        (Some(e), None) => e.clone(),
+        _ if text.trim().is_empty() => "(no body)".to_string(),
+        _ => text.chars().take(200).collect(),
+    };
+    Err(TokenError::answered(status, error, retry_after, format!("{endpoint} answered HTTP {status}: {detail}")))
 }
 
 #[async_trait::async_trait]
@@ -324,6 +360,49 @@ pub async fn from_env(sa_key_json: Option<&str>) -> Result<Arc<dyn TokenSource>,
         TokenError::new(TokenErrorKind::Provider, format!("no Application Default Credentials: {e}")).with_source(e)
     })?;
     Ok(Arc::new(GcpAuth(provider)))
+}
+
+/// Production credentials as the configuration names them ([`GoogleCredentials`]): a key in
+/// `GCP_SA_KEY_JSON` or in the Secrets Manager secret `GCP_SA_KEY_SECRET_ARN` (read now), an
+/// `external_account` configuration (`GCP_EXTERNAL_ACCOUNT_JSON`, or the file
+/// `GOOGLE_APPLICATION_CREDENTIALS` names), else Application Default Credentials. `env` reads the
+/// AWS variables of workload identity federation (the process environment in production).
+pub async fn from_config(
+    source: &GoogleCredentials,
+    http: reqwest::Client,
+    env: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
+) -> Result<Arc<dyn TokenSource>, TokenError> {
+    match source {
+        GoogleCredentials::KeyJson(json) => from_env(Some(json.0.as_str())).await,
+        GoogleCredentials::KeySecret(arn) => {
+            let json = crate::aws::secret_string(arn)
+                .await
+                .map_err(|e| TokenError::invalid(format!("GCP_SA_KEY_SECRET_ARN: {e}")).with_source(e))?;
+            let sa = ServiceAccount::from_json(&json, http)
+                .map_err(|e| e.context(format!("the secret {arn} is not a usable service-account key")))?;
+            Ok(Arc::new(sa))
+        }
+        GoogleCredentials::ExternalAccountJson(json) => {
+            let ea = ExternalAccount::from_json(json, http, AwsIdentity::reader(env))
+                .map_err(|e| e.context("GCP_EXTERNAL_ACCOUNT_JSON"))?;
+            Ok(Arc::new(ea))
+        }
+        GoogleCredentials::Default { file: Some(path) } => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                TokenError::invalid(format!("GOOGLE_APPLICATION_CREDENTIALS={}: {e}", path.display())).with_source(e)
+            })?;
+            let kind = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| v["type"].as_str().map(str::to_owned));
+            if kind.as_deref() == Some("external_account") {
+                let ea = ExternalAccount::from_json(&text, http, AwsIdentity::reader(env))
+                    .map_err(|e| e.context(format!("GOOGLE_APPLICATION_CREDENTIALS={}", path.display())))?;
+                return Ok(Arc::new(ea));
+            }
+            from_env(None).await
+        }
+        GoogleCredentials::Default { file: None } => from_env(None).await,
+    }
 }
 
 /// Fetches one token for `scopes`, so that unusable credentials stop the process at startup

@@ -20,8 +20,18 @@ impl Handler for PipelineRunCount {
         "PipelineRunHandler"
     }
 
-    fn table(&self) -> Option<&str> {
-        Some("pipeline_run")
+    fn tables(&self) -> Vec<&str> {
+        vec!["pipeline_run"]
+    }
+
+    fn metrics(&self) -> Vec<super::MetricDef> {
+        vec![super::MetricDef {
+            name: PIPELINE_RUN_COUNT.into(),
+            kind: crate::sink::PointKind::Gauge,
+            unit: "",
+            labels: vec!["partner".into(), "pipeline_status".into(), "pipeline_uuid".into()],
+            optional: vec!["partner".into()],
+        }]
     }
 
     fn matches(&self, event: &ChangeEvent) -> bool {
@@ -59,6 +69,9 @@ impl Handler for PipelineRunCount {
 /// The metric a failed handler adds (value 1.0, labels `handler_class`, `error_class`).
 pub const FAILURE_METRIC: &str = "handler_execution_failure";
 
+/// The label keys of [`FAILURE_METRIC`].
+pub const FAILURE_LABELS: [&str; 2] = ["error_class", "handler_class"];
+
 /// The failure gauge of one failed handler.
 pub fn failure_gauge(handler: &str, class: crate::error::ErrorClass, time: DateTime<Utc>, project: &str) -> Point {
     Point::gauge(
@@ -66,8 +79,8 @@ pub fn failure_gauge(handler: &str, class: crate::error::ErrorClass, time: DateT
         1.0,
         time,
         BTreeMap::from([
-            ("handler_class".to_string(), handler.to_string()),
-            ("error_class".to_string(), class.as_str().to_string()),
+            (FAILURE_LABELS[1].to_string(), handler.to_string()),
+            (FAILURE_LABELS[0].to_string(), class.as_str().to_string()),
         ]),
         project,
     )

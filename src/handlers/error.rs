@@ -6,12 +6,16 @@ use crate::warehouse::WarehouseError;
 /// Why one handler failed for one event.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum HandlerError {
-    /// The event lacks something the handler needs, or carries an invalid value.
+    /// The event lacks something the handler needs, or carries an invalid value. When the
+    /// message quotes payload values (the reference's "Batch tables not found: <a> or <b>"),
+    /// `log_message` is the same text with each value replaced by its name and fingerprint.
     #[error("{message}")]
-    InvalidInput { field: String, message: String },
-    /// A table variable is not a valid BigQuery identifier. Stops every query of the event.
+    InvalidInput { field: String, message: String, log_message: Option<String> },
+    /// A table variable is not a valid BigQuery identifier, or names a table that may not be
+    /// read. Stops every query of the event. The message does not contain the value: `value`
+    /// holds what an answer may show of it (once) and its fingerprint for logs.
     #[error("{message}")]
-    InvalidTableReference { field: String, message: String },
+    InvalidTableReference { field: String, message: String, value: Option<crate::redact::Offending> },
     #[error(transparent)]
     Warehouse(#[from] WarehouseError),
     /// The fact store could not be reached: nothing was reserved or written; a retry may
@@ -29,7 +33,25 @@ pub enum HandlerError {
 
 impl HandlerError {
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        HandlerError::InvalidInput { field: field.into(), message: message.into() }
+        HandlerError::InvalidInput { field: field.into(), message: message.into(), log_message: None }
+    }
+
+    /// An invalid input whose message quotes payload values; `log_message` is what logs carry
+    /// instead.
+    pub fn invalid_quoting(field: impl Into<String>, message: impl Into<String>, log_message: String) -> Self {
+        HandlerError::InvalidInput { field: field.into(), message: message.into(), log_message: Some(log_message) }
+    }
+
+    /// The text a log line carries: never a payload variable's value, its name and fingerprint
+    /// instead. BigQuery's own message is kept (it is logged, not answered).
+    pub fn log_text(&self) -> String {
+        match self {
+            HandlerError::InvalidInput { log_message: Some(l), .. } => l.clone(),
+            HandlerError::InvalidTableReference { message, value: Some(v), .. } => {
+                format!("{message} (value fingerprint {})", v.fingerprint)
+            }
+            other => other.to_string(),
+        }
     }
 
     pub fn class(&self) -> ErrorClass {
@@ -51,6 +73,34 @@ impl HandlerError {
         }
     }
 
+    /// The payload value at fault, as an answer may show it (an excerpt) and a log may name it
+    /// (a fingerprint).
+    pub fn offending(&self) -> Option<&crate::redact::Offending> {
+        match self {
+            HandlerError::InvalidTableReference { value, .. } => value.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// The text an answer body carries. BigQuery's and the fact store's own texts stay in the
+    /// log (they may name datasets, tables and columns the sender has no business seeing): the
+    /// answer says which kind of failure it was; the handler is named beside it.
+    pub fn public_message(&self) -> String {
+        match self {
+            HandlerError::Warehouse(WarehouseError::NotFound(_)) => {
+                "a table the query reads does not exist (BigQuery's message is in the function's log)".into()
+            }
+            HandlerError::Warehouse(WarehouseError::Rejected(_)) => {
+                "BigQuery rejected the query (its message is in the function's log)".into()
+            }
+            HandlerError::Warehouse(WarehouseError::Unavailable(_)) => {
+                "BigQuery is unavailable or did not answer in time; retry later".into()
+            }
+            HandlerError::Store(_) => "the fact store is unavailable; retry later".into(),
+            other => other.to_string(),
+        }
+    }
+
     /// Short machine-readable kind for error bodies and logs.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -69,6 +119,39 @@ impl HandlerError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answers_never_carry_bigquery_text() {
+        for e in [
+            WarehouseError::NotFound("Not found: Table p:secret.people".into()),
+            WarehouseError::Rejected("Syntax error near secret.people".into()),
+            WarehouseError::Unavailable("HTTP 503 for secret.people".into()),
+        ] {
+            let e = HandlerError::from(e);
+            assert!(!e.public_message().contains("secret"), "{}", e.public_message());
+            assert!(e.to_string().contains("secret"), "the log keeps it");
+        }
+        assert_eq!(HandlerError::invalid("f", "No 'x' found.").public_message(), "No 'x' found.");
+    }
+
+    #[test]
+    fn logs_carry_fingerprints_not_values() {
+        let e = HandlerError::InvalidTableReference {
+            field: "payload.variables.t".into(),
+            message: "Invalid table reference in variable 't': the dataset part is not a valid identifier".into(),
+            value: Some(crate::redact::Offending::of("ops.lead@example.com")),
+        };
+        let log = e.log_text();
+        assert!(!log.contains("example") && log.contains("variable 't'"), "{log}");
+        assert!(log.contains(&crate::redact::Fingerprint::of("ops.lead@example.com").to_string()), "{log}");
+        let e = HandlerError::invalid_quoting(
+            "f",
+            "Batch tables not found: ds.a or ds.b",
+            "Batch tables not found: <a #1> or <b #2>".into(),
+        );
+        assert_eq!(e.to_string(), "Batch tables not found: ds.a or ds.b");
+        assert!(!e.log_text().contains("ds.a"));
+    }
 
     #[test]
     fn handler_error_classes() {

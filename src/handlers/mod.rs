@@ -10,12 +10,13 @@ pub mod catalogue;
 pub mod dispatch;
 pub mod error;
 pub mod lifecycle;
+pub mod pattern;
 pub mod values;
 
 use std::sync::Arc;
 
 use crate::decode::ChangeEvent;
-use crate::sink::Point;
+use crate::sink::{Point, PointKind};
 use crate::warehouse::TableRef;
 
 pub use catalogue::{CatalogueError, QueryPlan};
@@ -37,8 +38,9 @@ pub struct Projects {
     pub metric: String,
     /// Where unqualified tables live and jobs run (`BIGQUERY_PROJECT_ID`).
     pub data: String,
-    /// Datasets handlers may read (`dataset` = in the data project, or `project.dataset`);
-    /// `None`: any.
+    /// Datasets handlers may read: `dataset` (in the data project) or `project.dataset`, where a
+    /// dataset ending in `*` is a prefix (`tmp_*`). `None` (local mode only: outside it
+    /// `ALLOWED_DATASETS` is required): any dataset of the data project, and no other project.
     pub allowed_datasets: Option<Vec<String>>,
 }
 
@@ -47,16 +49,35 @@ impl Projects {
         Projects { metric: metric.into(), data: data.into(), allowed_datasets: None }
     }
 
-    /// Whether a resolved table may be read.
+    /// Whether a resolved table may be read (metadata views and meta-tables never resolve).
     pub fn allows(&self, table: &TableRef) -> bool {
+        let dataset_matches = |pattern: &str| match pattern.strip_suffix('*') {
+            Some(prefix) => table.dataset.starts_with(prefix),
+            None => pattern == table.dataset,
+        };
         match &self.allowed_datasets {
-            None => true,
+            None => table.project == self.data,
             Some(list) => list.iter().any(|entry| match entry.split_once('.') {
-                Some((project, dataset)) => project == table.project && dataset == table.dataset,
-                None => entry == &table.dataset && table.project == self.data,
+                Some((project, dataset)) => project == table.project && dataset_matches(dataset),
+                None => table.project == self.data && dataset_matches(entry),
             }),
         }
     }
+}
+
+/// A metric a handler writes: what generated dashboards, alerts and metric definitions
+/// ([`crate::ops`]) need to know of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricDef {
+    /// The metric name, without any backend prefix (`claims/pipeline/savings/count`).
+    pub name: String,
+    pub kind: PointKind,
+    /// UCUM unit; empty when the metric declares none (the claim gauges).
+    pub unit: &'static str,
+    /// Every label key its points can carry, in name order.
+    pub labels: Vec<String>,
+    /// The keys of `labels` that a point may lack (the reference count's `partner`).
+    pub optional: Vec<String>,
 }
 
 pub trait Handler: Send + Sync {
@@ -66,9 +87,15 @@ pub trait Handler: Send + Sync {
     fn matches(&self, event: &ChangeEvent) -> bool;
     /// Reads and validates inputs; sends nothing.
     fn prepare(&self, event: &ChangeEvent, projects: &Projects) -> Result<Plan, HandlerError>;
-    /// The source table this handler reads records of, when it reads only one.
-    fn table(&self) -> Option<&str> {
-        None
+    /// The source tables this handler reads records of (names, or globs of
+    /// [`pattern`]); empty when it does not say.
+    fn tables(&self) -> Vec<&str> {
+        Vec::new()
+    }
+    /// The metrics this handler writes (not the failure gauge, which dispatch adds for any
+    /// handler). Default: none declared.
+    fn metrics(&self) -> Vec<MetricDef> {
+        Vec::new()
     }
 }
 
@@ -90,7 +117,8 @@ mod tests {
     fn allow_list() {
         let mut p = Projects::new("m", "data-proj");
         let t = |s: &str| TableRef::resolve(s, "data-proj").unwrap();
-        assert!(p.allows(&t("any.table")));
+        assert!(p.allows(&t("any.table")), "by default, any dataset of the data project");
+        assert!(!p.allows(&t("other-proj.any.table")), "and no other project");
         p.allowed_datasets = Some(vec!["tmp_cemig".into(), "other-proj.refined".into()]);
         assert!(p.allows(&t("tmp_cemig.x")));
         assert!(p.allows(&t("data-proj.tmp_cemig.x")));
@@ -98,5 +126,10 @@ mod tests {
         assert!(p.allows(&t("other-proj.refined.y")));
         assert!(!p.allows(&t("refined.y")));
         assert!(!p.allows(&t("secrets.users")));
+        p.allowed_datasets = Some(vec!["tmp_*".into(), "other-proj.refined_*".into()]);
+        assert!(p.allows(&t("tmp_abertta.x")) && p.allows(&t("tmp_.x")));
+        assert!(!p.allows(&t("evil-proj.tmp_abertta.x")));
+        assert!(p.allows(&t("other-proj.refined_cemig.y")));
+        assert!(!p.allows(&t("other-proj.raw.y")) && !p.allows(&t("temp.x")));
     }
 }

@@ -2,9 +2,14 @@
 //! (AWS Lambda Function URLs, API Gateway, ALB). It does not know which platform serves it.
 //!
 //! `POST /` (or a POST to any other path) takes one delivery; `GET /healthz` answers when the
-//! process is ready. Per delivery the HTTP layer only authenticates (401), admits (429 past
-//! `MAX_IN_FLIGHT`), reads the body (413), decodes it (400/415), hands the [`Delivery`] to the
-//! [`Pipeline`] and turns its [`Answer`] into a response.
+//! process is ready. Per delivery the HTTP layer only authenticates (401), reads the body (413
+//! past `MAX_BODY_BYTES`, 408 past `BODY_READ_TIMEOUT_SECS`, 429 when the bodies in memory would
+//! pass `BODY_BUFFER_BYTES`), admits (429 past `MAX_IN_FLIGHT`), decodes it (400/415), hands the
+//! [`Delivery`] to the [`Pipeline`] and turns its [`Answer`] into a response.
+//!
+//! The body is read before an in-flight slot is taken, so that clients that send their bodies
+//! slowly (or never) hold no slot: they are bounded by the body-read timeout, and the memory
+//! their bodies take by the body buffer, which counts the bytes actually allocated.
 //!
 //! [`Delivery`]: crate::decode::Delivery
 
@@ -63,6 +68,10 @@ pub struct App {
     in_flight: Option<Arc<tokio::sync::Semaphore>>,
     max_in_flight: usize,
     lineage_api_key: Option<crate::config::Secret>,
+    body_read_timeout: std::time::Duration,
+    /// One permit per byte of request body held in memory (`BODY_BUFFER_BYTES`).
+    body_buffer: Arc<tokio::sync::Semaphore>,
+    body_buffer_bytes: usize,
 }
 
 impl App {
@@ -74,7 +83,12 @@ impl App {
     ) -> App {
         let max_in_flight = options.delivery.max_in_flight;
         let in_flight = (max_in_flight > 0).then(|| Arc::new(tokio::sync::Semaphore::new(max_in_flight)));
+        let body_buffer_bytes =
+            options.delivery.body_buffer_bytes.clamp(options.max_body_bytes, tokio::sync::Semaphore::MAX_PERMITS);
         App {
+            body_read_timeout: options.delivery.body_read_timeout,
+            body_buffer: Arc::new(tokio::sync::Semaphore::new(body_buffer_bytes)),
+            body_buffer_bytes,
             pipeline: Pipeline::new(dispatcher, warehouse, sink, options.delivery)
                 .with_lifecycle(options.lifecycle)
                 .with_storage(options.storage),
@@ -117,12 +131,65 @@ pub fn response(answer: Answer) -> Response {
     (answer.status, [(header::CONTENT_TYPE, "application/json")], answer.body).into_response()
 }
 
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, DecodeError> {
-    axum::body::to_bytes(body, limit).await.map_err(|_| DecodeError {
-        kind: DecodeErrorKind::TooLarge,
-        field: None,
-        message: format!("request body larger than {limit} bytes"),
-    })
+/// A request body read into memory, with the part of the body buffer its allocation holds.
+struct ReadBody {
+    bytes: Bytes,
+    _held: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl App {
+    /// Reads the body within `BODY_READ_TIMEOUT_SECS`, at most `MAX_BODY_BYTES`, holding one
+    /// permit of the body buffer per byte allocated for it (the buffer grows by doubling, so
+    /// that a client that announces a large body but sends little holds little).
+    async fn read_body(&self, headers: &HeaderMap, body: Body) -> Result<ReadBody, Refusal> {
+        let limit = self.max_body_bytes;
+        let too_large = || {
+            Refusal::Undecodable(DecodeError {
+                kind: DecodeErrorKind::TooLarge,
+                field: None,
+                message: format!("request body larger than {limit} bytes"),
+            })
+        };
+        let announced = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+        if announced.is_some_and(|n| n > limit as u64) {
+            return Err(too_large());
+        }
+        let read = async {
+            use futures_util::StreamExt;
+            let mut stream = body.into_data_stream();
+            let mut buf: Vec<u8> = Vec::new();
+            let mut held: Option<tokio::sync::OwnedSemaphorePermit> = None;
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|_| {
+                    Refusal::Undecodable(DecodeError::malformed(None, "the request body could not be read"))
+                })?;
+                let needed = buf.len() + chunk.len();
+                if needed > limit {
+                    return Err(too_large());
+                }
+                if needed > buf.capacity() {
+                    let target = needed.max(buf.capacity() * 2).max(16 * 1024).min(limit);
+                    let more = u32::try_from(target - buf.capacity()).map_err(|_| too_large())?;
+                    let permit = self
+                        .body_buffer
+                        .clone()
+                        .try_acquire_many_owned(more)
+                        .map_err(|_| Refusal::BodiesBuffered { limit: self.body_buffer_bytes })?;
+                    match held.as_mut() {
+                        Some(h) => h.merge(permit),
+                        None => held = Some(permit),
+                    }
+                    buf.reserve_exact(target - buf.len());
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            Ok(ReadBody { bytes: Bytes::from(buf), _held: held })
+        };
+        match tokio::time::timeout(self.body_read_timeout, read).await {
+            Ok(read) => read,
+            Err(_) => Err(Refusal::BodyTimeout { timeout_secs: self.body_read_timeout.as_secs_f64() }),
+        }
+    }
 }
 
 /// Whether the request carries the OpenLineage API key (compared in constant time).
@@ -148,8 +215,7 @@ fn lineage_authorized(app: &App, headers: &HeaderMap) -> Result<(), String> {
 
 /// The body, gunzipped when the emitter compressed it (`Content-Encoding: gzip`, the transport's
 /// `compression: gzip`), at most `limit` bytes either way.
-async fn lineage_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, DecodeError> {
-    let raw = read_body(body, limit).await?;
+async fn gunzip_lineage(headers: &HeaderMap, raw: Bytes, limit: usize) -> Result<Bytes, DecodeError> {
     let gzip = headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
@@ -172,15 +238,37 @@ async fn lineage_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<B
     }
 }
 
+impl App {
+    /// An in-flight slot (`MAX_IN_FLIGHT`; none when unlimited), or the refusal (429).
+    fn admit(&self) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, Refusal> {
+        match &self.in_flight {
+            None => Ok(None),
+            Some(sem) => {
+                sem.clone().try_acquire_owned().map(Some).map_err(|_| Refusal::Overloaded { limit: self.max_in_flight })
+            }
+        }
+    }
+}
+
 async fn lineage(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
     let pipeline = &app.pipeline;
     if let Err(reason) = lineage_authorized(&app, &headers) {
         return response(pipeline.refuse(&Refusal::Unauthorized(reason)));
     }
-    let body = match lineage_body(&headers, body, app.max_body_bytes).await {
+    // as on `POST /`: the body first (bounded in time and memory), then a slot
+    let read = match app.read_body(&headers, body).await {
+        Ok(b) => b,
+        Err(refusal) => return response(pipeline.refuse(&refusal)),
+    };
+    let _permit = match app.admit() {
+        Ok(p) => p,
+        Err(refusal) => return response(pipeline.refuse(&refusal)),
+    };
+    let body = match gunzip_lineage(&headers, read.bytes.clone(), app.max_body_bytes).await {
         Ok(b) => b,
         Err(e) => return response(pipeline.refuse(&Refusal::Undecodable(e))),
     };
+    drop(read);
     let value: serde_json::Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => {
@@ -209,18 +297,16 @@ async fn ingest(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> 
             return response(pipeline.refuse(&Refusal::Unauthorized(e.to_string())));
         }
     }
-    let _permit = match &app.in_flight {
-        None => None,
-        Some(sem) => match sem.clone().try_acquire_owned() {
-            Ok(p) => Some(p),
-            Err(_) => return response(pipeline.refuse(&Refusal::Overloaded { limit: app.max_in_flight })),
-        },
-    };
-    let body = match read_body(body, app.max_body_bytes).await {
+    // The body first: a slow client must not hold an in-flight slot while it sends.
+    let body = match app.read_body(&headers, body).await {
         Ok(b) => b,
-        Err(e) => return response(pipeline.refuse(&Refusal::Undecodable(e))),
+        Err(refusal) => return response(pipeline.refuse(&refusal)),
     };
-    let delivery = match decode::decode(&headers, &body) {
+    let _permit = match app.admit() {
+        Ok(p) => p,
+        Err(refusal) => return response(pipeline.refuse(&refusal)),
+    };
+    let delivery = match decode::decode(&headers, &body.bytes) {
         Ok(Decoded::Records(d)) => d,
         Ok(Decoded::Object { format, meta, object }) => {
             // Recognised on every route (Pub/Sub bucket notification, Eventarc CloudEvent).

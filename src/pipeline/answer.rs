@@ -28,12 +28,17 @@ use crate::error::ErrorClass;
 use crate::handlers::HandlerError;
 use crate::sink::SinkError;
 
-/// A final answer remembered for a record, replayed to its duplicates.
+/// A final answer remembered for a record, replayed to its duplicates: its status and a short
+/// body (at most [`MAX_REMEMBERED_BODY`] bytes; see [`Answer::remembered`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Remembered {
     pub status: u16,
     pub body: Bytes,
 }
+
+/// The longest answer body the de-duplication window keeps; a longer one is replaced by its
+/// headline (error, class, handler, field and a shortened message).
+pub const MAX_REMEMBERED_BODY: usize = 1024;
 
 /// One failed handler of a record.
 #[derive(Debug, Clone, PartialEq)]
@@ -123,6 +128,12 @@ pub enum Refusal {
     Unauthorized(String),
     /// More than `limit` deliveries in flight in this instance.
     Overloaded { limit: usize },
+    /// The request bodies held in memory would pass `BODY_BUFFER_BYTES`: 429, like
+    /// [`Refusal::Overloaded`].
+    BodiesBuffered { limit: usize },
+    /// The request body did not arrive within `BODY_READ_TIMEOUT_SECS`: 408, never acknowledged
+    /// (the message is not at fault).
+    BodyTimeout { timeout_secs: f64 },
     /// The request is not a delivery this function can decode (413, 415 or 400), or names a
     /// file that cannot be read for good (deleted, not JSON Lines).
     Undecodable(DecodeError),
@@ -156,9 +167,32 @@ impl Answer {
         Answer { status, body: Bytes::from(serde_json::to_vec(body).unwrap_or_default()), retry: Vec::new() }
     }
 
-    /// What a duplicate of this (single-record) answer replays.
+    /// What a duplicate of this (single-record) answer replays: the status, and the body when
+    /// it is at most [`MAX_REMEMBERED_BODY`] bytes, else its headline. Copied, so that the
+    /// window never keeps a larger buffer alive.
     pub fn remembered(&self) -> Remembered {
-        Remembered { status: self.status.as_u16(), body: self.body.clone() }
+        let body = if self.body.len() <= MAX_REMEMBERED_BODY {
+            Bytes::copy_from_slice(&self.body)
+        } else {
+            let full: Value = serde_json::from_slice(&self.body).unwrap_or_else(|_| json!({}));
+            let mut short = serde_json::Map::new();
+            for key in ["error", "class", "handler", "field"] {
+                if let Some(v) = full.get(key).filter(|v| !v.is_null()) {
+                    short.insert(key.into(), v.clone());
+                }
+            }
+            if let Some(m) = full.get("message").and_then(Value::as_str) {
+                short.insert("message".into(), crate::redact::excerpt(m, 256).into());
+            }
+            short.insert("replayed".into(), "the first answer, shortened".into());
+            let mut bytes = serde_json::to_vec(&Value::Object(short)).unwrap_or_default();
+            if bytes.len() > MAX_REMEMBERED_BODY {
+                bytes = serde_json::to_vec(&json!({"error": full.get("error"), "class": full.get("class")}))
+                    .unwrap_or_default();
+            }
+            Bytes::from(bytes)
+        };
+        Remembered { status: self.status.as_u16(), body }
     }
 }
 
@@ -176,8 +210,11 @@ fn decode_kind(kind: DecodeErrorKind) -> (&'static str, StatusCode) {
     }
 }
 
+/// The body of an undecodable request or record. Its message may quote the input (a JSON
+/// parser's error): quoted parts are shortened.
 fn rejected_body(e: &DecodeError) -> Value {
-    json!({"error": decode_kind(e.kind).0, "class": "permanent", "message": e.message, "field": e.field})
+    json!({"error": decode_kind(e.kind).0, "class": "permanent", "message": crate::redact::quoted(&e.message),
+           "field": e.field})
 }
 
 /// The answer to a refused delivery.
@@ -189,6 +226,16 @@ pub fn refuse(refusal: &Refusal, policy: AckPolicy) -> Answer {
         Refusal::Overloaded { limit } => Answer::json(
             StatusCode::TOO_MANY_REQUESTS,
             &json!({"error": "overloaded", "message": format!("more than {limit} events in flight; retry later")}),
+        ),
+        Refusal::BodiesBuffered { limit } => Answer::json(
+            StatusCode::TOO_MANY_REQUESTS,
+            &json!({"error": "overloaded",
+                    "message": format!("request bodies in memory would pass {limit} bytes; retry later")}),
+        ),
+        Refusal::BodyTimeout { timeout_secs } => Answer::json(
+            StatusCode::REQUEST_TIMEOUT,
+            &json!({"error": "request_timeout", "class": "transient",
+                    "message": format!("the request body did not arrive within {timeout_secs} s")}),
         ),
         Refusal::Undecodable(e) => match Outcome::of_decode_error(e.clone()) {
             ignored @ Outcome::Ignored { .. } => record_answer(&ignored, policy),
@@ -202,9 +249,16 @@ pub fn refuse(refusal: &Refusal, policy: AckPolicy) -> Answer {
     }
 }
 
-fn failure_json(f: &Failure) -> Value {
-    json!({"handler": f.handler, "error": f.error.kind(), "class": f.error.class(), "message": f.error.to_string(),
-           "field": f.error.field()})
+/// One failed handler in an answer body. Only the headline (`offending`) shows the value at
+/// fault, once and shortened, with its fingerprint (the one the event's log line carries).
+fn failure_json(f: &Failure, offending: bool) -> Value {
+    let mut v = json!({"handler": f.handler, "error": f.error.kind(), "class": f.error.class(),
+                       "message": f.error.public_message(), "field": f.error.field()});
+    if offending && let Some(value) = f.error.offending() {
+        v["value"] = value.excerpt.clone().into();
+        v["value_fingerprint"] = value.fingerprint.to_string().into();
+    }
+    v
 }
 
 /// The answer to a delivery of one record (the HTTP answer today's push transports read).
@@ -229,9 +283,9 @@ pub fn record_answer(outcome: &Outcome, policy: AckPolicy) -> Answer {
                 .iter()
                 .find(|f| f.error.class() == deciding)
                 .or(failures.first())
-                .map(failure_json)
+                .map(|f| failure_json(f, true))
                 .unwrap_or_else(|| json!({}));
-            body["failures"] = failures.iter().map(failure_json).collect();
+            body["failures"] = failures.iter().map(|f| failure_json(f, false)).collect();
             Answer::json(status, &body)
         }
         Outcome::SinkFailed(e) => {
@@ -370,156 +424,4 @@ fn retry_items(records: &[RecordResult], policy: AckPolicy) -> Vec<String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::warehouse::WarehouseError;
-
-    const ACK: AckPolicy = AckPolicy { ack_permanent: true };
-    const NACK: AckPolicy = AckPolicy { ack_permanent: false };
-
-    fn failed(e: HandlerError) -> Outcome {
-        let transient = e.class() == ErrorClass::Transient;
-        Outcome::HandlersFailed { transient, failures: vec![Failure { handler: "H".into(), error: e }] }
-    }
-
-    fn sink(class: ErrorClass) -> Outcome {
-        Outcome::SinkFailed(match class {
-            ErrorClass::Transient => SinkError::unavailable("m"),
-            ErrorClass::Permanent => SinkError::refused("m"),
-        })
-    }
-
-    #[test]
-    fn single_record_answer_table() {
-        // (outcome, status by default, status with ack_permanent, final)
-        let table = [
-            (Outcome::Done, 204, 204, true),
-            (Outcome::History, 204, 204, true),
-            (Outcome::Ignored { reason: "a DMS control record".into() }, 204, 204, true),
-            (Outcome::Rejected(DecodeError::malformed(None, "x")), 400, 200, true),
-            (Outcome::Rejected(DecodeError::unsupported("x")), 415, 200, true),
-            (
-                Outcome::Rejected(DecodeError { kind: DecodeErrorKind::TooLarge, field: None, message: "x".into() }),
-                413,
-                200,
-                true,
-            ),
-            (failed(HandlerError::invalid("f", "m")), 400, 200, true),
-            (failed(WarehouseError::Unavailable("503".into()).into()), 503, 503, false),
-            (sink(ErrorClass::Transient), 503, 503, false),
-            (sink(ErrorClass::Permanent), 400, 200, true),
-            (Outcome::InProgress, 503, 503, false),
-            (Outcome::DeadlineExceeded { deadline_secs: 50.0 }, 503, 503, false),
-            (Outcome::Duplicate(Remembered { status: 204, body: Bytes::new() }), 204, 204, true),
-            (Outcome::Duplicate(Remembered { status: 400, body: Bytes::from_static(b"{}") }), 400, 400, true),
-        ];
-        for (outcome, status, acked, is_final) in table {
-            assert_eq!(record_answer(&outcome, NACK).status.as_u16(), status, "{outcome:?}");
-            assert_eq!(record_answer(&outcome, ACK).status.as_u16(), acked, "{outcome:?} with ack_permanent");
-            assert_eq!(outcome.is_final(), is_final, "{outcome:?}");
-        }
-    }
-
-    #[test]
-    fn decode_errors_are_rejected_unless_not_a_change() {
-        let ignored = Outcome::of_decode_error(DecodeError::not_a_change(None, "control"));
-        assert_eq!(ignored, Outcome::Ignored { reason: "control".into() });
-        let e = DecodeError::malformed(Some("data".into()), "x");
-        assert_eq!(Outcome::of_decode_error(e.clone()), Outcome::Rejected(e));
-    }
-
-    #[test]
-    fn refusal_table() {
-        let table = [
-            (Refusal::Unauthorized("no token".into()), 401, 401),
-            (Refusal::Overloaded { limit: 256 }, 429, 429),
-            (Refusal::Undecodable(DecodeError::malformed(None, "x")), 400, 200),
-            (Refusal::Undecodable(DecodeError::unsupported("x")), 415, 200),
-            (Refusal::Unavailable("storage down".into()), 503, 503),
-            (Refusal::Ignored("OBJECT_DELETE".into()), 204, 204),
-            (Refusal::Undecodable(DecodeError::not_a_change(None, "x")), 204, 204),
-        ];
-        for (r, status, acked) in table {
-            assert_eq!(refuse(&r, NACK).status.as_u16(), status, "{r:?}");
-            assert_eq!(refuse(&r, ACK).status.as_u16(), acked, "{r:?} with ack_permanent");
-        }
-    }
-
-    #[test]
-    fn headline_is_the_first_failure_of_the_deciding_class() {
-        let outcome = Outcome::HandlersFailed {
-            transient: true,
-            failures: vec![
-                Failure { handler: "A".into(), error: HandlerError::invalid("payload.x", "bad") },
-                Failure { handler: "B".into(), error: WarehouseError::Unavailable("down".into()).into() },
-            ],
-        };
-        let a = record_answer(&outcome, NACK);
-        let body: Value = serde_json::from_slice(&a.body).unwrap();
-        assert_eq!(body["handler"], "B");
-        assert_eq!(body["class"], "transient");
-        assert_eq!(body["failures"].as_array().unwrap().len(), 2);
-        assert_eq!(body["failures"][0]["field"], "payload.x");
-    }
-
-    #[test]
-    fn multi_record_answers_and_retry_items() {
-        let r = |item: &str, outcome: Outcome| RecordResult { item: Some(item.into()), outcome };
-        let done = [
-            r("1", Outcome::Done),
-            r("2", Outcome::Duplicate(Remembered { status: 204, body: Bytes::new() })),
-            r("3", Outcome::History),
-            r("4", Outcome::Ignored { reason: "a DMS control record".into() }),
-        ];
-        let a = answer(&done, NACK);
-        assert_eq!((a.status.as_u16(), a.retry.len()), (204, 0), "history and ignored records are done");
-        assert!(a.body.is_empty());
-
-        let mixed = [
-            r("1", Outcome::Done),
-            r("2", Outcome::Rejected(DecodeError::malformed(Some("line 2".into()), "not JSON"))),
-            r("3", Outcome::InProgress),
-        ];
-        let a = answer(&mixed, NACK);
-        assert_eq!(a.status.as_u16(), 503, "a transient failure wins");
-        assert_eq!(a.retry, vec!["2".to_string(), "3".to_string()]);
-        let body: Value = serde_json::from_slice(&a.body).unwrap();
-        assert_eq!((body["records"].as_u64(), body["done"].as_u64()), (Some(3), Some(1)));
-        assert_eq!(body["failures"][0]["item"], "2");
-        assert_eq!(body["failures"][0]["field"], "line 2");
-        let a = answer(&mixed, ACK);
-        assert_eq!(a.retry, vec!["3".to_string()], "acknowledged permanent failures are not retried");
-
-        let permanent_only = [r("1", Outcome::Done), r("2", sink(ErrorClass::Permanent))];
-        assert_eq!(answer(&permanent_only, NACK).status.as_u16(), 400);
-        assert_eq!(answer(&permanent_only, ACK).status.as_u16(), 200);
-    }
-
-    #[test]
-    fn a_file_read_only_in_part_answers_by_the_reason() {
-        let r = |item: &str, outcome: Outcome| RecordResult { item: Some(item.into()), outcome };
-        let mut t = Tally::default();
-        t.add(r("line 1", Outcome::Done), NACK);
-        t.broken = Some((ErrorClass::Transient, "connection reset".into()));
-        let a = t.answer(NACK);
-        assert_eq!(a.status.as_u16(), 503);
-        let body: Value = serde_json::from_slice(&a.body).unwrap();
-        assert_eq!(body["unread"]["message"], "connection reset");
-        t.broken = Some((ErrorClass::Permanent, "corrupt gzip".into()));
-        assert_eq!(t.answer(NACK).status.as_u16(), 400);
-        assert_eq!(t.answer(ACK).status.as_u16(), 200);
-    }
-
-    #[test]
-    fn many_failures_are_listed_up_to_a_bound() {
-        let records: Vec<RecordResult> = (0..100)
-            .map(|i| RecordResult {
-                item: Some(i.to_string()),
-                outcome: Outcome::Rejected(DecodeError::malformed(None, "x")),
-            })
-            .collect();
-        let body: Value = serde_json::from_slice(&answer(&records, NACK).body).unwrap();
-        assert_eq!(body["failures"].as_array().unwrap().len(), MAX_LISTED_FAILURES);
-        assert_eq!(body["permanent"], 100);
-    }
-}
+mod tests;

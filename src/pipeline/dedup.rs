@@ -1,20 +1,27 @@
 //! In-process de-duplication window.
 //!
 //! Pub/Sub delivers at least once, redelivers while a slow first attempt still runs, and a
-//! publisher retry gives the same record a new message id. One key identifies an event: its
-//! Datastream `uuid` (the same record, however it was delivered), else the Pub/Sub message id,
-//! else the CloudEvent `source` + `id`. Within the window:
+//! publisher retry gives the same record a new message id. An event is identified by its id —
+//! its Datastream `uuid` (the same record, however it was delivered), else the Pub/Sub message
+//! id, else the CloudEvent `source` + `id` — *and* a digest of its content: a duplicate is the
+//! same delivery, not merely the same id, because the id is chosen by whoever sends. Within the
+//! window:
 //! * an event already answered with a final status (success, or a permanent failure) is answered
 //!   again with the same status and body, without processing it or writing its points again;
 //! * a redelivery that arrives while the first attempt runs waits for that attempt's answer;
-//! * an event that failed transiently is forgotten, so that its redelivery is processed anew.
+//! * an event that failed transiently is forgotten, so that its redelivery is processed anew;
+//! * a different record under an id already seen is processed like a new one, and reported as a
+//!   conflict ([`Ticket::conflict`]): a forged or broken record cannot take the real one's place.
 //!
 //! The window is per process: across instances, Cloud Monitoring's "already written" rejections
-//! are the second line of defence (see the sink).
+//! are the second line of defence (see the sink). An event evicted (past `DEDUP_CAPACITY`
+//! entries, or older than the window) and delivered again is processed again: see the README
+//! for what that means for each kind of point.
 //!
-//! Keys are 128-bit hashes of the identity ([`crate::facts::Key`]): nothing is allocated per
-//! event, and the answered keys of a replay can be saved and loaded again
-//! ([`Dedup::answered`], [`Dedup::remember`]).
+//! Its memory is bounded in bytes, not only in entries: a key is two 128-bit hashes (never the
+//! id itself), and an answer is kept short ([`Remembered`]: the status and at most
+//! [`super::answer::MAX_REMEMBERED_BODY`] bytes of body). Each entry takes at most
+//! [`ENTRY_BYTES`] plus its body, so the window at most `DEDUP_CAPACITY` times that.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -24,39 +31,54 @@ use tokio::sync::watch;
 
 use super::answer::Remembered;
 
+/// The identity of an event in the window: 128-bit hashes of its id and of its content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Key {
+    pub id: u128,
+    pub content: u128,
+}
+
+/// What one remembered event costs besides its answer's body, in bytes, at most: its slot in the
+/// map and its id's count (entry plus control byte, at the hash tables' lowest load, 7/16 just
+/// after they grow), and its place in the expiry queue (which at worst has doubled). A body, when
+/// there is one (permanent failures), adds its length (at most
+/// [`super::answer::MAX_REMEMBERED_BODY`]) and [`BODY_OVERHEAD`].
+pub const ENTRY_BYTES: usize = 400;
+
+/// The allocations of a remembered body besides its bytes (the allocator's header, and the
+/// shared-buffer header a replay creates), in bytes.
+pub const BODY_OVERHEAD: usize = 64;
+
 enum Slot {
     Running(watch::Receiver<Option<Remembered>>),
     Done { answer: Remembered, at: Instant },
 }
 
-/// The identity of an event (see the module documentation).
-pub type DedupKey = u128;
+struct Inner {
+    slots: HashMap<Key, Slot>,
+    /// How many slots each id has (more than one: records that conflict).
+    ids: HashMap<u128, u32>,
+    /// Insertion order of finished keys, for expiry and the size bound.
+    order: VecDeque<(Instant, Key)>,
+}
 
-/// Keys are uniform 128-bit hashes already: their low 64 bits are the map's hash, with no
-/// second hashing per event.
-#[derive(Default)]
-struct KeyHasher(u64);
-
-impl std::hash::Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+impl Inner {
+    fn insert(&mut self, key: Key, slot: Slot) {
+        if self.slots.insert(key, slot).is_none() {
+            *self.ids.entry(key.id).or_default() += 1;
         }
     }
 
-    fn write_u128(&mut self, key: u128) {
-        self.0 = key as u64;
+    fn remove(&mut self, key: &Key) {
+        if self.slots.remove(key).is_some()
+            && let Some(n) = self.ids.get_mut(&key.id)
+        {
+            *n -= 1;
+            if *n == 0 {
+                self.ids.remove(&key.id);
+            }
+        }
     }
-}
-
-struct Inner {
-    slots: HashMap<DedupKey, Slot, std::hash::BuildHasherDefault<KeyHasher>>,
-    /// Insertion order of finished keys, for expiry and the size bound.
-    order: VecDeque<(Instant, DedupKey)>,
 }
 
 pub struct Dedup {
@@ -79,17 +101,15 @@ pub enum Begin {
 /// key so that a redelivery is processed.
 pub struct Ticket {
     dedup: Option<Arc<Dedup>>,
-    key: DedupKey,
+    key: Option<Key>,
+    conflict: bool,
     tx: watch::Sender<Option<Remembered>>,
 }
 
 impl Dedup {
     pub fn new(window: Duration, capacity: usize) -> Arc<Dedup> {
-        Arc::new(Dedup {
-            window,
-            capacity,
-            inner: Mutex::new(Inner { slots: HashMap::default(), order: VecDeque::new() }),
-        })
+        let inner = Inner { slots: HashMap::new(), ids: HashMap::new(), order: VecDeque::new() };
+        Arc::new(Dedup { window, capacity, inner: Mutex::new(inner) })
     }
 
     pub fn enabled(&self) -> bool {
@@ -103,15 +123,15 @@ impl Dedup {
             }
             let (at, key) = inner.order.pop_front().expect("front exists");
             if matches!(inner.slots.get(&key), Some(Slot::Done { at: done_at, .. }) if *done_at == at) {
-                inner.slots.remove(&key);
+                inner.remove(&key);
             }
         }
     }
 
-    pub fn begin(self: &Arc<Self>, key: Option<DedupKey>) -> Begin {
+    pub fn begin(self: &Arc<Self>, key: Option<Key>) -> Begin {
         let (tx, rx) = watch::channel(None);
         let Some(key) = key.filter(|_| self.enabled()) else {
-            return Begin::Fresh(Ticket { dedup: None, key: 0, tx });
+            return Begin::Fresh(Ticket { dedup: None, key: None, conflict: false, tx });
         };
         let now = Instant::now();
         let mut inner = self.inner.lock().expect("dedup lock");
@@ -121,8 +141,9 @@ impl Dedup {
             Some(Slot::Running(rx)) => return Begin::Running(rx.clone()),
             None => {}
         }
-        inner.slots.insert(key, Slot::Running(rx));
-        Begin::Fresh(Ticket { dedup: Some(self.clone()), key, tx })
+        let conflict = inner.ids.contains_key(&key.id);
+        inner.insert(key, Slot::Running(rx));
+        Begin::Fresh(Ticket { dedup: Some(self.clone()), key: Some(key), conflict, tx })
     }
 
     /// Number of remembered keys (running or done).
@@ -135,8 +156,8 @@ impl Dedup {
     }
 
     /// The keys of events answered with a success (2xx) and still remembered, in the order
-    /// they were answered.
-    pub fn answered(&self) -> Vec<DedupKey> {
+    /// they were answered (what a replay saves in its facts file).
+    pub fn answered(&self) -> Vec<Key> {
         let inner = self.inner.lock().expect("dedup lock");
         inner
             .order
@@ -150,7 +171,7 @@ impl Dedup {
 
     /// Remembers `keys` as answered 204 now (events answered by an earlier process: a replay's
     /// saved state), within the window and capacity like any answer.
-    pub fn remember(&self, keys: impl IntoIterator<Item = DedupKey>) {
+    pub fn remember(&self, keys: impl IntoIterator<Item = Key>) {
         if !self.enabled() {
             return;
         }
@@ -158,7 +179,7 @@ impl Dedup {
         let at = Instant::now();
         let mut inner = self.inner.lock().expect("dedup lock");
         for key in keys {
-            inner.slots.insert(key, Slot::Done { answer: answer.clone(), at });
+            inner.insert(key, Slot::Done { answer: answer.clone(), at });
             inner.order.push_back((at, key));
         }
         self.expire(&mut inner, at);
@@ -166,17 +187,23 @@ impl Dedup {
 }
 
 impl Ticket {
+    /// Whether another record (other content) under the same id is in the window: this one is
+    /// processed all the same, and should be reported.
+    pub fn conflict(&self) -> bool {
+        self.conflict
+    }
+
     /// Records the answer: `remember` = it is final (success or permanent failure).
     pub fn finish(mut self, answer: Remembered, remember: bool) {
-        if let Some(dedup) = self.dedup.take() {
+        if let (Some(dedup), Some(key)) = (self.dedup.take(), self.key) {
             let mut inner = dedup.inner.lock().expect("dedup lock");
             if remember {
                 let at = Instant::now();
-                inner.slots.insert(self.key, Slot::Done { answer: answer.clone(), at });
-                inner.order.push_back((at, self.key));
+                inner.insert(key, Slot::Done { answer: answer.clone(), at });
+                inner.order.push_back((at, key));
                 dedup.expire(&mut inner, at);
             } else {
-                inner.slots.remove(&self.key);
+                inner.remove(&key);
             }
         }
         let _ = self.tx.send(Some(answer).filter(|_| remember));
@@ -185,9 +212,9 @@ impl Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        if let Some(dedup) = self.dedup.take() {
+        if let (Some(dedup), Some(key)) = (self.dedup.take(), self.key) {
             if let Ok(mut inner) = dedup.inner.lock() {
-                inner.slots.remove(&self.key);
+                inner.remove(&key);
             }
             let _ = self.tx.send(None);
         }
@@ -203,8 +230,8 @@ mod tests {
         Remembered { status, body: Bytes::from_static(b"{}") }
     }
 
-    fn k(name: &str) -> Option<DedupKey> {
-        Some(crate::facts::Key::of(&[name]).0)
+    fn k(name: &str) -> Option<Key> {
+        Some(Key { id: crate::facts::Key::of(&[name]).0, content: 0 })
     }
 
     #[test]
@@ -247,6 +274,36 @@ mod tests {
     }
 
     #[test]
+    fn another_record_under_a_known_id_is_fresh_and_a_conflict() {
+        let d = Dedup::new(Duration::from_secs(60), 100);
+        let real = Key { id: 7, content: 1 };
+        let forged = Key { id: 7, content: 2 };
+        let Begin::Fresh(t) = d.begin(Some(forged)) else { panic!("fresh") };
+        assert!(!t.conflict());
+        t.finish(answer(204), true);
+        let Begin::Fresh(t) = d.begin(Some(real)) else { panic!("the real record is processed") };
+        assert!(t.conflict(), "reported");
+        t.finish(answer(204), true);
+        assert!(matches!(d.begin(Some(real)), Begin::Seen(_)), "its redelivery is a duplicate");
+        assert!(matches!(d.begin(Some(forged)), Begin::Seen(_)));
+        assert_eq!(d.len(), 2);
+        // ids are counted per slot, and forgotten with their last slot
+        let Begin::Fresh(t) = d.begin(Some(Key { id: 8, content: 1 })) else { panic!() };
+        drop(t);
+        let Begin::Fresh(t) = d.begin(Some(Key { id: 8, content: 2 })) else { panic!() };
+        assert!(!t.conflict(), "the dropped attempt left nothing behind");
+    }
+
+    #[test]
+    fn entry_bytes_covers_an_entry_at_its_worst() {
+        let per_bucket = |entry: usize| (entry + 1) * 16 / 7 + 1;
+        let worst = per_bucket(std::mem::size_of::<(Key, Slot)>())
+            + per_bucket(std::mem::size_of::<(u128, u32)>())
+            + 2 * std::mem::size_of::<(Instant, Key)>();
+        assert!(worst <= ENTRY_BYTES, "an entry may take {worst} bytes");
+    }
+
+    #[test]
     fn window_and_capacity_bound_the_memory() {
         let d = Dedup::new(Duration::from_millis(30), 3);
         for i in 0..10 {
@@ -279,5 +336,8 @@ mod tests {
         next.remember(d.answered());
         assert!(matches!(next.begin(k("ok")), Begin::Seen(a) if a.status == 204));
         assert!(matches!(next.begin(k("bad")), Begin::Fresh(_)));
+        // the same id with other content is not the answered record
+        let other = Key { content: 9, ..k("ok").unwrap() };
+        assert!(matches!(next.begin(Some(other)), Begin::Fresh(t) if t.conflict()));
     }
 }

@@ -7,12 +7,16 @@
 //! instance writes its own series:
 //! * `pipeline_run_metrics/events{format, outcome, instance}`: records by delivery format and
 //!   outcome (`ok`, `permanent`, `transient`, `rejected`, `duplicate`, `history`, `ignored`,
-//!   `unauthorized`, `overloaded`, `deadline_exceeded`);
+//!   `unauthorized`, `overloaded`, `body_timeout`, `deadline_exceeded`);
 //! * `pipeline_run_metrics/points_rejected{reason, instance}`: points a backend refused for good;
 //! * `pipeline_run_metrics/handler_duration_seconds{handler_class, instance}`: mean handler time
-//!   since the last write.
+//!   since the last write;
+//! * `pipeline_run_metrics/labels_guarded{action, label, instance}`: label values truncated
+//!   (`action` = `truncated`) or folded into `other` (`folded`) since the instance started.
 //!
-//! Payload variables are never logged: they hold e-mail addresses (`responsibles`).
+//! Payload variables are never logged: they hold e-mail addresses (`responsibles`). A failure that
+//! concerns one names the variable and a fingerprint of its value ([`crate::redact`]); free-text
+//! columns that are logged (pipeline, status) are cut to 128 characters.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -36,6 +40,8 @@ struct Counts {
     /// (format, outcome) -> records; both names are static, so counting allocates nothing
     events: BTreeMap<(&'static str, &'static str), u64>,
     rejected: BTreeMap<&'static str, u64>,
+    /// (action `truncated` / `folded`, label) -> values
+    labels: BTreeMap<(&'static str, String), u64>,
     /// handler -> (total seconds, count) since the last flush
     durations: BTreeMap<String, (f64, u64)>,
     last_flush: Option<Instant>,
@@ -55,6 +61,20 @@ impl Stats {
 
     fn count(&self, outcome: &'static str, format: &'static str) {
         self.with(|c| *c.events.entry((format, outcome)).or_default() += 1);
+    }
+
+    /// Counts what the label guard did (values truncated, values folded into `other`).
+    pub fn count_guarded(&self, guarded: &super::labels::Guarded) {
+        if guarded.is_empty() {
+            return;
+        }
+        self.with(|c| {
+            for (action, list) in [("truncated", &guarded.truncated), ("folded", &guarded.folded)] {
+                for (label, n) in list {
+                    *c.labels.entry((action, label.clone())).or_default() += *n as u64;
+                }
+            }
+        });
     }
 
     /// Records by (delivery format, outcome) since the instance started.
@@ -87,6 +107,13 @@ impl Stats {
                     "pipeline_run_metrics/points_rejected",
                     *n as f64,
                     [("reason", reason), ("instance", &self.instance), ("", "")],
+                ));
+            }
+            for ((action, label), n) in &c.labels {
+                out.push(g(
+                    "pipeline_run_metrics/labels_guarded",
+                    *n as f64,
+                    [("action", action), ("label", label), ("instance", &self.instance)],
                 ));
             }
             for (handler, (total, n)) in std::mem::take(&mut c.durations) {
@@ -122,6 +149,30 @@ impl Overloaded {
     pub fn emit(&self, stats: &Stats) {
         tracing::warn!(status = 429, limit = self.limit, "too many events in flight");
         stats.count("overloaded", "none");
+    }
+}
+
+/// A request refused because the request bodies in memory would pass `BODY_BUFFER_BYTES`.
+pub struct BodiesBuffered {
+    pub limit: usize,
+}
+
+impl BodiesBuffered {
+    pub fn emit(&self, stats: &Stats) {
+        tracing::warn!(status = 429, limit_bytes = self.limit, "too many request bytes in memory");
+        stats.count("overloaded", "none");
+    }
+}
+
+/// A request whose body did not arrive in time (a slow or stalled client).
+pub struct BodyTimeout {
+    pub timeout_secs: f64,
+}
+
+impl BodyTimeout {
+    pub fn emit(&self, stats: &Stats) {
+        tracing::warn!(status = 408, timeout_secs = self.timeout_secs, "request body not received in time");
+        stats.count("body_timeout", "none");
     }
 }
 
@@ -210,7 +261,7 @@ impl Rejected<'_> {
             status = self.status,
             error = kind,
             field = self.error.field.as_deref().unwrap_or(""),
-            reason = %self.error.message,
+            reason = %crate::redact::quoted(&self.error.message),
             format = format,
             message_id = self.meta.and_then(|m| m.message_id.as_deref()).unwrap_or(""),
             item = self.item.unwrap_or(""),
@@ -245,6 +296,33 @@ impl Duplicate {
     }
 }
 
+/// A record whose id is in the de-duplication window under other content: not a duplicate
+/// (a duplicate is the same delivery), so it is processed; logged, because either the source
+/// reused an id or someone sent a record under an id already seen.
+pub struct DedupConflict<'a> {
+    pub format: DeliveryFormat,
+    pub event: &'a ChangeEvent,
+    pub item: Option<&'a str>,
+}
+
+impl DedupConflict<'_> {
+    pub fn emit(&self, _stats: &Stats) {
+        let payload = self.event.payload.as_ref();
+        tracing::warn!(
+            format = self.format.as_str(),
+            item = self.item.unwrap_or(""),
+            datastream_uuid = self.event.uuid.as_deref().unwrap_or(""),
+            pipeline_status = payload.and_then(|p| p.status.as_deref()).map(short).unwrap_or_default(),
+            "de-duplication conflict: another record was seen under this id; processed as a new record"
+        );
+    }
+}
+
+/// A free-text field of a record as a log line carries it: at most 128 characters.
+pub(crate) fn short(s: &str) -> String {
+    crate::redact::excerpt(s, 128)
+}
+
 /// A history record (backfill, snapshot, full load) skipped: it re-reads a row that already
 /// existed, so it is not a change (`PROCESS_HISTORY` processes such records instead).
 pub struct HistorySkipped<'a> {
@@ -260,8 +338,8 @@ impl HistorySkipped<'_> {
             format = self.format.as_str(),
             item = self.item.unwrap_or(""),
             datastream_uuid = self.event.uuid.as_deref().unwrap_or(""),
-            read_method = self.event.read_method.as_deref().unwrap_or(""),
-            table = self.event.table().unwrap_or(""),
+            read_method = self.event.read_method.as_deref().map(short).unwrap_or_default(),
+            table = self.event.table().map(short).unwrap_or_default(),
             "history record skipped: it re-reads an existing row (set PROCESS_HISTORY=true to process it)"
         );
         stats.count("history", self.format.as_str());
@@ -352,6 +430,8 @@ pub struct Processed<'a> {
     pub outcome: &'a Outcome,
     /// Points sent for this record (failure gauges and self-metrics included).
     pub points: usize,
+    /// What the label guard changed in its points.
+    pub guarded: &'a super::labels::Guarded,
     /// What the sink did with the delivery's points (calls made, rejections, failures).
     pub sink: &'a Delivered,
     pub started: Instant,
@@ -371,7 +451,7 @@ impl Processed<'_> {
             return;
         }
         let failures: Vec<String> =
-            self.report.failures().map(|(h, e)| format!("{h}: {} ({})", e, e.class().as_str())).collect();
+            self.report.failures().map(|(h, e)| format!("{h}: {} ({})", e.log_text(), e.class().as_str())).collect();
         let handlers: Vec<&str> = self.report.results.iter().map(|r| r.handler.as_str()).collect();
         let d = self.sink;
         let rejected = d.rejected.iter().map(|(m, r)| format!("{m}: {}", r.as_str())).collect::<Vec<_>>().join("; ");
@@ -386,8 +466,8 @@ impl Processed<'_> {
                     delivery_attempt = self.meta.delivery_attempt.unwrap_or(0),
                     item = self.item.unwrap_or(""),
                     datastream_uuid = self.event.uuid.as_deref().unwrap_or(""),
-                    pipeline_uuid = payload.and_then(|p| p.pipeline_uuid.as_deref()).unwrap_or(""),
-                    pipeline_status = payload.and_then(|p| p.status.as_deref()).unwrap_or(""),
+                    pipeline_uuid = payload.and_then(|p| p.pipeline_uuid.as_deref()).map(short).unwrap_or_default(),
+                    pipeline_status = payload.and_then(|p| p.status.as_deref()).map(short).unwrap_or_default(),
                     handlers = handlers.join(","),
                     points = self.points,
                     tables_checked = self.report.tables_checked,
@@ -397,6 +477,8 @@ impl Processed<'_> {
                     sink_calls = d.calls,
                     points_rejected = rejected.as_str(),
                     points_unwritten = d.unwritten.len(),
+                    labels_truncated = super::labels::Guarded::describe(&self.guarded.truncated),
+                    labels_folded = super::labels::Guarded::describe(&self.guarded.folded),
                     elapsed_ms = self.started.elapsed().as_secs_f64() * 1000.0,
                     $msg
                 )

@@ -25,6 +25,7 @@ use crate::decode::files::{FileKind, Lines, avro_error};
 use crate::decode::{DecodeError, DeliveryFormat, DeliveryMeta, ObjectEvent, StorageObject};
 use crate::error::ErrorClass;
 use crate::google::storage::Storage;
+use crate::handlers::pattern::table_matches;
 
 /// Records processed together (one sink call, one de-duplication pass).
 pub const CHUNK: usize = 256;
@@ -47,7 +48,7 @@ impl Pipeline {
     /// The tables whose files are read when `FILES_TABLES` is not set.
     pub fn file_tables(&self) -> BTreeSet<String> {
         let mut tables: BTreeSet<String> =
-            self.dispatcher.handlers().iter().filter_map(|h| h.table().map(str::to_string)).collect();
+            self.dispatcher.handlers().iter().flat_map(|h| h.tables()).map(str::to_string).collect();
         if let Some(parts) = &self.lifecycle {
             for p in parts.lifecycle.profiles() {
                 tables.extend(p.tables.iter().map(|t| t.name.clone()));
@@ -68,9 +69,7 @@ impl Pipeline {
             None if files.prefixes.is_empty() => self.file_tables(),
             None => return false,
         };
-        object_folder(name).is_some_and(|folder| {
-            tables.iter().any(|t| folder == t || (folder.len() > t.len() && folder.ends_with(&format!("_{t}"))))
-        })
+        object_folder(name).is_some_and(|folder| tables.iter().any(|t| table_matches(t, folder)))
     }
 
     /// Processes the records of an announced object and answers the notification.

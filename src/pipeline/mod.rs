@@ -12,6 +12,7 @@ pub mod answer;
 pub mod dedup;
 pub mod events;
 pub mod files;
+pub mod labels;
 pub mod replay;
 
 use std::sync::Arc;
@@ -42,6 +43,8 @@ pub struct Pipeline {
     /// Reads the objects of Cloud Storage notifications ([`files`]).
     storage: Option<Arc<crate::google::storage::Storage>>,
     dedup: Arc<Dedup>,
+    /// Bounds the length and number of label values of every point written.
+    labels: labels::LabelGuard,
     stats: Stats,
 }
 
@@ -72,6 +75,8 @@ struct Processed {
     reserved: Vec<Reservation>,
     /// Indices of this record's points in the delivery's point list.
     points: std::ops::Range<usize>,
+    /// What the label guard changed in its points.
+    guarded: labels::Guarded,
 }
 
 impl Pipeline {
@@ -82,7 +87,18 @@ impl Pipeline {
         config: DeliveryConfig,
     ) -> Pipeline {
         let dedup = Dedup::new(config.dedup_window, config.dedup_capacity);
-        Pipeline { dispatcher, warehouse, sink, config, lifecycle: None, storage: None, dedup, stats: Stats::default() }
+        let labels = labels::LabelGuard::new(config.labels);
+        Pipeline {
+            dispatcher,
+            warehouse,
+            sink,
+            config,
+            lifecycle: None,
+            storage: None,
+            dedup,
+            labels,
+            stats: Stats::default(),
+        }
     }
 
     /// With lifecycle metrics (`None`: without).
@@ -173,6 +189,10 @@ impl Pipeline {
         match refusal {
             Refusal::Unauthorized(reason) => events::Unauthorized { reason }.emit(&self.stats),
             Refusal::Overloaded { limit } => events::Overloaded { limit: *limit }.emit(&self.stats),
+            Refusal::BodiesBuffered { limit } => events::BodiesBuffered { limit: *limit }.emit(&self.stats),
+            Refusal::BodyTimeout { timeout_secs } => {
+                events::BodyTimeout { timeout_secs: *timeout_secs }.emit(&self.stats)
+            }
             Refusal::Undecodable(error) => {
                 events::Rejected { status: answer.status.as_u16(), error, format: None, meta: None, item: None }
                     .emit(&self.stats)
@@ -239,13 +259,23 @@ impl Pipeline {
                     if event.is_history() {
                         self.history_time(&mut event);
                     }
-                    match self.dedup.begin(dedup_key(meta, &event)) {
+                    let key = match dedup_id(meta, &event) {
+                        Some(id) if self.dedup.enabled() => Some(dedup::Key { id, content: content_digest(&event) }),
+                        _ => None,
+                    };
+                    match self.dedup.begin(key) {
                         Begin::Seen(prev) => {
                             events::Duplicate { status: prev.status, format, waited: false }.emit(&self.stats);
                             Slot::Known(Outcome::Duplicate(prev))
                         }
                         Begin::Running(rx) => Slot::Waiting(rx),
-                        Begin::Fresh(ticket) => Slot::Fresh(Box::new(event), ticket),
+                        Begin::Fresh(ticket) => {
+                            if ticket.conflict() {
+                                events::DedupConflict { format, event: &event, item: input.item.as_deref() }
+                                    .emit(&self.stats);
+                            }
+                            Slot::Fresh(Box::new(event), ticket)
+                        }
                     }
                 }
             });
@@ -347,9 +377,16 @@ impl Pipeline {
                 // nothing of this record is written now: its redelivery must find its facts free
                 self.release(&std::mem::take(&mut reserved)).await;
             }
+            // Every point of the record (claim gauges, lifecycle counters, failure gauges)
+            // passes the label guard before the sink.
+            let guarded = self.labels.apply(&mut own);
+            self.stats.count_guarded(&guarded);
             let start = points.len();
             points.extend(own);
-            processed.push((i, Processed { event, ticket, report, outcome, reserved, points: start..points.len() }));
+            processed.push((
+                i,
+                Processed { event, ticket, report, outcome, reserved, points: start..points.len(), guarded },
+            ));
         }
         if processed.is_empty() {
             return out;
@@ -377,6 +414,7 @@ impl Pipeline {
                 report: &p.report,
                 outcome: &p.outcome,
                 points: if single { written } else { p.points.len() },
+                guarded: &p.guarded,
                 sink: &delivered,
                 started,
             }
@@ -400,18 +438,104 @@ fn report_outcome(report: &Report) -> Outcome {
     Outcome::HandlersFailed { transient, failures }
 }
 
-/// One key per record for de-duplication: the Datastream uuid, else the message id, else the
-/// CloudEvent source + id (hashed: [`dedup::DedupKey`]).
-pub(crate) fn dedup_key(meta: &DeliveryMeta, event: &ChangeEvent) -> Option<dedup::DedupKey> {
-    use crate::facts::Key;
+/// The id of a record for de-duplication: a 128-bit hash of the Datastream uuid, else of the
+/// message id (with its subscription), else of the CloudEvent source + id. The window keeps the
+/// hash, never the id.
+fn dedup_id(meta: &DeliveryMeta, event: &ChangeEvent) -> Option<u128> {
+    let key = |parts: &[&str]| Some(crate::facts::Key::of(parts).0);
     if let Some(u) = event.uuid.as_deref().filter(|u| !u.is_empty()) {
-        return Some(Key::of(&["uuid", u]).0);
+        return key(&["uuid", u]);
     }
     if let Some(m) = meta.message_id.as_deref().filter(|m| !m.is_empty()) {
-        return Some(Key::of(&["msg", meta.subscription.as_deref().unwrap_or(""), m]).0);
+        return key(&["msg", meta.subscription.as_deref().unwrap_or(""), m]);
     }
     match (&meta.ce_source, &meta.ce_id) {
-        (Some(s), Some(i)) => Some(Key::of(&["ce", s, i]).0),
+        (Some(s), Some(i)) => key(&["ce", s, i]),
         _ => None,
+    }
+}
+
+/// A 128-bit digest of what a record says: where and when the change happened and the row after
+/// it (every field the handlers and profiles read). Not the id (the other half of the key), nor
+/// `read_timestamp` (when the source read the change, which a re-read of the same change may
+/// change). Two deliveries of the same record have the same digest; a different record under the
+/// same id has another.
+fn content_digest(event: &ChangeEvent) -> u128 {
+    struct Hasher(xxhash_rust::xxh3::Xxh3);
+    impl Hasher {
+        fn text(&mut self, s: Option<&str>) {
+            match s {
+                None => self.0.update(&[0]),
+                Some(s) => {
+                    self.0.update(&[1]);
+                    self.0.update(&(s.len() as u64).to_le_bytes());
+                    self.0.update(s.as_bytes());
+                }
+            }
+        }
+    }
+    impl std::io::Write for Hasher {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.update(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut h = Hasher(xxhash_rust::xxh3::Xxh3::new());
+    let m = &event.source_metadata;
+    h.text(event.stream.as_deref());
+    h.text(Some(&event.source_timestamp.to_rfc3339()));
+    h.text(event.object.as_deref());
+    h.text(event.read_method.as_deref());
+    for field in [&m.schema, &m.table, &m.change_type, &m.lsn, &m.tx_id] {
+        h.text(field.as_deref());
+    }
+    h.text(Some(if m.is_deleted { "deleted" } else { "" }));
+    h.text(Some(&m.primary_keys.join("\u{1f}")));
+    match &event.payload {
+        None => h.text(None),
+        Some(p) => {
+            h.text(Some("row"));
+            // serde_json writes a map in key order: the same row gives the same bytes
+            let _ = serde_json::to_writer(&mut h, &p.row);
+        }
+    }
+    h.0.digest128()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event(v: serde_json::Value) -> ChangeEvent {
+        crate::decode::datastream::decode(v).unwrap()
+    }
+
+    #[test]
+    fn the_content_digest_tells_records_apart_but_not_deliveries() {
+        let rec = json!({"uuid": "u-1", "source_timestamp": "2024-01-15T10:30:00Z", "read_timestamp": "2024-01-15T10:30:01Z",
+            "source_metadata": {"table": "pipeline_run", "change_type": "UPDATE"},
+            "payload": {"id": 1, "pipeline_uuid": "p", "status": "COMPLETED", "variables": {"partner": "a"}}});
+        let d = content_digest(&event(rec.clone()));
+        assert_eq!(d, content_digest(&event(rec.clone())), "the same record");
+        let mut reread = rec.clone();
+        reread["read_timestamp"] = "2024-01-15T10:35:00Z".into();
+        assert_eq!(d, content_digest(&event(reread)), "read again later");
+        let mut other_uuid = rec.clone();
+        other_uuid["uuid"] = "u-2".into();
+        assert_eq!(d, content_digest(&event(other_uuid)), "the id is the other half of the key");
+        for (path, value) in [
+            ("/payload/status", json!("RUNNING")),
+            ("/payload/variables/partner", json!("b")),
+            ("/source_timestamp", json!("2024-01-15T10:30:01Z")),
+            ("/source_metadata/change_type", json!("DELETE")),
+        ] {
+            let mut changed = rec.clone();
+            *changed.pointer_mut(path).unwrap() = value;
+            assert_ne!(d, content_digest(&event(changed)), "{path}");
+        }
     }
 }

@@ -11,7 +11,7 @@
 
 use chrono::{DateTime, FixedOffset};
 
-use super::dedup::DedupKey;
+use super::dedup::Key as DedupKey;
 use super::{Pipeline, RecordResult};
 use crate::decode::{ChangeEvent, DeliveryFormat, DeliveryMeta, RecordInput};
 

@@ -1,22 +1,29 @@
 //! Table references: the one validator of BigQuery identifiers a payload value must pass
 //! before it is written into SQL text.
 
-/// Why a value is not a table reference.
+/// Why a value is not a table reference. Its text names the part at fault but never repeats the
+/// value (a payload variable: it may be anything, an e-mail address, megabytes); ask
+/// [`TableRefError::value`] for it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TableRefError {
     /// Not one to three dot-separated parts.
-    #[error("'{value}' is not a table reference of the form [project.]dataset.table")]
+    #[error("not a table reference of the form [project.]dataset.table")]
     NotAReference { value: String },
     /// The project part is not a project id (letters, digits, hyphens; not starting with a
     /// hyphen; at most 63 characters).
-    #[error("'{value}': project '{project}' is not a valid project id (letters, digits, hyphens)")]
+    #[error("the project part is not a valid project id (letters, digits, hyphens; at most 63)")]
     InvalidProject { value: String, project: String },
     /// The dataset part is not `[A-Za-z0-9_]+` (at most 1024 characters).
-    #[error("'{value}': dataset '{dataset}' is not a valid identifier ([A-Za-z0-9_]+)")]
+    #[error("the dataset part is not a valid identifier ([A-Za-z0-9_]+, at most 1024)")]
     InvalidDataset { value: String, dataset: String },
     /// The table part is not `[A-Za-z0-9_]+` (at most 1024 characters).
-    #[error("'{value}': table '{table}' is not a valid identifier ([A-Za-z0-9_]+)")]
+    #[error("the table part is not a valid identifier ([A-Za-z0-9_]+, at most 1024)")]
     InvalidTable { value: String, table: String },
+    /// A metadata view or meta-table: an `INFORMATION_SCHEMA` part, a region qualifier
+    /// (`region-us.INFORMATION_SCHEMA...`) or a legacy meta-table (`__TABLES__`, any table
+    /// starting with `__`). They describe datasets, jobs and users, never a handler's data.
+    #[error("metadata views (INFORMATION_SCHEMA, region-*) and meta-tables (__TABLES__, __*) are never read")]
+    Metadata { value: String },
 }
 
 impl TableRefError {
@@ -26,7 +33,8 @@ impl TableRefError {
             TableRefError::NotAReference { value }
             | TableRefError::InvalidProject { value, .. }
             | TableRefError::InvalidDataset { value, .. }
-            | TableRefError::InvalidTable { value, .. } => value,
+            | TableRefError::InvalidTable { value, .. }
+            | TableRefError::Metadata { value } => value,
         }
     }
 
@@ -74,6 +82,12 @@ impl TableRef {
         }
         if !valid_name(table) {
             return Err(TableRefError::InvalidTable { value: raw.into(), table: table.into() });
+        }
+        let metadata = [project, dataset, table].iter().any(|p| p.eq_ignore_ascii_case("INFORMATION_SCHEMA"))
+            || project.to_ascii_lowercase().starts_with("region-")
+            || table.starts_with("__");
+        if metadata {
+            return Err(TableRefError::Metadata { value: raw.into() });
         }
         Ok(TableRef { project: project.into(), dataset: dataset.into(), table: table.into() })
     }
@@ -126,12 +140,31 @@ mod tests {
         // the messages name the part at fault
         let e = TableRef::resolve("a.b.c.d", "p").unwrap_err();
         assert!(e.is_not_a_reference() && e.value() == "a.b.c.d");
-        assert_eq!(e.to_string(), "'a.b.c.d' is not a table reference of the form [project.]dataset.table");
+        assert_eq!(e.to_string(), "not a table reference of the form [project.]dataset.table");
         let e = TableRef::resolve("-p.ds.t", "p").unwrap_err();
         assert_eq!(e, TableRefError::InvalidProject { value: "-p.ds.t".into(), project: "-p".into() });
-        assert_eq!(e.to_string(), "'-p.ds.t': project '-p' is not a valid project id (letters, digits, hyphens)");
+        assert_eq!(e.to_string(), "the project part is not a valid project id (letters, digits, hyphens; at most 63)");
         let e = TableRef::resolve("ds.t-x", "p").unwrap_err();
-        assert_eq!(e.to_string(), "'ds.t-x': table 't-x' is not a valid identifier ([A-Za-z0-9_]+)");
+        assert_eq!(e.to_string(), "the table part is not a valid identifier ([A-Za-z0-9_]+, at most 1024)");
+        // metadata views and meta-tables, however they are spelled
+        for meta in [
+            "region-us.INFORMATION_SCHEMA.JOBS",
+            "REGION-eu.information_schema.jobs_by_user",
+            "ds.INFORMATION_SCHEMA",
+            "INFORMATION_SCHEMA.TABLES",
+            "p.INFORMATION_SCHEMA.VIEWS",
+            "ds.__TABLES__",
+            "p.ds.__TABLES_SUMMARY__",
+            "ds.__PARTITIONS_SUMMARY__",
+            "region-us.ds.t",
+        ] {
+            let e = TableRef::resolve(meta, "p").unwrap_err();
+            assert!(matches!(e, TableRefError::Metadata { .. }), "{meta}: {e:?}");
+        }
+        assert!(TableRef::resolve("ds.tables_summary", "p").is_ok());
+        // the text never repeats the value
+        let e = TableRef::resolve("ops.lead@example.com", "p").unwrap_err();
+        assert!(!e.to_string().contains("example"), "{e}");
         assert!(matches!(TableRef::resolve("d-s.t", "p"), Err(TableRefError::InvalidDataset { .. })));
     }
 }

@@ -108,7 +108,7 @@ impl Replay {
             backend: !args.dry_run,
         };
         let http = build::http()?;
-        let tokens = build::tokens(config, needs).await?;
+        let tokens = build::tokens(config, needs, &http).await?;
         let warehouse: Arc<dyn Warehouse> =
             if needs.bigquery { build::warehouse(config, &http, tokens.as_ref()).await? } else { Arc::new(NoQueries) };
         let gcm = matches!(config.metrics_backend, MetricsBackend::CloudMonitoring { .. });
@@ -144,7 +144,9 @@ impl Replay {
         let sink: Arc<dyn MetricSink> = tally.clone();
         let pipeline = Pipeline::new(dispatcher, warehouse, sink, delivery).with_lifecycle(lifecycle);
         if let Some(s) = saved {
-            pipeline.remember_answered(s.records.into_iter().map(|k| k.0));
+            pipeline.remember_answered(
+                s.records.into_iter().map(|(id, content)| crate::pipeline::dedup::Key { id: id.0, content: content.0 }),
+            );
         }
         let storage = build::storage(config, &http, tokens.as_ref());
         let files = sources::expand(&args.sources, storage.as_deref(), &pipeline.parent_tables())
@@ -194,7 +196,8 @@ impl Replay {
             report.evictions = memory.evictions();
         }
         if let Some(path) = &args.facts_file {
-            let records: Vec<Key> = self.pipeline.answered().into_iter().map(Key).collect();
+            let records: Vec<(Key, Key)> =
+                self.pipeline.answered().into_iter().map(|k| (Key(k.id), Key(k.content))).collect();
             let memory = self.memory.as_ref().map(|m| m.snapshot()).unwrap_or_default();
             let (n_records, n_facts) = (records.len(), memory.facts.len());
             let error = if args.dry_run { None } else { state::save(path, &state::State::new(records, memory)).err() };

@@ -22,7 +22,13 @@ pub struct Progress {
 
 enum Shown {
     Bar(ProgressBar),
-    Lines { state: Arc<LineState>, ticker: tokio::task::JoinHandle<()> },
+    /// The ticker is a thread of its own, not a task: the replay runs on a current-thread
+    /// runtime whose loop may not yield for seconds while it decodes local files.
+    Lines {
+        state: Arc<LineState>,
+        stop: std::sync::mpsc::Sender<()>,
+        ticker: std::thread::JoinHandle<()>,
+    },
     Off,
 }
 
@@ -76,15 +82,14 @@ impl Progress {
                     started: Instant::now(),
                 });
                 let ticking = state.clone();
-                let ticker = tokio::spawn(async move {
-                    let mut every = tokio::time::interval(interval);
-                    every.tick().await;
-                    loop {
-                        every.tick().await;
+                let (stop, stopped) = std::sync::mpsc::channel::<()>();
+                let ticker = std::thread::spawn(move || {
+                    // a line every interval until told to stop (or the sender is gone)
+                    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
                         eprintln!("{}", ticking.line());
                     }
                 });
-                Shown::Lines { state, ticker }
+                Shown::Lines { state, stop, ticker }
             }
         };
         Progress { records, bytes, shown }
@@ -129,8 +134,9 @@ impl Progress {
     pub fn finish(self) {
         match self.shown {
             Shown::Bar(bar) => bar.finish_and_clear(),
-            Shown::Lines { state, ticker } => {
-                ticker.abort();
+            Shown::Lines { state, stop, ticker } => {
+                let _ = stop.send(());
+                let _ = ticker.join();
                 eprintln!("{}", state.line());
             }
             Shown::Off => {}

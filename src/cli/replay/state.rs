@@ -5,7 +5,8 @@
 //! answers them from the window without processing them, so not even their per-change points
 //! such as the CDC lag are written again) and the fact memory ([`Snapshot`]: facts, row
 //! histories, dimensions; a record that is new but re-derives a known fact, such as the backfill
-//! read of a run already counted, writes nothing for it). Keys are 32 hex digits.
+//! read of a run already counted, writes nothing for it). Keys are 32 hex digits; a record's
+//! key is a pair, the hash of its id and the digest of its content.
 //!
 //! Written atomically: into a temporary file in the same directory, flushed to disk, then
 //! renamed over the old one, so that an interrupted save leaves the previous state whole.
@@ -28,8 +29,9 @@ pub const VERSION: u32 = 1;
 pub struct State {
     pub format: String,
     pub version: u32,
-    /// De-duplication keys of the records answered with a success.
-    pub records: Vec<Key>,
+    /// De-duplication keys of the records answered with a success: the hash of each record's
+    /// id and the digest of its content ([`crate::pipeline::dedup::Key`]), each 32 hex digits.
+    pub records: Vec<(Key, Key)>,
     /// The fact memory. A field of its own, not flattened into this object: serde's flatten
     /// buffers values in a form without 128-bit integers, and a row history's log positions
     /// are `u128`.
@@ -37,7 +39,7 @@ pub struct State {
 }
 
 impl State {
-    pub fn new(records: Vec<Key>, memory: Snapshot) -> State {
+    pub fn new(records: Vec<(Key, Key)>, memory: Snapshot) -> State {
         State { format: FORMAT.into(), version: VERSION, records, memory }
     }
 }
@@ -105,7 +107,7 @@ mod tests {
         let path = dir.join("facts.json");
         assert_eq!(load(&path).unwrap(), None);
         let state = State::new(
-            vec![Key::of(&["uuid", "a"])],
+            vec![(Key::of(&["uuid", "a"]), Key::of(&["content"]))],
             Snapshot {
                 facts: vec![Key::of(&["f"])],
                 // a log position beyond 64 bits (an LSN as Postgres writes it): JSON integers of
@@ -134,7 +136,10 @@ mod tests {
                 r#"{"format":"other","version":1,"records":[],"memory":{"facts":[],"rows":[],"dimensions":[]}}"#,
                 "expected",
             ),
-            (r#"{"format":"pipeline-run-metrics replay state","version":1,"records":["xyz"]}"#, "32 hex digits"),
+            (
+                r#"{"format":"pipeline-run-metrics replay state","version":1,"records":[["xyz","xyz"]]}"#,
+                "32 hex digits",
+            ),
         ] {
             let path = dir.join("f.json");
             std::fs::write(&path, text).unwrap();

@@ -18,8 +18,9 @@
 
 use std::collections::BTreeMap;
 
-use super::load::{CatalogueError, is_ident};
+use super::CatalogueError;
 use super::sql::code_lines;
+use super::validate::is_ident;
 
 /// File-name suffix of a fragment: `{{> name}}` resolves `name.fragment.sql`.
 pub(super) const FRAGMENT_SUFFIX: &str = ".fragment.sql";

@@ -1,13 +1,15 @@
 //! The handler catalogue: query handlers declared as data.
 //!
 //! A family file `handlers/<family>.toml` names a SQL file and declares:
-//! * `[match]`: the source table and the run status it fires on;
-//! * `[[inputs]]`, in check order: the payload variables it needs, each a `table` (resolved and
-//!   validated, then written into the SQL as `{{name}}`) or a `string` (a named query parameter
-//!   `@name`, also usable as a label `$name`);
+//! * `[match]`: the source tables, run statuses and pipelines it fires on, each a name or glob
+//!   or a list of them, and which row columns name the pipeline and the status (`matching`);
+//! * `[[inputs]]`, in check order: what it reads, each a payload variable that is a `table`
+//!   (resolved and validated, then written into the SQL as `{{name}}`) or a `string` (a named
+//!   query parameter `@name`, also usable as a label `$name`), or a `column` of the run row (a
+//!   typed parameter `@name` and a label `$name`; `columns`);
 //! * `[[metrics]]`: which result column becomes which metric, with which labels;
-//! * `[[handler]]`: the variants (name, `pipeline_uuid`, which variable feeds which input, and
-//!   constants such as `approved`).
+//! * `[[handler]]`: the variants (name, `pipeline` unless `[match]` gives it, which variable
+//!   feeds which input, and constants such as `approved`).
 //!
 //! Built-in parameters every SQL file may use: `@source_timestamp` (TIMESTAMP, the record's
 //! source time) and `@source_date` (DATE, its calendar date in its own offset). A table input
@@ -22,20 +24,30 @@
 //! The whole catalogue is validated when the process starts; an error names the file and line
 //! (for a line of a fragment, also the include sites).
 
+mod columns;
+mod error;
 mod include;
 mod load;
+mod matching;
 mod prepare;
 mod run;
 mod spec;
 mod sql;
+#[cfg(test)]
+mod testing;
+mod validate;
+mod when_missing;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-pub use load::{CatalogueError, is_valid_metric_name, load};
+pub use error::CatalogueError;
+use error::line_of;
+pub use load::load;
 pub use run::QueryPlan;
 use spec::{InputSpec, MetricSpec};
 use sql::Segment;
+pub use validate::is_valid_metric_name;
 
 /// The built-in catalogue: every file of `handlers/`, embedded at compile time.
 ///
@@ -76,8 +88,8 @@ struct Family {
     segments: Vec<Segment>,
     /// Named parameters the SQL uses.
     sql_params: BTreeSet<String>,
-    status: String,
-    table: String,
+    /// `[match]`: tables, statuses, and the columns naming pipeline and status.
+    rule: matching::MatchRule,
     inputs: Vec<InputSpec>,
     metrics: Vec<MetricSpec>,
     missing_message: String,
@@ -118,8 +130,9 @@ impl WhenMissing {
 pub struct QueryHandler {
     family: Arc<Family>,
     name: String,
-    pipeline_uuid: String,
-    /// input name -> variable path
+    /// The pipelines it runs for (its own, or the family's `[match] pipeline`).
+    pipelines: crate::handlers::pattern::Patterns,
+    /// input name -> variable path (for a column input: the column)
     paths: BTreeMap<String, String>,
     constants: BTreeMap<String, String>,
     /// Indices into the family's metrics that this variant emits.

@@ -5,11 +5,13 @@ use chrono::Utc;
 use serde_json::Value;
 
 use super::QueryHandler;
+use super::columns::{self, Problem};
 use super::run::{PlannedTable, QueryPlan};
-use super::spec::InputKind;
-use crate::decode::{ChangeEvent, ChangeKind};
+use super::spec::{IfMissing, InputKind, InputSpec, ParameterType};
+use crate::decode::ChangeEvent;
 use crate::handlers::values::{is_missing, lookup, scalar_text};
-use crate::handlers::{Handler, HandlerError, Plan, Projects};
+use crate::handlers::{Handler, HandlerError, MetricDef, Plan, Projects};
+use crate::redact::Offending;
 use crate::warehouse::{Param, TableRef};
 
 impl Handler for QueryHandler {
@@ -17,17 +19,29 @@ impl Handler for QueryHandler {
         &self.name
     }
 
-    fn table(&self) -> Option<&str> {
-        Some(&self.family.table)
+    fn tables(&self) -> Vec<&str> {
+        self.family.rule.table_entries().iter().map(String::as_str).collect()
+    }
+
+    /// The family's metrics this variant emits: gauges, labelled as the family file says.
+    fn metrics(&self) -> Vec<MetricDef> {
+        self.metrics
+            .iter()
+            .map(|&i| {
+                let m = &self.family.metrics[i];
+                MetricDef {
+                    name: m.name.clone(),
+                    kind: crate::sink::PointKind::Gauge,
+                    unit: "",
+                    labels: m.labels.keys().cloned().collect(),
+                    optional: Vec::new(),
+                }
+            })
+            .collect()
     }
 
     fn matches(&self, event: &ChangeEvent) -> bool {
-        event.is_table(&self.family.table)
-            && event.change_kind() == ChangeKind::Upsert
-            && event.payload.as_ref().is_some_and(|p| {
-                p.pipeline_uuid.as_deref() == Some(self.pipeline_uuid.as_str())
-                    && p.status.as_deref() == Some(self.family.status.as_str())
-            })
+        self.family.rule.matches(event, &self.pipelines)
     }
 
     fn prepare(&self, event: &ChangeEvent, projects: &Projects) -> Result<Plan, HandlerError> {
@@ -42,6 +56,21 @@ impl Handler for QueryHandler {
         let mut values = self.constants.clone();
         for input in &self.family.inputs {
             let path = &self.paths[&input.name];
+            // a column of the run row: typed parameter and label text, or why not
+            if input.kind == InputKind::Column {
+                let ty = input.parameter_type.unwrap_or_default();
+                match columns::read(&payload.row, path, ty) {
+                    Ok((param, label)) => {
+                        params.push((input.name.clone(), param));
+                        values.insert(input.name.clone(), label);
+                        continue;
+                    }
+                    Err(Problem::Absent | Problem::Null) if input.if_missing == IfMissing::Skip => {
+                        return Ok(Plan::Points(Vec::new()));
+                    }
+                    Err(problem) => return Err(column_error(event, input, path, ty, problem)),
+                }
+            }
             // the field of an error, built only when there is one
             let field = || format!("payload.variables.{path}");
             let value = lookup(vars, path);
@@ -59,17 +88,21 @@ impl Handler for QueryHandler {
                             format!("Variable '{path}' must be a table reference string."),
                         ));
                     };
+                    // The messages name the variable, not its value: the value is shown once, in
+                    // the answer's headline, and only as a fingerprint in logs.
                     let table =
                         TableRef::resolve(raw, &projects.data).map_err(|why| HandlerError::InvalidTableReference {
                             field: field(),
                             message: format!("Invalid table reference in variable '{path}': {why}"),
+                            value: Some(Offending::of(raw)),
                         })?;
                     if !projects.allows(&table) {
                         return Err(HandlerError::InvalidTableReference {
                             field: field(),
                             message: format!(
-                                "Table '{table}' of variable '{path}' is outside the datasets this function may read (ALLOWED_DATASETS)"
+                                "The table of variable '{path}' is outside the datasets this function may read (ALLOWED_DATASETS)"
                             ),
+                            value: Some(Offending::of(raw)),
                         });
                     }
                     values.insert(input.name.clone(), raw.clone());
@@ -84,7 +117,8 @@ impl Handler for QueryHandler {
                         missing_table_message: input.missing_table_message.clone(),
                     });
                 }
-                InputKind::String => {
+                // (column inputs were read above)
+                InputKind::String | InputKind::Column => {
                     let text = scalar_text(value).ok_or_else(|| {
                         HandlerError::invalid(field(), format!("Variable '{path}' must be a string or a number."))
                     })?;
@@ -106,4 +140,28 @@ impl Handler for QueryHandler {
             project: projects.metric.clone(),
         })))
     }
+}
+
+/// The 400 of a column input without a usable value: the field is `payload.<column>`; the
+/// message is the input's `message` (`{column}` stands for the column) or says what is wrong,
+/// never quoting the value.
+fn column_error(
+    event: &ChangeEvent,
+    input: &InputSpec,
+    path: &str,
+    ty: ParameterType,
+    problem: Problem,
+) -> HandlerError {
+    let row = event.table().unwrap_or("run");
+    let message = match (&input.message, problem) {
+        (Some(m), Problem::Absent | Problem::Null) => m.replace("{column}", path),
+        (_, Problem::Absent) => format!("No column '{path}' in the {row} row (input '{}').", input.name),
+        (_, Problem::Null) => format!("Column '{path}' is NULL in the {row} row (input '{}').", input.name),
+        (_, Problem::Mismatch(got)) => format!(
+            "Column '{path}' of the {row} row must be {} for @{}; it is {got}.",
+            columns::expected(ty),
+            input.name
+        ),
+    };
+    HandlerError::invalid(format!("payload.{path}"), message)
 }

@@ -10,6 +10,7 @@ use super::Family;
 use super::spec::{IfMissing, IfNull, LabelSpec};
 use super::sql::Segment;
 use crate::handlers::HandlerError;
+use crate::redact::Fingerprint;
 use crate::sink::Point;
 use crate::warehouse::cache::query_key;
 use crate::warehouse::{Cell, EventContext, Param, TableRef};
@@ -61,12 +62,16 @@ impl QueryPlan {
         }
         for t in &checked {
             if t.if_missing == IfMissing::Fail && !present[&t.input] {
-                let mut msg = t.missing_table_message.clone().unwrap_or_else(|| "Table '{value}' not found.".into());
-                msg = msg.replace("{value}", &t.raw);
+                // The answer quotes the values, as the reference did; the log names them.
+                let template = t.missing_table_message.clone().unwrap_or_else(|| "Table '{value}' not found.".into());
+                let named = |name: &str, v: &str| format!("<{name} #{}>", Fingerprint::of(v));
+                let mut msg = template.replace("{value}", &t.raw);
+                let mut log = template.replace("{value}", &named(&t.path, &t.raw));
                 for (k, v) in &self.values {
                     msg = msg.replace(&format!("{{{k}}}"), v);
+                    log = log.replace(&format!("{{{k}}}"), &named(k, v));
                 }
-                return Err(HandlerError::invalid(format!("payload.variables.{}", t.path), msg));
+                return Err(HandlerError::invalid_quoting(format!("payload.variables.{}", t.path), msg, log));
             }
         }
         if let Some(rule) = self.family.when_missing.iter().find(|w| w.applies(&present)) {

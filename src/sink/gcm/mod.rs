@@ -53,6 +53,7 @@
 //!   [`Delivered`] report counts the calls actually sent and every point's result.
 
 mod body;
+mod call;
 mod classify;
 pub mod cumulative;
 
@@ -60,9 +61,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use serde_json::{Value, json};
+use serde_json::json;
 
 pub use body::{MAX_SERIES_PER_CALL, METRIC_PREFIX, Resource, plan_calls, request_body};
+use call::CallFailure;
 use classify::{Reason, failed_groups};
 pub use cumulative::{Cumulative, Settings, TaskId};
 
@@ -70,7 +72,7 @@ use super::aggregate::aggregable;
 use super::instance::{Clock, Instance, system_clock};
 use super::{Delivered, MetricSink, Point, PointKind, Rejection, SinkError};
 use crate::google::credentials::{MONITORING_SCOPE, TokenSource};
-use crate::retry::{self, Backoff, RetryDecision};
+use crate::retry::{self, RetryDecision};
 
 /// Retry of transient failures: the shared backoff policy ([`crate::retry::Policy`]).
 pub use crate::retry::Policy as Retry;
@@ -149,175 +151,6 @@ impl CloudMonitoring {
     /// Series whose increments are not written yet.
     pub fn pending(&self) -> usize {
         self.totals.lock().unwrap_or_else(|p| p.into_inner()).pending()
-    }
-}
-
-/// Why one call was not (fully) written.
-struct CallFailure {
-    /// `None`: no HTTP answer.
-    status: Option<u16>,
-    retry_after: Option<Duration>,
-    /// `error.message` of the answer, or the whole body, or the transport error.
-    message: String,
-    transport: Option<reqwest::Error>,
-}
-
-/// The names of some points, for messages.
-fn names(points: &[&Point]) -> String {
-    let mut names: Vec<&str> = points.iter().map(|p| p.name.as_str()).collect();
-    names.dedup();
-    let more = names.len().saturating_sub(5);
-    names.truncate(5);
-    let mut s = names.join(", ");
-    if more > 0 {
-        s.push_str(&format!(" and {more} more"));
-    }
-    s
-}
-
-impl CloudMonitoring {
-    /// One `timeSeries.create` call with an access token.
-    async fn call(&self, token: &str, project: &str, points: &[&Point]) -> Result<(), CallFailure> {
-        self.post(token, project, &request_body(points, &self.resource)).await
-    }
-
-    /// One `timeSeries.create` call of `body`.
-    async fn post(&self, token: &str, project: &str, body: &Value) -> Result<(), CallFailure> {
-        let url = format!("{}/v3/projects/{project}/timeSeries", self.endpoint);
-        let resp = match self.http.post(url).bearer_auth(token).timeout(self.timeout).json(body).send().await {
-            Ok(r) => r,
-            Err(e) => {
-                return Err(CallFailure {
-                    status: None,
-                    retry_after: None,
-                    message: format!("request failed: {e}"),
-                    transport: Some(e),
-                });
-            }
-        };
-        let status = resp.status();
-        if status.is_success() {
-            return Ok(());
-        }
-        let retry_after = retry::retry_after(resp.headers());
-        let text = resp.text().await.unwrap_or_default();
-        let message = serde_json::from_str::<Value>(&text)
-            .ok()
-            .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
-            .unwrap_or(text);
-        Err(CallFailure { status: Some(status.as_u16()), retry_after, message, transport: None })
-    }
-
-    /// Writes one call's points, retrying what can be retried within `backoff`. Every result
-    /// goes into `out`; `Err` only when no access token could be had (no further call can be
-    /// made then).
-    async fn write(
-        &self,
-        project: &str,
-        points: Vec<&Point>,
-        backoff: &mut Backoff,
-        out: &mut Delivered,
-    ) -> Result<(), SinkError> {
-        let mut pending = points;
-        loop {
-            let token = match self.tokens.token(&[MONITORING_SCOPE]).await {
-                Ok(t) => t,
-                Err(e) => {
-                    let e = SinkError::credentials(e);
-                    out.fail(pending, e.clone());
-                    return Err(e);
-                }
-            };
-            out.calls += 1;
-            let failure = match self.call(&token, project, &pending).await {
-                Ok(()) => return Ok(()),
-                Err(f) => f,
-            };
-            let (retry, decision) = self.sort_failure(&pending, &failure, out);
-            if retry.is_empty() {
-                return Ok(());
-            }
-            if !backoff.wait(decision).await {
-                let mut e = SinkError::unavailable(format!(
-                    "Cloud Monitoring still failing after {} calls in {:?}: {}{}",
-                    out.calls,
-                    backoff.elapsed(),
-                    failure.status.map(|s| format!("HTTP {s}: ")).unwrap_or_default(),
-                    failure.message
-                ));
-                if let Some(s) = failure.status {
-                    e = e.with_status(s);
-                }
-                if let Some(t) = failure.transport {
-                    e = e.with_source(t);
-                }
-                out.fail(retry, e);
-                return Ok(());
-            }
-            pending = retry;
-        }
-    }
-
-    /// Sorts the points of a failed call: rejected (into `out`), failed for good (into `out`),
-    /// or to retry (returned, with the decision for the wait).
-    fn sort_failure<'p>(
-        &self,
-        pending: &[&'p Point],
-        failure: &CallFailure,
-        out: &mut Delivered,
-    ) -> (Vec<&'p Point>, RetryDecision) {
-        let Some(status) = failure.status else {
-            return (pending.to_vec(), retry::transport());
-        };
-        let whole = retry::cloud_monitoring(status, failure.retry_after);
-        if matches!(status, 401 | 403) {
-            out.fail(
-                pending.iter().copied(),
-                SinkError::unauthorized(
-                    status,
-                    format!("Cloud Monitoring refused the credentials (HTTP {status}): {}", failure.message),
-                ),
-            );
-            return (Vec::new(), RetryDecision::NonRetryable);
-        }
-        let mut retry = Vec::new();
-        let mut decision = whole;
-        let mut claimed = vec![false; pending.len()];
-        for group in failed_groups(&failure.message, pending.len()) {
-            let indices: Vec<usize> = match group.indices {
-                Some(ix) => ix,
-                None => (0..pending.len()).collect(),
-            };
-            // a series named by two groups is treated as the first says
-            let points: Vec<&Point> = indices
-                .into_iter()
-                .filter(|&i| !std::mem::replace(&mut claimed[i], true))
-                .map(|i| pending[i])
-                .collect();
-            if points.is_empty() {
-                continue;
-            }
-            match classify::classify_reason(&group.reason) {
-                Reason::Rejected(r) => out.rejected.extend(points.iter().map(|p| (p.name.clone(), r))),
-                Reason::Retry => {
-                    if !whole.is_retryable() {
-                        decision = RetryDecision::Retryable;
-                    }
-                    retry.extend(points);
-                }
-                Reason::Unknown if whole.is_retryable() => retry.extend(points),
-                Reason::Unknown => out.fail(
-                    points.iter().copied(),
-                    SinkError::refused(format!(
-                        "Cloud Monitoring refused {} (HTTP {status}): {}",
-                        names(&points),
-                        group.reason
-                    ))
-                    .with_status(status),
-                ),
-            }
-        }
-        (retry, decision)
     }
 }
 
@@ -492,26 +325,4 @@ impl MetricSink for CloudMonitoring {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_window_is_25_hours_back_and_5_minutes_ahead() {
-        let now = Utc::now();
-        let h = |x: i64| chrono::Duration::hours(x);
-        let m = |x: i64| chrono::Duration::minutes(x);
-        let table = [
-            (now, true),
-            (now - h(24), true),
-            (now - h(25), true),
-            (now - h(25) - chrono::Duration::seconds(1), false),
-            (now - h(30), false),
-            (now + m(5), true),
-            (now + m(5) + chrono::Duration::seconds(1), false),
-            (now + h(2), false),
-        ];
-        for (t, ok) in table {
-            assert_eq!(in_window(t, now), ok, "{}", now.signed_duration_since(t));
-        }
-    }
-}
+mod tests;

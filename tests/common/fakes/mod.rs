@@ -10,6 +10,8 @@ pub mod gcm;
 pub mod jwks;
 pub mod lambda_runtime;
 pub mod otlp;
+pub mod secrets_manager;
+pub mod sts;
 pub mod token;
 pub mod warehouse;
 

@@ -1,0 +1,250 @@
+use super::*;
+use axum::http::HeaderValue;
+use base64::Engine;
+use serde_json::json;
+
+fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in pairs {
+        h.insert(axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+    }
+    h
+}
+
+fn record() -> Value {
+    json!({"uuid": "u-1", "source_timestamp": "2024-01-15T10:30:00Z", "payload": {"pipeline_uuid": "p", "status": "COMPLETED"}})
+}
+
+/// The one record of a delivery, decoded.
+fn only(d: &Delivery) -> &ChangeEvent {
+    assert_eq!(d.records.len(), 1);
+    d.records[0].record.as_ref().expect("a decoded record")
+}
+
+fn decoded(v: Value) -> ChangeEvent {
+    datastream::decode(v).unwrap()
+}
+
+/// The request decoded as records (a test failure if it is an object notification).
+fn decode(h: &HeaderMap, body: &[u8]) -> Result<Delivery, DecodeError> {
+    match super::decode(h, body)? {
+        Decoded::Records(d) => Ok(d),
+        other => panic!("expected records, got {other:?}"),
+    }
+}
+
+fn b64(v: &Value) -> String {
+    base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(v).unwrap())
+}
+
+#[test]
+fn wrapped_push_camel_case() {
+    let body = json!({"message": {"data": b64(&record()), "messageId": "m-1", "publishTime": "2024-01-15T10:30:01Z",
+        "attributes": {"k": "v"}}, "subscription": "projects/p/subscriptions/s", "deliveryAttempt": 3});
+    let d = decode(&headers(&[("content-type", "application/json")]), body.to_string().as_bytes()).unwrap();
+    assert_eq!(d.format, DeliveryFormat::PubSubPush);
+    assert_eq!(only(&d), &decoded(record()));
+    assert_eq!(d.meta.message_id.as_deref(), Some("m-1"));
+    assert_eq!(d.meta.publish_time.as_deref(), Some("2024-01-15T10:30:01Z"));
+    assert_eq!(d.meta.subscription.as_deref(), Some("projects/p/subscriptions/s"));
+    assert_eq!(d.meta.delivery_attempt, Some(3));
+    assert_eq!(d.meta.attributes.get("k").map(String::as_str), Some("v"));
+}
+
+#[test]
+fn wrapped_push_snake_case_only_and_duplicated() {
+    let snake =
+        json!({"message": {"data": b64(&record()), "message_id": "m-2", "publish_time": "t"}, "subscription": "s"});
+    let d = decode(&headers(&[]), snake.to_string().as_bytes()).unwrap();
+    assert_eq!(d.meta.message_id.as_deref(), Some("m-2"));
+    assert_eq!(d.meta.publish_time.as_deref(), Some("t"));
+    let both = json!({"message": {"data": b64(&record()), "messageId": "m-3", "message_id": "m-3",
+        "publishTime": "t", "publish_time": "t"}, "subscription": "s"});
+    let d = decode(&headers(&[("content-type", "application/json")]), both.to_string().as_bytes()).unwrap();
+    assert_eq!(d.meta.message_id.as_deref(), Some("m-3"));
+    assert_eq!(only(&d), &decoded(record()));
+}
+
+#[test]
+fn push_without_data_names_the_field() {
+    let body = json!({"message": {"messageId": "m"}, "subscription": "s"});
+    let e = decode(&headers(&[]), body.to_string().as_bytes()).unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("message.data"));
+    let body = json!({"message": {"data": "!!!not base64", "messageId": "m"}, "subscription": "s"});
+    let e = decode(&headers(&[]), body.to_string().as_bytes()).unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("message.data"));
+    assert!(e.message.contains("base64"), "{e}");
+    let body =
+        json!({"message": {"data": base64::engine::general_purpose::STANDARD.encode("not json"), "messageId": "m"}});
+    let e = decode(&headers(&[]), body.to_string().as_bytes()).unwrap_err();
+    assert!(e.message.contains("does not decode to JSON"), "{e}");
+}
+
+#[test]
+fn gcs_notification_is_recognised_on_every_route() {
+    let object =
+        json!({"kind": "storage#object", "bucket": "b", "name": "ds/public_pipeline_run/f.jsonl", "generation": "7"});
+    let push = json!({"message": {"data": b64(&object), "messageId": "m",
+        "attributes": {"eventType": "OBJECT_FINALIZE", "objectId": "ds/public_pipeline_run/f.jsonl", "bucketId": "b",
+                       "objectGeneration": "7"}}, "subscription": "s"});
+    let ce_binary = headers(&[
+        ("content-type", "application/json"),
+        ("ce-specversion", "1.0"),
+        ("ce-id", "1"),
+        ("ce-source", "//storage.googleapis.com/projects/_/buckets/b"),
+        ("ce-type", "google.cloud.storage.object.v1.finalized"),
+    ]);
+    let structured = json!({"specversion": "1.0", "id": "1", "source": "//storage.googleapis.com/projects/_/buckets/b",
+        "type": "google.cloud.storage.object.v1.finalized", "data": object});
+    let no_payload = json!({"message": {"messageId": "m", "attributes": {"eventType": "OBJECT_FINALIZE",
+        "objectId": "ds/public_pipeline_run/f.jsonl", "bucketId": "b", "objectGeneration": "7", "payloadFormat": "NONE"}}});
+    let cases = [
+        (headers(&[]), push.to_string(), DeliveryFormat::PubSubPush),
+        (ce_binary, object.to_string(), DeliveryFormat::CloudEventBinary),
+        (
+            headers(&[("content-type", "application/cloudevents+json")]),
+            structured.to_string(),
+            DeliveryFormat::CloudEventStructured,
+        ),
+        (headers(&[]), no_payload.to_string(), DeliveryFormat::PubSubPush),
+        (headers(&[]), object.to_string(), DeliveryFormat::PubSubUnwrapped),
+    ];
+    for (h, body, want) in cases {
+        match super::decode(&h, body.as_bytes()).unwrap() {
+            Decoded::Object { format, object, .. } => {
+                assert_eq!(format, want, "{body}");
+                assert_eq!((object.bucket.as_str(), object.name.as_str()), ("b", "ds/public_pipeline_run/f.jsonl"));
+                assert_eq!(object.generation.as_deref(), Some("7"), "{body}");
+            }
+            other => panic!("{body}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn unwrapped_push_reads_metadata_headers() {
+    let h = headers(&[
+        ("content-type", "application/json"),
+        ("x-goog-pubsub-message-id", "m-9"),
+        ("x-goog-pubsub-subscription-name", "projects/p/subscriptions/s"),
+    ]);
+    let d = decode(&h, record().to_string().as_bytes()).unwrap();
+    assert_eq!(d.format, DeliveryFormat::PubSubUnwrapped);
+    assert_eq!(d.meta.message_id.as_deref(), Some("m-9"));
+    assert_eq!(only(&d), &decoded(record()));
+    // without metadata headers and without a content type
+    let d = decode(&headers(&[]), record().to_string().as_bytes()).unwrap();
+    assert_eq!(d.format, DeliveryFormat::PubSubUnwrapped);
+    assert_eq!(d.meta.message_id, None);
+}
+
+#[test]
+fn structured_cloud_event_direct_record_as_plain_json() {
+    let ce = json!({"specversion": "1.0", "id": "e-1", "source": "//pubsub", "type": "t", "data": record()});
+    let d = decode(&headers(&[("content-type", "application/json")]), ce.to_string().as_bytes()).unwrap();
+    assert_eq!(d.format, DeliveryFormat::CloudEventStructured);
+    assert_eq!(d.meta.ce_id.as_deref(), Some("e-1"));
+    assert_eq!(only(&d), &decoded(record()));
+}
+
+#[test]
+fn structured_cloud_event_with_push_wrapper_and_base64_data() {
+    let push = json!({"message": {"data": b64(&record()), "messageId": "m-5"}, "subscription": "s"});
+    let ce = json!({"specversion": "1.0", "id": "e-2", "source": "s", "type": "t", "data": push});
+    let d =
+        decode(&headers(&[("content-type", "application/cloudevents+json; charset=utf-8")]), ce.to_string().as_bytes())
+            .unwrap();
+    assert_eq!(d.meta.message_id.as_deref(), Some("m-5"));
+    assert_eq!(only(&d), &decoded(record()));
+    let ce = json!({"specversion": "1.0", "id": "e-3", "source": "s", "type": "t", "data_base64": b64(&record())});
+    let d = decode(&headers(&[("content-type", "application/cloudevents+json")]), ce.to_string().as_bytes()).unwrap();
+    assert_eq!(only(&d), &decoded(record()));
+}
+
+#[test]
+fn structured_cloud_event_errors_name_the_attribute() {
+    let ce = json!({"specversion": "1.0", "source": "s", "type": "t", "data": record()});
+    let e =
+        decode(&headers(&[("content-type", "application/cloudevents+json")]), ce.to_string().as_bytes()).unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("id"));
+    let ce = json!({"specversion": "0.3", "id": "1", "source": "s", "type": "t", "data": record()});
+    let e = decode(&headers(&[]), ce.to_string().as_bytes()).unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("specversion"));
+    let ce =
+        json!({"specversion": "1.0", "id": "1", "source": "s", "type": "t", "data": record(), "data_base64": "e30="});
+    let e = decode(&headers(&[]), ce.to_string().as_bytes()).unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("data_base64"));
+    let ce = json!({"specversion": "1.0", "id": "1", "source": "s", "type": "t", "data": {"x": 1}});
+    let e = decode(&headers(&[]), ce.to_string().as_bytes()).unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("data"));
+}
+
+#[test]
+fn binary_cloud_event_percent_decodes_headers() {
+    let push =
+        json!({"message": {"data": b64(&record()), "messageId": "m-7"}, "subscription": "projects/p/subscriptions/s"});
+    let h = headers(&[
+        ("content-type", "application/json; charset=utf-8"),
+        ("ce-specversion", "1.0"),
+        ("ce-id", "m%207"),
+        ("ce-source", "//pubsub.googleapis.com/projects/p/topics/t"),
+        ("ce-type", "google.cloud.pubsub.topic.v1.messagePublished"),
+    ]);
+    let d = decode(&h, push.to_string().as_bytes()).unwrap();
+    assert_eq!(d.format, DeliveryFormat::CloudEventBinary);
+    assert_eq!(d.meta.ce_id.as_deref(), Some("m 7"));
+    assert_eq!(d.meta.message_id.as_deref(), Some("m-7"));
+    assert_eq!(only(&d), &decoded(record()));
+}
+
+#[test]
+fn binary_cloud_event_missing_header() {
+    let h = headers(&[("ce-specversion", "1.0"), ("ce-id", "1"), ("ce-type", "t")]);
+    let e = decode(&h, record().to_string().as_bytes()).unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("header ce-source"));
+}
+
+#[test]
+fn batch_and_unknown_content_types_are_unsupported() {
+    for ct in ["application/cloudevents-batch+json", "text/html", "application/xml", "multipart/form-data"] {
+        let e = decode(&headers(&[("content-type", ct)]), b"[]").unwrap_err();
+        assert_eq!(e.kind, crate::decode::DecodeErrorKind::UnsupportedMediaType, "{ct}");
+    }
+}
+
+#[test]
+fn garbage_bodies_are_malformed_and_say_what_was_expected() {
+    for body in [&b""[..], b"not json", b"{\"x\":1}", b"[1,2]", b"42"] {
+        let e = decode(&headers(&[("content-type", "application/json")]), body).unwrap_err();
+        assert_eq!(e.kind, crate::decode::DecodeErrorKind::Malformed);
+        assert!(e.message.contains("expected"), "{e}");
+    }
+}
+
+#[test]
+fn deeply_nested_json_is_rejected_not_crashing() {
+    let body = "[".repeat(100_000);
+    let e = decode(&headers(&[]), body.as_bytes()).unwrap_err();
+    assert_eq!(e.kind, crate::decode::DecodeErrorKind::Malformed);
+}
+
+#[test]
+fn identifiers_are_at_most_max_id_bytes() {
+    let long = "i".repeat(MAX_ID_BYTES + 1);
+    let ok = "i".repeat(MAX_ID_BYTES);
+    let mut rec = record();
+    rec["uuid"] = long.clone().into();
+    assert_eq!(super::record(rec.clone()).unwrap_err().field.as_deref(), Some("uuid"));
+    rec["uuid"] = ok.clone().into();
+    assert!(super::record(rec).is_ok());
+    let push = |id: &str| json!({"message": {"data": b64(&record()), "messageId": id}}).to_string();
+    let e = decode(&headers(&[]), push(&long).as_bytes()).unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("message.messageId"));
+    assert!(!e.message.contains(&long), "{e}");
+    assert!(decode(&headers(&[]), push(&ok).as_bytes()).is_ok());
+    let ce = json!({"specversion": "1.0", "id": long, "source": "s", "type": "t", "data": record()});
+    let e = decode(&headers(&[]), ce.to_string().as_bytes()).unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("id"));
+    let h = headers(&[("ce-specversion", "1.0"), ("ce-id", &long), ("ce-source", "s"), ("ce-type", "t")]);
+    assert_eq!(decode(&h, record().to_string().as_bytes()).unwrap_err().field.as_deref(), Some("header ce-id"));
+}

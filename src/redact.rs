@@ -1,0 +1,139 @@
+//! What a value may become when the function repeats it: bounded excerpts for answer bodies,
+//! fingerprints for logs, and the maximum length of the identifiers the function keeps.
+//!
+//! * Identifiers (Datastream `uuid`, Pub/Sub message id, CloudEvent id) longer than
+//!   [`MAX_ID_BYTES`] are refused when decoded (400), so that nothing kept per event or written to a
+//!   log line grows with what a sender chooses.
+//! * An offending value is echoed in an answer at most once, as an [`excerpt`] of at most
+//!   [`EXCERPT_CHARS`] characters.
+//! * Logs never carry a payload variable's value: its name and a [`Fingerprint`] instead, a fixed
+//!   16-hex-digit keyed hash (the key is random per process, so that a fingerprint cannot be
+//!   matched against guessed e-mail addresses; the answer to the same event carries the same
+//!   fingerprint, which ties the two together).
+//! * Free text that may quote a sender's input (a JSON parser's error, a content type) goes
+//!   through [`quoted`], which shortens every quoted part and the whole text.
+
+use std::sync::OnceLock;
+
+/// The longest identifier (uuid, message id, CloudEvent id) accepted, in bytes.
+pub const MAX_ID_BYTES: usize = 256;
+
+/// The most characters of an offending value an answer repeats.
+pub const EXCERPT_CHARS: usize = 64;
+
+/// The longest message (decode errors, error texts) an answer or a log line carries, in
+/// characters.
+pub const MAX_MESSAGE_CHARS: usize = 512;
+
+/// The first `max` characters of `s`; a longer value is cut and says how long it was.
+pub fn excerpt(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        None => s.to_string(),
+        Some((cut, _)) => format!("{}… ({} bytes)", &s[..cut], s.len()),
+    }
+}
+
+/// `text` with every quoted part (`'…'`, `"…"`, `` `…` ``) longer than 32 characters cut to an
+/// excerpt, and the whole cut to [`MAX_MESSAGE_CHARS`]. For texts that may quote input (a JSON
+/// parser's "invalid type: string \"…\"", an unknown field's name).
+pub fn quoted(text: &str) -> String {
+    const PART: usize = 32;
+    let mut out = String::with_capacity(text.len().min(MAX_MESSAGE_CHARS + 64));
+    let mut rest = text;
+    while let Some(open) = rest.find(['\'', '"', '`']) {
+        let q = rest[open..].chars().next().expect("found");
+        out.push_str(&rest[..=open]);
+        let inner = &rest[open + 1..];
+        match inner.find(q) {
+            Some(close) => {
+                out.push_str(&excerpt(&inner[..close], PART));
+                out.push(q);
+                rest = &inner[close + 1..];
+            }
+            None => {
+                out.push_str(&excerpt(inner, PART));
+                rest = "";
+            }
+        }
+        if out.len() > MAX_MESSAGE_CHARS * 4 {
+            break;
+        }
+    }
+    out.push_str(rest);
+    excerpt(&out, MAX_MESSAGE_CHARS)
+}
+
+/// A fixed-length stand-in for a value in logs: 16 hex digits of a hash keyed per process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fingerprint(u64);
+
+impl Fingerprint {
+    pub fn of(value: &str) -> Fingerprint {
+        static KEY: OnceLock<u64> = OnceLock::new();
+        let key = *KEY.get_or_init(|| {
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u128(
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos(),
+            );
+            h.write_u32(std::process::id());
+            h.finish()
+        });
+        Fingerprint(xxhash_rust::xxh3::xxh3_64_with_seed(value.as_bytes(), key))
+    }
+}
+
+impl std::fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+/// An offending value as an answer may show it (an excerpt) and a log may name it (a
+/// fingerprint).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Offending {
+    /// At most [`EXCERPT_CHARS`] characters of the value.
+    pub excerpt: String,
+    pub fingerprint: Fingerprint,
+}
+
+impl Offending {
+    pub fn of(value: &str) -> Offending {
+        Offending { excerpt: excerpt(value, EXCERPT_CHARS), fingerprint: Fingerprint::of(value) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excerpts_are_bounded_and_cut_at_characters() {
+        assert_eq!(excerpt("short", 64), "short");
+        let long = "é".repeat(100);
+        let e = excerpt(&long, 10);
+        assert!(e.starts_with(&"é".repeat(10)) && e.ends_with("(200 bytes)"), "{e}");
+    }
+
+    #[test]
+    fn quoted_parts_and_whole_texts_are_bounded() {
+        let big = "x".repeat(10_000);
+        let msg = format!("invalid type: string \"{big}\", expected u32 at line 1 column 10020");
+        let q = quoted(&msg);
+        assert!(q.len() < 200, "{q}");
+        assert!(q.starts_with("invalid type: string \"xxxx") && q.contains("expected u32"), "{q}");
+        assert_eq!(quoted("missing field `message`"), "missing field `message`");
+        assert!(quoted(&format!("unterminated '{big}")).len() < 100);
+        assert!(quoted(&big).chars().count() < MAX_MESSAGE_CHARS + 20);
+    }
+
+    #[test]
+    fn fingerprints_have_a_fixed_length_and_tell_values_apart() {
+        let a = Fingerprint::of("ops@example.com").to_string();
+        assert_eq!(a.len(), 16);
+        assert_eq!(a, Fingerprint::of("ops@example.com").to_string());
+        assert_ne!(a, Fingerprint::of("ops@example.org").to_string());
+        assert_eq!(Fingerprint::of(&"x".repeat(1_000_000)).to_string().len(), 16);
+    }
+}
