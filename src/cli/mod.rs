@@ -6,6 +6,8 @@
 //!   then exits. The hidden flag `--check` is the same command, for scripts written before the
 //!   subcommands (`.ci/run`, the Makefile).
 //! * `replay`: change records from files through the pipeline ([`replay`]).
+//! * `dashboards`, `alerts`: dashboards and alert policies generated from the catalogue and
+//!   profiles in force ([`ops`], over [`crate::ops`]).
 //!
 //! The configuration is the environment, the same for every command
 //! ([`crate::config::Config::from_env`]; `--help` lists it, [`env`]); flags are a command's own
@@ -18,6 +20,7 @@
 
 pub mod build;
 pub mod env;
+pub mod ops;
 pub mod replay;
 pub mod serve;
 
@@ -56,6 +59,10 @@ pub enum Command {
     /// Send change records from files (local or gs://) through the pipeline: backfill history
     #[command(after_long_help = replay::args::AFTER_HELP)]
     Replay(replay::args::ReplayArgs),
+    /// Print a dashboard of the metrics the catalogue and profiles in force write
+    Dashboards(ops::DashboardArgs),
+    /// Print alert policies (failure rate, SLA misses, p95 duration, no successful run)
+    Alerts(ops::AlertArgs),
 }
 
 impl Cli {
@@ -76,6 +83,8 @@ pub fn run(command: Command) -> ExitCode {
         Command::Check => check(),
         // one thread: a replay is one sequence of chunks (its remote calls still overlap)
         Command::Replay(args) => runtime(false).block_on(replay::run(args)),
+        Command::Dashboards(args) => ops::dashboards(args),
+        Command::Alerts(args) => ops::alerts(args),
     }
 }
 
@@ -129,12 +138,22 @@ mod tests {
         assert!(matches!(parse(&["check"]).unwrap(), Command::Check));
         assert!(matches!(parse(&["--check"]).unwrap(), Command::Check));
         assert!(matches!(parse(&["replay", "a.jsonl"]).unwrap(), Command::Replay(_)));
+        assert!(matches!(parse(&["dashboards", "--format", "grafana"]).unwrap(), Command::Dashboards(_)));
+        assert!(matches!(parse(&["alerts", "--format", "prometheus"]).unwrap(), Command::Alerts(_)));
     }
 
     #[test]
     fn unknown_arguments_are_usage_errors() {
-        for args in [&["--port", "9"][..], &["serve", "--verbose"], &["frobnicate"], &["replay"], &["--check", "serve"]]
-        {
+        for args in [
+            &["--port", "9"][..],
+            &["serve", "--verbose"],
+            &["frobnicate"],
+            &["replay"],
+            &["--check", "serve"],
+            &["dashboards"],
+            &["dashboards", "--format", "svg"],
+            &["alerts", "--format", "gcm", "--failure-rate", "2"],
+        ] {
             let e = parse(args).expect_err(&format!("{args:?}"));
             assert_eq!(e.exit_code(), 2, "{args:?}: {e}");
         }
