@@ -226,3 +226,19 @@ fn progress_lines_go_to_stderr_when_it_is_not_a_terminal() {
     assert!(last.contains("(100%)") && last.ends_with("file 1 of 1"), "{last}");
     assert!(r.stderr.iter().all(|l| !l.contains('\u{1b}')), "no terminal escapes when stderr is a pipe");
 }
+
+#[test]
+fn without_queries_no_bigquery_setting_is_needed() {
+    // as a user on a laptop (and the benchmark) runs it: nothing but PATH
+    let path = fixture("mage", "success", "datastream");
+    let run = |args: &[&str]| {
+        common::replay::finish(common::process::Process::binary().arg("replay").args(args).args(["--summary", "json"]))
+    };
+    let r = run(&["--no-queries", path.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{:?} {:?}", r.summary, r.stderr);
+    assert!(count(&r.points, "pipeline.run.finished") == 1, "{:?}", r.points.len());
+    // with the claim handlers, BigQuery is read: outside local mode its datasets must be named
+    let r = run(&[path.to_str().unwrap()]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.iter().any(|l| l.contains("ALLOWED_DATASETS")), "{:?}", r.stderr);
+}

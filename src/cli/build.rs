@@ -44,6 +44,20 @@ pub fn catalogue(config: &Config) -> Result<Catalogue, Failure> {
     Ok((handlers, profiles))
 }
 
+/// The configuration from the environment. A command that reads no BigQuery dataset
+/// (`reads_datasets` false: `replay --no-queries`, `dashboards`, `alerts`) does not need
+/// `ALLOWED_DATASETS`, which the configuration requires outside local mode: a placeholder
+/// stands in when it is unset (no handler that would read it runs).
+///
+/// Errors: the configuration's own ([`crate::config::ConfigError`]: variable, value, expected).
+pub fn config(reads_datasets: bool) -> Result<Config, crate::config::ConfigError> {
+    Config::from_lookup(|k| {
+        std::env::var(k)
+            .ok()
+            .or_else(|| (!reads_datasets && k == "ALLOWED_DATASETS").then(|| "no_dataset_is_read".to_string()))
+    })
+}
+
 /// The HTTP client every remote call shares.
 pub fn http() -> Result<reqwest::Client, Failure> {
     reqwest::Client::builder()

@@ -124,11 +124,8 @@ pub fn alerts(args: AlertArgs) -> ExitCode {
 }
 
 fn generate(common: &Common, render: impl FnOnce(&ops::Inputs) -> Result<Vec<Artifact>, ops::OpsError>) -> ExitCode {
-    // The generators read no dataset: ALLOWED_DATASETS, required to serve outside local mode,
-    // is not asked for here (a placeholder when unset; its value is never used).
-    let config = match crate::config::Config::from_lookup(|k| {
-        std::env::var(k).ok().or_else(|| (k == "ALLOWED_DATASETS").then(|| "not_read_by_generators".to_string()))
-    }) {
+    // the generators read no dataset
+    let config = match build::config(false) {
         Ok(c) => c,
         Err(e) => return fatal("invalid configuration", e.to_string()),
     };

@@ -50,7 +50,8 @@ const CHUNK_WITH_QUERIES: usize = 16;
 
 /// Runs a replay to its end; see the module documentation and [`report`] for the exit code.
 pub async fn run(args: ReplayArgs) -> ExitCode {
-    let config = match Config::from_env() {
+    // without the claim handlers no dataset is read
+    let config = match build::config(!args.no_queries) {
         Ok(c) => c,
         Err(e) => return fatal("invalid configuration", e.to_string()),
     };
