@@ -1,8 +1,8 @@
 //! Replay throughput (issue 13): records/s of the release binary replaying lifecycle-only
 //! records from a local JSONL.gz file to the stdout sink, with the progress display on.
 //!
-//! Run by `make bench` (scripts/bench.py, also alone: `python3 scripts/bench.py --replay-only`),
-//! which builds the release binary and calls
+//! Run by `make bench` (scripts/bench.py; alone: `make bench-replay`, which runs
+//! `scripts/bench.py --replay-only`), which builds the release binary and calls
 //! `<this bench> --bench --out target/bench/replay.json --bin target/release/pipeline-run-metrics [--quick]`.
 //! Without `--bench` on the command line (as under `cargo test --all-targets`) it does nothing.
 //!
