@@ -5,6 +5,7 @@
     python3 scripts/bench.py --quick    # harness check only: few iterations, figures not meaningful
     python3 scripts/bench.py --render-only   # rewrite BENCHMARKS.md from the last results
     python3 scripts/bench.py --replay-only   # the replay benchmark alone; its section rewritten
+    python3 scripts/bench.py --replay-only --render-only   # that section again from the last results
 
 Steps: BigQuery emulator started if none answers on 127.0.0.1:$BQEMU_PORT (and stopped again at
 the end), seeded; criterion micro-benchmarks (benches/decode_dispatch.rs); the whole-process
@@ -500,7 +501,7 @@ def render_replay(m, r, when):
     a("## Replay")
     a("")
     a(f"`benches/replay.rs`, run by `make bench` on {when}: the release binary "
-      f"(`{r['command']}`) replays {r['records']:,} lifecycle-only records "
+      f"(`{r['command'].replace(os.path.join(TARGET, ''), 'target/')}`) replays {r['records']:,} lifecycle-only records "
       f"({r['input_bytes'] / 1048576:.1f} MiB, {r['input_gzip_bytes'] / 1048576:.1f} MiB gzip) made from the recorded "
       f"runs ({', '.join(r['sources'][:3])}, … {len(r['sources'])} files), every copy its own runs, to the stdout "
       f"sink (into /dev/null), with the progress display on. "
@@ -520,6 +521,10 @@ def render_replay(m, r, when):
         a("")
         a("Quick run (`--quick`): a harness check, figures not meaningful.")
     a("")
+    a(f"The input is {r['input_bytes'] / r['records']:,.0f} bytes of JSON per record (real Datastream records): "
+      "inflating and parsing it is a large share of the time. Where the rest goes, and what was tried: "
+      "[docs/replay.md](docs/replay.md#speed).")
+    a("")
     return "\n".join(L)
 
 
@@ -538,14 +543,17 @@ def replace_section(text, title, section):
 def main():
     if "--replay-only" in sys.argv[1:]:
         extra = ["--quick"] if "--quick" in sys.argv[1:] else []
-        run_replay(extra)
+        if "--render-only" not in sys.argv[1:]:
+            run_replay(extra)
         with open(REPLAY_RESULTS) as f:
             r = json.load(f)
         when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         with open(OUT) as f:
             text = f.read()
+        # rendered before the file is opened for writing: machine() asks git whether the tree is clean
+        text = replace_section(text, "## Replay", render_replay(machine(), r, when))
         with open(OUT, "w") as f:
-            f.write(replace_section(text, "## Replay", render_replay(machine(), r, when)))
+            f.write(text)
         print(f"wrote the replay section of {os.path.relpath(OUT, ROOT)}")
         return
     quick = "--quick" in sys.argv[1:]
