@@ -242,3 +242,34 @@ fn without_queries_no_bigquery_setting_is_needed() {
     assert_eq!(r.code, 2);
     assert!(r.stderr.iter().any(|l| l.contains("ALLOWED_DATASETS")), "{:?}", r.stderr);
 }
+
+#[test]
+fn on_a_terminal_a_bar_shows_records_per_second_and_the_eta() {
+    // stderr a pseudo-terminal: the binary under script(1), as a user at a terminal runs it
+    let dir = workdir("bar");
+    let recs = records(&fixture("mage", "success", "datastream"));
+    let mut many = Vec::new();
+    for copy in 0..1500 {
+        for r in &recs {
+            let mut r = r.clone();
+            r["uuid"] = format!("{}-{copy}", r["uuid"].as_str().unwrap()).into();
+            many.push(r);
+        }
+    }
+    let path = dir.join("many.jsonl.gz");
+    std::fs::write(&path, gzip(&jsonl(&many))).unwrap();
+    let replay = format!("{} replay --no-queries --dry-run --summary json {}", common::process::BIN, path.display());
+    let out = common::process::Process::new("script")
+        .clean_env(&["PATH"])
+        .env("TERM", "xterm")
+        .args(["-qefc", replay.as_str(), "/dev/null"])
+        .output();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("\u{1b}[2K"), "drawn and redrawn in place: {text}");
+    assert!(text.contains(" records (") && text.contains("/s)") && text.contains("ETA "), "{text}");
+    assert!(!text.contains("replay: "), "no plain progress lines on a terminal");
+    let summary =
+        text.lines().rev().find_map(|l| l.find('{').and_then(|i| serde_json::from_str::<Value>(&l[i..]).ok()));
+    assert_eq!(summary.expect("the summary")["records"], many.len());
+}
