@@ -547,7 +547,9 @@ def main():
             run_replay(extra)
         with open(REPLAY_RESULTS) as f:
             r = json.load(f)
-        when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        # when the results were written (a --render-only run renders older results)
+        when = datetime.datetime.fromtimestamp(os.path.getmtime(REPLAY_RESULTS), datetime.timezone.utc) \
+            .strftime("%Y-%m-%d %H:%M UTC")
         with open(OUT) as f:
             text = f.read()
         # rendered before the file is opened for writing: machine() asks git whether the tree is clean
