@@ -5,6 +5,8 @@ SHELL := /bin/bash
 PORT ?= 8080
 BQEMU_PORT ?= 9050
 EMULATOR := 127.0.0.1:$(BQEMU_PORT)
+# cargo's target directory (CARGO_TARGET_DIR is honoured, as cargo itself does)
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 
 .PHONY: help local-up local-seed local-run local-test local-down test lint fmt check-handlers check-glibc fuzz build release
 
@@ -12,19 +14,26 @@ help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 local-up: ## Install (if missing) and start the BigQuery emulator on 127.0.0.1:9050, then seed it
+	@echo "== [local-up 1/2] BigQuery emulator on $(EMULATOR) (installed into .venv-bqemu on first use)"
 	@scripts/bqemulator.sh start $(BQEMU_PORT)
+	@echo "== [local-up 2/2] seeding the emulator from events/seed.json"
 	@BIGQUERY_EMULATOR_HOST=$(EMULATOR) python3 scripts/seed.py
 
 local-seed: ## Recreate the seed tables from scratch (idempotent)
 	@BIGQUERY_EMULATOR_HOST=$(EMULATOR) python3 scripts/seed.py
 
 local-run: local-up ## Build and run the function locally (metrics as JSON lines, also in .local/metrics.jsonl)
-	@cargo build --locked --quiet
-	@mkdir -p .local && : > .local/metrics.jsonl
+	@echo "== building the function (debug, $(TARGET_DIR)/debug); the first build compiles about 330 crates, about 10 min on 2 cores: see README, Quick start"
+	@cargo build --locked
+	@# a busy port fails here, before the banner; the binary binds it again before it creates
+	@# (truncates) METRICS_FILE, so a running instance's file is never emptied by a second one
+	@if (exec 3<>/dev/tcp/127.0.0.1/$(PORT)) 2>/dev/null; then \
+	  echo "make local-run: 127.0.0.1:$(PORT): address in use (is another make local-run running?); stop it or use PORT=..." >&2; exit 1; fi
+	@mkdir -p .local
 	@echo "pipeline-run-metrics on http://127.0.0.1:$(PORT)/ (BigQuery emulator $(EMULATOR)); Ctrl-C stops it"
-	@set -o pipefail; HOST=127.0.0.1 PORT=$(PORT) BIGQUERY_EMULATOR_HOST=$(EMULATOR) DEDUP_WINDOW_SECS=$${DEDUP_WINDOW_SECS:-0} \
+	@HOST=127.0.0.1 PORT=$(PORT) BIGQUERY_EMULATOR_HOST=$(EMULATOR) DEDUP_WINDOW_SECS=$${DEDUP_WINDOW_SECS:-0} \
 	  CLOUD_RUN_PROJECT_ID=$${CLOUD_RUN_PROJECT_ID:-local-project} BIGQUERY_PROJECT_ID=$${BIGQUERY_PROJECT_ID:-test-project} \
-	  target/debug/pipeline-run-metrics | tee -a .local/metrics.jsonl
+	  METRICS_FILE=.local/metrics.jsonl $(TARGET_DIR)/debug/pipeline-run-metrics
 
 local-test: ## POST every sample event in events/ to the local function and show status and metric lines
 	@PORT=$(PORT) python3 scripts/local_test.py
@@ -54,7 +63,7 @@ lint: ## rustfmt --check, clippy (warnings are errors), cfn-lint on deploy/templ
 	shellcheck deploy/*.sh scripts/*.sh .ci/run
 
 check-glibc: release ## Check that the release binary needs no glibc newer than Lambda's provided.al2023 (2.34)
-	@scripts/check-glibc.sh target/release/pipeline-run-metrics 2.34
+	@scripts/check-glibc.sh $(TARGET_DIR)/release/pipeline-run-metrics 2.34
 
 fmt: ## Format the code
 	cargo fmt --all

@@ -29,6 +29,10 @@ use pipeline_run_metrics::sink::{JsonLines, MetricSink};
 use pipeline_run_metrics::warehouse::WarehouseError;
 use pipeline_run_metrics::warehouse::{Cell, Param, Row, TableRef, Warehouse};
 
+/// The allocator of the binary (src/main.rs), so that the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The events measured: (benchmark id, file in events/).
 const CASES: &[(&str, &str)] = &[
     ("pubsub_push_wrapped", "pubsub_push_wrapped.json"),

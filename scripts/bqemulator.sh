@@ -21,12 +21,14 @@ case "$CMD" in
   start)
     if ready; then echo "bqemulator already running on 127.0.0.1:$PORT"; exit 0; fi
     "$ROOT/scripts/install-bqemulator.sh"
+    echo "starting bqemulator on 127.0.0.1:$PORT (log: $LOG); waiting until it answers /readyz"
     setsid "$VENV/bin/bqemulator" start --rest-host 127.0.0.1 --rest-port "$PORT" \
       --grpc-host 127.0.0.1 --grpc-port "$GRPC_PORT" --project test-project --ephemeral \
       --log-level warning >"$LOG" 2>&1 < /dev/null &
     echo $! >"$PIDFILE"
-    for _ in $(seq 1 300); do
-      if ready; then echo "bqemulator ready on 127.0.0.1:$PORT"; exit 0; fi
+    for i in $(seq 1 300); do
+      if ready; then echo "bqemulator ready on 127.0.0.1:$PORT after $((i / 5)) s"; exit 0; fi
+      if [ $((i % 25)) -eq 0 ]; then echo "  still starting ($((i / 5)) s)"; fi
       kill -0 "$(cat "$PIDFILE")" 2>/dev/null || { echo "bqemulator died:"; tail -n 30 "$LOG"; exit 1; }
       sleep 0.2
     done

@@ -16,9 +16,17 @@ then
   "$VENV/bin/python" -c "from duckdb_extensions import import_extension; import_extension('spatial')"
   exit 0
 fi
-echo "installing $PIN into $VENV (about a minute)..."
+if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+  echo "python3 cannot create virtualenvs: install python3-venv (Debian/Ubuntu: sudo apt-get install python3-venv)" >&2
+  exit 1
+fi
+echo "installing $PIN into $VENV (first time only; a few minutes, about 600 MB installed)"
+echo "  [1/3] creating the virtualenv"
 python3 -m venv "$VENV"
-"$VENV/bin/pip" install -q --disable-pip-version-check \
-  "$PIN" "duckdb==1.5.5" "duckdb-extensions==1.5.5" "duckdb-extension-spatial==1.5.5" "numpy"
+echo "  [2/3] pip install $PIN duckdb==1.5.5 (+ its spatial extension wheel) numpy: pip prints each package"
+PYTHONUNBUFFERED=1 "$VENV/bin/pip" install --disable-pip-version-check --progress-bar off \
+  "$PIN" "duckdb==1.5.5" "duckdb-extensions==1.5.5" "duckdb-extension-spatial==1.5.5" "numpy" \
+  | grep --line-buffered -E '^(Collecting|Successfully installed)' | sed -u 's/^/        /'
+echo "  [3/3] loading DuckDB's spatial extension"
 "$VENV/bin/python" -c "from duckdb_extensions import import_extension; import_extension('spatial')"
 echo "bqemulator installed in $VENV"

@@ -89,6 +89,10 @@ pub struct Config {
     pub query_timeout: Duration,
     /// Extra or overriding handler files.
     pub handlers_dir: Option<PathBuf>,
+    /// `METRICS_FILE`: a copy of the stdout backend's metric lines (`make local-run`), created
+    /// or truncated only once the port is bound, so that a second instance on a busy port
+    /// leaves the running one's file alone.
+    pub metrics_file: Option<PathBuf>,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
     /// How long a metric sink may keep retrying one event's points.
@@ -495,6 +499,13 @@ impl Config {
                 Some(p)
             }
         };
+        let metrics_file = match pick(&["METRICS_FILE"]) {
+            None => None,
+            Some((n, v)) if !matches!(metrics_backend, MetricsBackend::Stdout { .. }) => {
+                return Err(err(&n, &v, "unset: it copies the lines of METRICS_BACKEND=stdout only"));
+            }
+            Some((_, v)) => Some(PathBuf::from(v)),
+        };
         let max_body_bytes = match pick(&["MAX_BODY_BYTES"]) {
             None => DEFAULT_MAX_BODY_BYTES,
             Some((n, v)) => match v.parse::<usize>() {
@@ -720,6 +731,7 @@ impl Config {
             log_level,
             query_timeout,
             handlers_dir,
+            metrics_file,
             max_body_bytes,
             sink_deadline,
             google_credentials,

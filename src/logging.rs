@@ -102,7 +102,9 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for JsonLayer {
 }
 
 /// Installs the JSON logger at `level`, writing to stderr. Dependencies are held to WARN unless
-/// the level is DEBUG or finer.
+/// the level is DEBUG or finer; `gcp_auth` to ERROR: its warnings are its own retries ("failed
+/// to refresh token, trying again..." with a Debug dump of the hyper error), which end either in
+/// a token or in a `TokenError` this crate reports once, in its words.
 pub fn init(level: LevelFilter) {
     let out: Out = std::sync::Arc::new(|line: &str| {
         let mut err = std::io::stderr().lock();
@@ -115,10 +117,15 @@ pub fn init(level: LevelFilter) {
 pub fn init_with(level: LevelFilter, out: Out) {
     let _ = tracing_log::LogTracer::init();
     let deps_level = if level >= LevelFilter::DEBUG { level } else { LevelFilter::WARN.min(level) };
+    let quiet_level = if level >= LevelFilter::DEBUG { level } else { LevelFilter::ERROR.min(level) };
     let filter = tracing_subscriber::filter::filter_fn(move |m| {
         let ours = m.target().starts_with("pipeline_run_metrics");
         let bridged = m.target() == "log";
-        let limit = if ours || bridged { level } else { deps_level };
+        let limit = match () {
+            _ if ours || bridged => level,
+            _ if m.target().starts_with("gcp_auth") => quiet_level,
+            _ => deps_level,
+        };
         *m.level() <= limit
     })
     // the most verbose level any target gets: the macros of less severe events then cost one

@@ -5,9 +5,11 @@ use std::process::ExitCode;
 use clap::Parser;
 use pipeline_run_metrics::cli::{Cli, run};
 
-/// mimalloc instead of the system allocator: a record of a replay or a delivery is decoded into
-/// some 150 small allocations, and glibc's malloc and free took a third of a replay's CPU time
-/// (perf, BENCHMARKS.md "Replay").
+/// mimalloc instead of glibc's malloc: decoding and dispatching one event (or one replayed
+/// record) makes a few hundred small allocations (JSON values, row maps, label strings), and with
+/// glibc's allocator about a third of that CPU time went to malloc/free (perf, BENCHMARKS.md
+/// "Decode plus dispatch"). The benches declare the same allocator, so they measure what this
+/// binary runs.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

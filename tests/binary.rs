@@ -24,9 +24,15 @@ async fn post_json(url: &str, body: String) -> reqwest::Response {
         .unwrap()
 }
 
-/// The binary with a clean environment (`PATH`, `HOME`), on 127.0.0.1, plus `extra`.
+/// The binary with a clean environment (`PATH`, `HOME`), on 127.0.0.1 and a free port (the
+/// port is bound first: a busy default 8080 would hide the startup error a test is after),
+/// plus `extra`.
 fn binary(extra: &[(&str, &str)]) -> Process {
-    Process::new(BIN).clean_env(&["PATH", "HOME"]).env("HOST", "127.0.0.1").envs(extra.iter().copied())
+    Process::new(BIN)
+        .clean_env(&["PATH", "HOME"])
+        .env("HOST", "127.0.0.1")
+        .env("PORT", free_port().to_string())
+        .envs(extra.iter().copied())
 }
 
 async fn start() -> Served {
@@ -288,8 +294,10 @@ async fn sigterm_lets_the_in_flight_event_finish() {
 /// The Mage `pipeline_run` COMPLETED record of the recorded success scenario
 /// (events/lifecycle/mage/success.datastream.jsonl), every time in it moved by the same whole
 /// number of seconds so that its change happened a minute ago (Cloud Monitoring's window is 25
-/// hours): durations and waits are the recorded ones.
-fn mage_completed_push(message_id: &str) -> String {
+/// hours): durations and waits are the recorded ones. Built once per test: a redelivery must be
+/// the same record (its `started_at` names the attempt, so a record moved by another second
+/// would be another attempt's start, counted again).
+fn mage_completed_record() -> serde_json::Value {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/events/lifecycle/mage/success.datastream.jsonl");
     let text = std::fs::read_to_string(path).unwrap();
     let mut record: serde_json::Value = text
@@ -314,7 +322,7 @@ fn mage_completed_push(message_id: &str) -> String {
         }
     }
     moved(&mut record, shift);
-    common::push::push_body(&record, message_id)
+    record
 }
 
 /// The recorded run's waits and duration, and the change's CDC lag.
@@ -335,7 +343,7 @@ async fn a_mage_run_completed_reaches_the_otlp_collector_as_delta_sums_and_histo
         ("SELF_METRICS", "false"),
     ])
     .await;
-    let resp = post_json(&served.url, mage_completed_push("m-1")).await;
+    let resp = post_json(&served.url, common::push::push_body(&mage_completed_record(), "m-1")).await;
     assert_eq!(resp.status(), 204);
     let decoded = collector.decoded();
     assert_eq!(decoded.len(), 1, "one request, sent before the answer");
@@ -421,9 +429,13 @@ async fn a_mage_run_completed_reaches_cloud_monitoring_as_cumulative_series_flus
         ("K_REVISION", "metrics-fn-00001-abc"),
         ("DEDUP_WINDOW_SECS", "0"),
         ("SELF_METRICS", "false"),
+        // an interval no loaded machine outlasts between the two events: the second event's
+        // totals wait for the shutdown write whatever the test's pace
+        ("GCM_CUMULATIVE_INTERVAL_SECS", "3600"),
     ])
     .await;
-    let resp = post_json(&served.url, mage_completed_push("m-1")).await;
+    let record = mage_completed_record();
+    let resp = post_json(&served.url, common::push::push_body(&record, "m-1")).await;
     assert_eq!(resp.status(), 204);
     // the gauge's call, then the first write of the totals, both before the answer
     let bodies: Vec<serde_json::Value> = gcm.bodies();
@@ -467,8 +479,12 @@ async fn a_mage_run_completed_reaches_cloud_monitoring_as_cumulative_series_flus
     assert!(start < duration["interval"]["endTime"].as_str().unwrap());
     assert_eq!(gcm.written_points(), 7, "the fake accepts the gauge and the six cumulative series");
     // the record again (another instance would count nothing more: the fact is known; here the
-    // change's CDC lag is observed again): accumulated, not written within the interval
-    let resp = post_json(&served.url, mage_completed_push("m-2")).await;
+    // change's CDC lag is observed again): accumulated, not written within the interval. The
+    // same record, not one built again: that one was moved by a whole number of seconds
+    // computed from the clock, so when the clock crossed a second between the two it carried
+    // another started_at, which is another attempt's start (profiles/mage.toml names no attempt
+    // column): started, queue_wait and schedule_delay counted again, and 4 series at shutdown.
+    let resp = post_json(&served.url, common::push::push_body(&record, "m-2")).await;
     assert_eq!(resp.status(), 204);
     let calls = gcm.requests().len();
     assert_eq!(calls, 3, "only the gauge's call (already written)");

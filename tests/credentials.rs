@@ -176,6 +176,7 @@ fn startup_failure(env: Vec<(String, String)>) -> String {
         .clean_env(&["PATH"])
         .env("HOME", std::env::temp_dir())
         .env("HOST", "127.0.0.1")
+        .env("PORT", common::process::free_port().to_string())
         .env("METRICS_BACKEND", "gcm")
         .env("BIGQUERY_EMULATOR_HOST", "127.0.0.1:1")
         .env("AWS_EC2_METADATA_DISABLED", "true")

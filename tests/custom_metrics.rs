@@ -1,4 +1,4 @@
-//! Custom metrics for ordinary pipelines (README "Adding a metric", "Handlers as data"): match
+//! Custom metrics for ordinary pipelines (docs/catalogue.md, README "Extending"): match
 //! rules with lists and globs of pipelines and statuses, and the run row's own columns as typed
 //! query parameters and labels, end to end through HTTP against the BigQuery emulator (which
 //! executes the queries with the parameters the function sends).
@@ -289,7 +289,7 @@ fn an_invalid_glob_is_a_startup_error_naming_file_line_and_field() {
 }
 
 /// The first catalogue's form (one `status` string, one `pipeline_uuid` per handler) keeps
-/// its meaning: the README's enriched-claims example matches its pipeline only.
+/// its meaning: docs/catalogue.md's enriched-claims example matches its pipeline only.
 #[test]
 fn the_single_string_form_still_matches_one_pipeline_and_status() {
     let handlers = pipeline_run_metrics::handlers::all(Some(Path::new(EXAMPLES))).unwrap();

@@ -26,7 +26,7 @@ const JSON: (&str, &str) = ("content-type", "application/json");
 
 // ------------------------------------------------------------------ acknowledgement policy
 
-/// The README's acknowledgement table, by default and with ACK_PERMANENT_ERRORS.
+/// The acknowledgement table of docs/answers.md, by default and with ACK_PERMANENT_ERRORS.
 #[tokio::test]
 async fn acknowledgement_policy_table() {
     for ack_permanent in [false, true] {

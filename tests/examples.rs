@@ -1,4 +1,4 @@
-//! The README's "Adding a metric" walkthroughs exactly as written: the handlers of
+//! The "Adding a metric" walkthroughs (README, docs/catalogue.md) as written: the handlers of
 //! examples/handlers/ loaded through HANDLERS_DIR on top of the built-in catalogue (as
 //! `HANDLERS_DIR=$PWD/examples/handlers make local-run` does), the local seed of
 //! events/seed.json (`make local-seed`) in the BigQuery emulator, and the sample events of

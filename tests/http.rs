@@ -25,7 +25,7 @@ async fn post_file(app: &TestApp, name: &str) -> Answer {
 }
 
 fn wrangling_points() -> Vec<(String, BTreeMap<String, String>, f64)> {
-    // Seed data of events/seed.json; the entity values are worked out by hand in the README
+    // Seed data of events/seed.json; the entity values are worked out by hand in docs/formats.md
     // ("Local seed"): providers new {c, d, e} of {a..e}, beneficiaries new {2, 4, 5, 6} of
     // {1..6}; latest/previous month 6/2 for both.
     let wl = labels(&[("approved", "false"), ("partner", "abertta")]);
@@ -261,6 +261,24 @@ async fn healthz_answers_when_ready() {
     assert_eq!(r.status(), 200);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["status"], "ok");
+}
+
+/// A person opening the service's URL is told where deliveries and readiness are, in JSON as
+/// `/healthz` answers; a POST to `/` still takes deliveries.
+#[tokio::test]
+async fn get_root_points_to_post_and_healthz() {
+    let app = TestApp::start(None).await;
+    let r = reqwest::get(format!("{}/", app.url)).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["deliveries"], "POST /");
+    assert_eq!(body["health"], "GET /healthz");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("POST") && message.contains("/healthz"), "{message}");
+    // other methods on / are still refused
+    let r = reqwest::Client::new().put(format!("{}/", app.url)).send().await.unwrap();
+    assert_eq!(r.status(), 405);
 }
 
 /// Counts the calls that reach the warehouse.

@@ -1,7 +1,7 @@
 //! Property tests of the decoders with hostile input: arbitrary bytes, arbitrary JSON, and
 //! mutations of valid deliveries must never panic or hang; valid deliveries always decode to
 //! the record they carry. The case count comes from PROPTEST_CASES (make test: 2000 per
-//! property; make fuzz: 200000, figures in the README).
+//! property; make fuzz: 200000, figures in docs/tests.md).
 
 mod common;
 

@@ -143,11 +143,15 @@ pub async fn warehouse(
     tokens: Option<&Arc<dyn TokenSource>>,
 ) -> Result<Arc<dyn Warehouse>, Failure> {
     match (&config.bigquery_emulator_host, tokens) {
-        (Some(host), _) => Ok(Arc::new(
-            BigQuery::emulator(host, &config.data_project, config.query_timeout, http.clone())
-                .await
-                .map_err(|e| ("cannot set up the BigQuery emulator client", e))?,
-        )),
+        (Some(host), _) => {
+            // an emulator that does not answer is one warning with cause and fix, not a failure
+            crate::warehouse::probe::warn_if_unreachable(host).await;
+            Ok(Arc::new(
+                BigQuery::emulator(host, &config.data_project, config.query_timeout, http.clone())
+                    .await
+                    .map_err(|e| ("cannot set up the BigQuery emulator client", e))?,
+            ))
+        }
         (None, Some(tokens)) => Ok(Arc::new(
             BigQuery::production(tokens.clone(), &config.data_project, config.query_timeout, http.clone())
                 .await
@@ -158,10 +162,20 @@ pub async fn warehouse(
 }
 
 /// The metric sink of `METRICS_BACKEND` (the `gcm` backend needs `tokens`).
-pub fn sink(config: &Config, http: &reqwest::Client, tokens: Option<&Arc<dyn TokenSource>>) -> Arc<dyn MetricSink> {
+///
+/// Errors: the stdout backend's copy file (`METRICS_FILE`) cannot be created.
+pub fn sink(
+    config: &Config,
+    http: &reqwest::Client,
+    tokens: Option<&Arc<dyn TokenSource>>,
+) -> Result<Arc<dyn MetricSink>, Failure> {
     let retry = Retry { deadline: config.sink_deadline, ..Retry::default() };
-    match &config.metrics_backend {
-        MetricsBackend::Stdout { format } => Arc::new(JsonLines::with_format(std::io::stdout(), format.clone())),
+    Ok(match &config.metrics_backend {
+        MetricsBackend::Stdout { format } => {
+            let out = crate::sink::tee::Tee::open(config.metrics_file.as_deref())
+                .map_err(|e| ("cannot create the metrics file", e))?;
+            Arc::new(JsonLines::with_format(out, format.clone()))
+        }
         MetricsBackend::CloudMonitoring { endpoint, resource, cumulative } => {
             let tokens = tokens.expect("Needs::google_credentials covers Cloud Monitoring").clone();
             Arc::new(
@@ -172,7 +186,7 @@ pub fn sink(config: &Config, http: &reqwest::Client, tokens: Option<&Arc<dyn Tok
         MetricsBackend::Otlp { endpoint, headers, service_name } => {
             Arc::new(Otlp::new(http.clone(), endpoint, headers.clone(), service_name, retry))
         }
-    }
+    })
 }
 
 /// The Cloud Storage client: the emulator (`STORAGE_EMULATOR_HOST`), else Cloud Storage with

@@ -15,6 +15,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("METRICS_BACKEND", "stdout (gcm when LOCAL_MODE=false)", "stdout, gcm (Cloud Monitoring) or otlp"),
     ("LOCAL_MODE (MAGEAI_MONITORING_…)", "true", "the reference's switch: false selects gcm"),
     ("METRICS_FORMAT, EMF_NAMESPACE", "json, pipeline-run-metrics", "stdout lines: json or emf (CloudWatch)"),
+    ("METRICS_FILE", "unset", "stdout backend: also write each metric line to this file"),
     ("GCM_ENDPOINT", "https://monitoring.googleapis.com", "Cloud Monitoring API base URL"),
     ("GCM_RESOURCE, GCM_TASK_ID", "global, singleton", "monitored resource of gauges: global or generic_task"),
     ("GCM_LOCATION, GCM_NAMESPACE, GCM_JOB", "global, pipeline-run-metrics, $K_SERVICE", "generic_task labels"),

@@ -107,6 +107,9 @@ fn check() -> ExitCode {
     match build::catalogue(&config) {
         Ok((handlers, profiles)) => {
             println!("configuration, {} handlers and {} lifecycle profiles are valid", handlers.len(), profiles.len());
+            // which metric fires for which table, pipeline and status
+            let rows = crate::handlers::listing::rows(&handlers, &profiles);
+            print!("\n{}", crate::handlers::listing::render(&rows));
             ExitCode::SUCCESS
         }
         Err((message, detail)) => fatal(message, detail),

@@ -29,13 +29,23 @@ pub async fn run() -> ExitCode {
         Ok(c) => c,
         Err((message, detail)) => return fatal(message, detail),
     };
+    let lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
+    // the port first: a second instance on a busy port stops here, before its banner and before
+    // any file (METRICS_FILE) is opened
+    let listener = match lambda {
+        true => None,
+        false => match bind(&config).await {
+            Ok(l) => Some(l),
+            Err(code) => return code,
+        },
+    };
     let app = match app(&config, handlers, profiles).await {
         Ok(app) => app,
         Err((message, detail)) => return fatal(message, detail),
     };
     let sink = app.pipeline.sink.clone();
     let routes = router(app.clone());
-    if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
+    let Some(listener) = listener else {
         // Driven by the Lambda Runtime API: Kinesis, SQS and Kafka batches straight into the
         // pipeline; Function URL, API Gateway and ALB requests through the same Router (any
         // other invocation arrives as POST /events).
@@ -54,8 +64,23 @@ pub async fn run() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fatal("Lambda runtime error", e.to_string()),
         };
-    }
-    serve(&config, routes, sink).await
+    };
+    serve(&config, listener, routes, sink).await
+}
+
+/// Binds `HOST:PORT`; a busy port is one line naming the address and what to do.
+async fn bind(config: &Config) -> Result<tokio::net::TcpListener, ExitCode> {
+    let addr = std::net::SocketAddr::new(config.host, config.port);
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| match e.kind() {
+        std::io::ErrorKind::AddrInUse => fatal(
+            "cannot bind",
+            format!(
+                "{addr}: address in use (another process, e.g. a running `make local-run`, listens on port {}): stop it or set PORT",
+                config.port
+            ),
+        ),
+        _ => fatal("cannot bind", format!("{addr}: {e}")),
+    })
 }
 
 /// Writes what the sink still holds (the Cloud Monitoring sink's unwritten totals), within
@@ -79,7 +104,7 @@ async fn app(
     let http = build::http()?;
     let tokens = build::tokens(config, Needs::SERVE, &http).await?;
     let warehouse = build::warehouse(config, &http, tokens.as_ref()).await?;
-    let sink = build::sink(config, &http, tokens.as_ref());
+    let sink = build::sink(config, &http, tokens.as_ref())?;
     let verifier = config.delivery.auth.as_ref().map(|a| {
         let keys = Keys::Url {
             http: http.clone(),
@@ -113,12 +138,12 @@ async fn app(
     Ok(Arc::new(App::new(dispatcher, warehouse, sink, options)))
 }
 
-async fn serve(config: &Config, app: axum::Router, sink: Arc<dyn MetricSink>) -> ExitCode {
-    let addr = std::net::SocketAddr::new(config.host, config.port);
-    let listener = match tokio::net::TcpListener::bind(addr).await {
-        Ok(l) => l,
-        Err(e) => return fatal("cannot bind", format!("{addr}: {e}")),
-    };
+async fn serve(
+    config: &Config,
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    sink: Arc<dyn MetricSink>,
+) -> ExitCode {
     tracing::info!(
         address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
         metric_project = %config.metric_project,

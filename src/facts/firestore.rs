@@ -294,13 +294,7 @@ fn describe(e: &reqwest::Error) -> String {
     } else {
         "request failed"
     };
-    let mut source = std::error::Error::source(e);
-    let mut detail = String::new();
-    while let Some(s) = source {
-        detail = s.to_string();
-        source = s.source();
-    }
-    if detail.is_empty() { format!("{what}: {e}") } else { format!("{what}: {e}: {detail}") }
+    format!("{what}: {}", crate::error::transport(e))
 }
 
 #[async_trait::async_trait]

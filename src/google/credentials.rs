@@ -294,8 +294,11 @@ impl ServiceAccount {
             .send()
             .await
             .map_err(|e| {
-                TokenError::new(TokenErrorKind::Unavailable, format!("token request to {} failed: {e}", self.token_uri))
-                    .with_source(e)
+                TokenError::new(
+                    TokenErrorKind::Unavailable,
+                    format!("token request to {} failed: {}", self.token_uri, crate::error::transport(&e)),
+                )
+                .with_source(e)
             })?;
         oauth_answer(resp, &format!("token endpoint {}", self.token_uri)).await
     }
@@ -343,6 +346,14 @@ impl TokenSource for ServiceAccount {
     }
 }
 
+/// What to do when no credentials are found, as one line: every source this function takes.
+pub const NO_CREDENTIALS: &str = "no Google credentials found; provide one of: \
+`gcloud auth application-default login` (your user, on a workstation); \
+GOOGLE_APPLICATION_CREDENTIALS=<path> (a service-account key or an external_account file); \
+GCP_SA_KEY_JSON=<key JSON>; the service account of Cloud Run or GCE (metadata server); \
+on AWS: GCP_SA_KEY_SECRET_ARN=<Secrets Manager secret holding the key> or \
+GCP_EXTERNAL_ACCOUNT_JSON=<workload identity federation configuration>";
+
 /// Production credentials: `GCP_SA_KEY_JSON` (a service-account key, e.g. resolved from AWS
 /// Secrets Manager), else Application Default Credentials.
 pub async fn from_env(sa_key_json: Option<&str>) -> Result<Arc<dyn TokenSource>, TokenError> {
@@ -356,8 +367,16 @@ pub async fn from_env(sa_key_json: Option<&str>) -> Result<Arc<dyn TokenSource>,
         })?;
         return Ok(Arc::new(sa));
     }
+    // gcp_auth's own error lists the sources it tried in its words (kept as source, not shown):
+    // the line says which ones this function takes and how to provide one
     let provider = gcp_auth::provider().await.map_err(|e| {
-        TokenError::new(TokenErrorKind::Provider, format!("no Application Default Credentials: {e}")).with_source(e)
+        let message = match e {
+            gcp_auth::Error::NoAuthMethod(..) => NO_CREDENTIALS.to_string(),
+            // a source was found but is unusable (a GOOGLE_APPLICATION_CREDENTIALS file gcp_auth
+            // cannot read): its own words say which
+            ref other => format!("Application Default Credentials unusable: {}", crate::error::chain(other)),
+        };
+        TokenError::new(TokenErrorKind::Provider, message).with_source(e)
     })?;
     Ok(Arc::new(GcpAuth(provider)))
 }

@@ -283,7 +283,12 @@ impl ExternalAccount {
             ])
             .send()
             .await
-            .map_err(|e| TokenError::unreachable(format!("token exchange at {} failed: {e}", self.token_url), e))?;
+            .map_err(|e| {
+                TokenError::unreachable(
+                    format!("token exchange at {} failed: {}", self.token_url, crate::error::transport(&e)),
+                    e,
+                )
+            })?;
         oauth_answer(resp, &format!("Security Token Service {} (token exchange)", self.token_url)).await
     }
 
@@ -297,7 +302,12 @@ impl ExternalAccount {
             .json(&serde_json::json!({"scope": scopes, "lifetime": IMPERSONATED_LIFETIME}))
             .send()
             .await
-            .map_err(|e| TokenError::unreachable(format!("generateAccessToken at {url} failed: {e}"), e))?;
+            .map_err(|e| {
+                TokenError::unreachable(
+                    format!("generateAccessToken at {url} failed: {}", crate::error::transport(&e)),
+                    e,
+                )
+            })?;
         let status = resp.status().as_u16();
         let retry_after = retry::retry_after(resp.headers());
         let text = resp.text().await.unwrap_or_default();

@@ -220,7 +220,11 @@ impl Storage {
                 }
                 Err(e) => (
                     retry::transport(),
-                    StorageError { not_found: false, status: None, message: format!("reading {what} failed: {e}") },
+                    StorageError {
+                        not_found: false,
+                        status: None,
+                        message: format!("reading {what} failed: {}", crate::error::transport(&e)),
+                    },
                 ),
             };
             if !backoff.wait(decision).await {

@@ -10,6 +10,7 @@ pub mod catalogue;
 pub mod dispatch;
 pub mod error;
 pub mod lifecycle;
+pub mod listing;
 pub mod pattern;
 pub mod values;
 
@@ -80,6 +81,16 @@ pub struct MetricDef {
     pub optional: Vec<String>,
 }
 
+/// What a handler runs for, as `--check` lists it ([`listing`]): names or globs of
+/// [`pattern`], `*` for any. A pipeline or status read from another column than
+/// `pipeline_uuid` or `status` is written `column=entry`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MatchSummary {
+    pub tables: Vec<String>,
+    pub pipelines: Vec<String>,
+    pub statuses: Vec<String>,
+}
+
 pub trait Handler: Send + Sync {
     /// Unique name; the `handler_class` label of failure metrics.
     fn name(&self) -> &str;
@@ -96,6 +107,14 @@ pub trait Handler: Send + Sync {
     /// handler). Default: none declared.
     fn metrics(&self) -> Vec<MetricDef> {
         Vec::new()
+    }
+    /// What it runs for. Default: its [`Handler::tables`], any pipeline, any status.
+    fn summary(&self) -> MatchSummary {
+        MatchSummary {
+            tables: self.tables().into_iter().map(str::to_owned).collect(),
+            pipelines: vec!["*".into()],
+            statuses: vec!["*".into()],
+        }
     }
 }
 

@@ -109,7 +109,7 @@ impl App {
 
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
-        .route("/", post(ingest))
+        .route("/", post(ingest).get(index))
         // OpenLineage's HTTP transport posts run events here by default.
         .route("/api/v1/lineage", post(lineage))
         // Any other path too: a push endpoint URL may carry one, API Gateway REST stages prefix
@@ -117,6 +117,18 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/{*path}", post(ingest))
         .route("/healthz", get(healthz))
         .with_state(app)
+}
+
+/// `GET /`: what a person (a browser, curl) finds at the service's URL. 200 and JSON, as
+/// `/healthz`: the request is not an error (a 405 would read as a broken deployment), and the
+/// body says where deliveries go and where readiness is answered.
+async fn index() -> impl IntoResponse {
+    axum::Json(json!({
+        "service": "pipeline-run-metrics",
+        "message": "POST change records (Pub/Sub push, CloudEvents, Debezium, DMS, OpenLineage at /api/v1/lineage) to /; GET /healthz for readiness",
+        "deliveries": "POST /",
+        "health": "GET /healthz",
+    }))
 }
 
 async fn healthz(State(app): State<Arc<App>>) -> impl IntoResponse {

@@ -15,7 +15,7 @@
 //!
 //! The window is per process: across instances, Cloud Monitoring's "already written" rejections
 //! are the second line of defence (see the sink). An event evicted (past `DEDUP_CAPACITY`
-//! entries, or older than the window) and delivered again is processed again: see the README
+//! entries, or older than the window) and delivered again is processed again: see docs/answers.md
 //! for what that means for each kind of point.
 //!
 //! Its memory is bounded in bytes, not only in entries: a key is two 128-bit hashes (never the

@@ -450,8 +450,9 @@ impl Processed<'_> {
             // the line would not be written: its fields are not built (a replay logs at WARN)
             return;
         }
-        let failures: Vec<String> =
-            self.report.failures().map(|(h, e)| format!("{h}: {} ({})", e.log_text(), e.class().as_str())).collect();
+        let failures = crate::error::grouped(
+            self.report.failures().map(|(h, e)| (h, format!("{} ({})", e.log_text(), e.class().as_str()))),
+        );
         let handlers: Vec<&str> = self.report.results.iter().map(|r| r.handler.as_str()).collect();
         let d = self.sink;
         let rejected = d.rejected.iter().map(|(m, r)| format!("{m}: {}", r.as_str())).collect::<Vec<_>>().join("; ");
@@ -472,7 +473,7 @@ impl Processed<'_> {
                     points = self.points,
                     tables_checked = self.report.tables_checked,
                     queries = self.report.queries_run,
-                    failures = failures.join("; "),
+                    failures = failures.as_str(),
                     sink_error = d.failed.as_ref().map(|e| e.message()).unwrap_or(""),
                     sink_calls = d.calls,
                     points_rejected = rejected.as_str(),

@@ -26,6 +26,7 @@ pub mod instance;
 pub mod otlp;
 pub mod point;
 pub mod stdout;
+pub mod tee;
 
 pub use point::{Labels, Point, PointKind};
 

@@ -232,11 +232,15 @@ fn classify(e: BQError) -> WarehouseError {
     match e {
         BQError::ResponseError { error } => {
             let reason = error.error.errors.first().and_then(|m| m.get("reason")).cloned();
-            let msg = format!("HTTP {}: {}", error.error.code, error.error.message);
+            // BigQuery's message already says what happened ("Not found: Table p:d.t"): the
+            // status follows it, so that the variant's prefix does not repeat it
+            let msg = format!("{} (HTTP {})", error.error.message.trim(), error.error.code);
             warehouse_error(u16::try_from(error.error.code).ok(), reason.as_deref(), msg)
         }
-        BQError::RequestError(e) => WarehouseError::Unavailable(format!("request failed: {e}")),
-        other => WarehouseError::Unavailable(other.to_string()),
+        BQError::RequestError(e) => {
+            WarehouseError::Unavailable(format!("request failed: {}", crate::error::transport(&e)))
+        }
+        other => WarehouseError::Unavailable(crate::error::chain(&other)),
     }
 }
 
@@ -279,6 +283,31 @@ mod tests {
         assert!(matches!(check_errors(Some(&[e("backendError")])), Err(WarehouseError::Unavailable(_))));
         assert!(check_errors(Some(&[])).is_ok());
         assert!(check_errors(None).is_ok());
+    }
+
+    /// BigQuery's 404 body (the shape of https://cloud.google.com/bigquery/docs/error-messages,
+    /// `notFound`; the emulator answers the same) becomes one text: BigQuery's message, then
+    /// the status, without "not found: Not found".
+    #[test]
+    fn a_404_is_said_once() {
+        let body = r#"{"error":{"code":404,"message":"Not found: Table p:ds.t","errors":[{"message":"Not found: Table p:ds.t","domain":"global","reason":"notFound"}],"status":"NOT_FOUND"}}"#;
+        let e = classify(BQError::ResponseError { error: serde_json::from_str(body).unwrap() });
+        assert_eq!(e, WarehouseError::NotFound("Not found: Table p:ds.t (HTTP 404)".into()));
+        assert_eq!(e.to_string(), "Not found: Table p:ds.t (HTTP 404)");
+    }
+
+    /// A refused connection (a real one, to port 1) names its cause once.
+    #[tokio::test]
+    async fn a_refused_connection_names_its_cause_once() {
+        let e =
+            reqwest::Client::new().get("http://127.0.0.1:1/bigquery/v2/projects/p/queries").send().await.unwrap_err();
+        let text = classify(BQError::RequestError(e)).to_string();
+        assert!(
+            text.starts_with("BigQuery unavailable: request failed: error sending request to http://127.0.0.1:1: "),
+            "{text}"
+        );
+        assert_eq!(text.to_lowercase().matches("connection refused").count(), 1, "{text}");
+        assert_eq!(text.matches("error sending request").count(), 1, "{text}");
     }
 
     /// (HTTP status, errors[0].reason) -> taxonomy; the bodies are the real ones of

@@ -13,8 +13,20 @@ type Shared<K, T> = Mutex<HashMap<K, Arc<OnceCell<Result<T, WarehouseError>>>>>;
 
 pub struct EventContext<'a> {
     pub warehouse: &'a dyn Warehouse,
-    tables: Shared<TableRef, bool>,
+    /// Keyed by [`table_key`]: hashing the parts costs less than cloning three strings per
+    /// lookup (every matching handler of every event asks).
+    tables: Shared<u128, bool>,
     queries: Shared<u128, Arc<Vec<Row>>>,
+}
+
+/// The identity of a table within an event: a 128-bit hash (xxh3) of its length-prefixed parts.
+pub fn table_key(table: &TableRef) -> u128 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for part in [&table.project, &table.dataset, &table.table] {
+        h.update(&(part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    h.digest128()
 }
 
 /// The identity of a query within an event: a 128-bit hash (xxh3) of its SQL file, the relation
@@ -37,7 +49,7 @@ pub fn query_key<'a>(
     for (name, p) in params {
         part(name.as_bytes());
         part(p.bq_type().as_bytes());
-        part(p.bq_value().as_bytes());
+        p.identity(&mut part);
     }
     h.digest128()
 }
@@ -75,8 +87,44 @@ impl<'a> EventContext<'a> {
     pub async fn table_exists(&self, table: &TableRef) -> Result<bool, WarehouseError> {
         let cell = {
             let mut map = self.tables.lock().expect("table cache lock");
-            map.entry(table.clone()).or_default().clone()
+            map.entry(table_key(table)).or_default().clone()
         };
         cell.get_or_init(|| self.warehouse.table_exists(table)).await.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{NaiveDate, TimeZone, Utc};
+
+    use super::query_key;
+    use crate::warehouse::Param;
+
+    fn key(params: &[(&str, Param)]) -> u128 {
+        let params: Vec<(String, Param)> = params.iter().map(|(n, p)| (n.to_string(), p.clone())).collect();
+        query_key("q.sql", [("t", "`p.d.t`")], &params)
+    }
+
+    /// Two parameters share a key exactly when BigQuery receives the same type and value text.
+    #[test]
+    fn a_query_key_tells_apart_exactly_what_bigquery_would_receive_differently() {
+        let t = Utc.with_ymd_and_hms(2026, 11, 30, 12, 0, 0).unwrap();
+        let ts = |nanos: i64| Param::Timestamp(t + chrono::Duration::nanoseconds(nanos));
+        // the same rendered value: one key (BigQuery sees microseconds)
+        assert_eq!(ts(0).bq_value(), ts(999).bq_value());
+        assert_eq!(key(&[("at", ts(0))]), key(&[("at", ts(999))]));
+        // one microsecond apart: two keys
+        assert_ne!(ts(0).bq_value(), ts(1_000).bq_value());
+        assert_ne!(key(&[("at", ts(0))]), key(&[("at", ts(1_000))]));
+        // the same text under another type, another name, another date, another relation
+        assert_ne!(key(&[("n", Param::Int(1))]), key(&[("n", Param::String("1".into()))]));
+        assert_ne!(key(&[("n", Param::Int(1))]), key(&[("m", Param::Int(1))]));
+        let day = |d| Param::Date(NaiveDate::from_ymd_opt(2026, 11, d).unwrap());
+        assert_ne!(key(&[("d", day(29))]), key(&[("d", day(30))]));
+        assert_ne!(query_key("q.sql", [("t", "`p.d.t`")], &[]), query_key("q.sql", [("t", "`p.d.u`")], &[]));
+        // parts are length-prefixed: moving a byte between name and value changes the key
+        assert_ne!(key(&[("ab", Param::String("c".into()))]), key(&[("a", Param::String("bc".into()))]));
+        assert_eq!(key(&[("f", Param::Float(0.5))]), key(&[("f", Param::Float(0.5))]));
+        assert_ne!(key(&[("f", Param::Float(0.5))]), key(&[("f", Param::Float(0.25))]));
     }
 }

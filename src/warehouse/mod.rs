@@ -7,6 +7,7 @@
 
 pub mod bigquery;
 pub mod cache;
+pub mod probe;
 pub mod table;
 
 use std::collections::BTreeMap;
@@ -38,6 +39,20 @@ impl Param {
             Param::Float(_) => "FLOAT64",
             Param::Timestamp(_) => "TIMESTAMP",
             Param::Date(_) => "DATE",
+        }
+    }
+
+    /// Feeds the value to `part` as bytes that tell apart exactly the values [`Param::bq_value`]
+    /// renders differently (a timestamp by its microseconds, a date by its day number), without
+    /// rendering text: a query's identity is hashed for every matching handler of every event.
+    pub(crate) fn identity(&self, part: &mut impl FnMut(&[u8])) {
+        match self {
+            Param::String(s) => part(s.as_bytes()),
+            Param::Bool(b) => part(&[u8::from(*b)]),
+            Param::Int(i) => part(&i.to_le_bytes()),
+            Param::Float(f) => part(&f.to_bits().to_le_bytes()),
+            Param::Timestamp(t) => part(&t.timestamp_micros().to_le_bytes()),
+            Param::Date(d) => part(&chrono::Datelike::num_days_from_ce(d).to_le_bytes()),
         }
     }
 
@@ -92,7 +107,7 @@ pub trait Warehouse: Send + Sync {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum WarehouseError {
     /// The table (or dataset) does not exist.
-    #[error("not found: {0}")]
+    #[error("{}", crate::error::prefixed("not found", .0))]
     NotFound(String),
     /// The warehouse rejected the request; retrying it unchanged cannot succeed.
     #[error("rejected by BigQuery: {0}")]
@@ -122,6 +137,16 @@ mod tests {
         assert_eq!(Param::Timestamp(t).bq_value(), "2024-01-15 10:10:00.000000+00:00");
         assert_eq!(Param::Date(t.date_naive()).bq_value(), "2024-01-15");
         assert_eq!(Param::Bool(true).bq_type(), "BOOL");
+    }
+
+    /// BigQuery's own texts start with what the variant says: said once.
+    #[test]
+    fn not_found_is_said_once() {
+        let e = WarehouseError::NotFound("Not found: Table p:ds.t (HTTP 404)".into());
+        assert_eq!(e.to_string(), "Not found: Table p:ds.t (HTTP 404)");
+        let e = WarehouseError::NotFound("Not found".into());
+        assert_eq!(e.to_string(), "Not found");
+        assert_eq!(WarehouseError::NotFound("ds.t".into()).to_string(), "not found: ds.t");
     }
 
     #[test]

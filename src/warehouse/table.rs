@@ -59,10 +59,11 @@ impl TableRef {
     /// dataset `<data project>`, table `<value>`. Each part must be a valid identifier: project
     /// letters, digits and hyphens; dataset and table `[A-Za-z0-9_]+`.
     pub fn resolve(value: &str, data_project: &str) -> Result<TableRef, TableRefError> {
-        match value.split('.').collect::<Vec<_>>().as_slice() {
-            [t] => TableRef::checked(data_project, data_project, t, value),
-            [d, t] => TableRef::checked(data_project, d, t, value),
-            [p, d, t] => TableRef::checked(p, d, t, value),
+        let mut parts = value.split('.');
+        match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some(t), None, None, None) => TableRef::checked(data_project, data_project, t, value),
+            (Some(d), Some(t), None, None) => TableRef::checked(data_project, d, t, value),
+            (Some(p), Some(d), Some(t), None) => TableRef::checked(p, d, t, value),
             _ => Err(TableRefError::NotAReference { value: value.to_string() }),
         }
     }
@@ -70,10 +71,10 @@ impl TableRef {
     fn checked(project: &str, dataset: &str, table: &str, raw: &str) -> Result<TableRef, TableRefError> {
         let valid_project = !project.is_empty()
             && project.len() <= 63
-            && project.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && project.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
             && !project.starts_with('-');
         let valid_name =
-            |s: &str| !s.is_empty() && s.len() <= 1024 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            |s: &str| !s.is_empty() && s.len() <= 1024 && s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_');
         if !valid_project {
             return Err(TableRefError::InvalidProject { value: raw.into(), project: project.into() });
         }
@@ -84,7 +85,7 @@ impl TableRef {
             return Err(TableRefError::InvalidTable { value: raw.into(), table: table.into() });
         }
         let metadata = [project, dataset, table].iter().any(|p| p.eq_ignore_ascii_case("INFORMATION_SCHEMA"))
-            || project.to_ascii_lowercase().starts_with("region-")
+            || project.get(..7).is_some_and(|p| p.eq_ignore_ascii_case("region-"))
             || table.starts_with("__");
         if metadata {
             return Err(TableRefError::Metadata { value: raw.into() });
@@ -94,7 +95,13 @@ impl TableRef {
 
     /// The backtick-quoted reference for SQL text. Safe because every part was validated.
     pub fn sql(&self) -> String {
-        format!("`{}.{}.{}`", self.project, self.dataset, self.table)
+        let mut sql = String::with_capacity(self.project.len() + self.dataset.len() + self.table.len() + 4);
+        for (i, part) in [&self.project, &self.dataset, &self.table].into_iter().enumerate() {
+            sql.push(if i == 0 { '`' } else { '.' });
+            sql.push_str(part);
+        }
+        sql.push('`');
+        sql
     }
 }
 

@@ -113,7 +113,10 @@ impl Replay {
         let warehouse: Arc<dyn Warehouse> =
             if needs.bigquery { build::warehouse(config, &http, tokens.as_ref()).await? } else { Arc::new(NoQueries) };
         let gcm = matches!(config.metrics_backend, MetricsBackend::CloudMonitoring { .. });
-        let backend = (!args.dry_run).then(|| build::sink(config, &http, tokens.as_ref()));
+        let backend = match args.dry_run {
+            true => None,
+            false => Some(build::sink(config, &http, tokens.as_ref())?),
+        };
         let tally = Arc::new(Tally::new(backend, gcm));
         let (memory, facts): (Option<Arc<Memory>>, Option<Arc<dyn FactStore>>) = match memory_capacity {
             _ if profiles.is_empty() => (None, None),

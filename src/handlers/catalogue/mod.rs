@@ -120,8 +120,8 @@ struct WhenMissing {
 
 impl WhenMissing {
     /// Whether it applies, given input name -> whether the table exists.
-    fn applies(&self, present: &BTreeMap<String, bool>) -> bool {
-        let missing = |i: &String| present.get(i) == Some(&false);
+    fn applies(&self, present: &BTreeMap<&str, bool>) -> bool {
+        let missing = |i: &String| present.get(i.as_str()) == Some(&false);
         if self.all { self.inputs.iter().all(missing) } else { self.inputs.iter().any(missing) }
     }
 }

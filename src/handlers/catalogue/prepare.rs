@@ -10,7 +10,7 @@ use super::run::{PlannedTable, QueryPlan};
 use super::spec::{IfMissing, InputKind, InputSpec, ParameterType};
 use crate::decode::ChangeEvent;
 use crate::handlers::values::{is_missing, lookup, scalar_text};
-use crate::handlers::{Handler, HandlerError, MetricDef, Plan, Projects};
+use crate::handlers::{Handler, HandlerError, MatchSummary, MetricDef, Plan, Projects};
 use crate::redact::Offending;
 use crate::warehouse::{Param, TableRef};
 
@@ -40,6 +40,21 @@ impl Handler for QueryHandler {
             .collect()
     }
 
+    fn summary(&self) -> MatchSummary {
+        let rule = &self.family.rule;
+        let named = |column: &str, default: &str, entries: &[String]| -> Vec<String> {
+            match column == default {
+                true => entries.to_vec(),
+                false => entries.iter().map(|e| format!("{column}={e}")).collect(),
+            }
+        };
+        MatchSummary {
+            tables: rule.table_entries().to_vec(),
+            pipelines: named(&rule.pipeline_column, "pipeline_uuid", self.pipelines.entries()),
+            statuses: named(&rule.status_column, "status", rule.statuses.entries()),
+        }
+    }
+
     fn matches(&self, event: &ChangeEvent) -> bool {
         self.family.rule.matches(event, &self.pipelines)
     }
@@ -54,7 +69,7 @@ impl Handler for QueryHandler {
         let mut tables = Vec::new();
         let mut params = Vec::new();
         let mut values = self.constants.clone();
-        for input in &self.family.inputs {
+        for (spec, input) in self.family.inputs.iter().enumerate() {
             let path = &self.paths[&input.name];
             // a column of the run row: typed parameter and label text, or why not
             if input.kind == InputKind::Column {
@@ -107,14 +122,12 @@ impl Handler for QueryHandler {
                     }
                     values.insert(input.name.clone(), raw.clone());
                     tables.push(PlannedTable {
-                        input: input.name.clone(),
+                        spec,
                         path: path.clone(),
                         raw: raw.clone(),
                         table,
                         if_missing: input.if_missing,
                         checked: self.family.checks(input),
-                        columns: input.columns.clone(),
-                        missing_table_message: input.missing_table_message.clone(),
                     });
                 }
                 // (column inputs were read above)

@@ -16,15 +16,15 @@ use crate::warehouse::cache::query_key;
 use crate::warehouse::{Cell, EventContext, Param, TableRef};
 
 pub(super) struct PlannedTable {
-    pub(super) input: String,
+    /// Its input: an index into the family's `inputs` (name, columns, missing-table message are
+    /// read there rather than copied for every event).
+    pub(super) spec: usize,
     pub(super) path: String,
     pub(super) raw: String,
     pub(super) table: TableRef,
     pub(super) if_missing: IfMissing,
     /// Whether its existence is checked before the query (see `Family::checks`).
     pub(super) checked: bool,
-    pub(super) columns: BTreeMap<String, String>,
-    pub(super) missing_table_message: Option<String>,
 }
 
 /// A prepared query: the resolved tables, parameters and label values of one handler for one
@@ -58,12 +58,15 @@ impl QueryPlan {
         let exists = futures_util::future::join_all(checked.iter().map(|t| ctx.table_exists(&t.table))).await;
         let mut present = BTreeMap::new();
         for (t, e) in checked.iter().zip(exists) {
-            present.insert(t.input.clone(), e?);
+            present.insert(self.family.inputs[t.spec].name.as_str(), e?);
         }
         for t in &checked {
-            if t.if_missing == IfMissing::Fail && !present[&t.input] {
+            if t.if_missing == IfMissing::Fail && !present[self.family.inputs[t.spec].name.as_str()] {
                 // The answer quotes the values, as the reference did; the log names them.
-                let template = t.missing_table_message.clone().unwrap_or_else(|| "Table '{value}' not found.".into());
+                let template = self.family.inputs[t.spec]
+                    .missing_table_message
+                    .clone()
+                    .unwrap_or_else(|| "Table '{value}' not found.".into());
                 let named = |name: &str, v: &str| format!("<{name} #{}>", Fingerprint::of(v));
                 let mut msg = template.replace("{value}", &t.raw);
                 let mut log = template.replace("{value}", &named(&t.path, &t.raw));
@@ -81,11 +84,12 @@ impl QueryPlan {
         let mut params = self.params.clone();
         let mut relations: BTreeMap<&str, String> = BTreeMap::new();
         for t in &self.tables {
-            let exists = present.get(&t.input).copied().unwrap_or(true);
-            let rel = if exists { t.table.sql() } else { empty_relation(&t.columns) };
-            relations.insert(t.input.as_str(), rel);
+            let input = &self.family.inputs[t.spec];
+            let exists = present.get(input.name.as_str()).copied().unwrap_or(true);
+            let rel = if exists { t.table.sql() } else { empty_relation(&input.columns) };
+            relations.insert(input.name.as_str(), rel);
             if t.if_missing == IfMissing::Empty {
-                params.push((format!("{}_exists", t.input), Param::Bool(exists)));
+                params.push((format!("{}_exists", input.name), Param::Bool(exists)));
             }
         }
         params.retain(|(n, _)| self.family.sql_params.contains(n));

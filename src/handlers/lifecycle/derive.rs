@@ -1,6 +1,6 @@
 //! From one change of one row to the facts it carries: pure functions, no I/O.
 //!
-//! Counting rules (lifecycle.md D.1; README "Lifecycle metrics"):
+//! Counting rules (docs/metrics.md, "How each is computed"):
 //! * `started`: the status is a running one, or a terminal one of an attempt that ran, and the
 //!   start column is set; one per attempt (the `attempt` columns, else the start time itself;
 //!   with `starts = "start_time"` always the start time, for rows whose retry keeps the first

@@ -12,6 +12,7 @@
 pub mod derive;
 mod emit;
 mod load;
+pub mod rules;
 pub mod spec;
 
 use std::collections::BTreeMap;

@@ -12,7 +12,7 @@
 //! status = "status"
 //! terminal = { COMPLETED = "success", FAILED = "failure", CANCELLED = "cancellation" }
 //! running = ["RUNNING"]
-//! order = "log"                      # episodes in log order (see README) | "attempt"
+//! order = "log"                      # episodes in log order (docs/metrics.md) | "attempt"
 //! times = { created = "created_at", expected = "execution_date", started = "started_at", ended = "completed_at" }
 //! run_kind = { column = "backfill_id", null = "schedule", otherwise = "backfill" }
 //! sla = { column = "passed_sla", equals = true }

@@ -50,7 +50,7 @@ impl CloudMonitoring {
                 return Err(CallFailure {
                     status: None,
                     retry_after: None,
-                    message: format!("request failed: {e}"),
+                    message: format!("request failed: {}", crate::error::transport(&e)),
                     transport: Some(e),
                 });
             }

@@ -24,7 +24,7 @@
 //! down without an extension that forwards the signal), or dies between accumulating and
 //! writing, loses its unwritten increments; a series the API refuses for good (an invalid
 //! label, a descriptor of another kind) never lands. Logs-based metrics that count the stdout
-//! sink's lines have no such window (README, "Metric backends").
+//! sink's lines have no such window (docs/backends.md).
 //!
 //! The API's rules for gauges (protocols.md §5): at most 200 series per call and exactly one
 //! point per series per call, so the points of one event go out in as few calls as those rules

@@ -195,7 +195,10 @@ impl Otlp {
                     };
                     (decision, error)
                 }
-                Err(e) => (retry::transport(), SinkError::unavailable(format!("request failed: {e}")).with_source(e)),
+                Err(e) => (
+                    retry::transport(),
+                    SinkError::unavailable(format!("request failed: {}", crate::error::transport(&e))).with_source(e),
+                ),
             };
             if !backoff.wait(decision).await {
                 let failure = if failure.is_unavailable() {
