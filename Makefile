@@ -79,8 +79,12 @@ release: ## Release build (target/release/pipeline-run-metrics)
 	cargo build --locked --release
 
 .PHONY: bench
-bench: ## Run the benchmarks (criterion + the release binary over HTTP, ~5 min) and regenerate BENCHMARKS.md
+bench: ## Run the benchmarks (criterion, the release binary over HTTP, replay from a JSONL.gz; ~7 min) and regenerate BENCHMARKS.md
 	@BQEMU_PORT=$(BQEMU_PORT) python3 scripts/bench.py
+
+.PHONY: bench-replay
+bench-replay: ## Run the replay benchmark alone (~1 min) and rewrite its section of BENCHMARKS.md
+	@python3 scripts/bench.py --replay-only
 
 .PHONY: record-fixtures
 record-fixtures: ## Record the lifecycle fixtures again from real orchestrator runs (root; ~15 min; events/lifecycle/README.md)

@@ -1,6 +1,7 @@
 //! Writes every generated dashboard, alert policy and metric definition into a directory, from
 //! the built-in catalogue and profiles (`HANDLERS_DIR` and `PROFILES_DIR` overlay them):
-//! `cargo run --example ops -- out/` (until the `dashboards`/`alerts` subcommands exist).
+//! `cargo run --example ops -- out/`. The binary's `dashboards` and `alerts` commands give one
+//! kind each (`pipeline-run-metrics dashboards --format grafana`, `alerts --format gcm -o DIR`).
 
 use pipeline_run_metrics::{handlers, ops};
 

@@ -4,13 +4,17 @@
     python3 scripts/bench.py            # what `make bench` runs: full runs, about 5 minutes
     python3 scripts/bench.py --quick    # harness check only: few iterations, figures not meaningful
     python3 scripts/bench.py --render-only   # rewrite BENCHMARKS.md from the last results
+    python3 scripts/bench.py --replay-only   # the replay benchmark alone; its section rewritten
+    python3 scripts/bench.py --replay-only --render-only   # that section again from the last results
 
 Steps: BigQuery emulator started if none answers on 127.0.0.1:$BQEMU_PORT (and stopped again at
 the end), seeded; criterion micro-benchmarks (benches/decode_dispatch.rs); the whole-process
 benchmark built, then the release binary (`cargo build --locked --release`, as `make release`), then
 the whole-process benchmarks run against that binary (benches/whole_process.rs); BENCHMARKS.md
 rendered from their result files (target/criterion/**/estimates.json,
-target/bench/whole_process.json). Nothing in BENCHMARKS.md is typed by hand.
+target/bench/whole_process.json); then the replay benchmark (benches/replay.rs: the release binary
+replaying lifecycle records from a JSONL.gz file, issue 13) and its section "## Replay" from
+target/bench/replay.json. Nothing in BENCHMARKS.md is typed by hand. CARGO_TARGET_DIR is honoured.
 """
 
 import datetime
@@ -26,8 +30,13 @@ import urllib.request
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PORT = os.environ.get("BQEMU_PORT", "9050")
 EMULATOR = f"127.0.0.1:{PORT}"
-CRITERION = os.path.join(ROOT, "target", "criterion")
-RESULTS = os.path.join(ROOT, "target", "bench", "whole_process.json")
+TARGET = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
+CRITERION = os.path.join(TARGET, "criterion")
+RESULTS = os.path.join(TARGET, "bench", "whole_process.json")
+REPLAY_RESULTS = os.path.join(TARGET, "bench", "replay.json")
+BINARY = os.path.join(TARGET, "release", "pipeline-run-metrics")
+# Target of issue 13: lifecycle-only records replayed per second on one core.
+T_REPLAY = 100_000
 OUT = os.path.join(ROOT, "BENCHMARKS.md")
 GROUPS = ["decode_dispatch", "decode_only", "prepare_only", "decode_dispatch_emit"]
 
@@ -476,7 +485,79 @@ def loadavg():
         return f.read().split()[0]
 
 
+def run_replay(extra):
+    """The replay benchmark against the release binary (built as `make release` builds it)."""
+    exe = bench_executable("replay")
+    run(["cargo", "build", "--locked", "--release"])
+    if os.path.exists(REPLAY_RESULTS):
+        os.remove(REPLAY_RESULTS)
+    run([exe, "--bench", "--out", REPLAY_RESULTS, "--bin", BINARY] + extra)
+
+
+def render_replay(m, r, when):
+    """The "## Replay" section from target/bench/replay.json."""
+    L = []
+    a = L.append
+    a("## Replay")
+    a("")
+    a(f"`benches/replay.rs`, run by `make bench` on {when}: the release binary "
+      f"(`{r['command'].replace(os.path.join(TARGET, ''), 'target/')}`) replays {r['records']:,} lifecycle-only records "
+      f"({r['input_bytes'] / 1048576:.1f} MiB, {r['input_gzip_bytes'] / 1048576:.1f} MiB gzip) made from the recorded "
+      f"runs ({', '.join(r['sources'][:3])}, … {len(r['sources'])} files), every copy its own runs, to the stdout "
+      f"sink (into /dev/null), with the progress display on. "
+      f"{'Pinned to one core (taskset -c 0). ' if r['pinned_to_one_core'] else 'Not pinned (no taskset). '}"
+      f"Median of {len(next(iter(r['modes'].values()))['runs']) if r['modes'] else 0} runs per mode. "
+      f"Machine: {m['cpu']}, {m['cores']} cores shared with other work (load average after: "
+      f"{r.get('load_average_after', '?')}); commit {m['commit']}.")
+    a("")
+    a(f"| progress display | records/s (wall) | records per CPU second | seconds | target ≥ {T_REPLAY:,}/s |")
+    a("|---|---|---|---|---|")
+    for mode, v in r["modes"].items():
+        shown = "indicatif bar (stderr a terminal, under script)" if mode == "bar" else "plain lines (stderr a pipe)"
+        rate = v["median_records_per_s"]
+        a(f"| {shown} | {rate:,.0f} | {v['median_records_per_cpu_s']:,.0f} | {v['median_seconds']:.2f} | "
+          f"{status(rate >= T_REPLAY)} |")
+    if r.get("quick"):
+        a("")
+        a("Quick run (`--quick`): a harness check, figures not meaningful.")
+    a("")
+    a(f"The input is {r['input_bytes'] / r['records']:,.0f} bytes of JSON per record (real Datastream records): "
+      "inflating and parsing it is a large share of the time. Where the rest goes, and what was tried: "
+      "[docs/replay.md](docs/replay.md#speed).")
+    a("")
+    return "\n".join(L)
+
+
+def replace_section(text, title, section):
+    """`text` with its section `title` (to the next "## " heading) replaced by `section`."""
+    lines = text.rstrip("\n").split("\n")
+    out, skipping = [], False
+    for line in lines:
+        if line.startswith("## "):
+            skipping = line.strip() == title
+        if not skipping:
+            out.append(line)
+    return "\n".join(out).rstrip("\n") + "\n\n" + section
+
+
 def main():
+    if "--replay-only" in sys.argv[1:]:
+        extra = ["--quick"] if "--quick" in sys.argv[1:] else []
+        if "--render-only" not in sys.argv[1:]:
+            run_replay(extra)
+        with open(REPLAY_RESULTS) as f:
+            r = json.load(f)
+        # when the results were written (a --render-only run renders older results)
+        when = datetime.datetime.fromtimestamp(os.path.getmtime(REPLAY_RESULTS), datetime.timezone.utc) \
+            .strftime("%Y-%m-%d %H:%M UTC")
+        with open(OUT) as f:
+            text = f.read()
+        # rendered before the file is opened for writing: machine() asks git whether the tree is clean
+        text = replace_section(text, "## Replay", render_replay(machine(), r, when))
+        with open(OUT, "w") as f:
+            f.write(text)
+        print(f"wrote the replay section of {os.path.relpath(OUT, ROOT)}")
+        return
     quick = "--quick" in sys.argv[1:]
     render_only = "--render-only" in sys.argv[1:]
     started = datetime.datetime.now(datetime.timezone.utc)
@@ -501,11 +582,11 @@ def main():
             run(["cargo", "build", "--locked", "--release"])
             if os.path.exists(RESULTS):
                 os.remove(RESULTS)
-            run([exe, "--bench", "--out", RESULTS, "--emulator", EMULATOR,
-                 "--bin", os.path.join(ROOT, "target", "release", "pipeline-run-metrics")] + extra, env=env)
+            run([exe, "--bench", "--out", RESULTS, "--emulator", EMULATOR, "--bin", BINARY] + extra, env=env)
         finally:
             if started_emulator:
                 run([os.path.join(ROOT, "scripts", "bqemulator.sh"), "stop", PORT])
+        run_replay(extra)
     micro = {g: {} for g in GROUPS}
     for g in GROUPS:
         d = os.path.join(CRITERION, g)
@@ -515,7 +596,12 @@ def main():
         w = json.load(f)
     finished = datetime.datetime.now(datetime.timezone.utc)
     duration = None if render_only else (finished - started).total_seconds()
-    text = render(machine(), micro, w, started, duration, quick or w.get("quick", False), load_before, loadavg())
+    m = machine()
+    text = render(m, micro, w, started, duration, quick or w.get("quick", False), load_before, loadavg())
+    if os.path.exists(REPLAY_RESULTS):
+        with open(REPLAY_RESULTS) as f:
+            r = json.load(f)
+        text = replace_section(text, "## Replay", render_replay(m, r, started.strftime("%Y-%m-%d %H:%M UTC")))
     with open(OUT, "w") as f:
         f.write(text)
     print(f"wrote {os.path.relpath(OUT, ROOT)} in {(finished - started).total_seconds():.0f} s")

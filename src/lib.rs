@@ -15,6 +15,7 @@
 //! backoff policy of every remote call), [`config`] (composes every component's settings, each
 //! read beside its component through [`vars`]: figment sources, the prefixed-name rule, secrets),
 //! [`startup`] (the one startup error and its fatal line), [`error`], [`logging`].
+//! The command line ([`cli`]: `serve`, `check`, `replay`, `dashboards`, `alerts`) wires them up.
 
 pub mod ingress;
 
@@ -29,6 +30,8 @@ pub mod warehouse;
 pub mod facts;
 
 pub mod sink;
+
+pub mod cli;
 
 pub mod ops;
 

@@ -65,8 +65,9 @@ pub fn format_line(level: &Level, target: &str, fields: Map<String, Value>) -> S
     Value::Object(out).to_string()
 }
 
-/// Writes each log line; stderr in the process, a buffer in tests.
-type Out = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
+/// Writes each log line (without its newline); stderr in the process, a buffer in tests, or
+/// above a progress bar (`replay` on a terminal).
+pub type Out = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
 
 struct JsonLayer {
     out: Out,
@@ -117,11 +118,20 @@ pub fn level_from_vars(vars: &crate::vars::Vars) -> Result<LevelFilter, crate::v
     }
 }
 
-/// Installs the JSON logger at `level`. Dependencies are held to WARN unless the level is
-/// DEBUG or finer; `gcp_auth` to ERROR: its warnings are its own retries ("failed to refresh
-/// token, trying again..." with a Debug dump of the hyper error), which end either in a token
-/// or in a `TokenError` this crate reports once, in its words.
+/// Installs the JSON logger at `level`, writing to stderr. Dependencies are held to WARN unless
+/// the level is DEBUG or finer; `gcp_auth` to ERROR: its warnings are its own retries ("failed
+/// to refresh token, trying again..." with a Debug dump of the hyper error), which end either in
+/// a token or in a `TokenError` this crate reports once, in its words.
 pub fn init(level: LevelFilter) {
+    let out: Out = std::sync::Arc::new(|line: &str| {
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "{line}");
+    });
+    init_with(level, out);
+}
+
+/// Installs the JSON logger at `level`, each line given to `out`.
+pub fn init_with(level: LevelFilter, out: Out) {
     let _ = tracing_log::LogTracer::init();
     let deps_level = if level >= LevelFilter::DEBUG { level } else { LevelFilter::WARN.min(level) };
     let quiet_level = if level >= LevelFilter::DEBUG { level } else { LevelFilter::ERROR.min(level) };
@@ -134,11 +144,10 @@ pub fn init(level: LevelFilter) {
             _ => deps_level,
         };
         *m.level() <= limit
-    });
-    let out: Out = std::sync::Arc::new(|line: &str| {
-        let mut err = std::io::stderr().lock();
-        let _ = writeln!(err, "{line}");
-    });
+    })
+    // the most verbose level any target gets: the macros of less severe events then cost one
+    // comparison (a replay at WARN skips its per-record INFO lines that way)
+    .with_max_level_hint(level);
     let subscriber = tracing_subscriber::registry().with(JsonLayer { out }.with_filter(filter));
     let _ = tracing::subscriber::set_global_default(subscriber);
 }

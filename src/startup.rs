@@ -26,6 +26,10 @@ pub enum StartupError {
     /// `step` names it and the variables that choose it.
     #[error("{step}: {detail}")]
     Backend { step: &'static str, detail: String },
+    /// A command's arguments do not fit the configuration (`step` names the argument, e.g.
+    /// `--facts-file needs FACT_STORE=memory`).
+    #[error("{step}: {detail}")]
+    Usage { step: &'static str, detail: String },
     /// The listening address could not be bound (`detail`: the address and the reason).
     #[error("cannot bind: {detail}")]
     Bind { detail: String },
@@ -38,7 +42,9 @@ impl StartupError {
             StartupError::Config(_) => "invalid configuration",
             StartupError::Catalogue(_) => "invalid handler catalogue",
             StartupError::Profiles(_) => "invalid lifecycle profiles",
-            StartupError::Credentials { step, .. } | StartupError::Backend { step, .. } => step,
+            StartupError::Credentials { step, .. }
+            | StartupError::Backend { step, .. }
+            | StartupError::Usage { step, .. } => step,
             StartupError::Bind { .. } => "cannot bind",
         }
     }
@@ -50,6 +56,7 @@ impl StartupError {
             StartupError::Catalogue(e) | StartupError::Profiles(e) => e.to_string(),
             StartupError::Credentials { detail, .. }
             | StartupError::Backend { detail, .. }
+            | StartupError::Usage { detail, .. }
             | StartupError::Bind { detail } => detail.clone(),
         }
     }

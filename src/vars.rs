@@ -126,6 +126,8 @@ impl Provider for Source {
 /// [`PREFIXED`] merged over them (see the module's rule of names).
 pub struct Vars {
     figment: Figment,
+    /// Every name asked for (see [`Vars::asked`]).
+    asked: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl Vars {
@@ -155,13 +157,14 @@ impl Vars {
         let figment = Figment::new()
             .merge(Source { name: PLAIN_SOURCE, vars: plain })
             .merge(Source { name: PREFIXED_SOURCE, vars: prefixed });
-        Vars { figment }
+        Vars { figment, asked: Default::default() }
     }
 
     /// The first of `names` that is set: the variable as it was set (`MAGEAI_MONITORING_<NAME>`
     /// when the prefixed form won) and its value, trimmed.
     pub fn pick(&self, names: &[&str]) -> Option<(String, String)> {
         names.iter().find_map(|name| {
+            self.note(name);
             let value = self.figment.find_value(name).ok()?;
             let Value::String(tag, text) = value else { return None };
             let prefixed = self.figment.get_metadata(tag).is_some_and(|m| m.name == PREFIXED_SOURCE);
@@ -173,10 +176,27 @@ impl Vars {
     /// The value of `name` as it was set (not trimmed; unset when empty), for values whose
     /// every byte counts (a key JSON) and for lookups handed on (`TaskId::from_env`).
     pub fn raw(&self, name: &str) -> Option<String> {
+        self.note(name);
         match self.figment.find_value(name) {
             Ok(Value::String(_, text)) => Some(text),
             _ => None,
         }
+    }
+
+    fn note(&self, name: &str) {
+        if let Ok(mut asked) = self.asked.lock() {
+            asked.insert(name.to_string());
+            if PREFIXED.contains(&name) {
+                asked.insert(format!("{PREFIX}{name}"));
+            }
+        }
+    }
+
+    /// Every variable name asked for so far, set or not (with its `MAGEAI_MONITORING_` form
+    /// where it has one: both are read). The command line's help lists exactly the
+    /// variables a configuration reads, which its test checks with this.
+    pub fn asked(&self) -> std::collections::BTreeSet<String> {
+        self.asked.lock().map(|a| a.clone()).unwrap_or_default()
     }
 
     /// Seconds from 0 to 3600 (`default` when unset).

@@ -12,7 +12,11 @@ use std::pin::Pin;
 use async_compression::tokio::bufread::GzipDecoder;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, BufReader};
 
-use super::{DecodeError, RecordInput};
+use super::{ChangeEvent, DecodeError, RecordInput};
+
+/// Turns one parsed line into a change record: [`super::record`] (any format, recognised by its
+/// shape) or one format's own decoder.
+pub type RecordDecoder = fn(serde_json::Value) -> Result<ChangeEvent, DecodeError>;
 
 /// What an object's name says it holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +52,7 @@ pub struct Lines {
     max_line_bytes: usize,
     done: bool,
     buf: Vec<u8>,
+    decoder: RecordDecoder,
 }
 
 impl Lines {
@@ -68,7 +73,13 @@ impl Lines {
         } else {
             Box::pin(raw)
         };
-        Ok(Lines { reader, line: 0, max_line_bytes, done: false, buf: Vec::new() })
+        Ok(Lines { reader, line: 0, max_line_bytes, done: false, buf: Vec::new(), decoder: super::record })
+    }
+
+    /// Decodes every line with `decoder` instead of recognising its format.
+    pub fn with_decoder(mut self, decoder: RecordDecoder) -> Lines {
+        self.decoder = decoder;
+        self
     }
 
     /// The number of the last line read.
@@ -78,37 +89,36 @@ impl Lines {
 
     /// Up to `n` records (blank lines skipped); empty at the end of the file.
     ///
+    /// A line that lies whole in the reader's buffer is decoded where it lies; only a line
+    /// across two buffer fills is copied first.
+    ///
     /// Errors: the stream cannot be read or decompressed (a corrupt gzip, a broken connection),
     /// after the records of the lines read before it were returned.
     pub async fn next_chunk(&mut self, n: usize) -> Result<Vec<RecordInput>, std::io::Error> {
         let mut out = Vec::with_capacity(n);
         while out.len() < n && !self.done {
+            let chunk = self.reader.fill_buf().await?;
+            if let Some(i) = memchr::memchr(b'\n', chunk).filter(|i| *i <= self.max_line_bytes) {
+                self.line += 1;
+                let input = decode_line(self.decoder, self.line, &chunk[..i]);
+                Pin::new(&mut self.reader).consume(i + 1);
+                out.extend(input);
+                continue;
+            }
             let too_long = self.read_line().await?;
             if self.done && self.buf.is_empty() && !too_long {
                 break;
             }
             self.line += 1;
-            let item = Some(format!("line {}", self.line));
             if too_long {
                 let e = DecodeError::malformed(
                     Some(format!("line {}", self.line)),
                     format!("line {} is longer than {} bytes (MAX_LINE_BYTES)", self.line, self.max_line_bytes),
                 );
-                out.push(RecordInput { item, record: Err(e) });
+                out.push(RecordInput { item: Some(format!("line {}", self.line)), record: Err(e) });
                 continue;
             }
-            let text = trim(&self.buf);
-            if text.is_empty() {
-                continue;
-            }
-            let record = match serde_json::from_slice(text) {
-                Ok(v) => super::record(v).map_err(|e| at_line(e, self.line)),
-                Err(e) => Err(DecodeError::malformed(
-                    Some(format!("line {}", self.line)),
-                    format!("line {} is not a JSON record: {e}", self.line),
-                )),
-            };
-            out.push(RecordInput { item, record });
+            out.extend(decode_line(self.decoder, self.line, &self.buf));
         }
         Ok(out)
     }
@@ -124,7 +134,7 @@ impl Lines {
                 self.done = true;
                 return Ok(too_long);
             }
-            let (take, end) = match chunk.iter().position(|b| *b == b'\n') {
+            let (take, end) = match memchr::memchr(b'\n', chunk) {
                 Some(i) => (i, true),
                 None => (chunk.len(), false),
             };
@@ -140,6 +150,21 @@ impl Lines {
             }
         }
     }
+}
+
+/// The record of line number `line` (`raw`, without its newline); `None` for a blank line.
+fn decode_line(decoder: RecordDecoder, line: u64, raw: &[u8]) -> Option<RecordInput> {
+    let text = trim(raw);
+    if text.is_empty() {
+        return None;
+    }
+    let record = match serde_json::from_slice(text) {
+        Ok(v) => decoder(v).map_err(|e| at_line(e, line)),
+        Err(e) => {
+            Err(DecodeError::malformed(Some(format!("line {line}")), format!("line {line} is not a JSON record: {e}")))
+        }
+    };
+    Some(RecordInput { item: Some(format!("line {line}")), record })
 }
 
 fn trim(b: &[u8]) -> &[u8] {
@@ -233,6 +258,22 @@ mod tests {
         };
         assert!(ok <= 2, "{ok}");
         assert!(!err.to_string().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_chosen_decoder_refuses_other_formats() {
+        let debezium = r#"{"op":"c","after":{"id":1},"source":{"table":"pipeline_run","ts_ms":1762367011393}}"#;
+        let text = format!("{}\n{debezium}\n", record("a"));
+        let lines = Lines::new(std::io::Cursor::new(text.into_bytes()), "x.jsonl", 1 << 20).await.unwrap();
+        let mut lines = lines.with_decoder(crate::decode::datastream::decode);
+        let got = lines.next_chunk(10).await.unwrap();
+        assert!(got[0].record.is_ok());
+        let e = got[1].record.as_ref().unwrap_err();
+        assert!(e.field.as_deref().unwrap_or_default().starts_with("line 2"), "{e:?}");
+        // recognised by its shape, the same line is a Debezium change
+        let text = format!("{debezium}\n");
+        let mut lines = Lines::new(std::io::Cursor::new(text.into_bytes()), "x.jsonl", 1 << 20).await.unwrap();
+        assert!(lines.next_chunk(10).await.unwrap()[0].record.is_ok());
     }
 
     #[test]

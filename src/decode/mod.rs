@@ -50,6 +50,8 @@ pub enum DeliveryFormat {
     LambdaSqs,
     /// An AWS Lambda batch from Amazon MSK or a self-managed Kafka cluster.
     LambdaKafka,
+    /// A record read from a file by `pipeline-run-metrics replay`.
+    Replay,
 }
 
 impl DeliveryFormat {
@@ -63,6 +65,7 @@ impl DeliveryFormat {
             DeliveryFormat::LambdaKinesis => "lambda_kinesis",
             DeliveryFormat::LambdaSqs => "lambda_sqs",
             DeliveryFormat::LambdaKafka => "lambda_kafka",
+            DeliveryFormat::Replay => "replay",
         }
     }
 }
@@ -141,8 +144,10 @@ fn bounded_ids(format: DeliveryFormat, meta: &DeliveryMeta) -> Result<(), Decode
         DeliveryFormat::CloudEventBinary => ("message.messageId", "header ce-id"),
         DeliveryFormat::CloudEventStructured => ("data.message.messageId", "id"),
         DeliveryFormat::PubSubPush => ("message.messageId", "id"),
-        // no delivery-level identifiers: their records' identities are checked one by one
+        // no delivery-level identifiers (a replay's records come from files): their records'
+        // identities are checked one by one
         DeliveryFormat::OpenLineage
+        | DeliveryFormat::Replay
         | DeliveryFormat::LambdaKinesis
         | DeliveryFormat::LambdaSqs
         | DeliveryFormat::LambdaKafka => return Ok(()),

@@ -4,6 +4,9 @@
 //! whose record is delivered again is counted again, so the capacity should cover the
 //! redelivery horizon of the busiest instance (`FACT_MEMORY_CAPACITY`); with many instances use
 //! a shared store. Evictions are counted ([`Memory::evictions`]).
+//!
+//! A replay saves what the memory holds between runs ([`Memory::snapshot`],
+//! [`Memory::restore`]), so that a second run finds every fact of the first.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,7 +15,19 @@ use moka::notification::RemovalCause;
 use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
 
+use serde::{Deserialize, Serialize};
+
 use super::{FactKey, FactStore, Key, Mark, RowKey, RowState, RowUpdate, StoreError};
+
+/// Everything a [`Memory`] holds: its facts, row histories and dimensions (each in no
+/// particular order).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Snapshot {
+    pub facts: Vec<FactKey>,
+    pub rows: Vec<(RowKey, RowState)>,
+    pub dimensions: Vec<(Key, String)>,
+}
 
 /// Entries kept by default: facts, row histories and dimensions each.
 pub const DEFAULT_CAPACITY: u64 = 100_000;
@@ -57,6 +72,33 @@ impl Memory {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// A copy of everything the memory holds now.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            facts: self.facts.iter().map(|(k, _)| Key(*k)).collect(),
+            rows: self
+                .rows
+                .iter()
+                .map(|(k, state)| (Key(*k), state.lock().unwrap_or_else(|p| p.into_inner()).clone()))
+                .collect(),
+            dimensions: self.dimensions.iter().map(|(k, v)| (Key(*k), v.to_string())).collect(),
+        }
+    }
+
+    /// Adds everything of `snapshot` (within the capacity: beyond it, entries are evicted and
+    /// counted as usual).
+    pub fn restore(&self, snapshot: Snapshot) {
+        for f in snapshot.facts {
+            self.facts.insert(f.0, ());
+        }
+        for (k, state) in snapshot.rows {
+            self.rows.insert(k.0, Arc::new(std::sync::Mutex::new(state)));
+        }
+        for (k, v) in snapshot.dimensions {
+            self.dimensions.insert(k.0, Arc::from(v));
+        }
     }
 }
 
@@ -116,6 +158,43 @@ mod tests {
         assert!(m.len() <= 1000, "{}", m.len());
         assert!(m.evictions() >= 4000, "{}", m.evictions());
         assert!(!m.reserve(Key::of(&["4999"])).await.unwrap(), "the most recent facts are kept");
+    }
+
+    #[tokio::test]
+    async fn a_restored_snapshot_knows_every_fact_row_and_dimension() {
+        let m = Memory::new(100);
+        let (fact, row, dim) = (Key::of(&["f"]), Key::of(&["r"]), Key::of(&["d"]));
+        m.reserve(fact).await.unwrap();
+        m.put_dimension(dim, "etl").await.unwrap();
+        m.update_row(row, &|s: &mut RowState| {
+            s.changes.push(crate::facts::ChangeNote {
+                position: 7,
+                status: "COMPLETED".into(),
+                terminal: true,
+                start_us: Some(1),
+                end_us: Some(2),
+                duration_s: None,
+                end_from_commit: false,
+                records: None,
+            });
+            Vec::new()
+        })
+        .await
+        .unwrap();
+        let text = serde_json::to_string(&m.snapshot()).unwrap();
+        let next = Memory::new(100);
+        next.restore(serde_json::from_str(&text).unwrap());
+        assert!(!next.reserve(fact).await.unwrap(), "the fact is known: not written again");
+        assert!(next.reserve(Key::of(&["other"])).await.unwrap());
+        assert_eq!(next.get_dimension(dim).await.unwrap().as_deref(), Some("etl"));
+        let seen = std::sync::Mutex::new(Vec::new());
+        next.update_row(row, &|s: &mut RowState| {
+            seen.lock().unwrap().extend(s.changes.iter().map(|c| c.position));
+            Vec::new()
+        })
+        .await
+        .unwrap();
+        assert_eq!(seen.into_inner().unwrap(), vec![7]);
     }
 
     #[tokio::test]

@@ -43,6 +43,26 @@ impl Key {
     pub fn hex(&self) -> String {
         format!("{:032x}", self.0)
     }
+
+    /// The key of its text form (32 hex digits, [`Key::hex`]); `None` for anything else.
+    pub fn from_hex(text: &str) -> Option<Key> {
+        (text.len() == 32).then(|| u128::from_str_radix(text, 16).ok().map(Key)).flatten()
+    }
+}
+
+/// Serialised as its text form, 32 hex digits (JSON has no 128-bit integers).
+impl Serialize for Key {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.hex())
+    }
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Key, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Key::from_hex(&text)
+            .ok_or_else(|| serde::de::Error::custom(format!("not a 128-bit key (32 hex digits): {text}")))
+    }
 }
 
 /// The identity of one fact.
@@ -165,5 +185,16 @@ mod tests {
         assert_ne!(Key::of(&["ab", "c"]), Key::of(&["a", "bc"]));
         assert_eq!(Key::of(&["a", "b"]), Key::of(&["a", "b"]));
         assert_eq!(Key::of(&["x"]).hex().len(), 32);
+    }
+
+    #[test]
+    fn keys_round_trip_through_json_as_hex() {
+        let k = Key(0x0123_4567_89ab_cdef_0000_0000_0000_0001);
+        let text = serde_json::to_string(&k).unwrap();
+        assert_eq!(text, "\"0123456789abcdef0000000000000001\"");
+        assert_eq!(serde_json::from_str::<Key>(&text).unwrap(), k);
+        for bad in ["\"123\"", "\"0123456789abcdef000000000000000g\"", "17"] {
+            assert!(serde_json::from_str::<Key>(bad).is_err(), "{bad}");
+        }
     }
 }

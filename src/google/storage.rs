@@ -1,6 +1,8 @@
 //! Cloud Storage objects read through the JSON API: `GET
 //! {base}/storage/v1/b/{bucket}/o/{object}?alt=media&generation={g}`
-//! (https://cloud.google.com/storage/docs/json_api/v1/objects/get), streamed.
+//! (https://cloud.google.com/storage/docs/json_api/v1/objects/get), streamed; and listed under a
+//! prefix, page by page: `GET {base}/storage/v1/b/{bucket}/o?prefix={p}&pageToken={t}`
+//! (https://cloud.google.com/storage/docs/json_api/v1/objects/list).
 //!
 //! `STORAGE_EMULATOR_HOST` is honoured as Google's client libraries honour it (`host:port` or a
 //! URL; no credentials then); otherwise the shared [`TokenSource`] gives a token with the
@@ -39,6 +41,39 @@ pub struct StorageError {
 impl StorageError {
     pub fn is_not_found(&self) -> bool {
         self.not_found
+    }
+}
+
+/// One object of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub name: String,
+    /// Bytes (the API writes it as a decimal string); `None` when absent.
+    pub size: Option<u64>,
+    /// The generation listed, so that the object read is the one listed.
+    pub generation: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListPage {
+    #[serde(default)]
+    items: Vec<ListItem>,
+    next_page_token: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct ListItem {
+    name: String,
+    size: Option<serde_json::Value>,
+    generation: Option<serde_json::Value>,
+}
+
+fn text_of(v: Option<serde_json::Value>) -> Option<String> {
+    match v? {
+        serde_json::Value::String(s) => Some(s),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
     }
 }
 
@@ -82,9 +117,6 @@ impl Storage {
 
     /// The URL of one generation of an object's data.
     pub fn media_url(&self, bucket: &str, name: &str, generation: Option<&str>) -> String {
-        const PART: &percent_encoding::AsciiSet =
-            &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
-        let enc = |s: &str| percent_encoding::utf8_percent_encode(s, PART).to_string();
         let mut url = format!("{}/storage/v1/b/{}/o/{}?alt=media", self.base, enc(bucket), enc(name));
         if let Some(g) = generation {
             url.push_str("&generation=");
@@ -93,24 +125,64 @@ impl Storage {
         url
     }
 
-    /// The object's bytes as a stream (the first byte within the retry policy's deadline;
-    /// the body then flows as it is read).
+    /// Every object whose name starts with `prefix`, in name order (the API lists in
+    /// lexicographic order), all pages followed.
     ///
-    /// Errors: see the module documentation.
-    pub async fn read(
+    /// Errors: as [`Storage::read`] (a missing bucket is a 404, `not_found`); a page that is not
+    /// the API's JSON.
+    pub async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError> {
+        let url = format!("{}/storage/v1/b/{}/o", self.base, enc(bucket));
+        let what = format!("gs://{bucket}/{prefix}");
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut query: Vec<(&str, &str)> = vec![("prefix", prefix)];
+            if let Some(t) = &token {
+                query.push(("pageToken", t));
+            }
+            let text = self.get_text(&url, &query, &what).await.map_err(|mut e| {
+                if e.not_found {
+                    e.message = format!("the bucket of {what} does not exist (HTTP 404)");
+                }
+                e
+            })?;
+            let page: ListPage = serde_json::from_str(&text).map_err(|e| StorageError {
+                not_found: false,
+                status: None,
+                message: format!("listing {what}: not a Cloud Storage object list ({e})"),
+            })?;
+            out.extend(page.items.into_iter().map(|i| ObjectInfo {
+                name: i.name,
+                size: text_of(i.size).and_then(|s| s.parse().ok()),
+                generation: text_of(i.generation),
+            }));
+            match page.next_page_token.filter(|t| !t.is_empty()) {
+                Some(t) => token = Some(t),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// The text of a JSON API GET, with the token and retries of [`Storage::read`].
+    async fn get_text(&self, url: &str, query: &[(&str, &str)], what: &str) -> Result<String, StorageError> {
+        let resp = self.send(|| self.http.get(url).query(query), what).await?;
+        resp.text().await.map_err(|e| StorageError {
+            not_found: false,
+            status: None,
+            message: format!("reading the listing of {what} failed: {e}"),
+        })
+    }
+
+    /// Sends a request (built anew for each attempt) until it succeeds, or fails for good, or
+    /// the retry policy gives up (see the module documentation).
+    async fn send(
         &self,
-        bucket: &str,
-        name: &str,
-        generation: Option<&str>,
-    ) -> Result<impl Stream<Item = Result<axum::body::Bytes, std::io::Error>> + Send + 'static, StorageError> {
-        let url = self.media_url(bucket, name, generation);
-        let what = match generation {
-            Some(g) => format!("gs://{bucket}/{name} (generation {g})"),
-            None => format!("gs://{bucket}/{name}"),
-        };
+        request: impl Fn() -> reqwest::RequestBuilder,
+        what: &str,
+    ) -> Result<reqwest::Response, StorageError> {
         let mut backoff = self.retry.start();
         loop {
-            let mut req = self.http.get(&url).timeout(self.timeout);
+            let mut req = request().timeout(self.timeout);
             if let Some(tokens) = &self.tokens {
                 let token = tokens.token(&[READ_SCOPE]).await.map_err(|e| StorageError {
                     not_found: false,
@@ -120,9 +192,7 @@ impl Storage {
                 req = req.bearer_auth(token);
             }
             let (decision, error) = match req.send().await {
-                Ok(resp) if resp.status().is_success() => {
-                    return Ok(resp.bytes_stream().map_err(std::io::Error::other));
-                }
+                Ok(resp) if resp.status().is_success() => return Ok(resp),
                 Ok(resp) => {
                     let status = resp.status().as_u16();
                     let after = retry::retry_after(resp.headers());
@@ -162,6 +232,32 @@ impl Storage {
             }
         }
     }
+
+    /// The object's bytes as a stream (the first byte within the retry policy's deadline;
+    /// the body then flows as it is read).
+    ///
+    /// Errors: see the module documentation.
+    pub async fn read(
+        &self,
+        bucket: &str,
+        name: &str,
+        generation: Option<&str>,
+    ) -> Result<impl Stream<Item = Result<axum::body::Bytes, std::io::Error>> + Send + 'static, StorageError> {
+        let url = self.media_url(bucket, name, generation);
+        let what = match generation {
+            Some(g) => format!("gs://{bucket}/{name} (generation {g})"),
+            None => format!("gs://{bucket}/{name}"),
+        };
+        let resp = self.send(|| self.http.get(&url), &what).await?;
+        Ok(resp.bytes_stream().map_err(std::io::Error::other))
+    }
+}
+
+/// Percent-encodes one path segment of the JSON API (an object name's `/` included).
+fn enc(s: &str) -> String {
+    const PART: &percent_encoding::AsciiSet =
+        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+    percent_encoding::utf8_percent_encode(s, PART).to_string()
 }
 
 #[cfg(test)]

@@ -154,6 +154,36 @@ impl Dedup {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// The keys of events answered with a success (2xx) and still remembered, in the order
+    /// they were answered (what a replay saves in its facts file).
+    pub fn answered(&self) -> Vec<Key> {
+        let inner = self.inner.lock().expect("dedup lock");
+        inner
+            .order
+            .iter()
+            .filter(|(at, key)| {
+                matches!(inner.slots.get(key), Some(Slot::Done { answer, at: done }) if done == at && (200..300).contains(&answer.status))
+            })
+            .map(|(_, key)| *key)
+            .collect()
+    }
+
+    /// Remembers `keys` as answered 204 now (events answered by an earlier process: a replay's
+    /// saved state), within the window and capacity like any answer.
+    pub fn remember(&self, keys: impl IntoIterator<Item = Key>) {
+        if !self.enabled() {
+            return;
+        }
+        let answer = Remembered { status: 204, body: axum::body::Bytes::new() };
+        let at = Instant::now();
+        let mut inner = self.inner.lock().expect("dedup lock");
+        for key in keys {
+            inner.insert(key, Slot::Done { answer: answer.clone(), at });
+            inner.order.push_back((at, key));
+        }
+        self.expire(&mut inner, at);
+    }
 }
 
 impl Ticket {
@@ -291,5 +321,23 @@ mod tests {
         let Begin::Fresh(t) = off.begin(k("x")) else { panic!() };
         t.finish(answer(204), true);
         assert!(matches!(off.begin(k("x")), Begin::Fresh(_)));
+    }
+
+    #[test]
+    fn answered_keys_can_be_remembered_by_another_window() {
+        let d = Dedup::new(Duration::from_secs(60), 100);
+        for (name, status, remember) in [("ok", 204, true), ("bad", 400, true), ("retry", 503, false)] {
+            let Begin::Fresh(t) = d.begin(k(name)) else { panic!() };
+            t.finish(answer(status), remember);
+        }
+        let Begin::Fresh(_running) = d.begin(k("running")) else { panic!() };
+        assert_eq!(d.answered(), vec![k("ok").unwrap()], "successes only: a failed event is tried again");
+        let next = Dedup::new(Duration::from_secs(60), 100);
+        next.remember(d.answered());
+        assert!(matches!(next.begin(k("ok")), Begin::Seen(a) if a.status == 204));
+        assert!(matches!(next.begin(k("bad")), Begin::Fresh(_)));
+        // the same id with other content is not the answered record
+        let other = Key { content: 9, ..k("ok").unwrap() };
+        assert!(matches!(next.begin(Some(other)), Begin::Fresh(t) if t.conflict()));
     }
 }

@@ -37,8 +37,9 @@ pub struct Stats {
 
 #[derive(Default)]
 struct Counts {
-    events: BTreeMap<(String, String), u64>,
-    rejected: BTreeMap<String, u64>,
+    /// (format, outcome) -> records; both names are static, so counting allocates nothing
+    events: BTreeMap<(&'static str, &'static str), u64>,
+    rejected: BTreeMap<&'static str, u64>,
     /// (action `truncated` / `folded`, label) -> values
     labels: BTreeMap<(&'static str, String), u64>,
     /// handler -> (total seconds, count) since the last flush
@@ -58,8 +59,8 @@ impl Stats {
         f(&mut self.inner.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
-    fn count(&self, outcome: &str, format: &str) {
-        self.with(|c| *c.events.entry((format.to_string(), outcome.to_string())).or_default() += 1);
+    fn count(&self, outcome: &'static str, format: &'static str) {
+        self.with(|c| *c.events.entry((format, outcome)).or_default() += 1);
     }
 
     /// Counts what the label guard did (values truncated, values folded into `other`).
@@ -78,7 +79,7 @@ impl Stats {
 
     /// Records by (delivery format, outcome) since the instance started.
     pub fn event_counts(&self) -> BTreeMap<(String, String), u64> {
-        self.with(|c| c.events.clone())
+        self.with(|c| c.events.iter().map(|((f, o), n)| ((f.to_string(), o.to_string()), *n)).collect())
     }
 
     /// The counters as gauges, at most once per `interval` (empty otherwise).
@@ -404,9 +405,12 @@ impl Dispatched<'_> {
             "event dispatched"
         );
         stats.with(|c| {
-            *c.events.entry((self.format.as_str().to_string(), self.outcome.label().to_string())).or_default() += 1;
+            *c.events.entry((self.format.as_str(), self.outcome.label())).or_default() += 1;
             for r in &self.report.results {
-                let e = c.durations.entry(r.handler.clone()).or_default();
+                let e = match c.durations.get_mut(r.handler.as_str()) {
+                    Some(e) => e,
+                    None => c.durations.entry(r.handler.clone()).or_default(),
+                };
                 e.0 += r.elapsed.as_secs_f64();
                 e.1 += 1;
             }
@@ -435,6 +439,17 @@ pub struct Processed<'a> {
 
 impl Processed<'_> {
     pub fn emit(&self, stats: &Stats) {
+        stats.with(|c| {
+            for (_, r) in &self.sink.rejected {
+                *c.rejected.entry(r.as_str()).or_default() += 1;
+            }
+        });
+        let success = (200..300).contains(&self.status);
+        let info = success && *self.outcome == Outcome::Done;
+        if (info && !tracing::enabled!(tracing::Level::INFO)) || !tracing::enabled!(tracing::Level::WARN) {
+            // the line would not be written: its fields are not built (a replay logs at WARN)
+            return;
+        }
         let failures = crate::error::grouped(
             self.report.failures().map(|(h, e)| (h, format!("{} ({})", e.log_text(), e.class().as_str()))),
         );
@@ -470,8 +485,7 @@ impl Processed<'_> {
                 )
             };
         }
-        let success = (200..300).contains(&self.status);
-        if success && *self.outcome == Outcome::Done {
+        if info {
             if handlers.is_empty() {
                 line!(info, "no handler matched the event");
             } else {
@@ -484,10 +498,5 @@ impl Processed<'_> {
         } else {
             line!(warn, "event failed permanently");
         }
-        stats.with(|c| {
-            for (_, r) in &d.rejected {
-                *c.rejected.entry(r.as_str().to_string()).or_default() += 1;
-            }
-        });
     }
 }

@@ -14,6 +14,7 @@ pub mod dedup;
 pub mod events;
 pub mod files;
 pub mod labels;
+pub mod replay;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -170,13 +171,17 @@ impl Pipeline {
     /// A processed history record is timed by its row (the first non-null of
     /// `history_time_columns`), not by the time of the read, which is when the backfill ran.
     fn history_time(&self, event: &mut ChangeEvent) {
-        let Some(row) = event.payload.as_ref().map(|p| &p.row) else { return };
-        let time = self.config.history_time_columns.iter().find_map(|c| {
-            row.get(c).filter(|v| !v.is_null()).and_then(|v| crate::decode::datastream::parse_timestamp(v, c).ok())
-        });
-        if let Some(t) = time {
+        if let Some(t) = self.row_time(event) {
             event.source_timestamp = t;
         }
+    }
+
+    /// The first non-null of `history_time_columns` in the record's row.
+    fn row_time(&self, event: &ChangeEvent) -> Option<chrono::DateTime<chrono::FixedOffset>> {
+        let row = &event.payload.as_ref()?.row;
+        self.config.history_time_columns.iter().find_map(|c| {
+            row.get(c).filter(|v| !v.is_null()).and_then(|v| crate::decode::datastream::parse_timestamp(v, c).ok())
+        })
     }
 
     /// The answer to a refused delivery, logged and counted.

@@ -10,6 +10,7 @@
 //! * `push`: Pub/Sub push bodies;
 //! * `storage`: the Cloud Storage emulator and a client to create buckets and objects;
 //! * `lifecycle`: replaying recorded orchestrator runs through the lifecycle engine;
+//! * `replay`: the `replay` command of the real binary, its output parsed, and record files;
 //! * `fakes`: in-process fakes of the services that have no emulator, one file each (Cloud
 //!   Monitoring, OTLP collector, OAuth token endpoint, JWKS, Lambda Runtime API, BigQuery REST
 //!   API, and a scripted warehouse);
@@ -29,6 +30,7 @@ pub mod lifecycle;
 pub mod mage_expected;
 pub mod process;
 pub mod push;
+pub mod replay;
 pub mod services;
 pub mod storage;
 

@@ -142,6 +142,22 @@ impl Lifecycle {
         &self.profiles
     }
 
+    /// The tables whose rows name other rows' pipelines: run tables that task tables look up
+    /// (`pipeline = { lookup = ... }`) and lookup tables, without duplicates, in profile order.
+    pub fn parent_tables(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for p in &self.profiles {
+            let names =
+                p.tables.iter().filter(|t| t.publishes).map(|t| &t.name).chain(p.lookups.iter().map(|l| &l.table));
+            for name in names {
+                if !out.contains(name) {
+                    out.push(name.clone());
+                }
+            }
+        }
+        out
+    }
+
     /// The profile and table rules of an event's table, if a profile describes it.
     pub fn table_of(&self, event: &ChangeEvent) -> Option<(&Profile, &Table)> {
         let name = event.table()?;

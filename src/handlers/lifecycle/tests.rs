@@ -22,6 +22,19 @@ fn facts(points: &[Point]) -> Vec<(String, f64)> {
     points.iter().filter(|p| p.name != names::CDC_LAG).map(|p| (p.name.clone(), p.value)).collect()
 }
 
+#[test]
+fn parent_tables_are_those_other_tables_look_up() {
+    let lc = Lifecycle::new(load(None, None).unwrap(), "p", std::time::Duration::from_secs(600));
+    let parents = lc.parent_tables();
+    // profiles/mage.toml: block_run -> pipeline_run; prefect.toml: [lookups.flow], task_run -> flow_run
+    for t in ["pipeline_run", "dag_run", "runs", "flow", "flow_run"] {
+        assert!(parents.iter().any(|p| p == t), "{t}: {parents:?}");
+    }
+    for t in ["block_run", "task_instance", "task_run"] {
+        assert!(!parents.iter().any(|p| p == t), "{t}: {parents:?}");
+    }
+}
+
 #[tokio::test]
 async fn every_row_of_a_one_fact_events_table_is_that_fact_once() {
     let lc = lifecycle(

@@ -1,0 +1,217 @@
+//! The files of a replay: local files, directories (read recursively) and `gs://bucket/prefix`
+//! listings, each opened as a byte stream whose consumption the progress display counts.
+//!
+//! Order: sources in the order given; the files of one directory or prefix in Datastream's
+//! time order, the time folders of its object names (`<table folder>/YYYY/MM/DD/HH/mm/<file>`:
+//! the records' source time), and within one minute the files of parent tables first (a Mage
+//! `pipeline_run` before its `block_run`s: a task names its pipeline through its parent row,
+//! which must be seen first), then by name. Files outside that layout sort by name.
+
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, ReadBuf};
+
+use crate::google::storage::Storage;
+use crate::pipeline::files::object_folder;
+
+/// One file to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub location: Location,
+    /// Bytes, when known (the progress display's total).
+    pub size: Option<u64>,
+}
+
+/// Where a file is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    Local(PathBuf),
+    Gcs { bucket: String, name: String, generation: Option<String> },
+}
+
+impl Source {
+    /// The path, or `gs://bucket/name`, as messages name it.
+    pub fn display(&self) -> String {
+        match &self.location {
+            Location::Local(p) => p.display().to_string(),
+            Location::Gcs { bucket, name, .. } => format!("gs://{bucket}/{name}"),
+        }
+    }
+
+    /// Opens the file as a byte stream.
+    ///
+    /// Errors: it cannot be opened (named in the message).
+    pub async fn open(&self, storage: Option<&Storage>) -> Result<Pin<Box<dyn AsyncRead + Send>>, String> {
+        match &self.location {
+            Location::Local(p) => match tokio::fs::File::open(p).await {
+                Ok(f) => Ok(Box::pin(f)),
+                Err(e) => Err(format!("{}: {e}", p.display())),
+            },
+            Location::Gcs { bucket, name, generation } => {
+                let storage = storage.ok_or_else(|| no_storage(bucket))?;
+                let stream = storage.read(bucket, name, generation.as_deref()).await.map_err(|e| e.message)?;
+                Ok(Box::pin(tokio_util::io::StreamReader::new(stream)))
+            }
+        }
+    }
+}
+
+fn no_storage(bucket: &str) -> String {
+    format!("gs://{bucket}: reading Cloud Storage needs STORAGE_EMULATOR_HOST or Google credentials")
+}
+
+/// Every file of `sources`, ordered (see the module documentation); `parents` are the parent
+/// tables ([`crate::pipeline::Pipeline::parent_tables`]).
+///
+/// Errors: a source that does not exist, cannot be listed, or holds no file (named).
+pub async fn expand(sources: &[String], storage: Option<&Storage>, parents: &[String]) -> Result<Vec<Source>, String> {
+    let mut out = Vec::new();
+    for s in sources {
+        let mut files = match s.strip_prefix("gs://") {
+            Some(rest) => {
+                let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+                if bucket.is_empty() {
+                    return Err(format!("{s}: expected gs://bucket/prefix"));
+                }
+                let storage = storage.ok_or_else(|| no_storage(bucket))?;
+                let listed = storage.list(bucket, prefix).await.map_err(|e| e.message)?;
+                listed
+                    .into_iter()
+                    .filter(|o| !o.name.ends_with('/'))
+                    .map(|o| Source {
+                        location: Location::Gcs { bucket: bucket.to_string(), name: o.name, generation: o.generation },
+                        size: o.size,
+                    })
+                    .collect()
+            }
+            None => local(Path::new(s))?,
+        };
+        if files.is_empty() {
+            return Err(format!("{s}: no file to replay there"));
+        }
+        files.sort_by_cached_key(|f| order_key(&f.display(), parents));
+        out.extend(files);
+    }
+    Ok(out)
+}
+
+/// A file, or every file under a directory.
+fn local(path: &Path) -> Result<Vec<Source>, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if !meta.is_dir() {
+        return Ok(vec![Source { location: Location::Local(path.to_path_buf()), size: Some(meta.len()) }]);
+    }
+    let mut out = Vec::new();
+    let mut dirs = vec![path.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let entries = std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        for entry in entries {
+            let p = entry.map_err(|e| format!("{}: {e}", dir.display()))?.path();
+            let meta = std::fs::metadata(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+            if meta.is_dir() {
+                dirs.push(p);
+            } else if meta.is_file() {
+                out.push(Source { location: Location::Local(p), size: Some(meta.len()) });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// (time folders, 0 for a parent table's file, the name).
+fn order_key(name: &str, parents: &[String]) -> (String, u8, String) {
+    let time = time_folders(name).unwrap_or_default();
+    let parent = object_folder(name)
+        .is_some_and(|folder| parents.iter().any(|t| folder == t || folder.ends_with(&format!("_{t}"))));
+    (time, u8::from(!parent), name.to_string())
+}
+
+/// `YYYY/MM/DD/HH/mm` of a Datastream object name.
+fn time_folders(name: &str) -> Option<String> {
+    let parts: Vec<&str> = name.split('/').collect();
+    let digits = |p: &&str, n: usize| p.len() == n && p.bytes().all(|b| b.is_ascii_digit());
+    let year = parts.iter().position(|p| digits(p, 4))?;
+    let rest = parts.get(year + 1..year + 5)?;
+    rest.iter().all(|p| digits(p, 2)).then(|| parts[year..year + 5].join("/"))
+}
+
+/// A byte stream that adds what is read from it to a counter (the progress display's bytes).
+pub struct Counted {
+    inner: Pin<Box<dyn AsyncRead + Send>>,
+    bytes: Arc<AtomicU64>,
+}
+
+impl Counted {
+    pub fn new(inner: Pin<Box<dyn AsyncRead + Send>>, bytes: Arc<AtomicU64>) -> Counted {
+        Counted { inner, bytes }
+    }
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = self.inner.as_mut().poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = &polled {
+            self.bytes.fetch_add((buf.filled().len() - before) as u64, Ordering::Relaxed);
+        }
+        polled
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn datastream_files_sort_by_minute_then_parents_first() {
+        let parents = vec!["pipeline_run".to_string()];
+        let mut names = vec![
+            "ds/public_block_run/2026/11/30/13/30/b.jsonl",
+            "ds/public_pipeline_run/2026/11/30/13/31/c.jsonl",
+            "ds/public_block_run/2026/11/30/13/29/a.jsonl",
+            "ds/public_pipeline_run/2026/11/30/13/30/a.jsonl",
+            "ds/public_pipeline_run/2026/11/30/13/29/z.jsonl",
+        ];
+        names.sort_by_key(|n| order_key(n, &parents));
+        assert_eq!(
+            names,
+            [
+                "ds/public_pipeline_run/2026/11/30/13/29/z.jsonl",
+                "ds/public_block_run/2026/11/30/13/29/a.jsonl",
+                "ds/public_pipeline_run/2026/11/30/13/30/a.jsonl",
+                "ds/public_block_run/2026/11/30/13/30/b.jsonl",
+                "ds/public_pipeline_run/2026/11/30/13/31/c.jsonl",
+            ]
+        );
+        assert_eq!(time_folders("x/2026/11/30/13/29/f.jsonl").as_deref(), Some("2026/11/30/13/29"));
+        assert_eq!(time_folders("x/2026/11/f.jsonl"), None);
+        assert_eq!(time_folders("events/mage/success.jsonl"), None);
+    }
+
+    #[tokio::test]
+    async fn directories_are_read_recursively_and_a_missing_source_is_named() {
+        let dir = std::env::temp_dir().join(format!("replay-sources-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("a/b")).unwrap();
+        std::fs::write(dir.join("a/b/2.jsonl"), "{}\n").unwrap();
+        std::fs::write(dir.join("1.jsonl.gz"), "").unwrap();
+        let got = expand(&[dir.display().to_string()], None, &[]).await.unwrap();
+        let names: Vec<String> = got.iter().map(|s| s.display()).collect();
+        assert_eq!(
+            names,
+            [dir.join("1.jsonl.gz").display().to_string(), dir.join("a/b/2.jsonl").display().to_string()]
+        );
+        assert_eq!(got[1].size, Some(3));
+        let missing = dir.join("nope.jsonl").display().to_string();
+        let e = expand(std::slice::from_ref(&missing), None, &[]).await.unwrap_err();
+        assert!(e.starts_with(&missing), "{e}");
+        std::fs::create_dir_all(dir.join("empty")).unwrap();
+        assert!(expand(&[dir.join("empty").display().to_string()], None, &[]).await.unwrap_err().contains("no file"));
+        let e = expand(&["gs://bucket/p".to_string()], None, &[]).await.unwrap_err();
+        assert!(e.contains("STORAGE_EMULATOR_HOST"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
