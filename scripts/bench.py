@@ -26,7 +26,9 @@ import urllib.request
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PORT = os.environ.get("BQEMU_PORT", "9050")
 EMULATOR = f"127.0.0.1:{PORT}"
-CRITERION = os.path.join(ROOT, "target", "criterion")
+# cargo's target directory (CARGO_TARGET_DIR is honoured, as cargo and criterion do)
+TARGET = os.path.join(ROOT, os.environ.get("CARGO_TARGET_DIR") or "target")
+CRITERION = os.path.join(TARGET, "criterion")
 RESULTS = os.path.join(ROOT, "target", "bench", "whole_process.json")
 OUT = os.path.join(ROOT, "BENCHMARKS.md")
 GROUPS = ["decode_dispatch", "decode_only", "prepare_only", "decode_dispatch_emit"]
@@ -502,7 +504,7 @@ def main():
             if os.path.exists(RESULTS):
                 os.remove(RESULTS)
             run([exe, "--bench", "--out", RESULTS, "--emulator", EMULATOR,
-                 "--bin", os.path.join(ROOT, "target", "release", "pipeline-run-metrics")] + extra, env=env)
+                 "--bin", os.path.join(TARGET, "release", "pipeline-run-metrics")] + extra, env=env)
         finally:
             if started_emulator:
                 run([os.path.join(ROOT, "scripts", "bqemulator.sh"), "stop", PORT])
