@@ -37,7 +37,12 @@ use support::{CASES, lifecycle, now_of, openlineage_event, prepare, renew};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Points of one derivation, and how many of them are facts (not the CDC lag).
-fn derive_once(rt: &tokio::runtime::Runtime, lc: &pipeline_run_metrics::handlers::lifecycle::Lifecycle, store: &Memory, bytes: &[u8]) -> (usize, usize) {
+fn derive_once(
+    rt: &tokio::runtime::Runtime,
+    lc: &pipeline_run_metrics::handlers::lifecycle::Lifecycle,
+    store: &Memory,
+    bytes: &[u8],
+) -> (usize, usize) {
     let event = decode::record(serde_json::from_slice(bytes).expect("json")).expect("record");
     let d = rt.block_on(lc.derive(&event, store, now_of(&event))).expect("derive");
     let facts = d.points.iter().filter(|p| p.name != names::CDC_LAG).count();
@@ -117,9 +122,7 @@ fn bench(c: &mut Criterion) {
     }
     let bytes = openlineage_event(7);
     group.bench_function("openlineage_run", |b| {
-        b.iter(|| {
-            black_box(decode::openlineage::decode(serde_json::from_slice(black_box(&bytes)).unwrap()).unwrap())
-        })
+        b.iter(|| black_box(decode::openlineage::decode(serde_json::from_slice(black_box(&bytes)).unwrap()).unwrap()))
     });
     group.finish();
 }

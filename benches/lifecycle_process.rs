@@ -615,9 +615,11 @@ fn notification(resource: &Value) -> Vec<u8> {
         .attribute("objectId", &attr("name"))
         .attribute("objectGeneration", &attr("generation"))
         .body();
-    let mut req =
-        format!("POST / HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n", body.len())
-            .into_bytes();
+    let mut req = format!(
+        "POST / HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
     req.extend_from_slice(body.as_bytes());
     req
 }
@@ -652,7 +654,10 @@ fn files(opts: &Opts) -> Value {
         let text = std::fs::read_to_string(&out_file).unwrap_or_default();
         let new: Vec<&str> = text.lines().skip(before).collect();
         let finished = new.iter().filter(|l| l.contains(names::RUN_FINISHED)).count();
-        eprintln!("   file {series}: {records} records, {} bytes gz: {status} in {ms:.0} ms, {finished} finished", gz.len());
+        eprintln!(
+            "   file {series}: {records} records, {} bytes gz: {status} in {ms:.0} ms, {finished} finished",
+            gz.len()
+        );
         runs.push(json!({
             "series": series, "records": records, "plain_bytes": plain.len(), "gzip_bytes": gz.len(),
             "status": status, "answer": body, "ms": ms, "metric_lines": new.len(),

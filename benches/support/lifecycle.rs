@@ -80,7 +80,13 @@ pub fn recording(dir: &str) -> Vec<Value> {
 /// recording, and the representative record of `table`: of the table's changes in the recording,
 /// the one that derives the most points as a new row (keys rewritten), the latest on a tie; for
 /// a run table, its terminal change (started, finished, duration, queue wait, CDC lag).
-pub fn prepare(rt: &tokio::runtime::Runtime, profile: &str, dir: &str, table: &str, keys: &[&str]) -> (Lifecycle, Memory, Value) {
+pub fn prepare(
+    rt: &tokio::runtime::Runtime,
+    profile: &str,
+    dir: &str,
+    table: &str,
+    keys: &[&str],
+) -> (Lifecycle, Memory, Value) {
     let lc = lifecycle(profile);
     let store = Memory::new(DEFAULT_CAPACITY);
     let records = recording(dir);
