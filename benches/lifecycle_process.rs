@@ -58,6 +58,9 @@ impl Opts {
     }
 }
 
+/// One measurement step: its results as JSON.
+type Step = fn(&Opts) -> Value;
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if !args.iter().any(|a| a == "--bench") {
@@ -80,7 +83,7 @@ fn main() {
     let only = value("--only");
     let mut out = serde_json::Map::new();
     out.insert("quick".into(), opts.quick.into());
-    let steps: [(&str, fn(&Opts) -> Value); 2] = [("http", http), ("files", files)];
+    let steps: [(&str, Step); 2] = [("http", http), ("files", files)];
     for (name, step) in steps {
         if only.as_deref().is_some_and(|o| o != name) {
             continue;
