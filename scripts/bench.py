@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Runs every benchmark and writes BENCHMARKS.md (issue 6). Standard library only.
 
-    python3 scripts/bench.py            # what `make bench` runs: full runs, about 5 minutes
+    python3 scripts/bench.py            # what `make bench` runs: full runs, about 8 minutes
     python3 scripts/bench.py --quick    # harness check only: few iterations, figures not meaningful
     python3 scripts/bench.py --render-only   # rewrite BENCHMARKS.md from the last results
 
@@ -790,7 +790,7 @@ def lifecycle_notes(lc, f):
     if h and f["eps"] < T_LC_EPS:
         notes.append(f"**Lifecycle-only events over HTTP**: {f['eps']:,.0f}/s, {T_LC_EPS - f['eps']:,.0f}/s "
                      f"({(1 - f['eps'] / T_LC_EPS) * 100:.0f} %) below {T_LC_EPS:,}/s. The load generator runs on "
-                     "the same 2 cores as the binary, and the machine's load (below) is shared with other work; "
+                     "the same 2 cores as the binary, and the machine's load (Machine, above) is shared with other work; "
                      "per event the binary decodes, derives and writes the points, answers the HTTP request and "
                      "logs at `warn`.")
     if h and h["records_at_end"] >= T_LC_RECORDS and f["rss_end_mib"] > T_LC_RSS_MIB:
