@@ -79,7 +79,7 @@ release: ## Release build (target/release/pipeline-run-metrics)
 	cargo build --locked --release
 
 .PHONY: bench
-bench: ## Run the benchmarks (criterion, the release binary over HTTP, replay from a JSONL.gz; ~7 min) and regenerate BENCHMARKS.md
+bench: ## Run the benchmarks (criterion, the release binary over HTTP, Cloud Storage files, replay from a JSONL.gz; ~10 min) and regenerate BENCHMARKS.md
 	@BQEMU_PORT=$(BQEMU_PORT) python3 scripts/bench.py
 
 .PHONY: bench-replay
