@@ -1,5 +1,6 @@
 use super::*;
 use crate::facts::memory::Memory;
+use chrono::{DateTime, Utc};
 use serde_json::json;
 
 fn lifecycle(text: &str) -> Lifecycle {

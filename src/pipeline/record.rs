@@ -1,0 +1,161 @@
+//! Per-record processing: the claim handlers and lifecycle profiles of one record, the release
+//! of facts whose points were not written, the time of a history record, and the key
+//! (id and content digest) under which the de-duplication window remembers a record.
+
+use std::time::Instant;
+
+use super::Pipeline;
+use super::answer::{Failure, Outcome};
+use crate::decode::{ChangeEvent, DeliveryMeta};
+use crate::facts::Reservation;
+use crate::handlers::{Report, builtin::FAILURE_METRIC};
+
+impl Pipeline {
+    /// Claim handlers and lifecycle profiles of one record, run concurrently; their results
+    /// and points in one report, and the facts the lifecycle reserved.
+    pub(super) async fn dispatch(&self, event: &ChangeEvent) -> (Report, Vec<Reservation>) {
+        let claims = self.dispatcher.dispatch(event, self.warehouse.as_ref());
+        let Some(parts) = self.lifecycle.as_ref().filter(|l| l.lifecycle.matches(event)) else {
+            return (claims.await, Vec::new());
+        };
+        let started = Instant::now();
+        let name = parts.lifecycle.table_of(event).map(|(p, _)| p.name.as_str()).unwrap_or("lookup");
+        let lifecycle = parts.lifecycle.derive(event, parts.facts.as_ref(), chrono::Utc::now());
+        let (mut report, derived) = futures_util::future::join(claims, lifecycle).await;
+        let handler = format!("lifecycle/{name}");
+        let result = match derived {
+            Ok(d) => {
+                let n = d.points.len();
+                // the failure gauges of the claim handlers stay last
+                let at = report.points.iter().position(|p| p.name == FAILURE_METRIC).unwrap_or(report.points.len());
+                report.points.splice(at..at, d.points);
+                report.results.push(crate::handlers::dispatch::HandlerResult {
+                    handler,
+                    result: Ok(n),
+                    elapsed: started.elapsed(),
+                });
+                return (report, d.reserved);
+            }
+            Err(e) => e,
+        };
+        report.points.push(crate::handlers::builtin::failure_gauge(
+            &handler,
+            result.class(),
+            chrono::Utc::now(),
+            &self.dispatcher.projects().metric,
+        ));
+        report.results.push(crate::handlers::dispatch::HandlerResult {
+            handler,
+            result: Err(result),
+            elapsed: started.elapsed(),
+        });
+        (report, Vec::new())
+    }
+
+    pub(super) async fn release(&self, facts: &[Reservation]) {
+        if let Some(parts) = &self.lifecycle {
+            for f in facts {
+                if let Err(e) = crate::facts::release(parts.facts.as_ref(), f).await {
+                    tracing::warn!(error = %e, "a fact whose points were not written could not be released");
+                }
+            }
+        }
+    }
+
+    /// A processed history record is timed by its row (the first non-null of
+    /// `history_time_columns`), not by the time of the read, which is when the backfill ran.
+    pub(super) fn history_time(&self, event: &mut ChangeEvent) {
+        if let Some(t) = self.row_time(event) {
+            event.source_timestamp = t;
+        }
+    }
+
+    /// The first non-null of `history_time_columns` in the record's row.
+    pub(super) fn row_time(&self, event: &ChangeEvent) -> Option<chrono::DateTime<chrono::FixedOffset>> {
+        let row = &event.payload.as_ref()?.row;
+        self.config.history_time_columns.iter().find_map(|c| {
+            row.get(c).filter(|v| !v.is_null()).and_then(|v| crate::decode::datastream::parse_timestamp(v, c).ok())
+        })
+    }
+}
+
+/// The outcome of a dispatched record, before its points are written.
+pub(super) fn report_outcome(report: &Report) -> Outcome {
+    let failures: Vec<Failure> =
+        report.failures().map(|(h, e)| Failure { handler: h.to_string(), error: e.clone() }).collect();
+    if failures.is_empty() {
+        return Outcome::Done;
+    }
+    let transient = failures.iter().any(|f| f.error.class() == crate::error::ErrorClass::Transient);
+    Outcome::HandlersFailed { transient, failures }
+}
+
+/// The id of a record for de-duplication: a 128-bit hash of the Datastream uuid, else of the
+/// message id (with its subscription), else of the CloudEvent source + id. The window keeps the
+/// hash, never the id.
+pub(super) fn dedup_id(meta: &DeliveryMeta, event: &ChangeEvent) -> Option<u128> {
+    let key = |parts: &[&str]| Some(crate::facts::Key::of(parts).0);
+    if let Some(u) = event.uuid.as_deref().filter(|u| !u.is_empty()) {
+        return key(&["uuid", u]);
+    }
+    if let Some(m) = meta.message_id.as_deref().filter(|m| !m.is_empty()) {
+        return key(&["msg", meta.subscription.as_deref().unwrap_or(""), m]);
+    }
+    match (&meta.ce_source, &meta.ce_id) {
+        (Some(s), Some(i)) => key(&["ce", s, i]),
+        _ => None,
+    }
+}
+
+/// A 128-bit digest of what a record says: where and when the change happened and the row after
+/// it (every field the handlers and profiles read). Not the id (the other half of the key), nor
+/// `read_timestamp` (when the source read the change, which a re-read of the same change may
+/// change). Two deliveries of the same record have the same digest; a different record under the
+/// same id has another.
+pub(super) fn content_digest(event: &ChangeEvent) -> u128 {
+    struct Hasher(xxhash_rust::xxh3::Xxh3);
+    impl Hasher {
+        fn text(&mut self, s: Option<&str>) {
+            match s {
+                None => self.0.update(&[0]),
+                Some(s) => {
+                    self.0.update(&[1]);
+                    self.0.update(&(s.len() as u64).to_le_bytes());
+                    self.0.update(s.as_bytes());
+                }
+            }
+        }
+    }
+    impl std::io::Write for Hasher {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.update(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut h = Hasher(xxhash_rust::xxh3::Xxh3::new());
+    let m = &event.source_metadata;
+    h.text(event.stream.as_deref());
+    h.text(Some(&event.source_timestamp.to_rfc3339()));
+    h.text(event.object.as_deref());
+    h.text(event.read_method.as_deref());
+    for field in [&m.schema, &m.table, &m.change_type, &m.lsn, &m.tx_id] {
+        h.text(field.as_deref());
+    }
+    h.text(Some(if m.is_deleted { "deleted" } else { "" }));
+    h.text(Some(&m.primary_keys.join("\u{1f}")));
+    match &event.payload {
+        None => h.text(None),
+        Some(p) => {
+            h.text(Some("row"));
+            // serde_json writes a map in key order: the same row gives the same bytes
+            let _ = serde_json::to_writer(&mut h, &p.row);
+        }
+    }
+    h.0.digest128()
+}
+
+#[cfg(test)]
+mod tests;
