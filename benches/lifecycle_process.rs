@@ -21,11 +21,12 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "support/raw_http.rs"]
+mod raw_http;
 #[path = "support/lifecycle.rs"]
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::net::TcpStream as StdStream;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -37,6 +38,7 @@ use common::push::Push;
 use common::storage::{Gcs, emulator};
 use pipeline_run_metrics::decode;
 use pipeline_run_metrics::handlers::lifecycle::names;
+use raw_http::{roundtrip, roundtrip_sync};
 use serde_json::{Value, json};
 use support::{CASES, Case, now_of, prepare, renew, run_cases};
 
@@ -199,76 +201,6 @@ fn check_generators() {
 // ---------------------------------------------------------------------------------------------
 // Raw HTTP/1.1
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-/// A complete response at the start of `buf`: (status, its length).
-fn parse_response(buf: &[u8]) -> std::io::Result<Option<(u16, usize)>> {
-    let Some(end) = find(buf, b"\r\n\r\n") else { return Ok(None) };
-    let head = std::str::from_utf8(&buf[..end]).map_err(std::io::Error::other)?;
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("bad status line in {head:?}")))?;
-    let mut length = 0;
-    for l in lines {
-        if let Some((k, v)) = l.split_once(':')
-            && k.eq_ignore_ascii_case("content-length")
-        {
-            length = v.trim().parse::<usize>().unwrap_or(0);
-        }
-    }
-    let total = end + 4 + length;
-    Ok((buf.len() >= total).then_some((status, total)))
-}
-
-fn roundtrip_sync(stream: &mut StdStream, req: &[u8]) -> std::io::Result<(u16, String)> {
-    stream.write_all(req)?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 16384];
-    loop {
-        if let Some((status, len)) = parse_response(&buf)? {
-            let body_at = find(&buf, b"\r\n\r\n").unwrap() + 4;
-            return Ok((status, String::from_utf8_lossy(&buf[body_at..len]).into_owned()));
-        }
-        let n = stream.read(&mut chunk)?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-}
-
-async fn roundtrip(stream: &tokio::net::TcpStream, req: &[u8], buf: &mut Vec<u8>) -> std::io::Result<u16> {
-    use std::io::ErrorKind::WouldBlock;
-    let mut sent = 0;
-    while sent < req.len() {
-        stream.writable().await?;
-        match stream.try_write(&req[sent..]) {
-            Ok(n) => sent += n,
-            Err(e) if e.kind() == WouldBlock => {}
-            Err(e) => return Err(e),
-        }
-    }
-    buf.clear();
-    let mut chunk = [0u8; 16384];
-    loop {
-        if let Some((status, _)) = parse_response(buf)? {
-            return Ok(status);
-        }
-        stream.readable().await?;
-        match stream.try_read(&mut chunk) {
-            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == WouldBlock => {}
-            Err(e) => return Err(e),
-        }
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // The process under test
 
@@ -305,7 +237,7 @@ impl Server {
                 panic!("the binary exited with {status}");
             }
             if let Ok(mut s) = StdStream::connect(("127.0.0.1", self.port))
-                && matches!(roundtrip_sync(&mut s, req), Ok((200, _)))
+                && matches!(roundtrip_sync(&mut s, req, &mut Vec::new()), Ok((200, _)))
             {
                 return;
             }
@@ -339,7 +271,11 @@ impl Server {
     fn post(&self, req: &[u8], timeout: Duration) -> (u16, String) {
         let mut s = StdStream::connect(("127.0.0.1", self.port)).expect("connect");
         s.set_read_timeout(Some(timeout)).unwrap();
-        roundtrip_sync(&mut s, req).expect("answer")
+        {
+            let mut buf = Vec::new();
+            let (status, len) = roundtrip_sync(&mut s, req, &mut buf).expect("answer");
+            (status, raw_http::body(&buf, len))
+        }
     }
 }
 

@@ -19,9 +19,11 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "support/raw_http.rs"]
+mod raw_http;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream as StdStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -41,6 +43,7 @@ use pipeline_run_metrics::handlers::dispatch::Dispatcher;
 use pipeline_run_metrics::sink::{JsonLines, MetricSink, Point};
 use pipeline_run_metrics::warehouse::WarehouseError;
 use pipeline_run_metrics::warehouse::{BigQuery, Param, Row, TableRef, Warehouse};
+use raw_http::{find, roundtrip, roundtrip_sync};
 use serde_json::{Value, json};
 
 const METRIC_PROJECT: &str = "local-project";
@@ -186,83 +189,6 @@ impl Request {
 
 const HEALTHZ: &[u8] = b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n";
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-/// A complete response at the start of `buf`: (status, its length in bytes).
-fn parse_response(buf: &[u8]) -> std::io::Result<Option<(u16, usize)>> {
-    let Some(end) = find(buf, b"\r\n\r\n") else { return Ok(None) };
-    let head = std::str::from_utf8(&buf[..end]).map_err(std::io::Error::other)?;
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("bad status line in {head:?}")))?;
-    let body_start = end + 4;
-    let mut length = None;
-    let mut chunked = false;
-    for l in lines {
-        let Some((k, v)) = l.split_once(':') else { continue };
-        if k.eq_ignore_ascii_case("content-length") {
-            length = v.trim().parse::<usize>().ok();
-        } else if k.eq_ignore_ascii_case("transfer-encoding") && v.to_ascii_lowercase().contains("chunked") {
-            chunked = true;
-        }
-    }
-    if chunked {
-        return Ok(find(&buf[body_start..], b"0\r\n\r\n").map(|p| (status, body_start + p + 5)));
-    }
-    let total = body_start + length.unwrap_or(0);
-    Ok((buf.len() >= total).then_some((status, total)))
-}
-
-/// One request and its response on a blocking keep-alive connection.
-fn roundtrip_sync(stream: &mut StdStream, req: &[u8], buf: &mut Vec<u8>) -> std::io::Result<u16> {
-    stream.write_all(req)?;
-    buf.clear();
-    let mut chunk = [0u8; 16384];
-    loop {
-        if let Some((status, _)) = parse_response(buf)? {
-            return Ok(status);
-        }
-        let n = stream.read(&mut chunk)?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-}
-
-/// One request and its response on a non-blocking keep-alive connection.
-async fn roundtrip(stream: &tokio::net::TcpStream, req: &[u8], buf: &mut Vec<u8>) -> std::io::Result<u16> {
-    use std::io::ErrorKind::WouldBlock;
-    let mut sent = 0;
-    while sent < req.len() {
-        stream.writable().await?;
-        match stream.try_write(&req[sent..]) {
-            Ok(n) => sent += n,
-            Err(e) if e.kind() == WouldBlock => {}
-            Err(e) => return Err(e),
-        }
-    }
-    buf.clear();
-    let mut chunk = [0u8; 16384];
-    loop {
-        if let Some((status, _)) = parse_response(buf)? {
-            return Ok(status);
-        }
-        stream.readable().await?;
-        match stream.try_read(&mut chunk) {
-            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == WouldBlock => {}
-            Err(e) => return Err(e),
-        }
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // The process under test
 
@@ -324,7 +250,7 @@ impl Server {
             }
             if let Ok(mut s) = StdStream::connect(("127.0.0.1", self.port)) {
                 let _ = s.set_nodelay(true);
-                if let Ok(status) = roundtrip_sync(&mut s, req, &mut buf) {
+                if let Ok((status, _)) = roundtrip_sync(&mut s, req, &mut buf) {
                     if status == want {
                         return self.run.started.elapsed();
                     }
