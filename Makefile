@@ -13,7 +13,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
-local-up: ## Install (if missing) and start the BigQuery emulator on 127.0.0.1:9050, then seed it
+local-up: ## Install (if missing) and start the BigQuery emulator on 127.0.0.1:$(BQEMU_PORT) (9050 unless set), then seed it
 	@echo "== [local-up 1/2] BigQuery emulator on $(EMULATOR) (installed into .venv-bqemu on first use)"
 	@scripts/bqemulator.sh start $(BQEMU_PORT)
 	@echo "== [local-up 2/2] seeding the emulator from events/seed.json"
@@ -22,13 +22,15 @@ local-up: ## Install (if missing) and start the BigQuery emulator on 127.0.0.1:9
 local-seed: ## Recreate the seed tables from scratch (idempotent)
 	@BIGQUERY_EMULATOR_HOST=$(EMULATOR) python3 scripts/seed.py
 
-local-run: local-up ## Build and run the function locally (metrics as JSON lines, also in .local/metrics.jsonl)
-	@echo "== building the function (debug, $(TARGET_DIR)/debug); the first build compiles about 330 crates, about 10 min on 2 cores: see README, Quick start"
-	@cargo build --locked
-	@# a busy port fails here, before the banner; the binary binds it again before it creates
-	@# (truncates) METRICS_FILE, so a running instance's file is never emptied by a second one
+local-run: ## Build and run the function locally (metrics as JSON lines, also in .local/metrics.jsonl)
+	@# a busy port fails here, before the emulator is reseeded and before the banner; the binary
+	@# binds it again before it creates (truncates) METRICS_FILE, so a running instance's file and
+	@# tables are never touched by a second one
 	@if (exec 3<>/dev/tcp/127.0.0.1/$(PORT)) 2>/dev/null; then \
 	  echo "make local-run: 127.0.0.1:$(PORT): address in use (is another make local-run running?); stop it or use PORT=..." >&2; exit 1; fi
+	@$(MAKE) --no-print-directory local-up
+	@echo "== building the function (debug, $(TARGET_DIR)/debug); the first build compiles about 330 crates, about 10 min on 2 cores: see README, Quick start"
+	@cargo build --locked
 	@mkdir -p .local
 	@echo "pipeline-run-metrics on http://127.0.0.1:$(PORT)/ (BigQuery emulator $(EMULATOR)); Ctrl-C stops it"
 	@HOST=127.0.0.1 PORT=$(PORT) BIGQUERY_EMULATOR_HOST=$(EMULATOR) DEDUP_WINDOW_SECS=$${DEDUP_WINDOW_SECS:-0} \

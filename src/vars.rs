@@ -316,7 +316,14 @@ pub fn is_host_port(v: &str) -> bool {
 /// `v` with the user information of its authority (`user:password@`) replaced by `***@`, so
 /// that an error can show a URL without its password.
 pub fn mask_userinfo(v: &str) -> String {
-    let Some((scheme, rest)) = v.split_once("://") else { return v.to_string() };
+    let Some((scheme, rest)) = v.split_once("://") else {
+        // Not a well-formed URL (a typo such as `redis//u:p@h` or `http:/u:p@h`, which is when
+        // this text is shown): whatever stands before the last '@' may be a password.
+        return match v.rfind('@') {
+            Some(at) => format!("***@{}", &v[at + 1..]),
+            None => v.to_string(),
+        };
+    };
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     match rest[..authority_end].rfind('@') {
         Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),

@@ -123,6 +123,34 @@ fn a_second_run_with_the_facts_file_writes_nothing() {
     assert!(facts.is_empty(), "{facts:?}");
 }
 
+/// A facts file that could not be saved is refused before anything is written: otherwise the
+/// points would be written now and again by the next run.
+#[test]
+fn an_unsavable_facts_file_is_refused_before_any_point_is_written() {
+    let dir = workdir("unsavable");
+    let state = dir.join("no-such-dir").join("state.json");
+    let path = fixture("mage", "success", "datastream");
+    let r = replay(&[], &["--facts-file", state.to_str().unwrap(), path.to_str().unwrap()]);
+    assert_eq!(r.code, 2, "{:?}", r.stderr);
+    assert!(r.points.is_empty(), "{:?}", r.points.first());
+    assert!(
+        r.stderr.iter().any(|l| l.contains("--facts-file cannot be saved") && l.contains("no-such-dir")),
+        "{:?}",
+        r.stderr
+    );
+}
+
+/// An empty time window is a usage error, not a replay that silently selects nothing.
+#[test]
+fn since_after_until_is_refused() {
+    let path = fixture("mage", "success", "datastream");
+    let r =
+        replay(&[], &["--since", "2026-01-02T00:00:00Z", "--until", "2020-01-01T00:00:00Z", path.to_str().unwrap()]);
+    assert_eq!(r.code, 2, "{:?}", r.stderr);
+    assert!(r.points.is_empty());
+    assert!(r.stderr.iter().any(|l| l.contains("--since must be before --until")), "{:?}", r.stderr);
+}
+
 #[test]
 fn a_dry_run_writes_nothing_and_saves_no_facts_file() {
     let dir = workdir("dry");

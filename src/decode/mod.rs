@@ -270,6 +270,14 @@ fn route(headers: &HeaderMap, body: &[u8]) -> Result<Decoded, DecodeError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(DecodeError::malformed(None, format!("empty body: {EXPECTED}")));
     }
+    // Every delivery is a JSON object; `Top` would also read an array as its fields in order
+    // (serde's sequence form of a struct), taking `[1]` for a CloudEvent of specversion 1.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+            Ok(_) => DecodeError::malformed(None, format!("unrecognised body: {EXPECTED}")),
+            Err(e) => DecodeError::malformed(None, format!("body is not valid JSON ({e}): {EXPECTED}")),
+        });
+    }
     let top: Top = match serde_json::from_slice(body) {
         Ok(top) => top,
         Err(e) => {

@@ -35,20 +35,45 @@ fn time(s: &str, path: &str) -> Result<DateTime<FixedOffset>, DecodeError> {
     })
 }
 
+/// The `eventType` values of a RunEvent (OpenLineage spec 2-0-2, `RunEvent.eventType` enum).
+const EVENT_TYPES: [&str; 6] = ["START", "RUNNING", "COMPLETE", "ABORT", "FAIL", "OTHER"];
+
 /// Decodes one OpenLineage event; `Ok(None)` for an event without a run (a `DatasetEvent` or
 /// `JobEvent`).
 ///
-/// Errors: not a JSON object, or a missing `eventTime`, `run.runId`, `job.namespace` or
+/// Errors: not a JSON object, neither a run, a dataset nor a job (`run`), an `eventType`
+/// outside the spec's enum, or a missing `eventTime`, `run.runId`, `job.namespace` or
 /// `job.name`, naming the field.
 pub fn decode(value: Value) -> Result<Option<ChangeEvent>, DecodeError> {
     let Value::Object(o) = value else {
         return Err(DecodeError::malformed(None, "an OpenLineage event must be a JSON object"));
     };
-    let Some(run) = o.get("run").and_then(Value::as_object) else {
-        return Ok(None);
+    let run = match o.get("run") {
+        Some(Value::Object(run)) => run,
+        Some(_) => return Err(DecodeError::malformed(Some("run".into()), "run must be an object ({\"runId\": ...})")),
+        // A DatasetEvent has a `dataset`, a JobEvent a `job` (OpenLineage 2-0-2: both without
+        // `run`); a body with neither is not an OpenLineage event at all.
+        None if o.get("dataset").is_some_and(Value::is_object) || o.get("job").is_some_and(Value::is_object) => {
+            return Ok(None);
+        }
+        None => {
+            return Err(DecodeError::malformed(
+                Some("run".into()),
+                "not an OpenLineage event: a RunEvent has run and job, a DatasetEvent dataset, a JobEvent job",
+            ));
+        }
     };
     let event_time = time(field(&o, "eventTime", "")?, "eventTime")?;
-    let state = o.get("eventType").and_then(Value::as_str).unwrap_or("OTHER").to_ascii_uppercase();
+    let state = match o.get("eventType") {
+        None | Some(Value::Null) => "OTHER".to_string(),
+        Some(Value::String(t)) if EVENT_TYPES.contains(&t.to_ascii_uppercase().as_str()) => t.to_ascii_uppercase(),
+        Some(_) => {
+            return Err(DecodeError::malformed(
+                Some("eventType".into()),
+                format!("eventType must be one of {}", EVENT_TYPES.join(", ")),
+            ));
+        }
+    };
     let run_id = field(run, "runId", "run.")?;
     // both become the record's identity, which the de-duplication window keeps (hashed)
     super::bounded_id("run.runId", Some(run_id))?;
@@ -165,5 +190,45 @@ mod tests {
         let mut v = complete();
         v["eventTime"] = json!("yesterday");
         assert!(decode(v).unwrap_err().message.contains("ISO-8601"));
+        // not OpenLineage at all, a run that is not an object, an unknown eventType
+        for (body, field) in [
+            (json!({"x": 1}), "run"),
+            (json!({"message": {"data": "e30="}}), "run"),
+            (
+                {
+                    let mut v = complete();
+                    v["run"] = json!("x");
+                    v
+                },
+                "run",
+            ),
+            (
+                {
+                    let mut v = complete();
+                    v["eventType"] = json!("EXPLODE");
+                    v
+                },
+                "eventType",
+            ),
+            (
+                {
+                    let mut v = complete();
+                    v["eventType"] = json!(3);
+                    v
+                },
+                "eventType",
+            ),
+        ] {
+            assert_eq!(decode(body.clone()).unwrap_err().field.as_deref(), Some(field), "{body}");
+        }
+        // a JobEvent (job, no run) is not an error
+        assert_eq!(
+            decode(json!({"eventTime": "2026-11-30T14:34:15Z", "job": {"namespace": "n", "name": "j"}})).unwrap(),
+            None
+        );
+        // eventType in lower case is the same event type
+        let mut v = complete();
+        v["eventType"] = json!("complete");
+        assert!(decode(v).unwrap().is_some());
     }
 }

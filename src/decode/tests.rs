@@ -248,3 +248,20 @@ fn identifiers_are_at_most_max_id_bytes() {
     let h = headers(&[("ce-specversion", "1.0"), ("ce-id", &long), ("ce-source", "s"), ("ce-type", "t")]);
     assert_eq!(decode(&h, record().to_string().as_bytes()).unwrap_err().field.as_deref(), Some("header ce-id"));
 }
+
+/// A body that is not a JSON object is never read as a delivery: an array is not taken for a
+/// CloudEvent whose `specversion` is its first element.
+#[test]
+fn arrays_and_scalars_are_unrecognised_bodies() {
+    let h = headers(&[("content-type", "application/json")]);
+    for body in ["[1]", "[\"a\"]", "[{}]", "[[]]", " [\"1.0\", \"id\"] ", "1", "\"text\"", "null", "true"] {
+        let e = decode(&h, body.as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("unrecognised body"), "{body}: {e}");
+        assert!(!e.to_string().contains("specversion"), "{body}: {e}");
+    }
+    // deeply nested arrays end at the parser's recursion limit, as invalid JSON
+    let deep = "[".repeat(100_000);
+    let e = decode(&h, deep.as_bytes()).unwrap_err();
+    assert!(e.to_string().contains("not valid JSON"), "{e}");
+    assert!(e.to_string().len() < 1_000, "the error does not echo the body");
+}

@@ -57,7 +57,8 @@ pub fn redact(url: &str) -> String {
             let user = rest.split('@').next().unwrap_or("").split(':').next().unwrap_or("");
             format!("{scheme}://{user}:***@{host}")
         }
-        _ => url.to_string(),
+        // not a well-formed URL: nothing before the '@' is shown
+        _ => crate::vars::mask_userinfo(url),
     }
 }
 
@@ -194,5 +195,9 @@ mod tests {
         assert_eq!(redact("redis://:s3cret@10.0.0.3:6379/0"), "redis://:***@10.0.0.3:6379/0");
         assert_eq!(redact("redis://app:s3cret@host/1"), "redis://app:***@host/1");
         assert_eq!(redact("redis://127.0.0.1:6379/0"), "redis://127.0.0.1:6379/0");
+        // mistyped (then the startup error shows it): still no password
+        for typo in ["rediss//user:S3cretPW@bad", "user:S3cretPW@host:6379", "redis:/user:S3cretPW@host:6379/0"] {
+            assert!(!redact(typo).contains("S3cretPW"), "{typo}: {}", redact(typo));
+        }
     }
 }

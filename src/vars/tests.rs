@@ -85,7 +85,12 @@ fn urls_are_checked_and_the_error_names_the_variable() {
 fn userinfo_is_masked() {
     assert_eq!(mask_userinfo("https://u:p@h:1/x@y"), "https://***@h:1/x@y");
     assert_eq!(mask_userinfo("https://h:1/x@y"), "https://h:1/x@y");
-    assert_eq!(mask_userinfo("no scheme@h"), "no scheme@h");
+    // mistyped URLs (when the error is shown) keep no password either
+    assert_eq!(mask_userinfo("no scheme@h"), "***@h");
+    assert_eq!(mask_userinfo("rediss//user:S3cretPW@bad"), "***@bad");
+    assert_eq!(mask_userinfo("redis:/user:S3cretPW@host:6379/0"), "***@host:6379/0");
+    assert_eq!(mask_userinfo("http//u:Pw12345@collector"), "***@collector");
+    assert_eq!(mask_userinfo("user:S3cretPW@host:6379"), "***@host:6379");
 }
 
 #[test]

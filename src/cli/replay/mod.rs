@@ -100,9 +100,28 @@ impl Replay {
             }
             _ => None,
         };
+        if let (Some(since), Some(until)) = (args.since, args.until)
+            && since >= until
+        {
+            return Err(StartupError::Usage {
+                step: "--since must be before --until",
+                detail: format!(
+                    "--since {} is not before --until {}: no record could be selected",
+                    since.to_rfc3339(),
+                    until.to_rfc3339()
+                ),
+            });
+        }
         let saved = match &args.facts_file {
-            Some(path) => state::load(path)
-                .map_err(|detail| StartupError::Backend { step: "cannot load the facts file", detail })?,
+            Some(path) => {
+                let saved = state::load(path)
+                    .map_err(|detail| StartupError::Backend { step: "cannot load the facts file", detail })?;
+                if !args.dry_run {
+                    state::check_writable(path)
+                        .map_err(|detail| StartupError::Usage { step: "--facts-file cannot be saved", detail })?;
+                }
+                saved
+            }
             None => None,
         };
         let needs = Needs {

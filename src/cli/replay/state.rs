@@ -66,15 +66,34 @@ pub fn load(path: &Path) -> Result<Option<State>, String> {
     Ok(Some(state))
 }
 
-/// Saves `state` at `path` atomically (see the module documentation).
+/// Checks, before anything is replayed, that [`save`] will be able to write beside `path`: a
+/// replay that wrote its points and then could not save its facts would write them all again
+/// on the next run.
 ///
-/// Errors: the directory is not writable, the disk is full (the old file is left as it was).
-pub fn save(path: &Path, state: &State) -> Result<(), String> {
+/// Errors: the directory does not exist or is not writable, naming the path.
+pub fn check_writable(path: &Path) -> Result<(), String> {
+    let (dir, name) = temp_parts(path);
+    let probe = dir.join(format!(".{name}.probe-{}", std::process::id()));
+    std::fs::File::create(&probe)
+        .and_then(|_| std::fs::remove_file(&probe))
+        .map_err(|e| format!("{}: the facts file could not be saved there: {e}", path.display()))
+}
+
+/// The directory of `path` (`.` when it has none) and its file name.
+fn temp_parts(path: &Path) -> (PathBuf, String) {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "facts".into());
+    (dir, name)
+}
+
+/// Saves `state` at `path` atomically (see the module documentation).
+///
+/// Errors: the directory is not writable, the disk is full (the old file is left as it was).
+pub fn save(path: &Path, state: &State) -> Result<(), String> {
+    let (dir, name) = temp_parts(path);
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let written = (|| -> std::io::Result<()> {
         let file = std::fs::File::create(&tmp)?;
