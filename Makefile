@@ -13,7 +13,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
-local-up: ## Install (if missing) and start the BigQuery emulator on 127.0.0.1:$(BQEMU_PORT) (9050 unless set), then seed it
+local-up: ## Install (if missing) and start the BigQuery emulator on 127.0.0.1 (port BQEMU_PORT, 9050 by default), then seed it
 	@echo "== [local-up 1/2] BigQuery emulator on $(EMULATOR) (installed into .venv-bqemu on first use)"
 	@scripts/bqemulator.sh start $(BQEMU_PORT)
 	@echo "== [local-up 2/2] seeding the emulator from events/seed.json"
