@@ -26,7 +26,6 @@ mod raw_http;
 #[path = "support/lifecycle.rs"]
 mod support;
 
-use std::collections::BTreeMap;
 use std::net::TcpStream as StdStream;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -38,7 +37,7 @@ use common::push::Push;
 use common::storage::{Gcs, emulator};
 use pipeline_run_metrics::decode;
 use pipeline_run_metrics::handlers::lifecycle::names;
-use raw_http::{roundtrip, roundtrip_sync};
+use raw_http::{memory_of, roundtrip_sync};
 use serde_json::{Value, json};
 use support::{CASES, Case, now_of, prepare, renew, run_cases};
 
@@ -279,114 +278,20 @@ impl Server {
     }
 }
 
-fn memory_of(pid: u32) -> Value {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| -> u64 {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    json!({"rss_kib": field("VmRSS:"), "hwm_kib": field("VmHWM:")})
-}
-
 /// The counter of every request of the run: never the same row twice.
 static NEXT: AtomicU64 = AtomicU64::new(1);
 
-/// Sends `total` requests over `concurrency` keep-alive connections from one thread, rotating
-/// over the templates, each with a new counter; every latency is kept.
+/// Sends `total` requests over `concurrency` keep-alive connections ([`raw_http::load`]),
+/// rotating over the templates, each with a new counter.
 fn load(port: u16, templates: &[Template], concurrency: usize, total: u64, limit: Duration) -> Value {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    let sent = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
-    let per_client = rt.block_on(async {
-        let tasks: Vec<_> = (0..concurrency)
-            .map(|_| {
-                let (mut templates, sent) = (templates.to_vec(), sent.clone());
-                tokio::spawn(async move {
-                    let mut lat = Vec::new();
-                    let mut statuses: BTreeMap<u16, u64> = BTreeMap::new();
-                    let mut errors = 0u64;
-                    let mut buf = Vec::with_capacity(4096);
-                    let mut conn: Option<tokio::net::TcpStream> = None;
-                    while sent.fetch_add(1, Ordering::Relaxed) < total && started.elapsed() < limit {
-                        if conn.is_none() {
-                            match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
-                                Ok(s) => {
-                                    let _ = s.set_nodelay(true);
-                                    conn = Some(s);
-                                }
-                                Err(_) => {
-                                    errors += 1;
-                                    continue;
-                                }
-                            }
-                        }
-                        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-                        let k = templates.len() as u64;
-                        let t = &mut templates[(n % k) as usize];
-                        t.set(n);
-                        let t0 = Instant::now();
-                        match roundtrip(conn.as_ref().unwrap(), &t.bytes, &mut buf).await {
-                            Ok(status) => {
-                                lat.push(t0.elapsed().as_secs_f64() * 1e6);
-                                *statuses.entry(status).or_default() += 1;
-                            }
-                            Err(_) => {
-                                errors += 1;
-                                conn = None;
-                            }
-                        }
-                    }
-                    (lat, statuses, errors)
-                })
-            })
-            .collect();
-        let mut all = Vec::new();
-        for t in tasks {
-            all.push(t.await.expect("client task"));
-        }
-        all
-    });
-    let seconds = started.elapsed().as_secs_f64();
-    let mut lat: Vec<f64> = Vec::new();
-    let mut statuses: BTreeMap<String, u64> = BTreeMap::new();
-    let mut errors = 0;
-    for (l, s, e) in per_client {
-        lat.extend(l);
-        for (k, v) in s {
-            *statuses.entry(k.to_string()).or_default() += v;
-        }
-        errors += e;
-    }
-    lat.sort_by(f64::total_cmp);
-    let pct = |p: f64| -> f64 {
-        if lat.is_empty() { 0.0 } else { lat[((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1] }
+    let next: fn(&mut Vec<Template>) -> &[u8] = |templates| {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let k = templates.len() as u64;
+        let t = &mut templates[(n % k) as usize];
+        t.set(n);
+        &t.bytes
     };
-    let done = lat.len() as u64;
-    let r = json!({
-        "concurrency": concurrency,
-        "requested": total,
-        "events": done,
-        "errors": errors,
-        "statuses": statuses,
-        "seconds": seconds,
-        "events_per_s": done as f64 / seconds,
-        "p50_us": pct(0.50),
-        "p99_us": pct(0.99),
-        "max_us": lat.last().copied().unwrap_or(0.0),
-        "time_limited": done + errors < total,
-    });
-    eprintln!(
-        "   c={concurrency}: {done} events in {seconds:.2} s = {:.0}/s, p50 {:.0} us, p99 {:.0} us, statuses {}",
-        r["events_per_s"].as_f64().unwrap(),
-        r["p50_us"].as_f64().unwrap(),
-        r["p99_us"].as_f64().unwrap(),
-        r["statuses"]
-    );
-    r
+    raw_http::load(port, &templates.to_vec(), next, concurrency, total as usize, limit)
 }
 
 fn loadavg() -> String {

@@ -43,7 +43,7 @@ use pipeline_run_metrics::handlers::dispatch::Dispatcher;
 use pipeline_run_metrics::sink::{JsonLines, MetricSink, Point};
 use pipeline_run_metrics::warehouse::WarehouseError;
 use pipeline_run_metrics::warehouse::{BigQuery, Param, Row, TableRef, Warehouse};
-use raw_http::{find, roundtrip, roundtrip_sync};
+use raw_http::{find, roundtrip_sync};
 use serde_json::{Value, json};
 
 const METRIC_PROJECT: &str = "local-project";
@@ -267,16 +267,7 @@ impl Server {
 
     /// `VmRSS` and `VmHWM` in KiB.
     fn memory(&self) -> Value {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.run.id())).unwrap_or_default();
-        let field = |name: &str| -> u64 {
-            status
-                .lines()
-                .find(|l| l.starts_with(name))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
-        json!({"rss_kib": field("VmRSS:"), "hwm_kib": field("VmHWM:")})
+        raw_http::memory_of(self.run.id())
     }
 }
 
@@ -284,96 +275,14 @@ impl Server {
 // Load generator
 
 /// Sends `total` requests (stops early after `limit`) over `concurrency` keep-alive connections
-/// from one thread; every latency is kept.
+/// ([`raw_http::load`]), each a copy of `template` with its own identity.
 fn load(port: u16, template: &Request, concurrency: usize, total: usize, limit: Duration) -> Value {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    let next = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
-    let per_client = rt.block_on(async {
-        let tasks: Vec<_> = (0..concurrency)
-            .map(|_| {
-                let (mut req, next) = (template.clone(), next.clone());
-                tokio::spawn(async move {
-                    let mut lat = Vec::with_capacity(total / concurrency + 1);
-                    let mut statuses: BTreeMap<u16, usize> = BTreeMap::new();
-                    let mut errors = 0usize;
-                    let mut buf = Vec::with_capacity(4096);
-                    let mut conn: Option<tokio::net::TcpStream> = None;
-                    while next.fetch_add(1, Ordering::Relaxed) < total && started.elapsed() < limit {
-                        if conn.is_none() {
-                            match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
-                                Ok(s) => {
-                                    let _ = s.set_nodelay(true);
-                                    conn = Some(s);
-                                }
-                                Err(_) => {
-                                    errors += 1;
-                                    continue;
-                                }
-                            }
-                        }
-                        req.renew();
-                        let t0 = Instant::now();
-                        match roundtrip(conn.as_ref().unwrap(), &req.bytes, &mut buf).await {
-                            Ok(status) => {
-                                lat.push(t0.elapsed().as_secs_f64() * 1e6);
-                                *statuses.entry(status).or_default() += 1;
-                            }
-                            Err(_) => {
-                                errors += 1;
-                                conn = None;
-                            }
-                        }
-                    }
-                    (lat, statuses, errors)
-                })
-            })
-            .collect();
-        let mut all = Vec::new();
-        for t in tasks {
-            all.push(t.await.expect("client task"));
-        }
-        all
-    });
-    let seconds = started.elapsed().as_secs_f64();
-    let mut lat: Vec<f64> = Vec::new();
-    let mut statuses: BTreeMap<String, usize> = BTreeMap::new();
-    let mut errors = 0;
-    for (l, s, e) in per_client {
-        lat.extend(l);
-        for (k, v) in s {
-            *statuses.entry(k.to_string()).or_default() += v;
-        }
-        errors += e;
-    }
-    lat.sort_by(f64::total_cmp);
-    let pct = |p: f64| -> f64 {
-        if lat.is_empty() { 0.0 } else { lat[((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1] }
+    let next: fn(&mut Request) -> &[u8] = |req| {
+        req.renew();
+        &req.bytes
     };
-    let done = lat.len();
-    let r = json!({
-        "concurrency": concurrency,
-        "requested": total,
-        "events": done,
-        "errors": errors,
-        "statuses": statuses,
-        "seconds": seconds,
-        "events_per_s": done as f64 / seconds,
-        "p50_us": pct(0.50),
-        "p90_us": pct(0.90),
-        "p99_us": pct(0.99),
-        "max_us": lat.last().copied().unwrap_or(0.0),
-        "mean_us": if done == 0 { 0.0 } else { lat.iter().sum::<f64>() / done as f64 },
-        "time_limited": done + errors < total,
-        "distinct_events": template.uuid_at.is_some(),
-    });
-    eprintln!(
-        "   c={concurrency}: {done} events in {seconds:.2} s = {:.0}/s, p50 {:.0} us, p99 {:.0} us, statuses {}",
-        r["events_per_s"].as_f64().unwrap(),
-        r["p50_us"].as_f64().unwrap(),
-        r["p99_us"].as_f64().unwrap(),
-        r["statuses"]
-    );
+    let mut r = raw_http::load(port, template, next, concurrency, total, limit);
+    r["distinct_events"] = json!(template.uuid_at.is_some());
     r
 }
 
