@@ -7,7 +7,7 @@
 //! default capacity (`FACT_MEMORY_CAPACITY`, 100,000 entries). Every iteration gets a record of
 //! a **new row** (its key columns rewritten with a counter, outside the timing), so every fact is
 //! really reserved and its points built; a repeated record would only find its facts taken.
-//! Once the memory is full, the least recently used entries are evicted, as in a long-running
+//! Once the memory is full, the least recently used half is evicted, as in a long-running
 //! instance.
 //!
 //! The representative record of a table is, in the recorded `success` scenario of its

@@ -668,9 +668,9 @@ def lifecycle_section(lc):
     a(f"* **RSS after {T_LC_RECORDS:,} distinct records**: the same binary keeps receiving new runs at "
       "concurrency 16 after the throughput run until it has answered 1,000,000 records; `VmRSS` / `VmHWM` of "
       "`/proc/<pid>/status` at checkpoints. The fact memory is bounded: `FACT_MEMORY_CAPACITY` (default "
-      "100,000) entries each for facts, row histories and dimensions; when full, the least recently used "
-      "entries are evicted (moka, LRU) and counted, and an evicted fact whose record is delivered again is "
-      "counted again (src/facts/memory.rs). The de-duplication window likewise keeps at most `DEDUP_CAPACITY` "
+      "100,000) entries each for facts, row histories and dimensions, and `FACT_MEMORY_MIB` (default 8) for "
+      "all of them; when a kind is full, its least recently used half is evicted and counted, and an evicted "
+      "fact whose record is delivered again is counted again (src/facts/memory/). The de-duplication window likewise keeps at most `DEDUP_CAPACITY` "
       "(50,000) record identities for `DEDUP_WINDOW_SECS` (600 s).")
     fl = f["files"]
     a("* **Datastream files** (`benches/lifecycle_process.rs`): the Cloud Storage emulator "
@@ -809,10 +809,10 @@ def lifecycle_notes(lc, f):
         bd = lifecycle_breakdown(h)
         if bd:
             text += (f" At {bd['records']:,} records the de-duplication window (`DEDUP_CAPACITY` identities) holds "
-                     f"about {bd['dedup']:.0f} MiB and the fact memory (`FACT_MEMORY_CAPACITY` = 100,000 entries "
-                     f"each of facts, row histories and dimensions) about {bd['facts']:.0f} MiB; with both small "
-                     f"the binary stays at {bd['rest']:.1f} MiB. The bound is met only with smaller capacities "
-                     "than the defaults, which shortens the redelivery horizon the memories cover.")
+                     f"about {bd['dedup']:.0f} MiB and the fact memory (`FACT_MEMORY_MIB` = 8) about "
+                     f"{bd['facts']:.0f} MiB; with both small the binary stays at {bd['rest']:.1f} MiB. The bound is "
+                     "met only with smaller memories than the defaults, which shortens the redelivery horizon they "
+                     "cover.")
         notes.append(text)
     fl = f["files"]
     if fl and f["file_ms_median"] > T_FILE_S * 1000:

@@ -224,7 +224,10 @@ pub async fn fact_store(
     tokens: Option<Arc<dyn TokenSource>>,
 ) -> Result<Arc<dyn FactStore>, Failure> {
     let store: Arc<dyn FactStore> = match config {
-        FactStoreConfig::Memory { capacity } => Arc::new(crate::facts::memory::Memory::new(*capacity)),
+        FactStoreConfig::Memory { capacity, bytes } => Arc::new(crate::facts::memory::Memory::with_bounds(
+            *capacity,
+            bytes.unwrap_or_else(|| crate::facts::memory::default_bytes(*capacity)),
+        )),
         FactStoreConfig::Redis { url, prefix, ttl, timeout } => {
             Arc::new(Redis::connect(url.expose(), prefix, *ttl, *timeout).await.map_err(|detail| {
                 StartupError::Backend { step: "cannot reach the fact store (FACT_STORE=redis, REDIS_URL)", detail }

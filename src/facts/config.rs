@@ -19,8 +19,9 @@ pub const DEFAULT_FACT_STORE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Where facts are remembered (`FACT_STORE`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum FactStoreConfig {
-    /// In-process, bounded (`FACT_MEMORY_CAPACITY` entries).
-    Memory { capacity: u64 },
+    /// In-process, bounded: `FACT_MEMORY_CAPACITY` entries of each kind, and `FACT_MEMORY_MIB`
+    /// mebibytes altogether (`None`: [`super::memory::default_bytes`] of the capacity).
+    Memory { capacity: u64, bytes: Option<u64> },
     /// Redis shared by every instance (`REDIS_URL`; it may hold a password, so it is a secret).
     Redis {
         url: Secret,
@@ -46,7 +47,7 @@ pub enum FactStoreConfig {
 
 impl Default for FactStoreConfig {
     fn default() -> Self {
-        FactStoreConfig::Memory { capacity: super::memory::DEFAULT_CAPACITY }
+        FactStoreConfig::Memory { capacity: super::memory::DEFAULT_CAPACITY, bytes: None }
     }
 }
 
@@ -79,7 +80,14 @@ fn memory(vars: &Vars) -> Result<FactStoreConfig, ConfigError> {
         None => super::memory::DEFAULT_CAPACITY,
         Some((n, v)) => v.parse::<u64>().map_err(|_| ConfigError::new(&n, &v, "a whole number"))?,
     };
-    Ok(FactStoreConfig::Memory { capacity })
+    let bytes = match vars.pick(&["FACT_MEMORY_MIB"]) {
+        None => None,
+        Some((n, v)) => match v.parse::<u64>() {
+            Ok(mib @ 1..=65_536) => Some(mib << 20),
+            _ => return Err(ConfigError::new(&n, &v, "whole mebibytes from 1 to 65536")),
+        },
+    };
+    Ok(FactStoreConfig::Memory { capacity, bytes })
 }
 
 /// `FACT_TTL_SECS` and `FACT_STORE_TIMEOUT_SECS` of the shared store `name`.

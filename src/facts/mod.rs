@@ -65,6 +65,28 @@ impl<'de> Deserialize<'de> for Key {
     }
 }
 
+/// Hashes a key that is already a uniform hash (a [`Key`], the de-duplication window's ids):
+/// its low 64 bits.
+#[derive(Default)]
+pub struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Not reached for u128 keys; any other key type is hashed byte by byte (FNV-1a).
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn write_u128(&mut self, i: u128) {
+        self.0 = i as u64;
+    }
+}
+
 /// The identity of one fact.
 pub type FactKey = Key;
 /// The identity of one row (source, table, primary key).

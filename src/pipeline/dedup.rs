@@ -19,17 +19,25 @@
 //! for what that means for each kind of point.
 //!
 //! Its memory is bounded in bytes, not only in entries: a key is two 128-bit hashes (never the
-//! id itself), and an answer is kept short ([`Remembered`]: the status and at most
-//! [`super::answer::MAX_REMEMBERED_BODY`] bytes of body). Each entry takes at most
+//! id itself), and an answer is kept short (its status, and a body only for permanent failures:
+//! at most [`super::answer::MAX_REMEMBERED_BODY`] bytes). Each entry takes at most
 //! [`ENTRY_BYTES`] plus its body, so the window at most `DEDUP_CAPACITY` times that.
+//!
+//! Layout (what makes an entry 48 bytes in its table and 24 in the expiry queue): entries are
+//! found by id, with the content digest beside the slot; the rare other contents under a known
+//! id (a conflict) live in a small second table. Times are milliseconds since the window was
+//! made, in 32 bits (the window is at most 24 days, so differences never wrap).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::BuildHasherDefault;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::body::Bytes;
 use tokio::sync::watch;
 
 use super::answer::Remembered;
+use crate::facts::KeyHasher;
 
 /// The identity of an event in the window: 128-bit hashes of its id and of its content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -39,51 +47,121 @@ pub struct Key {
 }
 
 /// What one remembered event costs besides its answer's body, in bytes, at most: its slot in the
-/// map and its id's count (entry plus control byte, at the hash tables' lowest load, 7/16 just
-/// after they grow), and its place in the expiry queue (which at worst has doubled). A body, when
-/// there is one (permanent failures), adds its length (at most
-/// [`super::answer::MAX_REMEMBERED_BODY`]) and [`BODY_OVERHEAD`].
-pub const ENTRY_BYTES: usize = 400;
+/// table (entry plus control byte, at the table's lowest load, 7/16 just after it grows), and its
+/// place in the expiry queue (which at worst has doubled). A body, when there is one (permanent
+/// failures), adds its length (at most [`super::answer::MAX_REMEMBERED_BODY`]) and
+/// [`BODY_OVERHEAD`].
+pub const ENTRY_BYTES: usize = 176;
 
-/// The allocations of a remembered body besides its bytes (the allocator's header, and the
+/// The allocations of a remembered body besides its bytes (the allocator's headers, and the
 /// shared-buffer header a replay creates), in bytes.
 pub const BODY_OVERHEAD: usize = 64;
 
+/// The longest window: its times are 32-bit milliseconds, whose differences are exact up to
+/// 2^31 ms (24.8 days).
+pub const MAX_WINDOW: Duration = Duration::from_secs(24 * 24 * 3600);
+
+/// Milliseconds since the window was made, wrapping (differences are taken with wrapping
+/// arithmetic).
+type Millis = u32;
+
 enum Slot {
-    Running(watch::Receiver<Option<Remembered>>),
-    Done { answer: Remembered, at: Instant },
+    /// Boxed: a receiver is 16 bytes, and only the few events in flight have one.
+    Running(Box<watch::Receiver<Option<Remembered>>>),
+    /// A final answer: its status, when it was given, and its body unless empty.
+    Done { status: u16, at: Millis, body: Option<Box<Bytes>> },
+}
+
+impl Slot {
+    fn done(answer: &Remembered, at: Millis) -> Slot {
+        let body = (!answer.body.is_empty()).then(|| Box::new(answer.body.clone()));
+        Slot::Done { status: answer.status, at, body }
+    }
+
+    fn answer(status: u16, body: &Option<Box<Bytes>>) -> Remembered {
+        Remembered { status, body: body.as_deref().cloned().unwrap_or_default() }
+    }
+
+    fn done_at(&self, when: Millis) -> bool {
+        matches!(self, Slot::Done { at, .. } if *at == when)
+    }
+}
+
+/// The slot of the content seen first under an id.
+struct Contents {
+    content: u128,
+    slot: Slot,
+}
+
+/// The expiry queue's entry: when a slot was answered, and its id (as two halves, so that the
+/// entry is 24 bytes rather than 32).
+type Answered = (Millis, [u64; 2]);
+
+fn halves(id: u128) -> [u64; 2] {
+    [(id >> 64) as u64, id as u64]
+}
+
+fn whole([high, low]: [u64; 2]) -> u128 {
+    (u128::from(high) << 64) | u128::from(low)
 }
 
 struct Inner {
-    slots: HashMap<Key, Slot>,
-    /// How many slots each id has (more than one: records that conflict).
-    ids: HashMap<u128, u32>,
-    /// Insertion order of finished keys, for expiry and the size bound.
-    order: VecDeque<(Instant, Key)>,
+    ids: HashMap<u128, Contents, BuildHasherDefault<KeyHasher>>,
+    /// Slots of other contents under an id of `ids` (conflicts).
+    others: HashMap<Key, Slot>,
+    /// The order finished slots were answered in, for expiry and the size bound.
+    order: VecDeque<Answered>,
 }
 
 impl Inner {
+    fn get(&self, key: &Key) -> Option<&Slot> {
+        let c = self.ids.get(&key.id)?;
+        if c.content == key.content { Some(&c.slot) } else { self.others.get(key) }
+    }
+
     fn insert(&mut self, key: Key, slot: Slot) {
-        if self.slots.insert(key, slot).is_none() {
-            *self.ids.entry(key.id).or_default() += 1;
+        match self.ids.get_mut(&key.id) {
+            Some(c) if c.content == key.content => c.slot = slot,
+            Some(_) => {
+                self.others.insert(key, slot);
+            }
+            None => {
+                self.ids.insert(key.id, Contents { content: key.content, slot });
+            }
+        }
+    }
+
+    /// Removes the slots of `id` that `remove` selects; when the first content goes, another
+    /// one of the id (if any) takes its place.
+    fn remove_where(&mut self, id: u128, remove: impl Fn(u128, &Slot) -> bool) {
+        if !self.others.is_empty() {
+            self.others.retain(|k, s| k.id != id || !remove(k.content, s));
+        }
+        let Some(c) = self.ids.get(&id) else { return };
+        if !remove(c.content, &c.slot) {
+            return;
+        }
+        self.ids.remove(&id);
+        let next = self.others.keys().find(|k| k.id == id).copied();
+        if let Some(key) = next {
+            let slot = self.others.remove(&key).expect("found");
+            self.ids.insert(id, Contents { content: key.content, slot });
         }
     }
 
     fn remove(&mut self, key: &Key) {
-        if self.slots.remove(key).is_some()
-            && let Some(n) = self.ids.get_mut(&key.id)
-        {
-            *n -= 1;
-            if *n == 0 {
-                self.ids.remove(&key.id);
-            }
-        }
+        self.remove_where(key.id, |c, _| c == key.content);
+    }
+
+    fn len(&self) -> usize {
+        self.ids.len() + self.others.len()
     }
 }
 
 pub struct Dedup {
     window: Duration,
     capacity: usize,
+    origin: Instant,
     inner: Mutex<Inner>,
 }
 
@@ -108,23 +186,26 @@ pub struct Ticket {
 
 impl Dedup {
     pub fn new(window: Duration, capacity: usize) -> Arc<Dedup> {
-        let inner = Inner { slots: HashMap::new(), ids: HashMap::new(), order: VecDeque::new() };
-        Arc::new(Dedup { window, capacity, inner: Mutex::new(inner) })
+        let inner = Inner { ids: HashMap::default(), others: HashMap::new(), order: VecDeque::new() };
+        Arc::new(Dedup { window: window.min(MAX_WINDOW), capacity, origin: Instant::now(), inner: Mutex::new(inner) })
     }
 
     pub fn enabled(&self) -> bool {
         !self.window.is_zero()
     }
 
-    fn expire(&self, inner: &mut Inner, now: Instant) {
+    fn now(&self) -> Millis {
+        self.origin.elapsed().as_millis() as Millis
+    }
+
+    fn expire(&self, inner: &mut Inner, now: Millis) {
+        let window = self.window.as_millis() as Millis;
         while let Some((at, _)) = inner.order.front() {
-            if now.duration_since(*at) < self.window && inner.order.len() <= self.capacity {
+            if now.wrapping_sub(*at) < window && inner.order.len() <= self.capacity {
                 break;
             }
-            let (at, key) = inner.order.pop_front().expect("front exists");
-            if matches!(inner.slots.get(&key), Some(Slot::Done { at: done_at, .. }) if *done_at == at) {
-                inner.remove(&key);
-            }
+            let (at, id) = inner.order.pop_front().expect("front exists");
+            inner.remove_where(whole(id), |_, s| s.done_at(at));
         }
     }
 
@@ -133,22 +214,22 @@ impl Dedup {
         let Some(key) = key.filter(|_| self.enabled()) else {
             return Begin::Fresh(Ticket { dedup: None, key: None, conflict: false, tx });
         };
-        let now = Instant::now();
+        let now = self.now();
         let mut inner = self.inner.lock().expect("dedup lock");
         self.expire(&mut inner, now);
-        match inner.slots.get(&key) {
-            Some(Slot::Done { answer, .. }) => return Begin::Seen(answer.clone()),
-            Some(Slot::Running(rx)) => return Begin::Running(rx.clone()),
+        match inner.get(&key) {
+            Some(Slot::Done { status, body, .. }) => return Begin::Seen(Slot::answer(*status, body)),
+            Some(Slot::Running(rx)) => return Begin::Running((**rx).clone()),
             None => {}
         }
         let conflict = inner.ids.contains_key(&key.id);
-        inner.insert(key, Slot::Running(rx));
+        inner.insert(key, Slot::Running(Box::new(rx)));
         Begin::Fresh(Ticket { dedup: Some(self.clone()), key: Some(key), conflict, tx })
     }
 
     /// Number of remembered keys (running or done).
     pub fn len(&self) -> usize {
-        self.inner.lock().map(|i| i.slots.len()).unwrap_or(0)
+        self.inner.lock().map(|i| i.len()).unwrap_or(0)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -159,14 +240,21 @@ impl Dedup {
     /// they were answered (what a replay saves in its facts file).
     pub fn answered(&self) -> Vec<Key> {
         let inner = self.inner.lock().expect("dedup lock");
-        inner
-            .order
-            .iter()
-            .filter(|(at, key)| {
-                matches!(inner.slots.get(key), Some(Slot::Done { answer, at: done }) if done == at && (200..300).contains(&answer.status))
-            })
-            .map(|(_, key)| *key)
-            .collect()
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for (at, id) in &inner.order {
+            let id = whole(*id);
+            let Some(c) = inner.ids.get(&id) else { continue };
+            let others = inner.others.iter().filter(|(k, _)| k.id == id).map(|(k, s)| (k.content, s));
+            for (content, slot) in std::iter::once((c.content, &c.slot)).chain(others) {
+                if matches!(slot, Slot::Done { status, at: done, .. } if done == at && (200..300).contains(status))
+                    && seen.insert(Key { id, content })
+                {
+                    out.push(Key { id, content });
+                }
+            }
+        }
+        out
     }
 
     /// Remembers `keys` as answered 204 now (events answered by an earlier process: a replay's
@@ -175,12 +263,11 @@ impl Dedup {
         if !self.enabled() {
             return;
         }
-        let answer = Remembered { status: 204, body: axum::body::Bytes::new() };
-        let at = Instant::now();
+        let at = self.now();
         let mut inner = self.inner.lock().expect("dedup lock");
         for key in keys {
-            inner.insert(key, Slot::Done { answer: answer.clone(), at });
-            inner.order.push_back((at, key));
+            inner.insert(key, Slot::Done { status: 204, at, body: None });
+            inner.order.push_back((at, halves(key.id)));
         }
         self.expire(&mut inner, at);
     }
@@ -198,9 +285,9 @@ impl Ticket {
         if let (Some(dedup), Some(key)) = (self.dedup.take(), self.key) {
             let mut inner = dedup.inner.lock().expect("dedup lock");
             if remember {
-                let at = Instant::now();
-                inner.insert(key, Slot::Done { answer: answer.clone(), at });
-                inner.order.push_back((at, key));
+                let at = dedup.now();
+                inner.insert(key, Slot::done(&answer, at));
+                inner.order.push_back((at, halves(key.id)));
                 dedup.expire(&mut inner, at);
             } else {
                 inner.remove(&key);
@@ -295,12 +382,29 @@ mod tests {
     }
 
     #[test]
+    fn another_content_takes_the_place_of_the_first_when_it_goes() {
+        let d = Dedup::new(Duration::from_secs(60), 100);
+        let first = Key { id: 5, content: 1 };
+        let second = Key { id: 5, content: 2 };
+        let Begin::Fresh(a) = d.begin(Some(first)) else { panic!() };
+        let Begin::Fresh(b) = d.begin(Some(second)) else { panic!() };
+        assert!(b.conflict());
+        b.finish(answer(204), true);
+        drop(a);
+        assert_eq!(d.len(), 1);
+        assert!(matches!(d.begin(Some(second)), Begin::Seen(r) if r.status == 204), "still remembered");
+        let Begin::Fresh(t) = d.begin(Some(first)) else { panic!("the dropped attempt is processed anew") };
+        assert!(t.conflict(), "the id is still known");
+        assert_eq!(d.answered(), vec![second]);
+    }
+
+    #[test]
     fn entry_bytes_covers_an_entry_at_its_worst() {
         let per_bucket = |entry: usize| (entry + 1) * 16 / 7 + 1;
-        let worst = per_bucket(std::mem::size_of::<(Key, Slot)>())
-            + per_bucket(std::mem::size_of::<(u128, u32)>())
-            + 2 * std::mem::size_of::<(Instant, Key)>();
+        let worst = per_bucket(std::mem::size_of::<(u128, Contents)>()) + 2 * std::mem::size_of::<Answered>();
         assert!(worst <= ENTRY_BYTES, "an entry may take {worst} bytes");
+        assert_eq!(std::mem::size_of::<(u128, Contents)>(), 48, "the layout the module documents");
+        assert_eq!(std::mem::size_of::<Answered>(), 24);
     }
 
     #[test]

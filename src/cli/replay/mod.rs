@@ -87,10 +87,16 @@ impl Replay {
                 detail: "no claim handler (--no-queries) and no lifecycle profile (PROFILES)".into(),
             });
         }
-        let memory_capacity = match &config.lifecycle.fact_store {
+        let memory_bounds = match &config.lifecycle.fact_store {
             // a replay's memory must hold every fact of the history: unbounded unless set
-            FactStoreConfig::Memory { capacity } => {
-                Some(if std::env::var_os("FACT_MEMORY_CAPACITY").is_some() { *capacity } else { u64::MAX })
+            FactStoreConfig::Memory { capacity, bytes } => {
+                let capacity = if std::env::var_os("FACT_MEMORY_CAPACITY").is_some() { *capacity } else { u64::MAX };
+                let bytes = match bytes {
+                    Some(b) => *b,
+                    None if capacity == u64::MAX => u64::MAX,
+                    None => crate::facts::memory::default_bytes(capacity),
+                };
+                Some((capacity, bytes))
             }
             _ if args.facts_file.is_some() => {
                 return Err(StartupError::Usage {
@@ -139,10 +145,10 @@ impl Replay {
             false => Some(build::sink(config, &http, tokens.as_ref())?),
         };
         let tally = Arc::new(Tally::new(backend, gcm));
-        let (memory, facts): (Option<Arc<Memory>>, Option<Arc<dyn FactStore>>) = match memory_capacity {
+        let (memory, facts): (Option<Arc<Memory>>, Option<Arc<dyn FactStore>>) = match memory_bounds {
             _ if profiles.is_empty() => (None, None),
-            Some(capacity) => {
-                let memory = Arc::new(Memory::new(capacity));
+            Some((capacity, bytes)) => {
+                let memory = Arc::new(Memory::with_bounds(capacity, bytes));
                 if let Some(s) = &saved {
                     memory.restore(s.memory.clone());
                 }

@@ -8,11 +8,22 @@ use crate::config::test_config as cfg;
 #[test]
 fn fact_stores() {
     let lc = |pairs: &[(&str, &str)]| cfg(pairs).map(|c| c.lifecycle.fact_store);
-    assert_eq!(lc(&[]).unwrap(), FactStoreConfig::Memory { capacity: crate::facts::memory::DEFAULT_CAPACITY });
+    assert_eq!(
+        lc(&[]).unwrap(),
+        FactStoreConfig::Memory { capacity: crate::facts::memory::DEFAULT_CAPACITY, bytes: None }
+    );
     assert_eq!(
         lc(&[("FACT_STORE", "memory"), ("FACT_MEMORY_CAPACITY", "7")]).unwrap(),
-        FactStoreConfig::Memory { capacity: 7 }
+        FactStoreConfig::Memory { capacity: 7, bytes: None }
     );
+    assert_eq!(
+        lc(&[("FACT_MEMORY_MIB", "3")]).unwrap(),
+        FactStoreConfig::Memory { capacity: crate::facts::memory::DEFAULT_CAPACITY, bytes: Some(3 << 20) }
+    );
+    for bad in ["0", "-1", "8.5", "65537", "lots"] {
+        let e = lc(&[("FACT_MEMORY_MIB", bad)]).unwrap_err().to_string();
+        assert!(e.contains("FACT_MEMORY_MIB") && e.contains("whole mebibytes from 1 to 65536"), "{bad}: {e}");
+    }
     let r = lc(&[("FACT_STORE", "redis"), ("REDIS_URL", "redis://:pw@127.0.0.1:6379/0")]).unwrap();
     assert_eq!(
         r,
