@@ -68,8 +68,9 @@ fn as_string(raw: Option<&RawValue>) -> Option<String> {
 /// Errors: not an object, a specversion other than "1.0", a missing `id`/`source`/`type`, both or
 /// neither of `data`/`data_base64`, naming the attribute.
 pub fn structured(body: &[u8]) -> Result<(DeliveryMeta, Cow<'_, [u8]>), DecodeError> {
-    let ce: Structured = serde_json::from_slice(body)
-        .map_err(|_| DecodeError::malformed(None, "a structured CloudEvent must be a JSON object"))?;
+    let ce: Structured = serde_json::from_slice(body).map_err(|_| {
+        DecodeError::malformed(super::BODY.to_string(), "a structured CloudEvent must be a JSON object")
+    })?;
     match ce.specversion.map(RawValue::get) {
         Some("\"1.0\"") => {}
         other => {

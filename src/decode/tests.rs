@@ -221,6 +221,28 @@ fn garbage_bodies_are_malformed_and_say_what_was_expected() {
     }
 }
 
+/// Errors about the body as a whole (empty, not JSON, not UTF-8, not a delivery) name `body`.
+#[test]
+fn errors_of_the_whole_body_name_the_body() {
+    let bodies: [&[u8]; 8] =
+        [b"", b"  ", b"not json", b"{\"x\":1}", b"[1,2]", b"{\"a\": \"\xff\"}", b"\xfe\xff", b"{\"message\": "];
+    for body in bodies {
+        let e = decode(&headers(&[("content-type", "application/json")]), body).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some(BODY), "{body:?}: {e}");
+    }
+    // a structured CloudEvent that is no JSON object, and binary mode, whose body is the data
+    let e = decode(&headers(&[("content-type", "application/cloudevents+json")]), b"[1]").unwrap_err();
+    assert_eq!(e.field.as_deref(), Some(BODY), "{e}");
+    let ce = [("ce-specversion", "1.0"), ("ce-id", "1"), ("ce-source", "s"), ("ce-type", "t")];
+    for body in [&b"{oops"[..], b"", b"{\"x\": 1}"] {
+        let e = decode(&headers(&ce), body).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some(BODY), "{body:?}: {e}");
+    }
+    // ... and a Pub/Sub wrapper there is named from the body, as its message id is
+    let e = decode(&headers(&ce), br#"{"message": {"data": "%%%"}}"#).unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("message.data"), "{e}");
+}
+
 #[test]
 fn deeply_nested_json_is_rejected_not_crashing() {
     let body = "[".repeat(100_000);
