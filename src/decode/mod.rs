@@ -23,6 +23,7 @@ pub mod files;
 pub mod openlineage;
 pub mod pubsub;
 pub mod storage;
+pub mod time;
 
 use std::collections::BTreeMap;
 
