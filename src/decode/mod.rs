@@ -5,8 +5,9 @@
 //! Accepted formats, tried in this order (protocols.md §2, "recommended decoder order"):
 //! 1. `application/cloudevents-batch+json` -> rejected (415): batch mode is not supported;
 //! 2. binary-mode CloudEvent: `ce-specversion` header present (all of `ce-id`, `ce-source`,
-//!    `ce-type` required, values percent-decoded); body = Pub/Sub push wrapper (Eventarc) or the
-//!    record itself;
+//!    `ce-type` required, values percent-decoded; `ce-time`, when given, RFC 3339); body =
+//!    Pub/Sub push wrapper (Eventarc) or the record itself. A non-structured request with
+//!    `ce-id`, `ce-source` or `ce-type` but no `ce-specversion` is refused (400);
 //! 3. structured CloudEvent: `application/cloudevents+json`, or a JSON body with `specversion`
 //!    (functions-framework leniency); `data` (or `data_base64`) = Pub/Sub push wrapper or record;
 //! 4. wrapped Pub/Sub push: JSON body with a `message` object (camelCase or snake_case keys);
@@ -301,6 +302,8 @@ fn route(headers: &HeaderMap, body: &[u8]) -> Result<Decoded, DecodeError> {
         let (meta, data) = cloudevents::structured(body)?;
         return carried(DeliveryFormat::CloudEventStructured, meta, &data, "data");
     }
+    // neither binary nor structured: ce-id/ce-source/ce-type headers say it was meant as binary
+    cloudevents::without_specversion(headers)?;
     if top.message.is_some() {
         let (meta, data) = pubsub::push_body(body, "")?;
         return message_data(DeliveryFormat::PubSubPush, meta, data, "message.data");

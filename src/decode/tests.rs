@@ -204,6 +204,45 @@ fn binary_cloud_event_missing_header() {
     assert_eq!(e.field.as_deref(), Some("header ce-source"));
 }
 
+/// CloudEvents 1.0 defines `time` as an RFC 3339 timestamp, in either mode.
+#[test]
+fn a_cloud_event_time_that_is_not_rfc3339_is_refused_naming_it() {
+    let ce = |time: Value| json!({"specversion": "1.0", "id": "1", "source": "s", "type": "t", "time": time, "data": record()});
+    for bad in [json!("not a time"), json!("2026-11-30"), json!("2026-11-30 10:00:00"), json!(1764496800)] {
+        let e = decode(&headers(&[]), ce(bad.clone()).to_string().as_bytes()).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("time"), "{bad}: {e}");
+        assert!(e.message.contains("RFC 3339"), "{bad}: {e}");
+    }
+    for good in [json!("2026-11-30T10:00:00Z"), json!("2026-11-30T10:00:00.123+01:00"), Value::Null] {
+        assert!(decode(&headers(&[]), ce(good.clone()).to_string().as_bytes()).is_ok(), "{good}");
+    }
+    let binary = |time: &str| {
+        headers(&[("ce-specversion", "1.0"), ("ce-id", "1"), ("ce-source", "s"), ("ce-type", "t"), ("ce-time", time)])
+    };
+    let e = decode(&binary("not%20a%20time"), record().to_string().as_bytes()).unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("header ce-time"), "{e}");
+    assert!(decode(&binary("2026-11-30T10:00:00Z"), record().to_string().as_bytes()).is_ok());
+}
+
+/// Binary-mode context headers without `ce-specversion` are an incomplete CloudEvent, not an
+/// unwrapped push.
+#[test]
+fn binary_headers_without_specversion_name_it() {
+    for present in [&["ce-id", "ce-source", "ce-type"][..], &["ce-type"], &["ce-id", "ce-source"]] {
+        let pairs: Vec<(&str, &str)> = present.iter().map(|h| (*h, "x")).collect();
+        for body in [record(), json!({"message": {"data": b64(&record())}})] {
+            let e = decode(&headers(&pairs), body.to_string().as_bytes()).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some("header ce-specversion"), "{present:?}: {e}");
+            assert!(e.message.contains("ce-specversion"), "{e}");
+        }
+    }
+    // a structured CloudEvent is told by its body, whatever its headers
+    let ce = json!({"specversion": "1.0", "id": "1", "source": "s", "type": "t", "data": record()});
+    assert!(decode(&headers(&[("ce-id", "x")]), ce.to_string().as_bytes()).is_ok());
+    // other headers do not make a CloudEvent
+    assert!(decode(&headers(&[("ce-other", "x")]), record().to_string().as_bytes()).is_ok());
+}
+
 #[test]
 fn batch_and_unknown_content_types_are_unsupported() {
     for ct in ["application/cloudevents-batch+json", "text/html", "application/xml", "multipart/form-data"] {
