@@ -154,7 +154,11 @@ fn decode_pipeline_run(mut p: Map<String, Value>, pre: &str) -> Result<PipelineR
     let id = match p.get("id") {
         None | Some(Value::Null) => None,
         Some(Value::Number(n)) if n.is_i64() => n.as_i64(),
-        Some(Value::String(s)) => s.parse().ok(),
+        Some(Value::String(s)) => {
+            // the row's identity, kept (hashed) by the fact store and logged like the uuid
+            super::bounded_id(&format!("{pre}id"), Some(s))?;
+            s.parse().ok()
+        }
         Some(_) => {
             return Err(DecodeError::malformed(
                 Some(format!("{pre}id")),

@@ -310,6 +310,28 @@ fn identifiers_are_at_most_max_id_bytes() {
     assert_eq!(decode(&h, record().to_string().as_bytes()).unwrap_err().field.as_deref(), Some("header ce-id"));
 }
 
+/// A row's text id is an identity like the uuid: at most [`MAX_ID_BYTES`], refused naming the
+/// column in every change format, without repeating it.
+#[test]
+fn row_ids_are_at_most_max_id_bytes() {
+    let long = "i".repeat(MAX_ID_BYTES + 1);
+    let ok = "i".repeat(MAX_ID_BYTES);
+    let make = |field: &str, id: &str| match field {
+        "payload.id" => json!({"source_timestamp": "2024-01-15T10:30:00Z", "payload": {"id": id}}),
+        "after.id" => json!({"before": null, "after": {"id": id}, "op": "u",
+               "source": {"ts_ms": 1762367011393i64, "name": "m", "db": "d", "table": "t", "lsn": 1}}),
+        _ => json!({"data": {"id": id}, "metadata": {"timestamp": "2025-11-05T18:23:31Z", "record-type": "data",
+               "operation": "update", "schema-name": "public", "table-name": "t"}}),
+    };
+    for field in ["payload.id", "after.id", "data.id"] {
+        let e = super::record(make(field, &long)).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some(field), "{e}");
+        assert!(e.message.contains("at most 256"), "{e}");
+        assert!(!e.message.contains(&long), "the id is not repeated: {e}");
+        assert!(super::record(make(field, &ok)).is_ok(), "{field}");
+    }
+}
+
 /// A body that is not a JSON object is never read as a delivery: an array is not taken for a
 /// CloudEvent whose `specversion` is its first element.
 #[test]
