@@ -11,8 +11,9 @@
 //! 3. structured CloudEvent: `application/cloudevents+json`, or a JSON body with `specversion`
 //!    (functions-framework leniency); `data` (or `data_base64`) = Pub/Sub push wrapper or record;
 //! 4. wrapped Pub/Sub push: JSON body with a `message` object (camelCase or snake_case keys);
-//! 5. unwrapped Pub/Sub push: the body is the record itself (metadata, when written, comes in
-//!    `x-goog-pubsub-*` headers).
+//! 5. unwrapped Pub/Sub push: the body is the record itself, with its metadata in
+//!    `x-goog-pubsub-*` headers; without them, a record POSTed directly (format `direct`:
+//!    Debezium Server's HTTP sink).
 
 pub mod change;
 pub mod cloudevents;
@@ -43,7 +44,13 @@ pub enum DeliveryFormat {
     CloudEventBinary,
     CloudEventStructured,
     PubSubPush,
+    /// A Pub/Sub push without wrapper: the body is the record, with `x-goog-pubsub-*` metadata
+    /// headers.
     PubSubUnwrapped,
+    /// The record itself POSTed, with neither envelope nor Pub/Sub metadata headers (Debezium
+    /// Server's HTTP sink, any HTTP client; a Pub/Sub push without wrapper and without
+    /// `write_metadata` cannot be told apart from it).
+    Direct,
     /// An OpenLineage RunEvent posted by the OpenLineage HTTP transport.
     OpenLineage,
     /// An AWS Lambda batch from a Kinesis data stream (one record per Kinesis record).
@@ -63,6 +70,7 @@ impl DeliveryFormat {
             DeliveryFormat::CloudEventStructured => "cloudevent_structured",
             DeliveryFormat::PubSubPush => "pubsub_push",
             DeliveryFormat::PubSubUnwrapped => "pubsub_unwrapped",
+            DeliveryFormat::Direct => "direct",
             DeliveryFormat::OpenLineage => "openlineage",
             DeliveryFormat::LambdaKinesis => "lambda_kinesis",
             DeliveryFormat::LambdaSqs => "lambda_sqs",
@@ -149,6 +157,7 @@ fn bounded_ids(format: DeliveryFormat, meta: &DeliveryMeta) -> Result<(), Decode
         // no delivery-level identifiers (a replay's records come from files): their records'
         // identities are checked one by one
         DeliveryFormat::OpenLineage
+        | DeliveryFormat::Direct
         | DeliveryFormat::Replay
         | DeliveryFormat::LambdaKinesis
         | DeliveryFormat::LambdaSqs
@@ -314,12 +323,14 @@ fn route(headers: &HeaderMap, body: &[u8]) -> Result<Decoded, DecodeError> {
         publish_time: header(headers, "x-goog-pubsub-publish-time")?,
         ..Default::default()
     };
+    // Pub/Sub's metadata headers say who pushed it; without them it is a direct POST
+    let format = if meta == DeliveryMeta::default() { DeliveryFormat::Direct } else { DeliveryFormat::PubSubUnwrapped };
     let value = parse_json(body, "body", BODY)?;
     if let Some(object) = storage::notification(&meta, Some(&value)) {
-        return Ok(Decoded::Object { format: DeliveryFormat::PubSubUnwrapped, meta, object });
+        return Ok(Decoded::Object { format, meta, object });
     }
     if looks_like_record(&value) {
-        return Ok(Decoded::Records(Delivery::single(DeliveryFormat::PubSubUnwrapped, meta, value)));
+        return Ok(Decoded::Records(Delivery::single(format, meta, value)));
     }
     Err(DecodeError::malformed(BODY.to_string(), format!("unrecognised body: {EXPECTED}")))
 }

@@ -107,7 +107,8 @@ fn gcs_notification_is_recognised_on_every_route() {
             DeliveryFormat::CloudEventStructured,
         ),
         (headers(&[]), no_payload.to_string(), DeliveryFormat::PubSubPush),
-        (headers(&[]), object.to_string(), DeliveryFormat::PubSubUnwrapped),
+        (headers(&[]), object.to_string(), DeliveryFormat::Direct),
+        (headers(&[("x-goog-pubsub-message-id", "m")]), object.to_string(), DeliveryFormat::PubSubUnwrapped),
     ];
     for (h, body, want) in cases {
         match super::decode(&h, body.as_bytes()).unwrap() {
@@ -132,10 +133,23 @@ fn unwrapped_push_reads_metadata_headers() {
     assert_eq!(d.format, DeliveryFormat::PubSubUnwrapped);
     assert_eq!(d.meta.message_id.as_deref(), Some("m-9"));
     assert_eq!(only(&d), &decoded(record()));
-    // without metadata headers and without a content type
+    // without metadata headers and without a content type: posted directly, not by Pub/Sub
     let d = decode(&headers(&[]), record().to_string().as_bytes()).unwrap();
-    assert_eq!(d.format, DeliveryFormat::PubSubUnwrapped);
+    assert_eq!(d.format, DeliveryFormat::Direct);
     assert_eq!(d.meta.message_id, None);
+    let h = headers(&[("x-goog-pubsub-subscription-name", "projects/p/subscriptions/s")]);
+    assert_eq!(decode(&h, record().to_string().as_bytes()).unwrap().format, DeliveryFormat::PubSubUnwrapped);
+}
+
+/// A Debezium change event POSTed as Debezium Server's HTTP sink sends it is `direct`, the
+/// name its log lines and counters carry.
+#[test]
+fn a_debezium_event_posted_directly_is_named_direct() {
+    let event = json!({"before": null, "after": {"id": 1, "status": "RUNNING"}, "op": "u",
+        "source": {"ts_ms": 1762367011393i64, "name": "m", "db": "d", "table": "pipeline_run", "lsn": 1}});
+    let d = decode(&headers(&[("content-type", "application/json")]), event.to_string().as_bytes()).unwrap();
+    assert_eq!((d.format, d.format.as_str()), (DeliveryFormat::Direct, "direct"));
+    assert!(d.records[0].record.is_ok());
 }
 
 #[test]
