@@ -106,6 +106,8 @@ fn check_as_a_command_and_as_the_old_flag() {
         let out = run(&[("BIGQUERY_EMULATOR_HOST", "127.0.0.1:1"), ("PROFILES", "no_such_orchestrator")], args);
         assert_eq!(out.code, Some(2), "{args:?}");
         assert!(out.stderr.contains("no_such_orchestrator"), "{}", out.stderr);
+        assert!(out.stderr.contains("PROFILES: unknown profile"), "the variable named, no line: {}", out.stderr);
+        assert!(!out.stderr.contains("PROFILES:0"), "{}", out.stderr);
     }
 }
 

@@ -62,6 +62,10 @@ async fn every_debezium_form_is_a_change_record() {
     }
     // rows 4187 (twice: the same run, touched again), 4188, 4189: three runs finished
     assert_eq!(finished, 3);
+    // the three HTTP-sink posts are counted as direct deliveries, not as Pub/Sub pushes
+    let counts = app.app.event_counts();
+    assert_eq!(counts.get(&("direct".to_string(), "ok".to_string())), Some(&3), "{counts:?}");
+    assert!(!counts.keys().any(|(format, _)| format == "pubsub_unwrapped"), "{counts:?}");
 }
 
 #[tokio::test]

@@ -75,6 +75,10 @@ async fn overload_is_429_and_retried_later() {
     let second = app.post(&[JSON], push_body(&wrangling_record(), "other")).await;
     assert_eq!(second.status, 429);
     assert_eq!(second.body["error"], "overloaded");
+    // the shape of every error body: error, class, message, field (none: the request is fine)
+    assert_eq!(second.body["class"], "transient", "{}", second.body);
+    assert!(second.body["message"].as_str().is_some_and(|m| m.contains("in flight")), "{}", second.body);
+    assert_eq!(second.body.get("field"), Some(&Value::Null), "{}", second.body);
     assert_eq!(first.await.unwrap().status, 204);
     assert_eq!(app.post(&[JSON], push_body(&wrangling_record(), "later")).await.status, 204, "admitted again");
 }
@@ -216,6 +220,125 @@ async fn hostile_bodies_get_4xx_and_leave_the_process_serving() {
         assert!((400..500).contains(&ans.status), "{ans:?}", ans = ans.body);
     }
     assert_eq!(app.post(&[JSON], push_body(&wrangling_record(), "fine")).await.status, 204);
+}
+
+/// A body that is not JSON, not UTF-8, empty or too large is named as `body` in the answer,
+/// which keeps every other key of an error body.
+#[tokio::test]
+async fn errors_of_the_whole_body_name_the_body() {
+    let app =
+        app_with(Arc::new(ScriptedWarehouse::default()), Options { max_body_bytes: 4096, ..Default::default() }).await;
+    let cases: [(&[u8], u16, &str); 6] = [
+        (b"{\"message\": ", 400, "malformed_event"),
+        (b"not json", 400, "malformed_event"),
+        (b"{\"source_timestamp\": \"\xff\xfe\"}", 400, "malformed_event"),
+        (b"\xff\xfe\x00{", 400, "malformed_event"),
+        (b"   ", 400, "malformed_event"),
+        (&[b' '; 5000], 413, "payload_too_large"),
+    ];
+    for (body, status, error) in cases {
+        let ans = app.post(&[JSON], body).await;
+        let shown = String::from_utf8_lossy(&body[..body.len().min(40)]).into_owned();
+        assert_eq!(ans.status, status, "{shown}: {}", ans.body);
+        assert_eq!(ans.body["error"], error, "{shown}: {}", ans.body);
+        assert_eq!(ans.body["class"], "permanent", "{shown}: {}", ans.body);
+        assert_eq!(ans.body["field"], "body", "{shown}: {}", ans.body);
+        assert!(!ans.body["message"].as_str().unwrap_or("").is_empty(), "{shown}: {}", ans.body);
+    }
+    // in binary mode the body is the event's data
+    let ce = [JSON, ("ce-specversion", "1.0"), ("ce-id", "1"), ("ce-source", "s"), ("ce-type", "t")];
+    let ans = app.post(&ce, "{not json").await;
+    assert_eq!((ans.status, ans.body["field"].as_str()), (400, Some("body")), "{}", ans.body);
+}
+
+/// Methods and paths no route takes: 405 on a served path (with `Allow`), 404 elsewhere, both
+/// with a JSON error body; a POST to any path is still a delivery.
+#[tokio::test]
+async fn unknown_paths_are_404_and_wrong_methods_405_in_json() {
+    let app = app_with(Arc::new(ScriptedWarehouse::default()), Options::default()).await;
+    for (method, path, allow) in
+        [("PUT", "/", "GET,HEAD,POST"), ("GET", "/api/v1/lineage", "POST"), ("POST", "/healthz", "GET,HEAD")]
+    {
+        let ans = app.request(method, path, &[], "").await;
+        assert_eq!(ans.status, 405, "{method} {path}");
+        assert_eq!(ans.body["error"], "method_not_allowed", "{method} {path}: {}", ans.body);
+        assert_eq!(ans.body["class"], "permanent", "{method} {path}");
+        assert_eq!(ans.body["field"], "method", "{method} {path}");
+        let message = ans.body["message"].as_str().unwrap();
+        assert!(message.contains(method) && message.contains(path), "{message}");
+        let methods = |list: &str| {
+            let mut v: Vec<String> = list.split(',').map(|m| m.trim().to_string()).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(methods(ans.headers["allow"].to_str().unwrap()), methods(allow), "{method} {path}");
+        let listed = message.rsplit("takes ").next().unwrap();
+        assert_eq!(methods(listed), methods(allow), "the message lists the methods of the Allow header");
+        assert_eq!(ans.headers["content-type"], "application/json");
+    }
+    for (method, path) in [("GET", "/nope"), ("DELETE", "/events"), ("GET", "/api/v1/lineage/x")] {
+        let ans = app.request(method, path, &[], "").await;
+        assert_eq!(ans.status, 404, "{method} {path}: {}", ans.body);
+        assert_eq!(ans.body["error"], "not_found", "{method} {path}");
+        assert_eq!(ans.body["class"], "permanent", "{method} {path}");
+        assert_eq!(ans.body["field"], "path", "{method} {path}");
+        assert!(ans.body["message"].as_str().unwrap().contains(path), "{}", ans.body);
+    }
+    let long = format!("/{}", "x".repeat(5000));
+    let ans = app.request("GET", &long, &[], "").await;
+    assert_eq!(ans.status, 404);
+    assert!(ans.body["message"].as_str().unwrap().len() < 400, "the path is not echoed in full");
+    // a POST to any path is a delivery
+    let ans = app.request("POST", "/events", &[JSON], push_body(&wrangling_record(), "any-path")).await;
+    assert_eq!(ans.status, 204, "{}", ans.body);
+}
+
+/// `Content-Encoding`: gzip is undone, identity is the body as it is, any other coding is 415
+/// naming the header (never read as JSON).
+#[tokio::test]
+async fn unsupported_content_encodings_are_415_naming_the_header() {
+    use std::io::Write;
+    let app = app_with(Arc::new(ScriptedWarehouse::default()), Options::default()).await;
+    let body = push_body(&wrangling_record(), "plain");
+    for coding in ["br", "deflate", "compress", "zstd", "gzip, br"] {
+        for path in ["/", "/api/v1/lineage"] {
+            let ans = app.request("POST", path, &[JSON, ("content-encoding", coding)], body.clone()).await;
+            assert_eq!(ans.status, 415, "{coding} on {path}: {}", ans.body);
+            assert_eq!(ans.body["error"], "unsupported_media_type", "{coding}");
+            assert_eq!(ans.body["field"], "header content-encoding", "{coding}");
+            assert!(ans.body["message"].as_str().unwrap().contains("gzip"), "{}", ans.body);
+            assert_eq!(ans.headers["accept-encoding"], "gzip, identity", "{coding}");
+        }
+    }
+    let ans = app.post(&[JSON, ("content-encoding", "identity")], body).await;
+    assert_eq!(ans.status, 204, "identity: {}", ans.body);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(push_body(&wrangling_record(), "gzipped").as_bytes()).unwrap();
+    let ans = app.post(&[JSON, ("content-encoding", "gzip")], gz.finish().unwrap()).await;
+    assert_eq!(ans.status, 204, "gzip: {}", ans.body);
+    let ans = app.post(&[JSON, ("content-encoding", "gzip")], "not gzip").await;
+    assert_eq!((ans.status, ans.body["field"].as_str()), (400, Some("body")), "{}", ans.body);
+}
+
+/// `/api/v1/lineage` takes JSON (what OpenLineage's HTTP transport sends) or, as `POST /`, no
+/// content type; any other is 415.
+#[tokio::test]
+async fn lineage_refuses_content_types_that_are_not_json() {
+    let app = app_with(Arc::new(ScriptedWarehouse::default()), Options::default()).await;
+    let event = json!({"eventType": "START", "eventTime": "2026-11-30T10:00:00Z",
+        "run": {"runId": "0190a5c4-7a8e-7a63-9c5e-0b3c3f0c9d51"}, "job": {"namespace": "etl", "name": "daily"},
+        "producer": "https://example.com/runner"})
+    .to_string();
+    for ct in ["text/plain", "application/octet-stream", "text/html", "application/x-www-form-urlencoded"] {
+        let ans = app.request("POST", "/api/v1/lineage", &[("content-type", ct)], event.clone()).await;
+        assert_eq!(ans.status, 415, "{ct}: {}", ans.body);
+        assert_eq!(ans.body["error"], "unsupported_media_type", "{ct}");
+        assert_eq!(ans.body["field"], "header content-type", "{ct}");
+    }
+    for headers in [&[JSON][..], &[("content-type", "application/json; charset=utf-8")], &[]] {
+        let ans = app.request("POST", "/api/v1/lineage", headers, event.clone()).await;
+        assert_eq!(ans.status, 204, "{headers:?}: {}", ans.body);
+    }
 }
 
 // ------------------------------------------------------------------ push authentication (OIDC)

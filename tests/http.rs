@@ -189,7 +189,7 @@ async fn invalid_events_get_a_precise_4xx() {
     seed();
     let app = TestApp::start(None).await;
     let cases = [
-        ("invalid_not_an_event.json", 400, "malformed_event", None),
+        ("invalid_not_an_event.json", 400, "malformed_event", Some("body")),
         ("invalid_bad_base64.json", 400, "malformed_event", Some("message.data")),
         ("invalid_batch.json", 415, "unsupported_media_type", Some("header content-type")),
         ("invalid_missing_partner.json", 400, "invalid_input", Some("payload.variables.partner")),

@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -229,6 +230,57 @@ fn bad_lines_and_unreadable_files_are_named_and_the_rest_is_replayed() {
     assert_eq!(r.code, 2);
     assert!(r.points.is_empty());
     assert!(r.stderr.iter().any(|l| l.contains(&missing)), "{:?}", r.stderr);
+}
+
+/// A directory is read for its record files only (the others are counted as skipped); a file
+/// in a format replay does not read (a raw wal2json recording, a pretty-printed oracle) is one
+/// "unsupported format" error naming it, not one error per line; the records beside them are
+/// replayed.
+#[test]
+fn other_files_are_skipped_and_other_formats_reported_once_per_file() {
+    let dir = workdir("formats");
+    let recs = records(&fixture("mage", "success", "datastream"));
+    std::fs::write(dir.join("success.datastream.jsonl"), jsonl(&recs)).unwrap();
+    let lifecycle = Path::new(env!("CARGO_MANIFEST_DIR")).join("events/lifecycle");
+    let wal = dir.join("success.wal2json.jsonl");
+    std::fs::copy(lifecycle.join("raw/mage/success.wal2json.jsonl"), &wal).unwrap();
+    let oracle = dir.join("success.expected.json");
+    std::fs::copy(lifecycle.join("mage/success.expected.json"), &oracle).unwrap();
+    std::fs::copy(lifecycle.join("mage/success.scenario.md"), dir.join("success.scenario.md")).unwrap();
+    std::fs::write(dir.join("SHA256SUMS"), "x\n").unwrap();
+    let r = replay(&[], &[dir.to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{:?}", r.summary);
+    assert_eq!(r.summary["files"], 3, "{:?}", r.summary);
+    assert_eq!(r.summary["skipped_files"], 2, "{:?}", r.summary);
+    assert_eq!(r.summary["bad_lines"], 0, "no error per line: {:?}", r.summary["examples"]);
+    assert_eq!(r.summary["processed"], recs.len());
+    let unreadable: Vec<(&str, &str)> = r.summary["unreadable"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| (u[0].as_str().unwrap(), u[1].as_str().unwrap()))
+        .collect();
+    assert_eq!(unreadable.len(), 2, "{unreadable:?}");
+    for (file, why) in &unreadable {
+        assert!(why.starts_with("unsupported format") && !why.contains("required"), "{file}: {why}");
+    }
+    let (_, why) = unreadable.iter().find(|(f, _)| *f == wal.to_str().unwrap()).expect("the wal2json file named");
+    assert!(why.contains("wal2json"), "{why}");
+    assert!(unreadable.iter().any(|(f, _)| *f == oracle.to_str().unwrap()), "{unreadable:?}");
+    let text = common::replay::finish(common::replay::command(&[]).args([dir.to_str().unwrap(), "--summary", "text"]));
+    let stderr = text.stderr.join("\n");
+    assert!(stderr.contains("(2 other files skipped"), "{stderr}");
+    assert!(stderr.contains(&format!("unreadable: {}: unsupported format", wal.display())), "{stderr}");
+}
+
+/// `--tables ''` would select nothing: a usage error naming the option, nothing replayed.
+#[test]
+fn an_empty_table_list_is_a_usage_error() {
+    let path = fixture("mage", "success", "datastream");
+    let r = replay(&[], &["--tables", "", path.to_str().unwrap()]);
+    assert_eq!(r.code, 2, "{:?}", r.stderr);
+    assert!(r.points.is_empty());
+    assert!(r.stderr.iter().any(|l| l.contains("--tables")), "{:?}", r.stderr);
 }
 
 #[test]

@@ -16,7 +16,8 @@ use super::{DecodeError, DeliveryMeta, header};
 /// The context attributes of a binary-mode CloudEvent (`ce-id`, `ce-source`, `ce-type` are
 /// required; values are percent-decoded).
 ///
-/// Errors: a missing required header, or a `ce-specversion` other than 1.0, naming the header.
+/// Errors: a missing required header, a `ce-specversion` other than 1.0, or a `ce-time` that is
+/// not RFC 3339, naming the header.
 pub fn binary(headers: &HeaderMap) -> Result<DeliveryMeta, DecodeError> {
     let specversion = header(headers, "ce-specversion")?.unwrap_or_default();
     if specversion != "1.0" {
@@ -34,12 +35,49 @@ pub fn binary(headers: &HeaderMap) -> Result<DeliveryMeta, DecodeError> {
             )),
         }
     };
-    Ok(DeliveryMeta {
+    let meta = DeliveryMeta {
         ce_id: Some(required("ce-id")?),
         ce_source: Some(required("ce-source")?),
         ce_type: Some(required("ce-type")?),
         ..Default::default()
-    })
+    };
+    rfc3339_time(header(headers, "ce-time")?.as_deref(), "header ce-time")?;
+    Ok(meta)
+}
+
+/// The context headers of a binary-mode CloudEvent other than `ce-specversion`.
+const BINARY_CONTEXT: [&str; 3] = ["ce-id", "ce-source", "ce-type"];
+
+/// A request that carries binary-mode context headers (`ce-id`, `ce-source`, `ce-type`) but
+/// no `ce-specversion` is an incomplete CloudEvent, not a Pub/Sub push whose body is the
+/// record: refused naming `header ce-specversion`.
+pub fn without_specversion(headers: &HeaderMap) -> Result<(), DecodeError> {
+    let present: Vec<&str> = BINARY_CONTEXT.into_iter().filter(|h| headers.contains_key(*h)).collect();
+    if present.is_empty() || headers.contains_key("ce-specversion") {
+        return Ok(());
+    }
+    Err(DecodeError::malformed(
+        Some("header ce-specversion".into()),
+        format!(
+            "binary-mode CloudEvent without the required header ce-specversion (it has {}): expected ce-specversion: 1.0",
+            present.join(", ")
+        ),
+    ))
+}
+
+/// The optional `time` attribute (`field` names it), which CloudEvents 1.0 defines as an RFC 3339
+/// timestamp.
+fn rfc3339_time(time: Option<&str>, field: &str) -> Result<(), DecodeError> {
+    match time {
+        Some(t) if chrono::DateTime::parse_from_rfc3339(t).is_err() => Err(DecodeError::malformed(
+            Some(field.to_string()),
+            format!(
+                "{field} '{}' is not an RFC 3339 timestamp (CloudEvents 1.0), e.g. 2026-11-30T10:00:00Z",
+                crate::redact::excerpt(t, crate::redact::EXCERPT_CHARS)
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 #[derive(Deserialize)]
@@ -53,6 +91,8 @@ struct Structured<'a> {
     #[serde(default, rename = "type", borrow)]
     ty: Option<&'a RawValue>,
     #[serde(default, borrow)]
+    time: Option<&'a RawValue>,
+    #[serde(default, borrow)]
     data: Option<&'a RawValue>,
     #[serde(default, borrow)]
     data_base64: Option<&'a RawValue>,
@@ -65,11 +105,12 @@ fn as_string(raw: Option<&RawValue>) -> Option<String> {
 /// The context attributes and the data (JSON text: `data` as a JSON value, or a string holding
 /// JSON, or `data_base64` decoded) of a structured-mode CloudEvent.
 ///
-/// Errors: not an object, a specversion other than "1.0", a missing `id`/`source`/`type`, both or
-/// neither of `data`/`data_base64`, naming the attribute.
+/// Errors: not an object, a specversion other than "1.0", a missing `id`/`source`/`type`, a `time`
+/// that is not RFC 3339, both or neither of `data`/`data_base64`, naming the attribute.
 pub fn structured(body: &[u8]) -> Result<(DeliveryMeta, Cow<'_, [u8]>), DecodeError> {
-    let ce: Structured = serde_json::from_slice(body)
-        .map_err(|_| DecodeError::malformed(None, "a structured CloudEvent must be a JSON object"))?;
+    let ce: Structured = serde_json::from_slice(body).map_err(|_| {
+        DecodeError::malformed(super::BODY.to_string(), "a structured CloudEvent must be a JSON object")
+    })?;
     match ce.specversion.map(RawValue::get) {
         Some("\"1.0\"") => {}
         other => {
@@ -93,6 +134,10 @@ pub fn structured(body: &[u8]) -> Result<(DeliveryMeta, Cow<'_, [u8]>), DecodeEr
         ce_type: Some(attr("type", ce.ty)?),
         ..Default::default()
     };
+    match ce.time.map(RawValue::get) {
+        None | Some("null") => {}
+        Some(_) => rfc3339_time(Some(as_string(ce.time).as_deref().unwrap_or("(not a string)")), "time")?,
+    }
     let data = match (ce.data, ce.data_base64) {
         (Some(_), Some(_)) => {
             return Err(DecodeError::malformed(

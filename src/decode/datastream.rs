@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 use super::DecodeError;
 use super::change::{ChangeEvent, PipelineRun, SourceMetadata};
+use super::time::in_range;
 
 fn opt_string(o: &Map<String, Value>, key: &str, prefix: &str) -> Result<Option<String>, DecodeError> {
     match o.get(key) {
@@ -36,7 +37,10 @@ pub fn parse_timestamp(v: &Value, field: &str) -> Result<DateTime<FixedOffset>, 
     let bad = |why: &str| DecodeError::malformed(Some(field.to_string()), format!("{field} {why}"));
     match v {
         Value::Number(n) => {
-            let ms = n.as_i64().ok_or_else(|| bad("must be an integer number of epoch milliseconds"))?;
+            let ms = n.as_i64().ok_or_else(|| match n.as_f64() {
+                Some(f) if f.fract() == 0.0 => bad("is out of range: no time in epoch milliseconds"),
+                _ => bad("must be an integer number of epoch milliseconds"),
+            })?;
             Utc.timestamp_millis_opt(ms).single().map(|t| t.fixed_offset()).ok_or_else(|| bad("is out of range"))
         }
         Value::String(s) => {
@@ -63,18 +67,19 @@ pub fn parse_timestamp(v: &Value, field: &str) -> Result<DateTime<FixedOffset>, 
 /// Decodes a Datastream record (JSON) into a [`ChangeEvent`], taking the record so that the row
 /// is moved into the event, not copied.
 ///
-/// Errors: a field of the wrong type or a missing `source_timestamp`, naming the field.
+/// Errors: a field of the wrong type, a missing `source_timestamp`, or a `source_timestamp` or
+/// `read_timestamp` outside [`super::time::in_range`], naming the field.
 pub fn decode(record: Value) -> Result<ChangeEvent, DecodeError> {
     let Value::Object(mut o) = record else {
         return Err(DecodeError::malformed(None, "the Datastream record must be a JSON object"));
     };
     let source_timestamp = match o.get("source_timestamp") {
         None => return Err(DecodeError::malformed(Some("source_timestamp".into()), "source_timestamp is required")),
-        Some(v) => parse_timestamp(v, "source_timestamp")?,
+        Some(v) => in_range("source_timestamp", parse_timestamp(v, "source_timestamp")?)?,
     };
     let read_timestamp = match o.get("read_timestamp") {
         None | Some(Value::Null) => None,
-        Some(v) => Some(parse_timestamp(v, "read_timestamp")?),
+        Some(v) => Some(in_range("read_timestamp", parse_timestamp(v, "read_timestamp")?)?),
     };
     let source_metadata = match o.get_mut("source_metadata") {
         None | Some(Value::Null) => SourceMetadata::default(),
@@ -149,7 +154,11 @@ fn decode_pipeline_run(mut p: Map<String, Value>, pre: &str) -> Result<PipelineR
     let id = match p.get("id") {
         None | Some(Value::Null) => None,
         Some(Value::Number(n)) if n.is_i64() => n.as_i64(),
-        Some(Value::String(s)) => s.parse().ok(),
+        Some(Value::String(s)) => {
+            // the row's identity, kept (hashed) by the fact store and logged like the uuid
+            super::bounded_id(&format!("{pre}id"), Some(s))?;
+            s.parse().ok()
+        }
         Some(_) => {
             return Err(DecodeError::malformed(
                 Some(format!("{pre}id")),
@@ -263,13 +272,13 @@ mod tests {
     #[test]
     fn table_from_object_when_metadata_lacks_it() {
         let e = decode(
-            json!({"source_timestamp": 1, "object": "public_pipeline_run", "source_metadata": {"schema": "public"}}),
+            json!({"source_timestamp": 1705314600000i64, "object": "public_pipeline_run", "source_metadata": {"schema": "public"}}),
         )
         .unwrap();
         assert_eq!(e.table(), Some("pipeline_run"));
         assert!(e.is_table("pipeline_run"));
         assert!(!e.is_table("block_run"));
-        let e = decode(json!({"source_timestamp": 1})).unwrap();
+        let e = decode(json!({"source_timestamp": 1705314600000i64})).unwrap();
         assert!(e.is_table("pipeline_run"));
     }
 
@@ -277,13 +286,19 @@ mod tests {
     fn invalid_fields_are_named() {
         let cases = [
             (json!({"payload": {}}), "source_timestamp"),
-            (json!({"source_timestamp": 1, "payload": []}), "payload"),
-            (json!({"source_timestamp": 1, "payload": {"status": 3}}), "payload.status"),
-            (json!({"source_timestamp": 1, "payload": {"pipeline_uuid": ["x"]}}), "payload.pipeline_uuid"),
-            (json!({"source_timestamp": 1, "payload": {"variables": [1]}}), "payload.variables"),
-            (json!({"source_timestamp": 1, "payload": {"id": [1]}}), "payload.id"),
-            (json!({"source_timestamp": 1, "source_metadata": {"is_deleted": "no"}}), "source_metadata.is_deleted"),
-            (json!({"source_timestamp": 1, "source_metadata": 5}), "source_metadata"),
+            (json!({"source_timestamp": 1705314600000i64, "payload": []}), "payload"),
+            (json!({"source_timestamp": 1705314600000i64, "payload": {"status": 3}}), "payload.status"),
+            (
+                json!({"source_timestamp": 1705314600000i64, "payload": {"pipeline_uuid": ["x"]}}),
+                "payload.pipeline_uuid",
+            ),
+            (json!({"source_timestamp": 1705314600000i64, "payload": {"variables": [1]}}), "payload.variables"),
+            (json!({"source_timestamp": 1705314600000i64, "payload": {"id": [1]}}), "payload.id"),
+            (
+                json!({"source_timestamp": 1705314600000i64, "source_metadata": {"is_deleted": "no"}}),
+                "source_metadata.is_deleted",
+            ),
+            (json!({"source_timestamp": 1705314600000i64, "source_metadata": 5}), "source_metadata"),
         ];
         for (v, field) in cases {
             let e = decode(v.clone()).unwrap_err();
@@ -296,19 +311,22 @@ mod tests {
     fn text_keys_are_accepted() {
         // Airflow 3 task_instance and Prefect rows are keyed by UUIDs: the row keeps the id, the
         // integer id (Mage's) is absent.
-        let e = decode(json!({"source_timestamp": 1, "payload": {"id": "01a22cac-cf5c-7f8b-950f-b9b52c9a8500"}}));
+        let e = decode(
+            json!({"source_timestamp": 1705314600000i64, "payload": {"id": "01a22cac-cf5c-7f8b-950f-b9b52c9a8500"}}),
+        );
         let p = e.unwrap().payload.unwrap();
         assert_eq!(p.id, None);
         assert_eq!(p.row["id"], "01a22cac-cf5c-7f8b-950f-b9b52c9a8500");
         assert_eq!(
-            decode(json!({"source_timestamp": 1, "payload": {"id": "42"}})).unwrap().payload.unwrap().id,
+            decode(json!({"source_timestamp": 1705314600000i64, "payload": {"id": "42"}})).unwrap().payload.unwrap().id,
             Some(42)
         );
     }
 
     #[test]
     fn variables_as_json_text_are_accepted() {
-        let e = decode(json!({"source_timestamp": 1, "payload": {"variables": "{\"partner\":\"p\"}"}})).unwrap();
+        let e = decode(json!({"source_timestamp": 1705314600000i64, "payload": {"variables": "{\"partner\":\"p\"}"}}))
+            .unwrap();
         assert_eq!(e.payload.unwrap().variables().unwrap().get("partner"), Some(&json!("p")));
     }
 }

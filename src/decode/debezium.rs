@@ -14,11 +14,12 @@
 //! TOASTed column that did not change arrives as `__debezium_unavailable_value` and is left out
 //! of the row.
 
-use chrono::{DateTime, FixedOffset, TimeZone, Utc};
+use chrono::{DateTime, FixedOffset};
 use serde_json::{Map, Value};
 
 use super::DecodeError;
 use super::change::{ChangeEvent, SourceMetadata};
+use super::time::{Epoch, epoch};
 
 /// The placeholder Debezium writes for an unchanged TOASTed column (`unavailable.value.placeholder`).
 const UNAVAILABLE: &str = "__debezium_unavailable_value";
@@ -34,16 +35,15 @@ pub fn looks_like(o: &Map<String, Value>) -> bool {
         || o.contains_key("__table") && o.contains_key("__source_ts_ms")
 }
 
-fn micros(n: Option<&Value>) -> Option<i64> {
-    match n? {
-        Value::Number(n) => n.as_i64(),
-        Value::String(s) => s.parse().ok(),
-        _ => None,
+/// The time of `ts_us`, else `ts_ms`, of `o` (`prefix` names `o` in errors), range-checked
+/// ([`super::time::epoch`]); `None` when neither is given.
+fn epoch_time(o: &Map<String, Value>, prefix: &str) -> Result<Option<DateTime<FixedOffset>>, DecodeError> {
+    let given = |k: &str| o.get(k).filter(|v| !v.is_null());
+    match (given("ts_us"), given("ts_ms")) {
+        (Some(us), _) => epoch(us, Epoch::Micros, &format!("{prefix}ts_us")).map(Some),
+        (None, Some(ms)) => epoch(ms, Epoch::Millis, &format!("{prefix}ts_ms")).map(Some),
+        (None, None) => Ok(None),
     }
-}
-
-fn at_micros(us: i64) -> Option<DateTime<FixedOffset>> {
-    Utc.timestamp_micros(us).single().map(|t| t.fixed_offset())
 }
 
 fn text(v: Option<&Value>) -> Option<String> {
@@ -67,8 +67,8 @@ fn row_of(v: Option<Value>, field: &str) -> Result<Option<Map<String, Value>>, D
 
 /// Decodes one Debezium change event (any of the three forms).
 ///
-/// Errors: an unknown `op`, a missing source time, a row that is not an object, naming the
-/// field.
+/// Errors: an unknown `op`, a missing source time, a source or read time (`ts_ms`, `ts_us`)
+/// outside [`super::time::in_range`], a row that is not an object, naming the field.
 pub fn decode(value: Value) -> Result<ChangeEvent, DecodeError> {
     let Value::Object(mut o) = value else {
         return Err(DecodeError::malformed(None, "a Debezium change event must be a JSON object"));
@@ -111,11 +111,11 @@ pub fn decode(value: Value) -> Result<ChangeEvent, DecodeError> {
             ));
         }
     };
-    let source_us = micros(source.get("ts_us")).or_else(|| micros(source.get("ts_ms")).map(|ms| ms * 1000));
-    let source_timestamp = source_us.and_then(at_micros).ok_or_else(|| {
+    let source_timestamp = epoch_time(&source, "source.")?.ok_or_else(|| {
         DecodeError::malformed(Some("source.ts_ms".into()), "source.ts_ms (or ts_us), the commit time, is required")
     })?;
-    let read_us = micros(o.get("ts_us")).or_else(|| micros(o.get("ts_ms")).map(|ms| ms * 1000));
+    let source_us = source_timestamp.timestamp_micros();
+    let read_timestamp = epoch_time(&o, "")?;
     let deleted = matches!(op.as_str(), "d" | "t" | "m");
     let row = match op.as_str() {
         "d" => row_of(o.remove("before"), "before")?,
@@ -126,8 +126,7 @@ pub fn decode(value: Value) -> Result<ChangeEvent, DecodeError> {
     let db = text(source.get("db")).unwrap_or_default();
     let table = text(source.get("table"));
     let lsn = text(source.get("lsn"));
-    let position =
-        lsn.clone().or_else(|| text(source.get("pos"))).unwrap_or_else(|| source_us.unwrap_or(0).to_string());
+    let position = lsn.clone().or_else(|| text(source.get("pos"))).unwrap_or_else(|| source_us.to_string());
     let uuid = format!("debezium:{name}:{db}:{}:{position}:{op}", table.as_deref().unwrap_or(""));
     let metadata = SourceMetadata {
         schema: text(source.get("schema")),
@@ -142,7 +141,7 @@ pub fn decode(value: Value) -> Result<ChangeEvent, DecodeError> {
         uuid: Some(uuid),
         stream: Some(format!("debezium:{name}:{db}")),
         source_timestamp,
-        read_timestamp: read_us.and_then(at_micros),
+        read_timestamp,
         object: None,
         read_method: Some(if snapshot || op == "r" { "debezium-snapshot" } else { "debezium-cdc" }.into()),
         source_metadata: metadata,
@@ -156,7 +155,7 @@ fn flattened(mut o: Map<String, Value>) -> Result<ChangeEvent, DecodeError> {
     let op = text(field(&mut o, "op").as_ref()).unwrap_or_else(|| "u".into());
     let table = text(field(&mut o, "table").as_ref());
     let lsn = text(field(&mut o, "lsn").as_ref());
-    let source_ms = micros(field(&mut o, "source_ts_ms").as_ref());
+    let source_ms = field(&mut o, "source_ts_ms").filter(|v| !v.is_null());
     let deleted = match field(&mut o, "deleted") {
         Some(Value::Bool(b)) => b,
         Some(Value::String(s)) => s == "true",
@@ -165,19 +164,23 @@ fn flattened(mut o: Map<String, Value>) -> Result<ChangeEvent, DecodeError> {
     let db = text(field(&mut o, "db").as_ref()).unwrap_or_default();
     let schema = text(field(&mut o, "schema").as_ref());
     o.retain(|k, _| !k.starts_with("__"));
-    let source_timestamp = source_ms.and_then(|ms| at_micros(ms * 1000)).ok_or_else(|| {
-        DecodeError::malformed(
-            Some("__source_ts_ms".into()),
-            "__source_ts_ms is required (add.fields=op,table,lsn,source.ts_ms on ExtractNewRecordState)",
-        )
-    })?;
+    let source_timestamp = match source_ms {
+        Some(ms) => epoch(&ms, Epoch::Millis, "__source_ts_ms")?,
+        None => {
+            return Err(DecodeError::malformed(
+                Some("__source_ts_ms".into()),
+                "__source_ts_ms is required (add.fields=op,table,lsn,source.ts_ms on ExtractNewRecordState)",
+            ));
+        }
+    };
+    let source_ms = source_timestamp.timestamp_millis();
     let change_type = match op.as_str() {
         "c" => "INSERT",
         "d" => "DELETE",
         "r" => "READ",
         _ => "UPDATE",
     };
-    let position = lsn.clone().unwrap_or_else(|| (source_ms.unwrap_or(0) * 1000).to_string());
+    let position = lsn.clone().unwrap_or_else(|| (source_ms * 1000).to_string());
     let uuid = format!("debezium:{db}:{}:{position}:{op}", table.as_deref().unwrap_or(""));
     o.retain(|_, v| v.as_str() != Some(UNAVAILABLE));
     Ok(ChangeEvent {
@@ -260,7 +263,8 @@ mod tests {
         assert_eq!(e.source_timestamp.timestamp_millis(), 1762367011393);
         let p = e.payload.unwrap();
         assert!(p.row.keys().all(|k| !k.starts_with("__")));
-        let deleted = json!({"id": 1, "__op": "d", "__table": "t", "__source_ts_ms": 1, "__deleted": "true"});
+        let deleted =
+            json!({"id": 1, "__op": "d", "__table": "t", "__source_ts_ms": 1762367011393i64, "__deleted": "true"});
         assert_eq!(decode(deleted).unwrap().change_kind(), ChangeKind::Delete);
     }
 

@@ -25,6 +25,7 @@ use serde_json::{Map, Value, json};
 use super::DecodeError;
 use super::change::ChangeEvent;
 use super::datastream;
+use super::time::in_range;
 
 /// `read_method` of a change DMS read from the source's log (insert, update, delete): read as
 /// [`ReadKind::Cdc`](super::ReadKind::Cdc).
@@ -105,7 +106,7 @@ pub fn identity(meta: &Map<String, Value>, data: &Map<String, Value>) -> Result<
 /// Errors, each naming its field: a message without `metadata` (`metadata`), a control record
 /// ([`DecodeErrorKind::NotAChange`](super::DecodeErrorKind::NotAChange), field
 /// `metadata.record-type`: not a failure), an unknown `record-type` or `operation`, a data
-/// record without `table-name`, `timestamp` or `data`, a timestamp that does not parse, or a row
+/// record without `table-name`, `timestamp` or `data`, a timestamp that does not parse or is out of range ([`super::time::in_range`]), or a row
 /// column of the wrong type (`data.status`, `data.variables`, ...).
 pub fn decode(message: Value) -> Result<ChangeEvent, DecodeError> {
     let Value::Object(mut o) = message else {
@@ -167,11 +168,11 @@ pub fn decode(message: Value) -> Result<ChangeEvent, DecodeError> {
         None | Some(Value::Null) => {
             return Err(malformed("metadata.timestamp", "metadata.timestamp is required"));
         }
-        Some(v) => datastream::parse_timestamp(v, "metadata.timestamp")?,
+        Some(v) => in_range("metadata.timestamp", datastream::parse_timestamp(v, "metadata.timestamp")?)?,
     };
     let source_timestamp = match meta.get("commit-timestamp") {
         None | Some(Value::Null) => read_timestamp,
-        Some(v) => datastream::parse_timestamp(v, "metadata.commit-timestamp")?,
+        Some(v) => in_range("metadata.commit-timestamp", datastream::parse_timestamp(v, "metadata.commit-timestamp")?)?,
     };
     let data = match o.remove("data") {
         Some(Value::Object(d)) => d,
@@ -182,9 +183,11 @@ pub fn decode(message: Value) -> Result<ChangeEvent, DecodeError> {
     let tx_id = text(&meta, "transaction-id")?;
     let lsn = text(&meta, "stream-position")?.as_deref().and_then(pg_lsn);
     // The row is typed by the Datastream decoder (one set of rules for every source); its errors
-    // name `payload.<column>`, which is `data.<column>` here.
-    let mut event =
-        datastream::decode(json!({"source_timestamp": 0, "payload": Value::Object(data)})).map_err(|mut e| {
+    // name `payload.<column>`, which is `data.<column>` here. (The time is replaced below; it is
+    // given, in range, because the Datastream decoder checks it.)
+    let placeholder = source_timestamp.timestamp_millis();
+    let mut event = datastream::decode(json!({"source_timestamp": placeholder, "payload": Value::Object(data)}))
+        .map_err(|mut e| {
             e.field = e.field.map(|f| f.strip_prefix("payload").map(|rest| format!("data{rest}")).unwrap_or(f));
             e.message = e.message.replace("payload.", "data.").replace("payload ", "data ");
             e

@@ -5,13 +5,15 @@
 //! Accepted formats, tried in this order (protocols.md §2, "recommended decoder order"):
 //! 1. `application/cloudevents-batch+json` -> rejected (415): batch mode is not supported;
 //! 2. binary-mode CloudEvent: `ce-specversion` header present (all of `ce-id`, `ce-source`,
-//!    `ce-type` required, values percent-decoded); body = Pub/Sub push wrapper (Eventarc) or the
-//!    record itself;
+//!    `ce-type` required, values percent-decoded; `ce-time`, when given, RFC 3339); body =
+//!    Pub/Sub push wrapper (Eventarc) or the record itself. A non-structured request with
+//!    `ce-id`, `ce-source` or `ce-type` but no `ce-specversion` is refused (400);
 //! 3. structured CloudEvent: `application/cloudevents+json`, or a JSON body with `specversion`
 //!    (functions-framework leniency); `data` (or `data_base64`) = Pub/Sub push wrapper or record;
 //! 4. wrapped Pub/Sub push: JSON body with a `message` object (camelCase or snake_case keys);
-//! 5. unwrapped Pub/Sub push: the body is the record itself (metadata, when written, comes in
-//!    `x-goog-pubsub-*` headers).
+//! 5. unwrapped Pub/Sub push: the body is the record itself, with its metadata in
+//!    `x-goog-pubsub-*` headers; without them, a record POSTed directly (format `direct`:
+//!    Debezium Server's HTTP sink).
 
 pub mod change;
 pub mod cloudevents;
@@ -23,6 +25,7 @@ pub mod files;
 pub mod openlineage;
 pub mod pubsub;
 pub mod storage;
+pub mod time;
 
 use std::collections::BTreeMap;
 
@@ -41,7 +44,13 @@ pub enum DeliveryFormat {
     CloudEventBinary,
     CloudEventStructured,
     PubSubPush,
+    /// A Pub/Sub push without wrapper: the body is the record, with `x-goog-pubsub-*` metadata
+    /// headers.
     PubSubUnwrapped,
+    /// The record itself POSTed, with neither envelope nor Pub/Sub metadata headers (Debezium
+    /// Server's HTTP sink, any HTTP client; a Pub/Sub push without wrapper and without
+    /// `write_metadata` cannot be told apart from it).
+    Direct,
     /// An OpenLineage RunEvent posted by the OpenLineage HTTP transport.
     OpenLineage,
     /// An AWS Lambda batch from a Kinesis data stream (one record per Kinesis record).
@@ -61,6 +70,7 @@ impl DeliveryFormat {
             DeliveryFormat::CloudEventStructured => "cloudevent_structured",
             DeliveryFormat::PubSubPush => "pubsub_push",
             DeliveryFormat::PubSubUnwrapped => "pubsub_unwrapped",
+            DeliveryFormat::Direct => "direct",
             DeliveryFormat::OpenLineage => "openlineage",
             DeliveryFormat::LambdaKinesis => "lambda_kinesis",
             DeliveryFormat::LambdaSqs => "lambda_sqs",
@@ -147,6 +157,7 @@ fn bounded_ids(format: DeliveryFormat, meta: &DeliveryMeta) -> Result<(), Decode
         // no delivery-level identifiers (a replay's records come from files): their records'
         // identities are checked one by one
         DeliveryFormat::OpenLineage
+        | DeliveryFormat::Direct
         | DeliveryFormat::Replay
         | DeliveryFormat::LambdaKinesis
         | DeliveryFormat::LambdaSqs
@@ -160,7 +171,9 @@ pub(crate) const EXPECTED: &str = "expected a CloudEvent (binary or structured m
 {\"message\":{\"data\":<base64>,...},\"subscription\":...}, a Datastream record \
 {\"source_timestamp\":...,\"payload\":{...}} or a Debezium change event {\"op\":...,\"after\":{...},\"source\":{...}}";
 
-fn content_type(headers: &HeaderMap) -> String {
+/// The media type of the request's `Content-Type` (lowercase, without parameters; empty when
+/// absent).
+pub(crate) fn content_type(headers: &HeaderMap) -> String {
     headers
         .get("content-type")
         .and_then(|v| v.to_str().ok())
@@ -172,7 +185,8 @@ fn content_type(headers: &HeaderMap) -> String {
         .to_ascii_lowercase()
 }
 
-fn is_json_type(ct: &str) -> bool {
+/// `application/json` or `application/*+json`.
+pub(crate) fn is_json_type(ct: &str) -> bool {
     ct == "application/json" || (ct.starts_with("application/") && ct.ends_with("+json"))
 }
 
@@ -200,13 +214,18 @@ pub(crate) fn header(headers: &HeaderMap, name: &str) -> Result<Option<String>, 
     }
 }
 
-pub(crate) fn parse_json(body: &[u8], what: &str) -> Result<Value, DecodeError> {
+/// The JSON document of `body` (`what` in messages; `field` names it in errors: `body`, `data`).
+pub(crate) fn parse_json(body: &[u8], what: &str, field: &str) -> Result<Value, DecodeError> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(DecodeError::malformed(None, format!("empty body: {EXPECTED}")));
+        return Err(DecodeError::malformed(field.to_string(), format!("empty {what}: {EXPECTED}")));
     }
     serde_json::from_slice(body)
-        .map_err(|e| DecodeError::malformed(None, format!("{what} is not valid JSON ({e}): {EXPECTED}")))
+        .map_err(|e| DecodeError::malformed(field.to_string(), format!("{what} is not valid JSON ({e}): {EXPECTED}")))
 }
+
+/// The field of errors about the request body as a whole (not JSON, not UTF-8, empty,
+/// unrecognised, too large).
+pub const BODY: &str = "body";
 
 /// What a request carries: change records, or the announcement of a Cloud Storage object whose
 /// lines are change records.
@@ -265,25 +284,26 @@ fn route(headers: &HeaderMap, body: &[u8]) -> Result<Decoded, DecodeError> {
     }
     if headers.contains_key("ce-specversion") {
         let meta = cloudevents::binary(headers)?;
-        return carried(DeliveryFormat::CloudEventBinary, meta, body, "data");
+        // binary mode: the body is the event's data
+        return carried(DeliveryFormat::CloudEventBinary, meta, body, BODY);
     }
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(DecodeError::malformed(None, format!("empty body: {EXPECTED}")));
+        return Err(DecodeError::malformed(BODY.to_string(), format!("empty body: {EXPECTED}")));
     }
     // Every delivery is a JSON object; `Top` would also read an array as its fields in order
     // (serde's sequence form of a struct), taking `[1]` for a CloudEvent of specversion 1.
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
-            Ok(_) => DecodeError::malformed(None, format!("unrecognised body: {EXPECTED}")),
-            Err(e) => DecodeError::malformed(None, format!("body is not valid JSON ({e}): {EXPECTED}")),
+            Ok(_) => DecodeError::malformed(BODY.to_string(), format!("unrecognised body: {EXPECTED}")),
+            Err(e) => DecodeError::malformed(BODY.to_string(), format!("body is not valid JSON ({e}): {EXPECTED}")),
         });
     }
     let top: Top = match serde_json::from_slice(body) {
         Ok(top) => top,
         Err(e) => {
             return Err(match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
-                Ok(_) => DecodeError::malformed(None, format!("unrecognised body: {EXPECTED}")),
-                Err(_) => DecodeError::malformed(None, format!("body is not valid JSON ({e}): {EXPECTED}")),
+                Ok(_) => DecodeError::malformed(BODY.to_string(), format!("unrecognised body: {EXPECTED}")),
+                Err(_) => DecodeError::malformed(BODY.to_string(), format!("body is not valid JSON ({e}): {EXPECTED}")),
             });
         }
     };
@@ -291,6 +311,8 @@ fn route(headers: &HeaderMap, body: &[u8]) -> Result<Decoded, DecodeError> {
         let (meta, data) = cloudevents::structured(body)?;
         return carried(DeliveryFormat::CloudEventStructured, meta, &data, "data");
     }
+    // neither binary nor structured: ce-id/ce-source/ce-type headers say it was meant as binary
+    cloudevents::without_specversion(headers)?;
     if top.message.is_some() {
         let (meta, data) = pubsub::push_body(body, "")?;
         return message_data(DeliveryFormat::PubSubPush, meta, data, "message.data");
@@ -301,14 +323,16 @@ fn route(headers: &HeaderMap, body: &[u8]) -> Result<Decoded, DecodeError> {
         publish_time: header(headers, "x-goog-pubsub-publish-time")?,
         ..Default::default()
     };
-    let value = parse_json(body, "body")?;
+    // Pub/Sub's metadata headers say who pushed it; without them it is a direct POST
+    let format = if meta == DeliveryMeta::default() { DeliveryFormat::Direct } else { DeliveryFormat::PubSubUnwrapped };
+    let value = parse_json(body, "body", BODY)?;
     if let Some(object) = storage::notification(&meta, Some(&value)) {
-        return Ok(Decoded::Object { format: DeliveryFormat::PubSubUnwrapped, meta, object });
+        return Ok(Decoded::Object { format, meta, object });
     }
     if looks_like_record(&value) {
-        return Ok(Decoded::Records(Delivery::single(DeliveryFormat::PubSubUnwrapped, meta, value)));
+        return Ok(Decoded::Records(Delivery::single(format, meta, value)));
     }
-    Err(DecodeError::malformed(None, format!("unrecognised body: {EXPECTED}")))
+    Err(DecodeError::malformed(BODY.to_string(), format!("unrecognised body: {EXPECTED}")))
 }
 
 /// The data of a Pub/Sub message (`field` names it): a Cloud Storage notification (attributes,
@@ -334,14 +358,16 @@ fn message_data(
     Ok(Decoded::Records(Delivery::single(format, meta, value)))
 }
 
-/// The data of a CloudEvent (`field` names it): a Pub/Sub push wrapper (Eventarc's
-/// `MessagePublishedData`), a Cloud Storage object resource, or a record.
+/// The data of a CloudEvent (`field` names it: `data` in structured mode, [`BODY`] in binary
+/// mode): a Pub/Sub push wrapper (Eventarc's `MessagePublishedData`), a Cloud Storage object
+/// resource, or a record.
 fn carried(format: DeliveryFormat, meta: DeliveryMeta, data: &[u8], field: &str) -> Result<Decoded, DecodeError> {
-    let value = parse_json(data, "CloudEvent data")?;
+    let value = parse_json(data, "CloudEvent data", field)?;
     if value.get("message").is_some() {
-        let (mut inner, data) = pubsub::push_body(data, &format!("{field}."))?;
+        let prefix = if field == BODY { String::new() } else { format!("{field}.") };
+        let (mut inner, data) = pubsub::push_body(data, &prefix)?;
         (inner.ce_id, inner.ce_source, inner.ce_type) = (meta.ce_id, meta.ce_source, meta.ce_type);
-        return message_data(format, inner, data, &format!("{field}.message.data"));
+        return message_data(format, inner, data, &format!("{prefix}message.data"));
     }
     if let Some(object) = storage::notification(&meta, Some(&value)) {
         return Ok(Decoded::Object { format, meta, object });

@@ -63,7 +63,7 @@ pub fn decode(value: Value) -> Result<Option<ChangeEvent>, DecodeError> {
             ));
         }
     };
-    let event_time = time(field(&o, "eventTime", "")?, "eventTime")?;
+    let event_time = super::time::in_range("eventTime", time(field(&o, "eventTime", "")?, "eventTime")?)?;
     let state = match o.get("eventType") {
         None | Some(Value::Null) => "OTHER".to_string(),
         Some(Value::String(t)) if EVENT_TYPES.contains(&t.to_ascii_uppercase().as_str()) => t.to_ascii_uppercase(),

@@ -107,7 +107,8 @@ fn gcs_notification_is_recognised_on_every_route() {
             DeliveryFormat::CloudEventStructured,
         ),
         (headers(&[]), no_payload.to_string(), DeliveryFormat::PubSubPush),
-        (headers(&[]), object.to_string(), DeliveryFormat::PubSubUnwrapped),
+        (headers(&[]), object.to_string(), DeliveryFormat::Direct),
+        (headers(&[("x-goog-pubsub-message-id", "m")]), object.to_string(), DeliveryFormat::PubSubUnwrapped),
     ];
     for (h, body, want) in cases {
         match super::decode(&h, body.as_bytes()).unwrap() {
@@ -132,10 +133,23 @@ fn unwrapped_push_reads_metadata_headers() {
     assert_eq!(d.format, DeliveryFormat::PubSubUnwrapped);
     assert_eq!(d.meta.message_id.as_deref(), Some("m-9"));
     assert_eq!(only(&d), &decoded(record()));
-    // without metadata headers and without a content type
+    // without metadata headers and without a content type: posted directly, not by Pub/Sub
     let d = decode(&headers(&[]), record().to_string().as_bytes()).unwrap();
-    assert_eq!(d.format, DeliveryFormat::PubSubUnwrapped);
+    assert_eq!(d.format, DeliveryFormat::Direct);
     assert_eq!(d.meta.message_id, None);
+    let h = headers(&[("x-goog-pubsub-subscription-name", "projects/p/subscriptions/s")]);
+    assert_eq!(decode(&h, record().to_string().as_bytes()).unwrap().format, DeliveryFormat::PubSubUnwrapped);
+}
+
+/// A Debezium change event POSTed as Debezium Server's HTTP sink sends it is `direct`, the
+/// name its log lines and counters carry.
+#[test]
+fn a_debezium_event_posted_directly_is_named_direct() {
+    let event = json!({"before": null, "after": {"id": 1, "status": "RUNNING"}, "op": "u",
+        "source": {"ts_ms": 1762367011393i64, "name": "m", "db": "d", "table": "pipeline_run", "lsn": 1}});
+    let d = decode(&headers(&[("content-type", "application/json")]), event.to_string().as_bytes()).unwrap();
+    assert_eq!((d.format, d.format.as_str()), (DeliveryFormat::Direct, "direct"));
+    assert!(d.records[0].record.is_ok());
 }
 
 #[test]
@@ -204,6 +218,45 @@ fn binary_cloud_event_missing_header() {
     assert_eq!(e.field.as_deref(), Some("header ce-source"));
 }
 
+/// CloudEvents 1.0 defines `time` as an RFC 3339 timestamp, in either mode.
+#[test]
+fn a_cloud_event_time_that_is_not_rfc3339_is_refused_naming_it() {
+    let ce = |time: Value| json!({"specversion": "1.0", "id": "1", "source": "s", "type": "t", "time": time, "data": record()});
+    for bad in [json!("not a time"), json!("2026-11-30"), json!("2026-11-30 10:00:00"), json!(1764496800)] {
+        let e = decode(&headers(&[]), ce(bad.clone()).to_string().as_bytes()).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("time"), "{bad}: {e}");
+        assert!(e.message.contains("RFC 3339"), "{bad}: {e}");
+    }
+    for good in [json!("2026-11-30T10:00:00Z"), json!("2026-11-30T10:00:00.123+01:00"), Value::Null] {
+        assert!(decode(&headers(&[]), ce(good.clone()).to_string().as_bytes()).is_ok(), "{good}");
+    }
+    let binary = |time: &str| {
+        headers(&[("ce-specversion", "1.0"), ("ce-id", "1"), ("ce-source", "s"), ("ce-type", "t"), ("ce-time", time)])
+    };
+    let e = decode(&binary("not%20a%20time"), record().to_string().as_bytes()).unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("header ce-time"), "{e}");
+    assert!(decode(&binary("2026-11-30T10:00:00Z"), record().to_string().as_bytes()).is_ok());
+}
+
+/// Binary-mode context headers without `ce-specversion` are an incomplete CloudEvent, not an
+/// unwrapped push.
+#[test]
+fn binary_headers_without_specversion_name_it() {
+    for present in [&["ce-id", "ce-source", "ce-type"][..], &["ce-type"], &["ce-id", "ce-source"]] {
+        let pairs: Vec<(&str, &str)> = present.iter().map(|h| (*h, "x")).collect();
+        for body in [record(), json!({"message": {"data": b64(&record())}})] {
+            let e = decode(&headers(&pairs), body.to_string().as_bytes()).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some("header ce-specversion"), "{present:?}: {e}");
+            assert!(e.message.contains("ce-specversion"), "{e}");
+        }
+    }
+    // a structured CloudEvent is told by its body, whatever its headers
+    let ce = json!({"specversion": "1.0", "id": "1", "source": "s", "type": "t", "data": record()});
+    assert!(decode(&headers(&[("ce-id", "x")]), ce.to_string().as_bytes()).is_ok());
+    // other headers do not make a CloudEvent
+    assert!(decode(&headers(&[("ce-other", "x")]), record().to_string().as_bytes()).is_ok());
+}
+
 #[test]
 fn batch_and_unknown_content_types_are_unsupported() {
     for ct in ["application/cloudevents-batch+json", "text/html", "application/xml", "multipart/form-data"] {
@@ -219,6 +272,28 @@ fn garbage_bodies_are_malformed_and_say_what_was_expected() {
         assert_eq!(e.kind, crate::decode::DecodeErrorKind::Malformed);
         assert!(e.message.contains("expected"), "{e}");
     }
+}
+
+/// Errors about the body as a whole (empty, not JSON, not UTF-8, not a delivery) name `body`.
+#[test]
+fn errors_of_the_whole_body_name_the_body() {
+    let bodies: [&[u8]; 8] =
+        [b"", b"  ", b"not json", b"{\"x\":1}", b"[1,2]", b"{\"a\": \"\xff\"}", b"\xfe\xff", b"{\"message\": "];
+    for body in bodies {
+        let e = decode(&headers(&[("content-type", "application/json")]), body).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some(BODY), "{body:?}: {e}");
+    }
+    // a structured CloudEvent that is no JSON object, and binary mode, whose body is the data
+    let e = decode(&headers(&[("content-type", "application/cloudevents+json")]), b"[1]").unwrap_err();
+    assert_eq!(e.field.as_deref(), Some(BODY), "{e}");
+    let ce = [("ce-specversion", "1.0"), ("ce-id", "1"), ("ce-source", "s"), ("ce-type", "t")];
+    for body in [&b"{oops"[..], b"", b"{\"x\": 1}"] {
+        let e = decode(&headers(&ce), body).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some(BODY), "{body:?}: {e}");
+    }
+    // ... and a Pub/Sub wrapper there is named from the body, as its message id is
+    let e = decode(&headers(&ce), br#"{"message": {"data": "%%%"}}"#).unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("message.data"), "{e}");
 }
 
 #[test]
@@ -247,6 +322,28 @@ fn identifiers_are_at_most_max_id_bytes() {
     assert_eq!(e.field.as_deref(), Some("id"));
     let h = headers(&[("ce-specversion", "1.0"), ("ce-id", &long), ("ce-source", "s"), ("ce-type", "t")]);
     assert_eq!(decode(&h, record().to_string().as_bytes()).unwrap_err().field.as_deref(), Some("header ce-id"));
+}
+
+/// A row's text id is an identity like the uuid: at most [`MAX_ID_BYTES`], refused naming the
+/// column in every change format, without repeating it.
+#[test]
+fn row_ids_are_at_most_max_id_bytes() {
+    let long = "i".repeat(MAX_ID_BYTES + 1);
+    let ok = "i".repeat(MAX_ID_BYTES);
+    let make = |field: &str, id: &str| match field {
+        "payload.id" => json!({"source_timestamp": "2024-01-15T10:30:00Z", "payload": {"id": id}}),
+        "after.id" => json!({"before": null, "after": {"id": id}, "op": "u",
+               "source": {"ts_ms": 1762367011393i64, "name": "m", "db": "d", "table": "t", "lsn": 1}}),
+        _ => json!({"data": {"id": id}, "metadata": {"timestamp": "2025-11-05T18:23:31Z", "record-type": "data",
+               "operation": "update", "schema-name": "public", "table-name": "t"}}),
+    };
+    for field in ["payload.id", "after.id", "data.id"] {
+        let e = super::record(make(field, &long)).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some(field), "{e}");
+        assert!(e.message.contains("at most 256"), "{e}");
+        assert!(!e.message.contains(&long), "the id is not repeated: {e}");
+        assert!(super::record(make(field, &ok)).is_ok(), "{field}");
+    }
 }
 
 /// A body that is not a JSON object is never read as a delivery: an array is not taken for a

@@ -2,9 +2,11 @@
 //! (AWS Lambda Function URLs, API Gateway, ALB). It does not know which platform serves it.
 //!
 //! `POST /` (or a POST to any other path) takes one delivery; `GET /healthz` answers when the
-//! process is ready. Per delivery the HTTP layer only authenticates (401), reads the body (413
-//! past `MAX_BODY_BYTES`, 408 past `BODY_READ_TIMEOUT_SECS`, 429 when the bodies in memory would
-//! pass `BODY_BUFFER_BYTES`), admits (429 past `MAX_IN_FLIGHT`), decodes it (400/415), hands the
+//! process is ready; another method is 405 on a served path, 404 elsewhere (JSON bodies). Per
+//! delivery the HTTP layer only authenticates (401), refuses a content coding other than
+//! `identity` or `gzip` (415), reads the body (413 past `MAX_BODY_BYTES`, 408 past
+//! `BODY_READ_TIMEOUT_SECS`, 429 when the bodies in memory would pass `BODY_BUFFER_BYTES`),
+//! admits (429 past `MAX_IN_FLIGHT`), decompresses and decodes it (400/413/415), hands the
 //! [`Delivery`] to the [`Pipeline`] and turns its [`Answer`] into a response.
 //!
 //! The body is read before an in-flight slot is taken, so that clients that send their bodies
@@ -16,19 +18,21 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 
 use super::auth::PushVerifier;
-use crate::decode::{self, DecodeError, DecodeErrorKind, Decoded};
+use crate::decode::{self, DecodeError, Decoded};
 use crate::handlers::Dispatcher;
 use crate::pipeline::{Answer, Pipeline, Refusal};
 use crate::sink::MetricSink;
 use crate::warehouse::Warehouse;
+
+mod request_body;
 
 /// How deliveries are accepted and answered.
 pub struct Options {
@@ -107,16 +111,37 @@ impl App {
     }
 }
 
+/// The routes: `POST /` (and a POST to any other path), `GET /`, `POST /api/v1/lineage`,
+/// `GET /healthz`. Anything else gets a JSON error body: 405 (with `Allow`) for a method a
+/// served path does not take, 404 for another method on any other path.
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/", post(ingest).get(index))
         // OpenLineage's HTTP transport posts run events here by default.
         .route("/api/v1/lineage", post(lineage))
         // Any other path too: a push endpoint URL may carry one, API Gateway REST stages prefix
-        // it, and lambda_http's pass_through turns non-HTTP invocations into POST /events.
-        .route("/{*path}", post(ingest))
+        // it, and lambda_http's pass_through turns non-HTTP invocations into POST /events. Only
+        // for POST: `GET /nope` is an unknown path, not a method `/nope` refuses.
+        .route("/{*path}", post(ingest).fallback(not_found))
         .route("/healthz", get(healthz))
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(not_found)
         .with_state(app)
+}
+
+async fn not_found(State(app): State<Arc<App>>, method: Method, uri: Uri) -> Response {
+    response(app.pipeline.refuse(&Refusal::NoRoute { method: method.to_string(), path: uri.path().to_string() }))
+}
+
+async fn method_not_allowed(State(app): State<Arc<App>>, method: Method, uri: Uri) -> Response {
+    // as the routes above declare them (axum's `Allow` header says the same)
+    let allowed = match uri.path() {
+        "/" => "GET, HEAD, POST",
+        "/healthz" => "GET, HEAD",
+        _ => "POST",
+    };
+    let refusal = Refusal::MethodNotAllowed { method: method.to_string(), path: uri.path().to_string(), allowed };
+    response(app.pipeline.refuse(&refusal))
 }
 
 /// `GET /`: what a person (a browser, curl) finds at the service's URL. 200 and JSON, as
@@ -143,67 +168,6 @@ pub fn response(answer: Answer) -> Response {
     (answer.status, [(header::CONTENT_TYPE, "application/json")], answer.body).into_response()
 }
 
-/// A request body read into memory, with the part of the body buffer its allocation holds.
-struct ReadBody {
-    bytes: Bytes,
-    _held: Option<tokio::sync::OwnedSemaphorePermit>,
-}
-
-impl App {
-    /// Reads the body within `BODY_READ_TIMEOUT_SECS`, at most `MAX_BODY_BYTES`, holding one
-    /// permit of the body buffer per byte allocated for it (the buffer grows by doubling, so
-    /// that a client that announces a large body but sends little holds little).
-    async fn read_body(&self, headers: &HeaderMap, body: Body) -> Result<ReadBody, Refusal> {
-        let limit = self.max_body_bytes;
-        let too_large = || {
-            Refusal::Undecodable(DecodeError {
-                kind: DecodeErrorKind::TooLarge,
-                field: None,
-                message: format!("request body larger than {limit} bytes"),
-            })
-        };
-        let announced = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
-        if announced.is_some_and(|n| n > limit as u64) {
-            return Err(too_large());
-        }
-        let read = async {
-            use futures_util::StreamExt;
-            let mut stream = body.into_data_stream();
-            let mut buf: Vec<u8> = Vec::new();
-            let mut held: Option<tokio::sync::OwnedSemaphorePermit> = None;
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|_| {
-                    Refusal::Undecodable(DecodeError::malformed(None, "the request body could not be read"))
-                })?;
-                let needed = buf.len() + chunk.len();
-                if needed > limit {
-                    return Err(too_large());
-                }
-                if needed > buf.capacity() {
-                    let target = needed.max(buf.capacity() * 2).max(16 * 1024).min(limit);
-                    let more = u32::try_from(target - buf.capacity()).map_err(|_| too_large())?;
-                    let permit = self
-                        .body_buffer
-                        .clone()
-                        .try_acquire_many_owned(more)
-                        .map_err(|_| Refusal::BodiesBuffered { limit: self.body_buffer_bytes })?;
-                    match held.as_mut() {
-                        Some(h) => h.merge(permit),
-                        None => held = Some(permit),
-                    }
-                    buf.reserve_exact(target - buf.len());
-                }
-                buf.extend_from_slice(&chunk);
-            }
-            Ok(ReadBody { bytes: Bytes::from(buf), _held: held })
-        };
-        match tokio::time::timeout(self.body_read_timeout, read).await {
-            Ok(read) => read,
-            Err(_) => Err(Refusal::BodyTimeout { timeout_secs: self.body_read_timeout.as_secs_f64() }),
-        }
-    }
-}
-
 /// Whether the request carries the OpenLineage API key (compared in constant time).
 fn lineage_authorized(app: &App, headers: &HeaderMap) -> Result<(), String> {
     let Some(key) = &app.lineage_api_key else {
@@ -225,31 +189,6 @@ fn lineage_authorized(app: &App, headers: &HeaderMap) -> Result<(), String> {
     }
 }
 
-/// The body, gunzipped when the emitter compressed it (`Content-Encoding: gzip`, the transport's
-/// `compression: gzip`), at most `limit` bytes either way.
-async fn gunzip_lineage(headers: &HeaderMap, raw: Bytes, limit: usize) -> Result<Bytes, DecodeError> {
-    let gzip = headers
-        .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
-    if !gzip {
-        return Ok(raw);
-    }
-    use tokio::io::AsyncReadExt;
-    let mut out = Vec::new();
-    let decoder = async_compression::tokio::bufread::GzipDecoder::new(&raw[..]);
-    let read = decoder.take(limit as u64 + 1).read_to_end(&mut out).await;
-    match read {
-        Err(e) => Err(DecodeError::malformed(None, format!("the body is not valid gzip: {e}"))),
-        Ok(_) if out.len() > limit => Err(DecodeError {
-            kind: DecodeErrorKind::TooLarge,
-            field: None,
-            message: format!("request body larger than {limit} bytes once decompressed"),
-        }),
-        Ok(_) => Ok(Bytes::from(out)),
-    }
-}
-
 impl App {
     /// An in-flight slot (`MAX_IN_FLIGHT`; none when unlimited), or the refusal (429).
     fn admit(&self) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, Refusal> {
@@ -262,11 +201,27 @@ impl App {
     }
 }
 
+/// The answer to a request refused because of its content coding: 415 with the codings the
+/// function accepts (`Accept-Encoding`, RFC 9110 §12.5.3).
+fn refuse_coding(pipeline: &Pipeline, e: DecodeError) -> Response {
+    let mut r = response(pipeline.refuse(&Refusal::Undecodable(e)));
+    r.headers_mut().insert(header::ACCEPT_ENCODING, HeaderValue::from_static(request_body::ACCEPTED_ENCODINGS));
+    r
+}
+
 async fn lineage(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
     let pipeline = &app.pipeline;
     if let Err(reason) = lineage_authorized(&app, &headers) {
         return response(pipeline.refuse(&Refusal::Unauthorized(reason)));
     }
+    // what the headers alone refuse, before the body is read
+    if let Err(e) = request_body::lineage_content_type(&headers) {
+        return response(pipeline.refuse(&Refusal::Undecodable(e)));
+    }
+    let gzip = match request_body::content_coding(&headers) {
+        Ok(gzip) => gzip,
+        Err(e) => return refuse_coding(pipeline, e),
+    };
     // as on `POST /`: the body first (bounded in time and memory), then a slot
     let read = match app.read_body(&headers, body).await {
         Ok(b) => b,
@@ -276,7 +231,7 @@ async fn lineage(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) ->
         Ok(p) => p,
         Err(refusal) => return response(pipeline.refuse(&refusal)),
     };
-    let body = match gunzip_lineage(&headers, read.bytes.clone(), app.max_body_bytes).await {
+    let body = match request_body::decompressed(gzip, read.bytes.clone(), app.max_body_bytes).await {
         Ok(b) => b,
         Err(e) => return response(pipeline.refuse(&Refusal::Undecodable(e))),
     };
@@ -284,7 +239,7 @@ async fn lineage(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) ->
     let value: serde_json::Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => {
-            let e = DecodeError::malformed(None, format!("an OpenLineage event must be JSON: {e}"));
+            let e = DecodeError::malformed(decode::BODY.to_string(), format!("an OpenLineage event must be JSON: {e}"));
             return response(pipeline.refuse(&Refusal::Undecodable(e)));
         }
     };
@@ -309,8 +264,12 @@ async fn ingest(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> 
             return response(pipeline.refuse(&Refusal::Unauthorized(e.to_string())));
         }
     }
+    let gzip = match request_body::content_coding(&headers) {
+        Ok(gzip) => gzip,
+        Err(e) => return refuse_coding(pipeline, e),
+    };
     // The body first: a slow client must not hold an in-flight slot while it sends.
-    let body = match app.read_body(&headers, body).await {
+    let read = match app.read_body(&headers, body).await {
         Ok(b) => b,
         Err(refusal) => return response(pipeline.refuse(&refusal)),
     };
@@ -318,16 +277,21 @@ async fn ingest(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> 
         Ok(p) => p,
         Err(refusal) => return response(pipeline.refuse(&refusal)),
     };
-    let delivery = match decode::decode(&headers, &body.bytes) {
+    let body = match request_body::decompressed(gzip, read.bytes.clone(), app.max_body_bytes).await {
+        Ok(b) => b,
+        Err(e) => return response(pipeline.refuse(&Refusal::Undecodable(e))),
+    };
+    // `read` holds its part of the body buffer until the body is decoded (`body` may share it)
+    let delivery = match decode::decode(&headers, &body) {
         Ok(Decoded::Records(d)) => d,
         Ok(Decoded::Object { format, meta, object }) => {
             // Recognised on every route (Pub/Sub bucket notification, Eventarc CloudEvent).
-            drop(body);
+            drop((body, read));
             return response(pipeline.handle_object(format, meta, object).await);
         }
         Err(e) => return response(pipeline.refuse(&Refusal::Undecodable(e))),
     };
-    drop(body);
+    drop((body, read));
     let answer = pipeline.handle(delivery).await;
     debug_assert!(answer.status != StatusCode::OK || pipeline.config.ack_permanent || answer.body.is_empty());
     response(answer)

@@ -149,6 +149,12 @@ pub enum Refusal {
     /// Nothing to do: a notification this function does not read (another event type, an object
     /// outside the configured prefixes and tables). 204, counted.
     Ignored(String),
+    /// No route takes the request: a method other than POST on a path the function does not
+    /// serve (a POST to any path is a delivery). 404, naming the path.
+    NoRoute { method: String, path: String },
+    /// The path is served, but not with this method (`PUT /`, `GET /api/v1/lineage`). 405,
+    /// naming the method and the methods the path takes (`allowed`, as in the `Allow` header).
+    MethodNotAllowed { method: String, path: String, allowed: &'static str },
 }
 
 /// How permanent failures are acknowledged (`ACK_PERMANENT_ERRORS`).
@@ -229,14 +235,17 @@ pub fn refuse(refusal: &Refusal, policy: AckPolicy) -> Answer {
         Refusal::Unauthorized(message) => {
             Answer::json(StatusCode::UNAUTHORIZED, &json!({"error": "unauthorized", "message": message}))
         }
+        // the request is not at fault: no field
         Refusal::Overloaded { limit } => Answer::json(
             StatusCode::TOO_MANY_REQUESTS,
-            &json!({"error": "overloaded", "message": format!("more than {limit} events in flight; retry later")}),
+            &json!({"error": "overloaded", "class": "transient",
+                    "message": format!("more than {limit} events in flight; retry later"), "field": null}),
         ),
         Refusal::BodiesBuffered { limit } => Answer::json(
             StatusCode::TOO_MANY_REQUESTS,
-            &json!({"error": "overloaded",
-                    "message": format!("request bodies in memory would pass {limit} bytes; retry later")}),
+            &json!({"error": "overloaded", "class": "transient",
+                    "message": format!("request bodies in memory would pass {limit} bytes; retry later"),
+                    "field": null}),
         ),
         Refusal::BodyTimeout { timeout_secs } => Answer::json(
             StatusCode::REQUEST_TIMEOUT,
@@ -252,7 +261,25 @@ pub fn refuse(refusal: &Refusal, policy: AckPolicy) -> Answer {
             &json!({"error": "source_unavailable", "class": "transient", "message": message}),
         ),
         Refusal::Ignored(_) => Answer { status: StatusCode::NO_CONTENT, body: Bytes::new(), retry: Vec::new() },
+        // not a delivery (a POST to any path is one): never acknowledged as one
+        Refusal::NoRoute { method, path } => Answer::json(
+            StatusCode::NOT_FOUND,
+            &json!({"error": "not_found", "class": "permanent", "field": "path",
+                    "message": format!("no route for {} {}: deliveries are POSTed to / (OpenLineage events to \
+                                        /api/v1/lineage), readiness is GET /healthz",
+                                       shown(method), shown(path))}),
+        ),
+        Refusal::MethodNotAllowed { method, path, allowed } => Answer::json(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &json!({"error": "method_not_allowed", "class": "permanent", "field": "method",
+                    "message": format!("{} is not accepted on {}: it takes {allowed}", shown(method), shown(path))}),
+        ),
     }
+}
+
+/// A method or path as an answer repeats it: at most [`crate::redact::EXCERPT_CHARS`] characters.
+fn shown(s: &str) -> String {
+    crate::redact::excerpt(s, crate::redact::EXCERPT_CHARS)
 }
 
 /// One failed handler in an answer body. Only the headline (`offending`) shows the value at

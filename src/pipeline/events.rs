@@ -29,7 +29,7 @@ mod refusals;
 pub use processed::{Dispatched, FileRead, Processed};
 pub use records::{DeadlineExceeded, DedupConflict, Duplicate, HistorySkipped, Ignored};
 pub use refusals::{
-    BodiesBuffered, BodyTimeout, NotificationIgnored, Overloaded, Rejected, SourceUnavailable, Unauthorized,
+    BodiesBuffered, BodyTimeout, NotRouted, NotificationIgnored, Overloaded, Rejected, SourceUnavailable, Unauthorized,
 };
 
 use std::collections::BTreeMap;

@@ -113,6 +113,9 @@ impl Pipeline {
             }
             Refusal::Unavailable(reason) => events::SourceUnavailable { reason }.emit(&self.stats),
             Refusal::Ignored(reason) => events::NotificationIgnored { reason }.emit(&self.stats),
+            Refusal::NoRoute { method, path } | Refusal::MethodNotAllowed { method, path, .. } => {
+                events::NotRouted { status: answer.status.as_u16(), method, path }.emit()
+            }
         }
         answer
     }

@@ -73,6 +73,8 @@ pub struct Answer {
     pub body: Value,
     /// metric lines written since the previous request
     pub points: Vec<Point>,
+    /// the response headers
+    pub headers: reqwest::header::HeaderMap,
 }
 
 impl TestApp {
@@ -135,17 +137,31 @@ impl TestApp {
 
     /// POSTs `body` to `/` with `headers`; the answer and the points written meanwhile.
     pub async fn post(&self, headers: &[(&str, &str)], body: impl Into<Vec<u8>>) -> Answer {
-        let mut req = self.http.post(format!("{}/", self.url)).body(body.into());
+        self.request("POST", "/", headers, body).await
+    }
+
+    /// Sends `body` with `method` to `path` (from `/`) with `headers`; the answer and the points
+    /// written meanwhile.
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Vec<u8>>,
+    ) -> Answer {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a method");
+        let mut req = self.http.request(method, format!("{}{path}", self.url)).body(body.into());
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let resp = req.send().await.expect("POST");
+        let resp = req.send().await.expect("request");
         let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
         let text = resp.text().await.unwrap();
         let body =
             if text.is_empty() { Value::Null } else { serde_json::from_str(&text).expect("error bodies are JSON") };
         let points = self.metrics.take_lines().iter().map(|l| parse_point(l)).collect();
-        Answer { status, body, points }
+        Answer { status, body, points, headers }
     }
 
     /// Sends a Datastream record as a wrapped Pub/Sub push message (the production path).

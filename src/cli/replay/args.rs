@@ -11,6 +11,7 @@ use crate::decode::files::RecordDecoder;
 #[derive(Debug, Clone, Args)]
 pub struct ReplayArgs {
     /// Files, directories (read recursively) or gs://bucket/prefix: JSON Lines, optionally gzip
+    /// (of a directory or prefix, the files named *.jsonl, *.jsonl.gz, *.json, *.json.gz)
     #[arg(required = true, value_name = "SOURCES")]
     pub sources: Vec<String>,
 
@@ -27,7 +28,7 @@ pub struct ReplayArgs {
     pub until: Option<DateTime<FixedOffset>>,
 
     /// Only records of these source tables (comma-separated, e.g. pipeline_run,block_run)
-    #[arg(long, value_name = "TABLES", value_delimiter = ',')]
+    #[arg(long, value_name = "TABLES", value_delimiter = ',', value_parser = table_name)]
     pub tables: Vec<String>,
 
     /// Skip the claim handlers (BigQuery queries): lifecycle profiles only, no BigQuery at all
@@ -88,14 +89,10 @@ pub enum Format {
 }
 
 impl Format {
-    /// The decoder of one parsed line.
+    /// The decoder of one parsed line, behind the shape check that tells a file in another
+    /// format ([`super::detect`]).
     pub fn decoder(self) -> RecordDecoder {
-        match self {
-            Format::Auto => crate::decode::record,
-            Format::Datastream => crate::decode::datastream::decode,
-            Format::Debezium => crate::decode::debezium::decode,
-            Format::Dms => crate::decode::dms::decode,
-        }
+        super::detect::decoder(self)
     }
 }
 
@@ -123,6 +120,14 @@ pub enum SummaryFormat {
 
 fn rfc3339(s: &str) -> Result<DateTime<FixedOffset>, String> {
     DateTime::parse_from_rfc3339(s).map_err(|e| format!("not an RFC 3339 time such as 2026-11-01T00:00:00Z ({e})"))
+}
+
+/// A table name of `--tables`: not empty (`--tables ''` or `a,,b` would select nothing, silently).
+fn table_name(s: &str) -> Result<String, String> {
+    match s.trim() {
+        "" => Err("an empty table name: give table names separated by commas, e.g. pipeline_run,block_run".into()),
+        name => Ok(name.to_string()),
+    }
 }
 
 fn interval(s: &str) -> Result<f64, String> {
@@ -182,6 +187,18 @@ mod tests {
         {
             assert_eq!(replay(bad).unwrap_err().exit_code(), 2, "{bad:?}");
         }
+    }
+
+    /// `--tables ''` would select nothing: a usage error naming the option.
+    #[test]
+    fn empty_table_names_are_usage_errors() {
+        for bad in [&["--tables", "", "a"][..], &["--tables", "pipeline_run,,block_run", "a"], &["--tables", " ", "a"]]
+        {
+            let e = replay(bad).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{bad:?}");
+            assert!(e.to_string().contains("--tables"), "{bad:?}: {e}");
+        }
+        assert_eq!(replay(&["--tables", "pipeline_run", "a"]).unwrap().tables, ["pipeline_run"]);
     }
 
     #[test]

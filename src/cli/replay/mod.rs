@@ -11,6 +11,7 @@
 //! summary ([`report`]) and the exit code.
 
 pub mod args;
+pub mod detect;
 pub mod progress;
 pub mod report;
 pub mod sources;
@@ -69,6 +70,8 @@ struct Replay {
     memory: Option<Arc<Memory>>,
     storage: Option<Arc<Storage>>,
     files: Vec<Source>,
+    /// Files of directories and prefixes not read (by their names).
+    skipped: usize,
     chunk: usize,
     max_line_bytes: usize,
     level: LevelFilter,
@@ -180,15 +183,17 @@ impl Replay {
             );
         }
         let storage = build::storage(config, &http, tokens.as_ref());
-        let files = sources::expand(&args.sources, storage.as_deref(), &pipeline.parent_tables())
-            .await
-            .map_err(|detail| StartupError::Backend { step: "cannot read the sources", detail })?;
+        let sources::Expanded { files, skipped } =
+            sources::expand(&args.sources, storage.as_deref(), &pipeline.parent_tables())
+                .await
+                .map_err(|detail| StartupError::Backend { step: "cannot read the sources", detail })?;
         Ok(Replay {
             pipeline,
             tally,
             memory,
             storage,
             files,
+            skipped,
             chunk,
             max_line_bytes: config.delivery.files.max_line_bytes,
             level,
@@ -209,8 +214,13 @@ impl Replay {
                 on_signal.store(true, Ordering::Relaxed);
             }
         });
-        let mut report =
-            Report { dry_run: args.dry_run, backend: self.backend, files: self.files.len(), ..Default::default() };
+        let mut report = Report {
+            dry_run: args.dry_run,
+            backend: self.backend,
+            files: self.files.len(),
+            skipped_files: self.skipped,
+            ..Default::default()
+        };
         for (i, file) in self.files.iter().enumerate() {
             if interrupted.load(Ordering::Relaxed) {
                 break;
@@ -275,6 +285,7 @@ impl Replay {
         let mut lines = lines.with_decoder(args.format.decoder());
         // every log line of the file's records names it
         let span = tracing::warn_span!("file", file = name.as_str());
+        let mut first = true;
         loop {
             let chunk = match lines.next_chunk(self.chunk).await {
                 Ok(c) if c.is_empty() => break,
@@ -284,6 +295,13 @@ impl Replay {
                     break;
                 }
             };
+            // a file in another format (a wal2json recording) is one error, not one per line
+            if std::mem::take(&mut first)
+                && let Some(why) = detect::unsupported(&chunk)
+            {
+                report.unreadable.push((name.clone(), why));
+                break;
+            }
             let n = chunk.len();
             report.records += n as u64;
             let mut selected = Vec::with_capacity(n);

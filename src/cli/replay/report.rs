@@ -25,7 +25,11 @@ pub struct Report {
     /// `stdout`, `gcm` or `otlp`.
     pub backend: &'static str,
     pub files: usize,
-    /// Files that could not be read to their end: (file, why).
+    /// Files of directories and prefixes not read: their names do not end in `.jsonl`,
+    /// `.jsonl.gz`, `.json` or `.json.gz`.
+    pub skipped_files: usize,
+    /// Files that could not be read to their end, or are in a format replay does not read:
+    /// (file, why).
     pub unreadable: Vec<(String, String)>,
     /// Records read (lines that are not blank).
     pub records: u64,
@@ -129,8 +133,12 @@ impl Report {
     /// The summary for people.
     pub fn text(&self) -> String {
         let secs = self.elapsed.as_secs_f64();
+        let skipped = match self.skipped_files {
+            0 => String::new(),
+            n => format!(" ({n} other files skipped: not .jsonl, .jsonl.gz, .json or .json.gz)"),
+        };
         let mut out = format!(
-            "replay{}: {} records from {} files in {:.1} s ({:.0} records/s), backend {}\n",
+            "replay{}: {} records from {} files{skipped} in {:.1} s ({:.0} records/s), backend {}\n",
             if self.dry_run { " (dry run: nothing written)" } else { "" },
             self.records,
             self.files,
@@ -240,6 +248,16 @@ mod tests {
         assert!(r.incomplete());
         assert_eq!(r.exit_code(), ExitCode::from(1));
         assert!(r.text().contains("a.jsonl:2:"), "{}", r.text());
+    }
+
+    #[test]
+    fn files_skipped_by_name_are_said() {
+        let r = Report { files: 2, skipped_files: 3, ..Default::default() };
+        assert!(r.text().contains("from 2 files (3 other files skipped: not .jsonl"), "{}", r.text());
+        let v: serde_json::Value = serde_json::from_str(&r.json()).unwrap();
+        assert_eq!(v["skipped_files"], 3);
+        assert!(!Report { files: 2, ..Default::default() }.text().contains("skipped"));
+        assert_eq!(r.exit_code(), ExitCode::SUCCESS, "skipping by name is no failure");
     }
 
     #[test]

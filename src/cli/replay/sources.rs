@@ -1,5 +1,8 @@
 //! The files of a replay: local files, directories (read recursively) and `gs://bucket/prefix`
-//! listings, each opened as a byte stream whose consumption the progress display counts.
+//! listings, each opened as a byte stream whose consumption the progress display counts. Of a
+//! directory or prefix, only the files whose names say they hold records are read
+//! ([`READ_SUFFIXES`]; `.avro` too, to be reported as Datastream's Avro output): the rest
+//! (notes, checksums, oracles) is skipped and counted. A file named on its own is always read.
 //!
 //! Order: sources in the order given; the files of one directory or prefix in Datastream's
 //! time order, the time folders of its object names (`<table folder>/YYYY/MM/DD/HH/mm/<file>`:
@@ -64,12 +67,32 @@ fn no_storage(bucket: &str) -> String {
     format!("gs://{bucket}: reading Cloud Storage needs STORAGE_EMULATOR_HOST or Google credentials")
 }
 
+/// The endings of the file names a directory or prefix is read for (JSON Lines, gzip or not).
+pub const READ_SUFFIXES: [&str; 4] = [".jsonl", ".jsonl.gz", ".json", ".json.gz"];
+
+/// Whether a file of a directory or prefix is read: its name ends in one of [`READ_SUFFIXES`]
+/// (any case), or in `.avro` (reported as unreadable, with what to configure instead).
+fn is_read(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    READ_SUFFIXES.iter().any(|s| name.ends_with(s)) || name.ends_with(".avro")
+}
+
+/// The files of a replay's sources.
+#[derive(Debug, Default)]
+pub struct Expanded {
+    /// The files to read, in order.
+    pub files: Vec<Source>,
+    /// Files of directories and prefixes skipped by their names ([`READ_SUFFIXES`]).
+    pub skipped: usize,
+}
+
 /// Every file of `sources`, ordered (see the module documentation); `parents` are the parent
 /// tables ([`crate::pipeline::Pipeline::parent_tables`]).
 ///
-/// Errors: a source that does not exist, cannot be listed, or holds no file (named).
-pub async fn expand(sources: &[String], storage: Option<&Storage>, parents: &[String]) -> Result<Vec<Source>, String> {
-    let mut out = Vec::new();
+/// Errors: a source that does not exist, cannot be listed, or holds no file to read (named,
+/// with the files skipped there).
+pub async fn expand(sources: &[String], storage: Option<&Storage>, parents: &[String]) -> Result<Expanded, String> {
+    let mut out = Expanded::default();
     for s in sources {
         let mut files = match s.strip_prefix("gs://") {
             Some(rest) => {
@@ -90,11 +113,26 @@ pub async fn expand(sources: &[String], storage: Option<&Storage>, parents: &[St
             }
             None => local(Path::new(s))?,
         };
+        // a file named on its own is read whatever its name
+        let listed = files.len();
+        if Path::new(s).is_dir() || s.starts_with("gs://") {
+            files.retain(|f| is_read(&f.display()));
+        }
+        let skipped = listed - files.len();
         if files.is_empty() {
-            return Err(format!("{s}: no file to replay there"));
+            let why = match skipped {
+                0 => String::new(),
+                n => format!(
+                    " ({n} file{} skipped: only names ending in {} are read)",
+                    if n == 1 { "" } else { "s" },
+                    READ_SUFFIXES.join(", ")
+                ),
+            };
+            return Err(format!("{s}: no file to replay there{why}"));
         }
         files.sort_by_cached_key(|f| order_key(&f.display(), parents));
-        out.extend(files);
+        out.files.extend(files);
+        out.skipped += skipped;
     }
     Ok(out)
 }
@@ -198,7 +236,7 @@ mod tests {
         std::fs::create_dir_all(dir.join("a/b")).unwrap();
         std::fs::write(dir.join("a/b/2.jsonl"), "{}\n").unwrap();
         std::fs::write(dir.join("1.jsonl.gz"), "").unwrap();
-        let got = expand(&[dir.display().to_string()], None, &[]).await.unwrap();
+        let got = expand(&[dir.display().to_string()], None, &[]).await.unwrap().files;
         let names: Vec<String> = got.iter().map(|s| s.display()).collect();
         assert_eq!(
             names,
@@ -212,6 +250,37 @@ mod tests {
         assert!(expand(&[dir.join("empty").display().to_string()], None, &[]).await.unwrap_err().contains("no file"));
         let e = expand(&["gs://bucket/p".to_string()], None, &[]).await.unwrap_err();
         assert!(e.contains("STORAGE_EMULATOR_HOST"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Of a directory, only files named like records are read (notes, oracles and checksums are
+    /// skipped and counted); a file named on its own is read whatever its name.
+    #[tokio::test]
+    async fn a_directory_is_read_for_its_record_files_only() {
+        let dir = std::env::temp_dir().join(format!("replay-suffixes-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        let read = ["a.jsonl", "b.jsonl.gz", "c.json", "sub/d.JSON.GZ", "e.avro"];
+        let skipped = ["notes.md", "x.scenario.md", "SHA256SUMS", "f.jsonl.bak", "sub/g.txt", "h.gz"];
+        for name in read.iter().chain(&skipped) {
+            std::fs::write(dir.join(name), "").unwrap();
+        }
+        let got = expand(&[dir.display().to_string()], None, &[]).await.unwrap();
+        let mut names: Vec<String> = got
+            .files
+            .iter()
+            .map(|f| f.display().strip_prefix(&format!("{}/", dir.display())).unwrap().into())
+            .collect();
+        names.sort();
+        let mut want: Vec<String> = read.iter().map(|s| s.to_string()).collect();
+        want.sort();
+        assert_eq!(names, want);
+        assert_eq!(got.skipped, skipped.len());
+        let named = expand(&[dir.join("notes.md").display().to_string()], None, &[]).await.unwrap();
+        assert_eq!((named.files.len(), named.skipped), (1, 0));
+        std::fs::create_dir_all(dir.join("only-notes")).unwrap();
+        std::fs::write(dir.join("only-notes/README.md"), "").unwrap();
+        let e = expand(&[dir.join("only-notes").display().to_string()], None, &[]).await.unwrap_err();
+        assert!(e.contains("no file to replay there (1 file skipped: only names ending in .jsonl"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -4,7 +4,7 @@
 /// fault) and why. For a line of an SQL fragment, `included_from` lists the include sites that
 /// brought it into the family's query, innermost first.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{file}:{line}: {message}{}", include_chain(included_from))]
+#[error("{}: {message}{}", location(file, *line), include_chain(included_from))]
 pub struct CatalogueError {
     /// The file at fault, as displayed (`handlers/x.toml`, or its path in `HANDLERS_DIR`).
     pub file: String,
@@ -20,6 +20,15 @@ impl CatalogueError {
     /// An error at a line of a file that no include brought in.
     pub fn new(file: impl Into<String>, line: usize, message: impl Into<String>) -> Self {
         CatalogueError { file: file.into(), line, message: message.into(), included_from: Vec::new() }
+    }
+}
+
+/// `file:line`, or the file alone when it is at fault as a whole (line 0), or when it is no
+/// file but the variable that named it (`PROFILES`): no bogus `:0`.
+fn location(file: &str, line: usize) -> String {
+    match line {
+        0 => file.to_string(),
+        n => format!("{file}:{n}"),
     }
 }
 
@@ -43,5 +52,11 @@ mod tests {
     #[test]
     fn line_numbers() {
         assert_eq!(line_of("a\nb\nc", "c"), 3);
+    }
+
+    #[test]
+    fn a_whole_file_or_variable_at_fault_has_no_line_zero() {
+        assert_eq!(CatalogueError::new("profiles/x.toml", 7, "bad").to_string(), "profiles/x.toml:7: bad");
+        assert_eq!(CatalogueError::new("dir/x.toml", 0, "cannot read").to_string(), "dir/x.toml: cannot read");
     }
 }

@@ -146,6 +146,19 @@ impl Row<'_> {
         time(self.row.get(c)?, t.spec.units.get(c).map(String::as_str))
     }
 
+    /// The first of the row's own times (`created`, `queued`, `started`, `ended`, an event's
+    /// `time`) that no run can have ([`crate::decode::time::outside`]: before 2000, or more than a
+    /// day ahead): its column, the time and why. Such a row is corrupt: its facts would be
+    /// stamped 1970 or measured over decades. (`expected`, a logical date, may be old.)
+    pub fn impossible_time(&self, t: &Table) -> Option<(String, DateTime<Utc>, &'static str)> {
+        let times = &t.spec.times;
+        let event = t.spec.events.as_ref().map(|e| e.time.clone());
+        [&times.created, &times.queued, &times.started, &times.ended, &event].into_iter().find_map(|c| {
+            let at = self.time(t, c)?;
+            Some((c.clone()?, at, crate::decode::time::outside(&at)?))
+        })
+    }
+
     fn attempt(&self, t: &Table) -> Option<String> {
         if t.spec.attempt.is_empty() {
             return None;

@@ -53,10 +53,15 @@ pub fn load(dir: Option<&Path>, enabled: Option<&[String]>) -> Result<Vec<Profil
         for n in names {
             if !files.contains_key(&format!("{n}.toml")) {
                 let known: Vec<&str> = files.keys().map(|k| k.trim_end_matches(".toml")).collect();
+                // the variable is at fault, not a file: no line
                 return Err(CatalogueError::new(
                     "PROFILES",
                     0,
-                    format!("unknown profile '{n}' (known: {})", known.join(", ")),
+                    format!(
+                        "unknown profile '{n}': no {n}.toml among the built-in profiles{} (known: {})",
+                        dir.map(|d| format!(" and PROFILES_DIR {}", d.display())).unwrap_or_default(),
+                        known.join(", ")
+                    ),
                 ));
             }
         }

@@ -20,7 +20,9 @@ impl Lifecycle {
     ///
     /// Errors: the store cannot be reached, or the parent row that names the pipeline has not
     /// been seen yet and the change is younger than the lookup wait (both transient: nothing was
-    /// reserved); a row without its key or pipeline column (permanent).
+    /// reserved); a row without its key or pipeline column, or whose own times no run can have
+    /// (before 2000, more than a day ahead: [`Row::impossible_time`]), naming the column
+    /// (permanent, nothing reserved).
     pub async fn derive(
         &self,
         event: &ChangeEvent,
@@ -56,6 +58,16 @@ impl Lifecycle {
             // no key, no lookup, no parent to wait for; only the CDC lag
             self.lag(event, p, t, commit, &mut out);
             return Ok(out);
+        }
+        if let Some((column, at, why)) = r.impossible_time(t) {
+            return Err(HandlerError::invalid(
+                format!("payload.{column}"),
+                format!(
+                    "The {} row's {column} is {}, {why}: the row is corrupt, none of its facts is counted.",
+                    t.name,
+                    at.to_rfc3339()
+                ),
+            ));
         }
         let key = key_text(row, &t.spec.key, &t.name)?;
         let pipeline = self.pipeline(p, t, event, row, &source, store, now).await?;

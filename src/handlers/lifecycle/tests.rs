@@ -108,3 +108,40 @@ async fn a_retry_that_keeps_the_start_time_is_not_a_new_start() {
         assert_eq!(count(&points, names::RUN_FINISHED), 1, "{starts}");
     }
 }
+
+/// A row whose own times no run can have (a 1970 end, a start years ahead) is refused for good,
+/// naming the column, before anything is reserved: no point stamped 1970, and the corrected row
+/// still counts.
+#[tokio::test]
+async fn a_row_with_an_impossible_time_is_a_permanent_failure_naming_the_column() {
+    let lc = lifecycle(
+        "[tables.pipeline_run]\nlevel = \"run\"\nkey = [\"id\"]\npipeline = \"pipeline_uuid\"\nstatus = \"status\"\n\
+         terminal = { COMPLETED = \"success\" }\nrunning = [\"RUNNING\"]\n\
+         times = { created = \"created_at\", started = \"started_at\", ended = \"completed_at\" }\n",
+    );
+    let store = Memory::new(100);
+    let row = |started: Value, completed: Value| {
+        json!({"id": 7, "pipeline_uuid": "p", "status": "COMPLETED", "created_at": "2026-01-01T00:00:00Z",
+               "started_at": started, "completed_at": completed})
+    };
+    let ok = json!("2026-01-01T00:00:01Z");
+    let ahead = json!((Utc::now() + chrono::Duration::days(3)).to_rfc3339());
+    for (row, column, why) in [
+        (row(ok.clone(), json!("1970-01-01T00:00:00Z")), "payload.completed_at", "before 2000-01-01"),
+        (row(ok.clone(), json!(0)), "payload.completed_at", "before 2000-01-01"),
+        (row(json!("1999-12-31 23:59:59"), json!("2026-01-01T00:00:05Z")), "payload.started_at", "before 2000-01-01"),
+        (row(ahead, json!("2026-01-01T00:00:05Z")), "payload.started_at", "more than a day ahead"),
+    ] {
+        let e = lc.derive(&change("pipeline_run", "0/1", row), &store, now()).await.unwrap_err();
+        assert_eq!(e.class(), crate::error::ErrorClass::Permanent, "{e}");
+        assert_eq!(e.field(), Some(column), "{e}");
+        assert!(e.to_string().contains(why) && e.to_string().contains("corrupt"), "{e}");
+    }
+    let d = lc.derive(&change("pipeline_run", "0/1", row(ok, json!("2026-01-01T00:00:05Z"))), &store, now()).await;
+    let d = d.unwrap();
+    let got = facts(&d.points);
+    for (name, value) in [(names::RUN_STARTED, 1.0), (names::RUN_FINISHED, 1.0), (names::RUN_DURATION, 4.0)] {
+        assert!(got.contains(&(name.to_string(), value)), "nothing was reserved by the refused rows: {got:?}");
+    }
+    assert!(d.points.iter().all(|p| p.time.timestamp() >= crate::decode::time::EARLIEST));
+}

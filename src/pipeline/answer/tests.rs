@@ -67,11 +67,45 @@ fn refusal_table() {
         (Refusal::Undecodable(DecodeError::not_a_change(None, "x")), 204, 204),
         (Refusal::BodiesBuffered { limit: 1 << 20 }, 429, 429),
         (Refusal::BodyTimeout { timeout_secs: 20.0 }, 408, 408),
+        (Refusal::NoRoute { method: "GET".into(), path: "/nope".into() }, 404, 404),
+        (Refusal::MethodNotAllowed { method: "PUT".into(), path: "/".into(), allowed: "GET, POST" }, 405, 405),
     ];
     for (r, status, acked) in table {
         assert_eq!(refuse(&r, NACK).status.as_u16(), status, "{r:?}");
         assert_eq!(refuse(&r, ACK).status.as_u16(), acked, "{r:?} with ack_permanent");
     }
+}
+
+/// Error bodies share one shape: `error`, `class`, `message` and `field` (null when no part of
+/// the request is at fault, as when the instance is overloaded).
+#[test]
+fn refusal_bodies_have_the_shape_of_every_error_body() {
+    let table = [
+        (Refusal::Overloaded { limit: 256 }, "overloaded", "transient", Value::Null),
+        (Refusal::BodiesBuffered { limit: 1 << 20 }, "overloaded", "transient", Value::Null),
+        (
+            Refusal::Undecodable(DecodeError::malformed(Some("body".into()), "x")),
+            "malformed_event",
+            "permanent",
+            "body".into(),
+        ),
+        (Refusal::NoRoute { method: "GET".into(), path: "/nope".into() }, "not_found", "permanent", "path".into()),
+        (
+            Refusal::MethodNotAllowed { method: "PUT".into(), path: "/".into(), allowed: "GET, POST" },
+            "method_not_allowed",
+            "permanent",
+            "method".into(),
+        ),
+    ];
+    for (r, error, class, field) in table {
+        let body: Value = serde_json::from_slice(&refuse(&r, NACK).body).unwrap();
+        assert_eq!(body["error"], error, "{r:?}");
+        assert_eq!(body["class"], class, "{r:?}");
+        assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{r:?}");
+        assert_eq!(body.get("field"), Some(&field), "{r:?}");
+    }
+    let long = Refusal::NoRoute { method: "GET".into(), path: format!("/{}", "p".repeat(10_000)) };
+    assert!(refuse(&long, NACK).body.len() < 400, "a path is not echoed in full");
 }
 
 #[test]

@@ -78,6 +78,22 @@ impl NotificationIgnored<'_> {
     }
 }
 
+/// A request no route takes (404) or a method its path does not take (405). Logged, not counted:
+/// it is no delivery (a POST to any path is one), so the `events` counter, which counts
+/// deliveries' records, leaves it out.
+pub struct NotRouted<'a> {
+    pub status: u16,
+    pub method: &'a str,
+    pub path: &'a str,
+}
+
+impl NotRouted<'_> {
+    pub fn emit(&self) {
+        let excerpt = |s: &str| crate::redact::excerpt(s, crate::redact::EXCERPT_CHARS);
+        tracing::warn!(status = self.status, method = %excerpt(self.method), path = %excerpt(self.path), "request not routed");
+    }
+}
+
 /// A request or a record that could not be decoded.
 pub struct Rejected<'a> {
     pub status: u16,

@@ -71,3 +71,14 @@ fn tables_of_two_profiles_need_distinct_requires() {
     let e = check_ambiguity(&[one("requires = [\"run_after\"]\n"), one("")]).unwrap_err();
     assert!(e.message.contains("each needs a distinct `requires`"), "{}", e.message);
 }
+
+/// An unknown name in `PROFILES` is the variable's fault: named without a bogus `:0` location,
+/// with the names known.
+#[test]
+fn an_unknown_profile_names_the_variable_without_a_line() {
+    let e = load(None, Some(&["no_such_orchestrator".to_string()])).unwrap_err();
+    let text = e.to_string();
+    assert!(text.starts_with("PROFILES: unknown profile 'no_such_orchestrator'"), "{text}");
+    assert!(!text.contains(":0"), "{text}");
+    assert!(text.contains("mage") && text.contains("airflow-3"), "the known names: {text}");
+}
