@@ -113,48 +113,49 @@ pub(super) fn dedup_id(meta: &DeliveryMeta, event: &ChangeEvent) -> Option<u128>
 /// change). Two deliveries of the same record have the same digest; a different record under the
 /// same id has another.
 pub(super) fn content_digest(event: &ChangeEvent) -> u128 {
-    struct Hasher(xxhash_rust::xxh3::Xxh3);
-    impl Hasher {
-        fn text(&mut self, s: Option<&str>) {
-            match s {
-                None => self.0.update(&[0]),
-                Some(s) => {
-                    self.0.update(&[1]);
-                    self.0.update(&(s.len() as u64).to_le_bytes());
-                    self.0.update(s.as_bytes());
-                }
+    // The bytes are gathered in one buffer per thread and hashed at once: the same digest as
+    // feeding them to a streaming hasher piece by piece, at a fraction of the cost (a row is
+    // hundreds of small writes).
+    thread_local! {
+        static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    fn text(b: &mut Vec<u8>, s: Option<&str>) {
+        match s {
+            None => b.push(0),
+            Some(s) => {
+                b.push(1);
+                b.extend_from_slice(&(s.len() as u64).to_le_bytes());
+                b.extend_from_slice(s.as_bytes());
             }
         }
     }
-    impl std::io::Write for Hasher {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.update(buf);
-            Ok(buf.len())
+    BUFFER.with_borrow_mut(|b| {
+        b.clear();
+        let m = &event.source_metadata;
+        text(b, event.stream.as_deref());
+        text(b, Some(&event.source_timestamp.to_rfc3339()));
+        text(b, event.object.as_deref());
+        text(b, event.read_method.as_deref());
+        for field in [&m.schema, &m.table, &m.change_type, &m.lsn, &m.tx_id] {
+            text(b, field.as_deref());
         }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
+        text(b, Some(if m.is_deleted { "deleted" } else { "" }));
+        text(b, Some(&m.primary_keys.join("\u{1f}")));
+        match &event.payload {
+            None => text(b, None),
+            Some(p) => {
+                text(b, Some("row"));
+                // serde_json writes a map in key order: the same row gives the same bytes
+                let _ = serde_json::to_writer(&mut *b, &p.row);
+            }
         }
-    }
-    let mut h = Hasher(xxhash_rust::xxh3::Xxh3::new());
-    let m = &event.source_metadata;
-    h.text(event.stream.as_deref());
-    h.text(Some(&event.source_timestamp.to_rfc3339()));
-    h.text(event.object.as_deref());
-    h.text(event.read_method.as_deref());
-    for field in [&m.schema, &m.table, &m.change_type, &m.lsn, &m.tx_id] {
-        h.text(field.as_deref());
-    }
-    h.text(Some(if m.is_deleted { "deleted" } else { "" }));
-    h.text(Some(&m.primary_keys.join("\u{1f}")));
-    match &event.payload {
-        None => h.text(None),
-        Some(p) => {
-            h.text(Some("row"));
-            // serde_json writes a map in key order: the same row gives the same bytes
-            let _ = serde_json::to_writer(&mut h, &p.row);
+        let digest = xxhash_rust::xxh3::xxh3_128(b);
+        if b.capacity() > 1 << 20 {
+            // a huge row once: do not keep its buffer for the life of the thread
+            *b = Vec::new();
         }
-    }
-    h.0.digest128()
+        digest
+    })
 }
 
 #[cfg(test)]
