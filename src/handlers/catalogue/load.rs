@@ -119,17 +119,16 @@ pub(super) fn load_files(files: &Files) -> Result<Vec<Arc<dyn Handler>>, Catalog
                 .iter()
                 .map(|i| {
                     let own = if i.kind == InputKind::Column { &i.column } else { &i.variable };
-                    let p = v.variables.get(&i.name).or(own.as_ref()).cloned().unwrap_or_else(|| i.name.clone());
-                    (i.name.clone(), p)
+                    v.variables.get(&i.name).or(own.as_ref()).cloned().unwrap_or_else(|| i.name.clone())
                 })
                 .collect();
             handlers.push(Arc::new(QueryHandler {
                 family: family.clone(),
-                name: v.name.clone(),
+                name: v.name.as_str().into(),
                 pipelines,
                 paths,
-                constants: v.constants.clone(),
-                metrics: selected,
+                constants: Arc::new(v.constants.clone()),
+                metrics: selected.into(),
             }));
         }
     }

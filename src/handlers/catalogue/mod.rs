@@ -129,14 +129,17 @@ impl WhenMissing {
 /// One query handler of the catalogue (a family variant).
 pub struct QueryHandler {
     family: Arc<Family>,
-    name: String,
+    /// Shared with its plans (an `Arc` clone per event, not a copy).
+    name: Arc<str>,
     /// The pipelines it runs for (its own, or the family's `[match] pipeline`).
     pipelines: crate::handlers::pattern::Patterns,
-    /// input name -> variable path (for a column input: the column)
-    paths: BTreeMap<String, String>,
-    constants: BTreeMap<String, String>,
+    /// The variable path of each of the family's inputs, in input order (for a column input:
+    /// the column); shared with the plans, which read it only for error messages.
+    paths: Arc<[String]>,
+    /// Shared with every plan (an `Arc` clone per event, instead of a copy of the map).
+    constants: Arc<BTreeMap<String, String>>,
     /// Indices into the family's metrics that this variant emits.
-    metrics: Vec<usize>,
+    metrics: Arc<[usize]>,
 }
 
 #[cfg(test)]

@@ -68,16 +68,16 @@ impl Handler for QueryHandler {
         let vars = payload.variables().unwrap_or(&empty);
         let mut tables = Vec::new();
         let mut params = Vec::new();
-        let mut values = self.constants.clone();
+        let mut values = vec![None; self.family.inputs.len()];
         for (spec, input) in self.family.inputs.iter().enumerate() {
-            let path = &self.paths[&input.name];
+            let path = &self.paths[spec];
             // a column of the run row: typed parameter and label text, or why not
             if input.kind == InputKind::Column {
                 let ty = input.parameter_type.unwrap_or_default();
                 match columns::read(&payload.row, path, ty) {
                     Ok((param, label)) => {
                         params.push((input.name.clone(), param));
-                        values.insert(input.name.clone(), label);
+                        values[spec] = Some(label);
                         continue;
                     }
                     Err(Problem::Absent | Problem::Null) if input.if_missing == IfMissing::Skip => {
@@ -120,11 +120,9 @@ impl Handler for QueryHandler {
                             value: Some(Offending::of(raw)),
                         });
                     }
-                    values.insert(input.name.clone(), raw.clone());
+                    values[spec] = Some(raw.clone());
                     tables.push(PlannedTable {
                         spec,
-                        path: path.clone(),
-                        raw: raw.clone(),
                         table,
                         if_missing: input.if_missing,
                         checked: self.family.checks(input),
@@ -136,7 +134,7 @@ impl Handler for QueryHandler {
                         HandlerError::invalid(field(), format!("Variable '{path}' must be a string or a number."))
                     })?;
                     params.push((input.name.clone(), Param::String(text.clone())));
-                    values.insert(input.name.clone(), text);
+                    values[spec] = Some(text);
                 }
             }
         }
@@ -146,9 +144,11 @@ impl Handler for QueryHandler {
             handler: self.name.clone(),
             family: self.family.clone(),
             metrics: self.metrics.clone(),
+            paths: self.paths.clone(),
             tables,
             params,
             values,
+            constants: self.constants.clone(),
             time: event.source_timestamp.with_timezone(&Utc),
             project: projects.metric.clone(),
         })))

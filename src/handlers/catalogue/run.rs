@@ -17,10 +17,9 @@ use crate::warehouse::{Cell, EventContext, Param, TableRef};
 
 pub(super) struct PlannedTable {
     /// Its input: an index into the family's `inputs` (name, columns, missing-table message are
-    /// read there rather than copied for every event).
+    /// read there rather than copied for every event), into the handler's paths (the variable)
+    /// and into the plan's values (the raw reference).
     pub(super) spec: usize,
-    pub(super) path: String,
-    pub(super) raw: String,
     pub(super) table: TableRef,
     pub(super) if_missing: IfMissing,
     /// Whether its existence is checked before the query (see `Family::checks`).
@@ -30,12 +29,17 @@ pub(super) struct PlannedTable {
 /// A prepared query: the resolved tables, parameters and label values of one handler for one
 /// event.
 pub struct QueryPlan {
-    pub(super) handler: String,
+    pub(super) handler: Arc<str>,
     pub(super) family: Arc<Family>,
-    pub(super) metrics: Vec<usize>,
+    pub(super) metrics: Arc<[usize]>,
+    /// The handler's variable path of each input (shared, not copied per event).
+    pub(super) paths: Arc<[String]>,
     pub(super) tables: Vec<PlannedTable>,
     pub(super) params: Vec<(String, Param)>,
-    pub(super) values: BTreeMap<String, String>,
+    /// The value of each input read for this event (label text, raw table reference), in the
+    /// family's input order; the handler's constants are shared, not merged into a copy.
+    pub(super) values: Vec<Option<String>>,
+    pub(super) constants: Arc<BTreeMap<String, String>>,
     pub(super) time: chrono::DateTime<Utc>,
     pub(super) project: String,
 }
@@ -48,6 +52,27 @@ fn empty_relation(columns: &BTreeMap<String, String>) -> String {
 impl QueryPlan {
     pub fn handler(&self) -> &str {
         &self.handler
+    }
+
+    /// The value of a variable (`$name` in labels, `{name}` in messages): the input's value for
+    /// this event, else the handler's constant of that name.
+    fn value(&self, name: &str) -> Option<&str> {
+        let input = self.family.inputs.iter().zip(&self.values).rev().find(|(i, v)| i.name == name && v.is_some());
+        match input {
+            Some((_, v)) => v.as_deref(),
+            None => self.constants.get(name).map(String::as_str),
+        }
+    }
+
+    /// Every variable and its value, by name (inputs of this event over constants).
+    fn all_values(&self) -> BTreeMap<&str, &str> {
+        let mut all: BTreeMap<&str, &str> = self.constants.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        for (input, v) in self.family.inputs.iter().zip(&self.values) {
+            if let Some(v) = v {
+                all.insert(input.name.as_str(), v.as_str());
+            }
+        }
+        all
     }
 
     /// Checks the tables that have a missing-table rule, then: a `fail` table missing is a 400;
@@ -68,20 +93,24 @@ impl QueryPlan {
                     .clone()
                     .unwrap_or_else(|| "Table '{value}' not found.".into());
                 let named = |name: &str, v: &str| format!("<{name} #{}>", Fingerprint::of(v));
-                let mut msg = template.replace("{value}", &t.raw);
-                let mut log = template.replace("{value}", &named(&t.path, &t.raw));
-                for (k, v) in &self.values {
+                let (path, raw) = (&self.paths[t.spec], self.values[t.spec].as_deref().unwrap_or_default());
+                let mut msg = template.replace("{value}", raw);
+                let mut log = template.replace("{value}", &named(path, raw));
+                for (k, v) in self.all_values() {
                     msg = msg.replace(&format!("{{{k}}}"), v);
                     log = log.replace(&format!("{{{k}}}"), &named(k, v));
                 }
-                return Err(HandlerError::invalid_quoting(format!("payload.variables.{}", t.path), msg, log));
+                return Err(HandlerError::invalid_quoting(format!("payload.variables.{path}"), msg, log));
             }
         }
         if let Some(rule) = self.family.when_missing.iter().find(|w| w.applies(&present)) {
             return self.gauges(&rule.rows);
         }
         // The relation each table input stands for, and the parameters the SQL uses.
-        let mut params = self.params.clone();
+        // Only the parameters the SQL uses are copied (and hashed into the query's key).
+        let sql_params = &self.family.sql_params;
+        let mut params: Vec<(String, Param)> =
+            self.params.iter().filter(|(n, _)| sql_params.contains(n)).cloned().collect();
         let mut relations: BTreeMap<&str, String> = BTreeMap::new();
         for t in &self.tables {
             let input = &self.family.inputs[t.spec];
@@ -89,10 +118,12 @@ impl QueryPlan {
             let rel = if exists { t.table.sql() } else { empty_relation(&input.columns) };
             relations.insert(input.name.as_str(), rel);
             if t.if_missing == IfMissing::Empty {
-                params.push((format!("{}_exists", input.name), Param::Bool(exists)));
+                let name = format!("{}_exists", input.name);
+                if sql_params.contains(&name) {
+                    params.push((name, Param::Bool(exists)));
+                }
             }
         }
-        params.retain(|(n, _)| self.family.sql_params.contains(n));
         // Families sharing a SQL file with the same tables and parameters share one query.
         let key = query_key(&self.family.sql_file, relations.iter().map(|(k, v)| (*k, v.as_str())), &params);
         let family = &self.family;
@@ -150,7 +181,7 @@ impl QueryPlan {
                 for (k, l) in &m.labels {
                     let v = match l {
                         LabelSpec::Text(t) => match t.strip_prefix('$') {
-                            Some(var) => self.values.get(var).cloned().unwrap_or_default(),
+                            Some(var) => self.value(var).unwrap_or_default().to_string(),
                             None => t.clone(),
                         },
                         LabelSpec::Column { column } => row
