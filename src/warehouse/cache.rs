@@ -2,6 +2,7 @@
 //! distinct query runs once, however many handlers need them.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::OnceCell;
@@ -9,7 +10,47 @@ use tokio::sync::OnceCell;
 use super::{Param, Row, TableRef, Warehouse, WarehouseError};
 
 /// A result computed once per event and shared by every handler that asks for it.
-type Shared<K, T> = Mutex<HashMap<K, Arc<OnceCell<Result<T, WarehouseError>>>>>;
+type Shared<K, T> = Mutex<HashMap<K, Arc<OnceCell<Result<T, WarehouseError>>>, BuildHasherDefault<Prehashed>>>;
+
+/// The hasher of maps keyed by [`table_key`] and [`query_key`]: the keys are xxh3 digests
+/// already, so their bits are the hash (SipHash over them again cost more than the lookup).
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // only `write_u128` is used by the keys; any other input is still hashed correctly
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0 ^ u64::from_le_bytes(word)).rotate_left(29).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u128(&mut self, key: u128) {
+        self.0 ^= (key as u64) ^ ((key >> 64) as u64);
+    }
+}
+
+/// The length-prefixed parts of a key, hashed in one call (the streaming `Xxh3` state costs more
+/// to set up than the few dozen bytes of a key take to hash); the same digest as streaming them.
+#[derive(Default)]
+struct KeyBytes(Vec<u8>);
+
+impl KeyBytes {
+    fn part(&mut self, s: &[u8]) {
+        self.0.extend_from_slice(&(s.len() as u64).to_le_bytes());
+        self.0.extend_from_slice(s);
+    }
+
+    fn digest(&self) -> u128 {
+        xxhash_rust::xxh3::xxh3_128(&self.0)
+    }
+}
 
 pub struct EventContext<'a> {
     pub warehouse: &'a dyn Warehouse,
@@ -21,12 +62,11 @@ pub struct EventContext<'a> {
 
 /// The identity of a table within an event: a 128-bit hash (xxh3) of its length-prefixed parts.
 pub fn table_key(table: &TableRef) -> u128 {
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    let mut k = KeyBytes(Vec::with_capacity(24 + table.project.len() + table.dataset.len() + table.table.len()));
     for part in [&table.project, &table.dataset, &table.table] {
-        h.update(&(part.len() as u64).to_le_bytes());
-        h.update(part.as_bytes());
+        k.part(part.as_bytes());
     }
-    h.digest128()
+    k.digest()
 }
 
 /// The identity of a query within an event: a 128-bit hash (xxh3) of its SQL file, the relation
@@ -36,27 +76,23 @@ pub fn query_key<'a>(
     relations: impl IntoIterator<Item = (&'a str, &'a str)>,
     params: &[(String, Param)],
 ) -> u128 {
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    let mut part = |s: &[u8]| {
-        h.update(&(s.len() as u64).to_le_bytes());
-        h.update(s);
-    };
-    part(sql_file.as_bytes());
+    let mut k = KeyBytes(Vec::with_capacity(256));
+    k.part(sql_file.as_bytes());
     for (name, relation) in relations {
-        part(name.as_bytes());
-        part(relation.as_bytes());
+        k.part(name.as_bytes());
+        k.part(relation.as_bytes());
     }
     for (name, p) in params {
-        part(name.as_bytes());
-        part(p.bq_type().as_bytes());
-        p.identity(&mut part);
+        k.part(name.as_bytes());
+        k.part(p.bq_type().as_bytes());
+        p.identity(&mut |s| k.part(s));
     }
-    h.digest128()
+    k.digest()
 }
 
 impl<'a> EventContext<'a> {
     pub fn new(warehouse: &'a dyn Warehouse) -> Self {
-        EventContext { warehouse, tables: Mutex::new(HashMap::new()), queries: Mutex::new(HashMap::new()) }
+        EventContext { warehouse, tables: Mutex::default(), queries: Mutex::default() }
     }
 
     /// Runs a query once per event: `key` identifies it ([`query_key`]), and `render` builds the
@@ -97,8 +133,23 @@ impl<'a> EventContext<'a> {
 mod tests {
     use chrono::{NaiveDate, TimeZone, Utc};
 
-    use super::query_key;
+    use super::{KeyBytes, query_key};
     use crate::warehouse::Param;
+
+    /// The one-shot digest is the streaming one over the same length-prefixed parts.
+    #[test]
+    fn a_key_is_the_xxh3_of_its_length_prefixed_parts() {
+        let parts: [&[u8]; 3] = [b"q.sql", b"", b"`p.d.t`"];
+        let mut k = KeyBytes::default();
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        for p in parts {
+            k.part(p);
+            h.update(&(p.len() as u64).to_le_bytes());
+            h.update(p);
+        }
+        assert_eq!(k.digest(), h.digest128());
+        assert_ne!(k.digest(), KeyBytes::default().digest());
+    }
 
     fn key(params: &[(&str, Param)]) -> u128 {
         let params: Vec<(String, Param)> = params.iter().map(|(n, p)| (n.to_string(), p.clone())).collect();
