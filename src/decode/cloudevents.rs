@@ -80,22 +80,23 @@ fn rfc3339_time(time: Option<&str>, field: &str) -> Result<(), DecodeError> {
     }
 }
 
+/// The members of a structured-mode CloudEvent this module reads, unparsed.
 #[derive(Deserialize)]
-struct Structured<'a> {
+pub(crate) struct Structured<'a> {
     #[serde(default, borrow)]
-    specversion: Option<&'a RawValue>,
+    pub(crate) specversion: Option<&'a RawValue>,
     #[serde(default, borrow)]
-    id: Option<&'a RawValue>,
+    pub(crate) id: Option<&'a RawValue>,
     #[serde(default, borrow)]
-    source: Option<&'a RawValue>,
+    pub(crate) source: Option<&'a RawValue>,
     #[serde(default, rename = "type", borrow)]
-    ty: Option<&'a RawValue>,
+    pub(crate) ty: Option<&'a RawValue>,
     #[serde(default, borrow)]
-    time: Option<&'a RawValue>,
+    pub(crate) time: Option<&'a RawValue>,
     #[serde(default, borrow)]
-    data: Option<&'a RawValue>,
+    pub(crate) data: Option<&'a RawValue>,
     #[serde(default, borrow)]
-    data_base64: Option<&'a RawValue>,
+    pub(crate) data_base64: Option<&'a RawValue>,
 }
 
 fn as_string(raw: Option<&RawValue>) -> Option<String> {
@@ -111,6 +112,11 @@ pub fn structured(body: &[u8]) -> Result<(DeliveryMeta, Cow<'_, [u8]>), DecodeEr
     let ce: Structured = serde_json::from_slice(body).map_err(|_| {
         DecodeError::malformed(super::BODY.to_string(), "a structured CloudEvent must be a JSON object")
     })?;
+    attributes(ce)
+}
+
+/// [`structured`] after the event's members were read.
+pub(crate) fn attributes(ce: Structured<'_>) -> Result<(DeliveryMeta, Cow<'_, [u8]>), DecodeError> {
     match ce.specversion.map(RawValue::get) {
         Some("\"1.0\"") => {}
         other => {

@@ -24,6 +24,7 @@ pub mod error;
 pub mod files;
 pub mod openlineage;
 pub mod pubsub;
+mod route;
 pub mod storage;
 pub mod time;
 
@@ -245,15 +246,6 @@ impl Decoded {
     }
 }
 
-/// The top-level keys that decide the route, read without building the document.
-#[derive(serde::Deserialize)]
-struct Top<'a> {
-    #[serde(default, borrow)]
-    specversion: Option<&'a serde_json::value::RawValue>,
-    #[serde(default, borrow)]
-    message: Option<&'a serde_json::value::RawValue>,
-}
-
 /// Decodes one HTTP request: its route (binary or structured CloudEvent, wrapped or unwrapped
 /// Pub/Sub push), then what the route carries, recognised the same way on every route.
 ///
@@ -298,23 +290,37 @@ fn route(headers: &HeaderMap, body: &[u8]) -> Result<Decoded, DecodeError> {
             Err(e) => DecodeError::malformed(BODY.to_string(), format!("body is not valid JSON ({e}): {EXPECTED}")),
         });
     }
-    let top: Top = match serde_json::from_slice(body) {
-        Ok(top) => top,
-        Err(e) => {
-            return Err(match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
-                Ok(_) => DecodeError::malformed(BODY.to_string(), format!("unrecognised body: {EXPECTED}")),
-                Err(_) => DecodeError::malformed(BODY.to_string(), format!("body is not valid JSON ({e}): {EXPECTED}")),
-            });
-        }
+    // One pass reads the route keys and what the route reads (see `route::Routed`); a body it
+    // does not read goes the way it always went: `Top`, then the route's own parser.
+    let routed = serde_json::from_slice::<route::Routed>(body).ok();
+    let (structured, has_message) = match &routed {
+        Some(r) => (r.has_specversion(), r.has_message()),
+        None => match serde_json::from_slice::<route::Top>(body) {
+            Ok(top) => (top.specversion.is_some(), top.message.is_some()),
+            Err(e) => {
+                return Err(match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+                    Ok(_) => DecodeError::malformed(BODY.to_string(), format!("unrecognised body: {EXPECTED}")),
+                    Err(_) => {
+                        DecodeError::malformed(BODY.to_string(), format!("body is not valid JSON ({e}): {EXPECTED}"))
+                    }
+                });
+            }
+        },
     };
-    if ct == "application/cloudevents+json" || top.specversion.is_some() {
-        let (meta, data) = cloudevents::structured(body)?;
+    if ct == "application/cloudevents+json" || structured {
+        let (meta, data) = match routed {
+            Some(r) => r.cloudevent()?,
+            None => cloudevents::structured(body)?,
+        };
         return carried(DeliveryFormat::CloudEventStructured, meta, &data, "data");
     }
     // neither binary nor structured: ce-id/ce-source/ce-type headers say it was meant as binary
     cloudevents::without_specversion(headers)?;
-    if top.message.is_some() {
-        let (meta, data) = pubsub::push_body(body, "")?;
+    if has_message {
+        let (meta, data) = match routed.and_then(route::Routed::push) {
+            Some(push) => push?,
+            None => pubsub::push_body(body, "")?,
+        };
         return message_data(DeliveryFormat::PubSubPush, meta, data, "message.data");
     }
     let meta = DeliveryMeta {

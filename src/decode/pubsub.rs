@@ -25,7 +25,7 @@ struct PushBody<'a> {
 }
 
 #[derive(Debug, Deserialize)]
-struct PushMessage<'a> {
+pub(crate) struct PushMessage<'a> {
     #[serde(default, borrow)]
     data: Option<Cow<'a, str>>,
     #[serde(default)]
@@ -57,21 +57,34 @@ pub(crate) fn decode_base64(s: &str, field: &str) -> Result<Vec<u8>, DecodeError
         .map_err(|e| DecodeError::malformed(Some(field.to_string()), format!("{field} is not valid base64: {e}")))
 }
 
+/// A push message's metadata and its data (decoded from base64), if any.
+pub(crate) type Pushed = (DeliveryMeta, Option<Vec<u8>>);
+
 /// The message of a push body: its metadata, and its data (decoded from base64; `None` when the
 /// message has none, as a Cloud Storage notification with `payloadFormat=NONE`).
 ///
 /// `prefix` is the path of the wrapper in the request (`""`, or `data.` inside a CloudEvent), for
 /// the field names of errors.
-pub(crate) fn push_body(json: &[u8], prefix: &str) -> Result<(DeliveryMeta, Option<Vec<u8>>), DecodeError> {
+pub(crate) fn push_body(json: &[u8], prefix: &str) -> Result<Pushed, DecodeError> {
     let push: PushBody = serde_json::from_slice(json).map_err(|e| {
         DecodeError::malformed(Some(format!("{prefix}message")), format!("invalid Pub/Sub push body: {e}"))
     })?;
-    let m = push.message;
+    message(push.message, push.subscription, push.delivery_attempt, prefix)
+}
+
+/// The metadata and the data (decoded from base64) of a push message already read; `prefix` as
+/// in [`push_body`].
+pub(crate) fn message(
+    m: PushMessage<'_>,
+    subscription: Option<String>,
+    delivery_attempt: Option<u32>,
+    prefix: &str,
+) -> Result<Pushed, DecodeError> {
     let meta = DeliveryMeta {
         message_id: m.message_id_camel.or(m.message_id_snake),
-        subscription: push.subscription,
+        subscription,
         publish_time: m.publish_time_camel.or(m.publish_time_snake),
-        delivery_attempt: push.delivery_attempt,
+        delivery_attempt,
         attributes: m.attributes.unwrap_or_default(),
         ..Default::default()
     };
