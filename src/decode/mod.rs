@@ -368,8 +368,17 @@ fn message_data(
 /// mode): a Pub/Sub push wrapper (Eventarc's `MessagePublishedData`), a Cloud Storage object
 /// resource, or a record.
 fn carried(format: DeliveryFormat, meta: DeliveryMeta, data: &[u8], field: &str) -> Result<Decoded, DecodeError> {
-    let value = parse_json(data, "CloudEvent data", field)?;
-    if value.get("message").is_some() {
+    // A push body is told by a scan that builds nothing: its base64 text is read once, by
+    // `push_body`, not first copied into a JSON tree.
+    #[derive(serde::Deserialize)]
+    struct Probe<'a> {
+        #[serde(borrow)]
+        message: Option<&'a serde_json::value::RawValue>,
+    }
+    let is_push = memchr::memmem::find(data, b"\"message\"").is_some()
+        && matches!(serde_json::from_slice::<Probe>(data), Ok(Probe { message: Some(_) }));
+    let value = if is_push { Value::Null } else { parse_json(data, "CloudEvent data", field)? };
+    if is_push || value.get("message").is_some() {
         let prefix = if field == BODY { String::new() } else { format!("{field}.") };
         let (mut inner, data) = pubsub::push_body(data, &prefix)?;
         (inner.ce_id, inner.ce_source, inner.ce_type) = (meta.ce_id, meta.ce_source, meta.ce_type);

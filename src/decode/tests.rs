@@ -176,6 +176,24 @@ fn structured_cloud_event_with_push_wrapper_and_base64_data() {
 }
 
 #[test]
+fn only_a_top_level_message_makes_cloud_event_data_a_push_body() {
+    // a row with a `message` column is a record; an escaped key is still the key
+    let mut rec = record();
+    rec["payload"]["message"] = json!("done");
+    let ce = json!({"specversion": "1.0", "id": "e-4", "source": "s", "type": "t", "data": rec.clone()});
+    let d = decode(&headers(&[("content-type", "application/json")]), ce.to_string().as_bytes()).unwrap();
+    assert_eq!(only(&d), &decoded(rec));
+    let push = format!(r#"{{"\u006dessage": {{"data": "{}", "messageId": "m-6"}}}}"#, b64(&record()));
+    let ce = format!(r#"{{"specversion": "1.0", "id": "e-5", "source": "s", "type": "t", "data": {push}}}"#);
+    let d = decode(&headers(&[("content-type", "application/json")]), ce.as_bytes()).unwrap();
+    assert_eq!(d.meta.message_id.as_deref(), Some("m-6"));
+    // `"message": null` is a push body without a message, as before: its error names it
+    let ce = json!({"specversion": "1.0", "id": "e-6", "source": "s", "type": "t", "data": {"message": null}});
+    let e = decode(&headers(&[("content-type", "application/json")]), ce.to_string().as_bytes()).unwrap_err();
+    assert!(e.field.as_deref().is_some_and(|f| f.contains("message")), "{e:?}");
+}
+
+#[test]
 fn structured_cloud_event_errors_name_the_attribute() {
     let ce = json!({"specversion": "1.0", "source": "s", "type": "t", "data": record()});
     let e =
