@@ -78,7 +78,11 @@ impl FactStoreConfig {
 fn memory(vars: &Vars) -> Result<FactStoreConfig, ConfigError> {
     let capacity = match vars.pick(&["FACT_MEMORY_CAPACITY"]) {
         None => super::memory::DEFAULT_CAPACITY,
-        Some((n, v)) => v.parse::<u64>().map_err(|_| ConfigError::new(&n, &v, "a whole number"))?,
+        Some((n, v)) => match v.parse::<u64>() {
+            // 0 would remember no fact: every redelivery would count again
+            Ok(c @ 1..) => c,
+            _ => return Err(ConfigError::new(&n, &v, "a whole number of at least 1")),
+        },
     };
     let bytes = match vars.pick(&["FACT_MEMORY_MIB"]) {
         None => None,

@@ -116,7 +116,17 @@ impl Delivery {
             ack_permanent: vars.flag("ACK_PERMANENT_ERRORS", false)?,
             event_deadline: vars.seconds("EVENT_DEADLINE_SECS", 50.0)?,
             dedup_window: vars.seconds("DEDUP_WINDOW_SECS", 600.0)?,
-            dedup_capacity: vars.count("DEDUP_CAPACITY", defaults.dedup_capacity)?,
+            dedup_capacity: match vars.count("DEDUP_CAPACITY", defaults.dedup_capacity)? {
+                // 0 would remember nothing while the window looks on: say how to turn it off
+                0 => {
+                    return Err(ConfigError::new(
+                        "DEDUP_CAPACITY",
+                        "0",
+                        "a whole number of at least 1 (DEDUP_WINDOW_SECS=0 turns the window off)",
+                    ));
+                }
+                n => n,
+            },
             max_in_flight: vars.count("MAX_IN_FLIGHT", defaults.max_in_flight)?,
             body_read_timeout: vars.timeout("BODY_READ_TIMEOUT_SECS", 20.0)?,
             body_buffer_bytes: vars.bytes(

@@ -20,6 +20,8 @@ fn fact_stores() {
         lc(&[("FACT_MEMORY_MIB", "3")]).unwrap(),
         FactStoreConfig::Memory { capacity: crate::facts::memory::DEFAULT_CAPACITY, bytes: Some(3 << 20) }
     );
+    let e = lc(&[("FACT_MEMORY_CAPACITY", "0")]).unwrap_err().to_string();
+    assert!(e.contains("FACT_MEMORY_CAPACITY") && e.contains("at least 1"), "{e}");
     for bad in ["0", "-1", "8.5", "65537", "lots"] {
         let e = lc(&[("FACT_MEMORY_MIB", bad)]).unwrap_err().to_string();
         assert!(e.contains("FACT_MEMORY_MIB") && e.contains("whole mebibytes from 1 to 65536"), "{bad}: {e}");

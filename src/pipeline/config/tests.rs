@@ -32,6 +32,7 @@ fn delivery_settings() {
         vec![("ALLOWED_DATASETS", "a.b.c")],
         vec![("ALLOWED_DATASETS", "a b")],
         vec![("MAX_IN_FLIGHT", "many")],
+        vec![("DEDUP_CAPACITY", "0")],
     ] {
         assert!(cfg(&bad).is_err(), "{bad:?}");
     }
