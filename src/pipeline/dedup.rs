@@ -66,8 +66,10 @@ pub const MAX_WINDOW: Duration = Duration::from_secs(24 * 24 * 3600);
 type Millis = u32;
 
 enum Slot {
-    /// Boxed: a receiver is 16 bytes, and only the few events in flight have one.
-    Running(Box<watch::Receiver<Option<Remembered>>>),
+    /// Being processed. The channel to its waiters is made by the first redelivery that waits
+    /// (most records have none: no channel per record); boxed, since only the few events in
+    /// flight with a waiter have one.
+    Running(Option<Box<watch::Sender<Option<Remembered>>>>),
     /// A final answer: its status, when it was given, and its body unless empty.
     Done { status: u16, at: Millis, body: Option<Box<Bytes>> },
 }
@@ -114,11 +116,6 @@ struct Inner {
 }
 
 impl Inner {
-    fn get(&self, key: &Key) -> Option<&Slot> {
-        let c = self.ids.get(&key.id)?;
-        if c.content == key.content { Some(&c.slot) } else { self.others.get(key) }
-    }
-
     fn insert(&mut self, key: Key, slot: Slot) {
         match self.ids.get_mut(&key.id) {
             Some(c) if c.content == key.content => c.slot = slot,
@@ -156,6 +153,22 @@ impl Inner {
     fn len(&self) -> usize {
         self.ids.len() + self.others.len()
     }
+
+    /// The slot of `key`: that of its id's first content, else of another content of the id.
+    fn get_mut(&mut self, key: &Key) -> Option<&mut Slot> {
+        if self.ids.get(&key.id).is_some_and(|c| c.content == key.content) {
+            return self.ids.get_mut(&key.id).map(|c| &mut c.slot);
+        }
+        self.others.get_mut(key)
+    }
+
+    /// The channel to the waiters of a running slot, taken out of it (`None`: nobody waits).
+    fn take_waiters(&mut self, key: &Key) -> Option<Box<watch::Sender<Option<Remembered>>>> {
+        match self.get_mut(key)? {
+            Slot::Running(waiters) => waiters.take(),
+            Slot::Done { .. } => None,
+        }
+    }
 }
 
 pub struct Dedup {
@@ -181,7 +194,6 @@ pub struct Ticket {
     dedup: Option<Arc<Dedup>>,
     key: Option<Key>,
     conflict: bool,
-    tx: watch::Sender<Option<Remembered>>,
 }
 
 impl Dedup {
@@ -210,21 +222,23 @@ impl Dedup {
     }
 
     pub fn begin(self: &Arc<Self>, key: Option<Key>) -> Begin {
-        let (tx, rx) = watch::channel(None);
         let Some(key) = key.filter(|_| self.enabled()) else {
-            return Begin::Fresh(Ticket { dedup: None, key: None, conflict: false, tx });
+            return Begin::Fresh(Ticket { dedup: None, key: None, conflict: false });
         };
         let now = self.now();
         let mut inner = self.inner.lock().expect("dedup lock");
         self.expire(&mut inner, now);
-        match inner.get(&key) {
+        match inner.get_mut(&key) {
             Some(Slot::Done { status, body, .. }) => return Begin::Seen(Slot::answer(*status, body)),
-            Some(Slot::Running(rx)) => return Begin::Running((**rx).clone()),
+            // the first waiter makes the channel the running attempt answers through
+            Some(Slot::Running(waiters)) => {
+                return Begin::Running(waiters.get_or_insert_with(|| Box::new(watch::channel(None).0)).subscribe());
+            }
             None => {}
         }
         let conflict = inner.ids.contains_key(&key.id);
-        inner.insert(key, Slot::Running(Box::new(rx)));
-        Begin::Fresh(Ticket { dedup: Some(self.clone()), key: Some(key), conflict, tx })
+        inner.insert(key, Slot::Running(None));
+        Begin::Fresh(Ticket { dedup: Some(self.clone()), key: Some(key), conflict })
     }
 
     /// Number of remembered keys (running or done).
@@ -284,6 +298,7 @@ impl Ticket {
     pub fn finish(mut self, answer: Remembered, remember: bool) {
         if let (Some(dedup), Some(key)) = (self.dedup.take(), self.key) {
             let mut inner = dedup.inner.lock().expect("dedup lock");
+            let waiters = inner.take_waiters(&key);
             if remember {
                 let at = dedup.now();
                 inner.insert(key, Slot::done(&answer, at));
@@ -292,18 +307,25 @@ impl Ticket {
             } else {
                 inner.remove(&key);
             }
+            drop(inner);
+            if let Some(tx) = waiters {
+                let _ = tx.send(Some(answer).filter(|_| remember));
+            }
         }
-        let _ = self.tx.send(Some(answer).filter(|_| remember));
     }
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
         if let (Some(dedup), Some(key)) = (self.dedup.take(), self.key) {
-            if let Ok(mut inner) = dedup.inner.lock() {
+            let waiters = dedup.inner.lock().ok().and_then(|mut inner| {
+                let waiters = inner.take_waiters(&key);
                 inner.remove(&key);
+                waiters
+            });
+            if let Some(tx) = waiters {
+                let _ = tx.send(None);
             }
-            let _ = self.tx.send(None);
         }
     }
 }

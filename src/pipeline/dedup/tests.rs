@@ -34,6 +34,31 @@ async fn a_concurrent_duplicate_waits_for_the_first_attempt() {
 }
 
 #[tokio::test]
+async fn every_waiting_duplicate_gets_the_answer_and_a_later_one_the_remembered_answer() {
+    let d = Dedup::new(Duration::from_secs(60), 100);
+    let Begin::Fresh(t) = d.begin(k("k")) else { panic!() };
+    let Begin::Running(mut first) = d.begin(k("k")) else { panic!("running") };
+    let Begin::Running(mut second) = d.begin(k("k")) else { panic!("running") };
+    t.finish(answer(400), true);
+    for rx in [&mut first, &mut second] {
+        let got = rx.wait_for(|a| a.is_some()).await.unwrap().clone();
+        assert_eq!(got.unwrap().status, 400);
+    }
+    let Begin::Seen(later) = d.begin(k("k")) else { panic!("seen") };
+    assert_eq!(later.status, 400);
+}
+
+#[tokio::test]
+async fn a_waiter_of_a_cancelled_attempt_is_woken_with_nothing() {
+    let d = Dedup::new(Duration::from_secs(60), 100);
+    let Begin::Fresh(t) = d.begin(k("k")) else { panic!() };
+    let Begin::Running(mut rx) = d.begin(k("k")) else { panic!("running") };
+    drop(t);
+    tokio::time::timeout(Duration::from_secs(1), rx.changed()).await.expect("woken at once").unwrap();
+    assert_eq!(*rx.borrow(), None);
+}
+
+#[tokio::test]
 async fn a_waiting_duplicate_learns_at_once_that_the_first_attempt_failed_transiently() {
     let d = Dedup::new(Duration::from_secs(60), 100);
     let Begin::Fresh(t) = d.begin(k("k")) else { panic!() };
