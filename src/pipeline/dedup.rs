@@ -66,8 +66,10 @@ pub const MAX_WINDOW: Duration = Duration::from_secs(24 * 24 * 3600);
 type Millis = u32;
 
 enum Slot {
-    /// Boxed: a receiver is 16 bytes, and only the few events in flight have one.
-    Running(Box<watch::Receiver<Option<Remembered>>>),
+    /// Being processed. The channel to its waiters is made by the first redelivery that waits
+    /// (most records have none: no channel per record); boxed, since only the few events in
+    /// flight with a waiter have one.
+    Running(Option<Box<watch::Sender<Option<Remembered>>>>),
     /// A final answer: its status, when it was given, and its body unless empty.
     Done { status: u16, at: Millis, body: Option<Box<Bytes>> },
 }
@@ -114,11 +116,6 @@ struct Inner {
 }
 
 impl Inner {
-    fn get(&self, key: &Key) -> Option<&Slot> {
-        let c = self.ids.get(&key.id)?;
-        if c.content == key.content { Some(&c.slot) } else { self.others.get(key) }
-    }
-
     fn insert(&mut self, key: Key, slot: Slot) {
         match self.ids.get_mut(&key.id) {
             Some(c) if c.content == key.content => c.slot = slot,
@@ -156,6 +153,22 @@ impl Inner {
     fn len(&self) -> usize {
         self.ids.len() + self.others.len()
     }
+
+    /// The slot of `key`: that of its id's first content, else of another content of the id.
+    fn get_mut(&mut self, key: &Key) -> Option<&mut Slot> {
+        if self.ids.get(&key.id).is_some_and(|c| c.content == key.content) {
+            return self.ids.get_mut(&key.id).map(|c| &mut c.slot);
+        }
+        self.others.get_mut(key)
+    }
+
+    /// The channel to the waiters of a running slot, taken out of it (`None`: nobody waits).
+    fn take_waiters(&mut self, key: &Key) -> Option<Box<watch::Sender<Option<Remembered>>>> {
+        match self.get_mut(key)? {
+            Slot::Running(waiters) => waiters.take(),
+            Slot::Done { .. } => None,
+        }
+    }
 }
 
 pub struct Dedup {
@@ -181,7 +194,6 @@ pub struct Ticket {
     dedup: Option<Arc<Dedup>>,
     key: Option<Key>,
     conflict: bool,
-    tx: watch::Sender<Option<Remembered>>,
 }
 
 impl Dedup {
@@ -210,21 +222,23 @@ impl Dedup {
     }
 
     pub fn begin(self: &Arc<Self>, key: Option<Key>) -> Begin {
-        let (tx, rx) = watch::channel(None);
         let Some(key) = key.filter(|_| self.enabled()) else {
-            return Begin::Fresh(Ticket { dedup: None, key: None, conflict: false, tx });
+            return Begin::Fresh(Ticket { dedup: None, key: None, conflict: false });
         };
         let now = self.now();
         let mut inner = self.inner.lock().expect("dedup lock");
         self.expire(&mut inner, now);
-        match inner.get(&key) {
+        match inner.get_mut(&key) {
             Some(Slot::Done { status, body, .. }) => return Begin::Seen(Slot::answer(*status, body)),
-            Some(Slot::Running(rx)) => return Begin::Running((**rx).clone()),
+            // the first waiter makes the channel the running attempt answers through
+            Some(Slot::Running(waiters)) => {
+                return Begin::Running(waiters.get_or_insert_with(|| Box::new(watch::channel(None).0)).subscribe());
+            }
             None => {}
         }
         let conflict = inner.ids.contains_key(&key.id);
-        inner.insert(key, Slot::Running(Box::new(rx)));
-        Begin::Fresh(Ticket { dedup: Some(self.clone()), key: Some(key), conflict, tx })
+        inner.insert(key, Slot::Running(None));
+        Begin::Fresh(Ticket { dedup: Some(self.clone()), key: Some(key), conflict })
     }
 
     /// Number of remembered keys (running or done).
@@ -284,6 +298,7 @@ impl Ticket {
     pub fn finish(mut self, answer: Remembered, remember: bool) {
         if let (Some(dedup), Some(key)) = (self.dedup.take(), self.key) {
             let mut inner = dedup.inner.lock().expect("dedup lock");
+            let waiters = inner.take_waiters(&key);
             if remember {
                 let at = dedup.now();
                 inner.insert(key, Slot::done(&answer, at));
@@ -292,156 +307,28 @@ impl Ticket {
             } else {
                 inner.remove(&key);
             }
+            drop(inner);
+            if let Some(tx) = waiters {
+                let _ = tx.send(Some(answer).filter(|_| remember));
+            }
         }
-        let _ = self.tx.send(Some(answer).filter(|_| remember));
     }
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
         if let (Some(dedup), Some(key)) = (self.dedup.take(), self.key) {
-            if let Ok(mut inner) = dedup.inner.lock() {
+            let waiters = dedup.inner.lock().ok().and_then(|mut inner| {
+                let waiters = inner.take_waiters(&key);
                 inner.remove(&key);
+                waiters
+            });
+            if let Some(tx) = waiters {
+                let _ = tx.send(None);
             }
-            let _ = self.tx.send(None);
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use axum::body::Bytes;
-
-    fn answer(status: u16) -> Remembered {
-        Remembered { status, body: Bytes::from_static(b"{}") }
-    }
-
-    fn k(name: &str) -> Option<Key> {
-        Some(Key { id: crate::facts::Key::of(&[name]).0, content: 0 })
-    }
-
-    #[test]
-    fn final_answers_are_replayed_transient_ones_forgotten() {
-        let d = Dedup::new(Duration::from_secs(60), 100);
-        let Begin::Fresh(t) = d.begin(k("uuid:a")) else { panic!("fresh") };
-        t.finish(answer(204), true);
-        assert!(matches!(d.begin(k("uuid:a")), Begin::Seen(a) if a.status == 204));
-        let Begin::Fresh(t) = d.begin(k("uuid:b")) else { panic!("fresh") };
-        t.finish(answer(503), false);
-        assert!(matches!(d.begin(k("uuid:b")), Begin::Fresh(_)), "a transient failure is processed again");
-    }
-
-    #[tokio::test]
-    async fn a_concurrent_duplicate_waits_for_the_first_attempt() {
-        let d = Dedup::new(Duration::from_secs(60), 100);
-        let Begin::Fresh(t) = d.begin(k("k")) else { panic!() };
-        let Begin::Running(mut rx) = d.begin(k("k")) else { panic!("running") };
-        t.finish(answer(400), true);
-        let got = rx.wait_for(|a| a.is_some()).await.unwrap().clone();
-        assert_eq!(got.unwrap().status, 400);
-    }
-
-    #[tokio::test]
-    async fn a_waiting_duplicate_learns_at_once_that_the_first_attempt_failed_transiently() {
-        let d = Dedup::new(Duration::from_secs(60), 100);
-        let Begin::Fresh(t) = d.begin(k("k")) else { panic!() };
-        let Begin::Running(mut rx) = d.begin(k("k")) else { panic!("running") };
-        t.finish(answer(503), false);
-        tokio::time::timeout(Duration::from_secs(1), rx.changed()).await.expect("woken at once").unwrap();
-        assert_eq!(*rx.borrow(), None);
-    }
-
-    #[test]
-    fn a_dropped_ticket_releases_the_key() {
-        let d = Dedup::new(Duration::from_secs(60), 100);
-        let Begin::Fresh(t) = d.begin(k("k")) else { panic!() };
-        drop(t);
-        assert!(matches!(d.begin(k("k")), Begin::Fresh(_)));
-    }
-
-    #[test]
-    fn another_record_under_a_known_id_is_fresh_and_a_conflict() {
-        let d = Dedup::new(Duration::from_secs(60), 100);
-        let real = Key { id: 7, content: 1 };
-        let forged = Key { id: 7, content: 2 };
-        let Begin::Fresh(t) = d.begin(Some(forged)) else { panic!("fresh") };
-        assert!(!t.conflict());
-        t.finish(answer(204), true);
-        let Begin::Fresh(t) = d.begin(Some(real)) else { panic!("the real record is processed") };
-        assert!(t.conflict(), "reported");
-        t.finish(answer(204), true);
-        assert!(matches!(d.begin(Some(real)), Begin::Seen(_)), "its redelivery is a duplicate");
-        assert!(matches!(d.begin(Some(forged)), Begin::Seen(_)));
-        assert_eq!(d.len(), 2);
-        // ids are counted per slot, and forgotten with their last slot
-        let Begin::Fresh(t) = d.begin(Some(Key { id: 8, content: 1 })) else { panic!() };
-        drop(t);
-        let Begin::Fresh(t) = d.begin(Some(Key { id: 8, content: 2 })) else { panic!() };
-        assert!(!t.conflict(), "the dropped attempt left nothing behind");
-    }
-
-    #[test]
-    fn another_content_takes_the_place_of_the_first_when_it_goes() {
-        let d = Dedup::new(Duration::from_secs(60), 100);
-        let first = Key { id: 5, content: 1 };
-        let second = Key { id: 5, content: 2 };
-        let Begin::Fresh(a) = d.begin(Some(first)) else { panic!() };
-        let Begin::Fresh(b) = d.begin(Some(second)) else { panic!() };
-        assert!(b.conflict());
-        b.finish(answer(204), true);
-        drop(a);
-        assert_eq!(d.len(), 1);
-        assert!(matches!(d.begin(Some(second)), Begin::Seen(r) if r.status == 204), "still remembered");
-        let Begin::Fresh(t) = d.begin(Some(first)) else { panic!("the dropped attempt is processed anew") };
-        assert!(t.conflict(), "the id is still known");
-        assert_eq!(d.answered(), vec![second]);
-    }
-
-    #[test]
-    fn entry_bytes_covers_an_entry_at_its_worst() {
-        let per_bucket = |entry: usize| (entry + 1) * 16 / 7 + 1;
-        let worst = per_bucket(std::mem::size_of::<(u128, Contents)>()) + 2 * std::mem::size_of::<Answered>();
-        assert!(worst <= ENTRY_BYTES, "an entry may take {worst} bytes");
-        assert_eq!(std::mem::size_of::<(u128, Contents)>(), 48, "the layout the module documents");
-        assert_eq!(std::mem::size_of::<Answered>(), 24);
-    }
-
-    #[test]
-    fn window_and_capacity_bound_the_memory() {
-        let d = Dedup::new(Duration::from_millis(30), 3);
-        for i in 0..10 {
-            let Begin::Fresh(t) = d.begin(k(&format!("k{i}"))) else { panic!() };
-            t.finish(answer(204), true);
-        }
-        assert!(d.len() <= 3, "{}", d.len());
-        assert!(matches!(d.begin(k("k0")), Begin::Fresh(_)), "evicted by capacity");
-        std::thread::sleep(Duration::from_millis(40));
-        let Begin::Fresh(t) = d.begin(k("new")) else { panic!() };
-        t.finish(answer(204), true);
-        assert!(matches!(d.begin(k("k9")), Begin::Fresh(_)), "expired");
-        // disabled window: never remembers
-        let off = Dedup::new(Duration::ZERO, 10);
-        let Begin::Fresh(t) = off.begin(k("x")) else { panic!() };
-        t.finish(answer(204), true);
-        assert!(matches!(off.begin(k("x")), Begin::Fresh(_)));
-    }
-
-    #[test]
-    fn answered_keys_can_be_remembered_by_another_window() {
-        let d = Dedup::new(Duration::from_secs(60), 100);
-        for (name, status, remember) in [("ok", 204, true), ("bad", 400, true), ("retry", 503, false)] {
-            let Begin::Fresh(t) = d.begin(k(name)) else { panic!() };
-            t.finish(answer(status), remember);
-        }
-        let Begin::Fresh(_running) = d.begin(k("running")) else { panic!() };
-        assert_eq!(d.answered(), vec![k("ok").unwrap()], "successes only: a failed event is tried again");
-        let next = Dedup::new(Duration::from_secs(60), 100);
-        next.remember(d.answered());
-        assert!(matches!(next.begin(k("ok")), Begin::Seen(a) if a.status == 204));
-        assert!(matches!(next.begin(k("bad")), Begin::Fresh(_)));
-        // the same id with other content is not the answered record
-        let other = Key { content: 9, ..k("ok").unwrap() };
-        assert!(matches!(next.begin(Some(other)), Begin::Fresh(t) if t.conflict()));
-    }
-}
+mod tests;

@@ -64,12 +64,12 @@ impl Fact {
 /// A value at a column or a dotted path into a JSON column (a JSON column that arrived as text
 /// is parsed).
 pub fn lookup_path<'a>(row: &'a Map<String, Value>, path: &str) -> Option<std::borrow::Cow<'a, Value>> {
-    let mut parts = path.split('.');
-    let first = row.get(parts.next()?)?;
-    let rest: Vec<&str> = parts.collect();
-    if rest.is_empty() {
-        return Some(std::borrow::Cow::Borrowed(first));
-    }
+    // a plain column (the common case) is one map lookup, without gathering the path's parts
+    let Some((head, tail)) = path.split_once('.') else {
+        return row.get(path).map(std::borrow::Cow::Borrowed);
+    };
+    let first = row.get(head)?;
+    let rest: Vec<&str> = tail.split('.').collect();
     let walk = |mut v: &Value| -> Option<Value> {
         for p in &rest {
             v = v.as_object()?.get(*p)?;

@@ -232,19 +232,22 @@ fn run_kind(t: &TableSpec, row: &Map<String, Value>) -> Option<String> {
 }
 
 fn key_text(row: &Map<String, Value>, key: &[String], table: &str) -> Result<String, HandlerError> {
-    let mut parts = Vec::with_capacity(key.len());
-    for c in key {
-        match row.get(c).and_then(derive::text) {
-            Some(v) => parts.push(v),
-            None => {
-                return Err(HandlerError::invalid(
-                    format!("payload.{c}"),
-                    format!("The {table} row has no key column '{c}'."),
-                ));
-            }
-        }
+    let part = |c: &String| {
+        row.get(c).and_then(derive::text).ok_or_else(|| {
+            HandlerError::invalid(format!("payload.{c}"), format!("The {table} row has no key column '{c}'."))
+        })
+    };
+    // one key column (most tables): its text is the key, without gathering and joining parts
+    let mut parts = key.iter();
+    let mut text = match parts.next() {
+        Some(c) => part(c)?,
+        None => String::new(),
+    };
+    for c in parts {
+        text.push('\u{1f}');
+        text.push_str(&part(c)?);
     }
-    Ok(parts.join("\u{1f}"))
+    Ok(text)
 }
 
 fn dimension(orchestrator: &str, source: &str, table: &str, key: &str) -> Key {
@@ -271,4 +274,38 @@ pub fn position(event: &ChangeEvent) -> u128 {
 
 fn store_err(e: StoreError) -> HandlerError {
     HandlerError::Store(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(v: Value) -> Map<String, Value> {
+        v.as_object().expect("an object").clone()
+    }
+
+    #[test]
+    fn a_key_is_its_columns_texts_joined_by_unit_separators() {
+        let r = row(serde_json::json!({"dag_id": "etl", "task_id": "load", "map_index": -1, "run_id": "r1"}));
+        let cols = |c: &[&str]| c.iter().map(|c| c.to_string()).collect::<Vec<_>>();
+        assert_eq!(key_text(&r, &cols(&["run_id"]), "t").unwrap(), "r1");
+        assert_eq!(
+            key_text(&r, &cols(&["dag_id", "task_id", "run_id", "map_index"]), "t").unwrap(),
+            "etl\u{1f}load\u{1f}r1\u{1f}-1"
+        );
+        assert_eq!(key_text(&r, &[], "t").unwrap(), "");
+    }
+
+    #[test]
+    fn a_missing_key_column_is_named_first_in_key_order() {
+        let r = row(serde_json::json!({"dag_id": "etl", "task_id": null}));
+        let key = ["dag_id", "task_id", "run_id"].map(String::from);
+        match key_text(&r, &key, "task_instance") {
+            Err(HandlerError::InvalidInput { field, message, .. }) => {
+                assert_eq!(field, "payload.task_id");
+                assert_eq!(message, "The task_instance row has no key column 'task_id'.");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }
