@@ -274,16 +274,7 @@ mod tests {
         m.reserve(fact).await.unwrap();
         m.put_dimension(dim, "etl").await.unwrap();
         m.update_row(row, &|s: &mut RowState| {
-            s.changes.push(crate::facts::ChangeNote {
-                position: 7,
-                status: "COMPLETED".into(),
-                terminal: true,
-                start_us: Some(1),
-                end_us: Some(2),
-                duration_s: None,
-                end_from_commit: false,
-                records: None,
-            });
+            s.changes.push(ChangeNote { end_us: Some(2), ..note(7, "COMPLETED") });
             Vec::new()
         })
         .await
@@ -309,16 +300,7 @@ mod tests {
         let m = Memory::new(10);
         let row = Key::of(&["r"]);
         let add = |s: &mut RowState| {
-            s.changes.push(crate::facts::ChangeNote {
-                position: s.changes.len() as u128,
-                status: "X".into(),
-                terminal: false,
-                start_us: None,
-                end_us: None,
-                duration_s: None,
-                end_from_commit: false,
-                records: None,
-            });
+            s.changes.push(ChangeNote { terminal: false, start_us: None, ..note(s.changes.len() as u128, "X") });
             Vec::new()
         };
         for _ in 0..3 {
