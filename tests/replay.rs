@@ -283,9 +283,9 @@ fn an_empty_table_list_is_a_usage_error() {
     assert!(r.stderr.iter().any(|l| l.contains("--tables")), "{:?}", r.stderr);
 }
 
-#[test]
-fn progress_lines_go_to_stderr_when_it_is_not_a_terminal() {
-    let dir = workdir("progress");
+/// 1,500 copies of the recorded Mage run (each record its own `uuid`) in `dir/many.jsonl.gz`:
+/// its path and the records.
+fn many_records(dir: &Path) -> (std::path::PathBuf, Vec<serde_json::Value>) {
     let recs = records(&fixture("mage", "success", "datastream"));
     let mut many = Vec::new();
     for copy in 0..1500 {
@@ -297,6 +297,13 @@ fn progress_lines_go_to_stderr_when_it_is_not_a_terminal() {
     }
     let path = dir.join("many.jsonl.gz");
     std::fs::write(&path, gzip(&jsonl(&many))).unwrap();
+    (path, many)
+}
+
+#[test]
+fn progress_lines_go_to_stderr_when_it_is_not_a_terminal() {
+    let dir = workdir("progress");
+    let (path, many) = many_records(&dir);
     let r = replay(&[], &["--dry-run", "--no-queries", "--progress-interval", "0.05", path.to_str().unwrap()]);
     assert_eq!(r.code, 0, "{:?}", r.summary);
     let lines: Vec<&String> = r.stderr.iter().filter(|l| l.starts_with("replay: ")).collect();
@@ -327,17 +334,7 @@ fn without_queries_no_bigquery_setting_is_needed() {
 fn on_a_terminal_a_bar_shows_records_per_second_and_the_eta() {
     // stderr a pseudo-terminal: the binary under script(1), as a user at a terminal runs it
     let dir = workdir("bar");
-    let recs = records(&fixture("mage", "success", "datastream"));
-    let mut many = Vec::new();
-    for copy in 0..1500 {
-        for r in &recs {
-            let mut r = r.clone();
-            r["uuid"] = format!("{}-{copy}", r["uuid"].as_str().unwrap()).into();
-            many.push(r);
-        }
-    }
-    let path = dir.join("many.jsonl.gz");
-    std::fs::write(&path, gzip(&jsonl(&many))).unwrap();
+    let (path, many) = many_records(&dir);
     let replay = format!("{} replay --no-queries --dry-run --summary json {}", common::process::BIN, path.display());
     let out = common::process::Process::new("script")
         .clean_env(&["PATH"])

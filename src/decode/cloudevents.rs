@@ -1,8 +1,8 @@
 //! CloudEvents 1.0 in binary mode (`ce-*` headers, the body is the data) and structured mode
 //! (`application/cloudevents+json`, or a JSON body with `specversion`), as Eventarc and Pub/Sub's
-//! CloudEvents support send them (protocols.md §2). This module reads the context attributes;
-//! what the data is (a Pub/Sub push wrapper, a record, a Cloud Storage object) is decided by the
-//! caller, the same way on every route.
+//! CloudEvents support send them (protocols.md §2). This module reads the context attributes,
+//! and tells what the data carries ([`carried`]: a Pub/Sub push wrapper, a record, a Cloud
+//! Storage object) for both modes alike.
 
 use std::borrow::Cow;
 
@@ -11,7 +11,12 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::pubsub::decode_base64;
-use super::{DecodeError, DeliveryMeta, header};
+use serde_json::Value;
+
+use super::{
+    BODY, DecodeError, Decoded, Delivery, DeliveryFormat, DeliveryMeta, header, looks_like_record, message_data,
+    parse_json, pubsub, storage,
+};
 
 /// The context attributes of a binary-mode CloudEvent (`ce-id`, `ce-source`, `ce-type` are
 /// required; values are percent-decoded).
@@ -166,4 +171,41 @@ pub(crate) fn attributes(ce: Structured<'_>) -> Result<(DeliveryMeta, Cow<'_, [u
         }
     };
     Ok((meta, data))
+}
+
+/// The data of a CloudEvent (`field` names it: `data` in structured mode, [`BODY`] in binary
+/// mode): a Pub/Sub push wrapper (Eventarc's `MessagePublishedData`), a Cloud Storage object
+/// resource, or a record.
+pub(super) fn carried(
+    format: DeliveryFormat,
+    meta: DeliveryMeta,
+    data: &[u8],
+    field: &str,
+) -> Result<Decoded, DecodeError> {
+    // A push body is told by a scan that builds nothing: its base64 text is read once, by
+    // `push_body`, not first copied into a JSON tree.
+    #[derive(serde::Deserialize)]
+    struct Probe<'a> {
+        #[serde(borrow)]
+        message: Option<&'a serde_json::value::RawValue>,
+    }
+    let is_push = memchr::memmem::find(data, b"\"message\"").is_some()
+        && matches!(serde_json::from_slice::<Probe>(data), Ok(Probe { message: Some(_) }));
+    let value = if is_push { Value::Null } else { parse_json(data, "CloudEvent data", field)? };
+    if is_push || value.get("message").is_some() {
+        let prefix = if field == BODY { String::new() } else { format!("{field}.") };
+        let (mut inner, data) = pubsub::push_body(data, &prefix)?;
+        (inner.ce_id, inner.ce_source, inner.ce_type) = (meta.ce_id, meta.ce_source, meta.ce_type);
+        return message_data(format, inner, data, &format!("{prefix}message.data"));
+    }
+    if let Some(object) = storage::notification(&meta, Some(&value)) {
+        return Ok(Decoded::Object { format, meta, object });
+    }
+    if looks_like_record(&value) {
+        return Ok(Decoded::Records(Delivery::single(format, meta, value)));
+    }
+    Err(DecodeError::malformed(
+        Some(field.to_string()),
+        format!("CloudEvent {field} is neither a Pub/Sub message {{\"message\":{{...}}}} nor a Datastream record"),
+    ))
 }

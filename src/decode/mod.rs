@@ -277,7 +277,7 @@ fn route(headers: &HeaderMap, body: &[u8]) -> Result<Decoded, DecodeError> {
     if headers.contains_key("ce-specversion") {
         let meta = cloudevents::binary(headers)?;
         // binary mode: the body is the event's data
-        return carried(DeliveryFormat::CloudEventBinary, meta, body, BODY);
+        return cloudevents::carried(DeliveryFormat::CloudEventBinary, meta, body, BODY);
     }
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(DecodeError::malformed(BODY.to_string(), format!("empty body: {EXPECTED}")));
@@ -312,7 +312,7 @@ fn route(headers: &HeaderMap, body: &[u8]) -> Result<Decoded, DecodeError> {
             Some(r) => r.cloudevent()?,
             None => cloudevents::structured(body)?,
         };
-        return carried(DeliveryFormat::CloudEventStructured, meta, &data, "data");
+        return cloudevents::carried(DeliveryFormat::CloudEventStructured, meta, &data, "data");
     }
     // neither binary nor structured: ce-id/ce-source/ce-type headers say it was meant as binary
     cloudevents::without_specversion(headers)?;
@@ -362,38 +362,6 @@ fn message_data(
         return Ok(Decoded::Object { format, meta, object });
     }
     Ok(Decoded::Records(Delivery::single(format, meta, value)))
-}
-
-/// The data of a CloudEvent (`field` names it: `data` in structured mode, [`BODY`] in binary
-/// mode): a Pub/Sub push wrapper (Eventarc's `MessagePublishedData`), a Cloud Storage object
-/// resource, or a record.
-fn carried(format: DeliveryFormat, meta: DeliveryMeta, data: &[u8], field: &str) -> Result<Decoded, DecodeError> {
-    // A push body is told by a scan that builds nothing: its base64 text is read once, by
-    // `push_body`, not first copied into a JSON tree.
-    #[derive(serde::Deserialize)]
-    struct Probe<'a> {
-        #[serde(borrow)]
-        message: Option<&'a serde_json::value::RawValue>,
-    }
-    let is_push = memchr::memmem::find(data, b"\"message\"").is_some()
-        && matches!(serde_json::from_slice::<Probe>(data), Ok(Probe { message: Some(_) }));
-    let value = if is_push { Value::Null } else { parse_json(data, "CloudEvent data", field)? };
-    if is_push || value.get("message").is_some() {
-        let prefix = if field == BODY { String::new() } else { format!("{field}.") };
-        let (mut inner, data) = pubsub::push_body(data, &prefix)?;
-        (inner.ce_id, inner.ce_source, inner.ce_type) = (meta.ce_id, meta.ce_source, meta.ce_type);
-        return message_data(format, inner, data, &format!("{prefix}message.data"));
-    }
-    if let Some(object) = storage::notification(&meta, Some(&value)) {
-        return Ok(Decoded::Object { format, meta, object });
-    }
-    if looks_like_record(&value) {
-        return Ok(Decoded::Records(Delivery::single(format, meta, value)));
-    }
-    Err(DecodeError::malformed(
-        Some(field.to_string()),
-        format!("CloudEvent {field} is neither a Pub/Sub message {{\"message\":{{...}}}} nor a Datastream record"),
-    ))
 }
 
 /// A change record: a Datastream record has at least one of its top-level metadata keys; a
