@@ -27,7 +27,8 @@ const UNAVAILABLE: &str = "__debezium_unavailable_value";
 /// Whether a JSON object is a Debezium change event in one of the three forms.
 pub fn looks_like(o: &Map<String, Value>) -> bool {
     let envelope = |o: &Map<String, Value>| {
-        o.get("op").is_some_and(Value::is_string) && (o.contains_key("after") || o.contains_key("before"))
+        // `op` of any type: a number or null is this format's error, named `op`, not "no record"
+        o.contains_key("op") && (o.contains_key("after") || o.contains_key("before"))
     };
     envelope(o)
         || o.get("payload").and_then(Value::as_object).is_some_and(|p| envelope(p) && o.contains_key("schema"))
@@ -81,7 +82,16 @@ pub fn decode(value: Value) -> Result<ChangeEvent, DecodeError> {
     if o.contains_key("__op") || o.contains_key("__table") {
         return flattened(o);
     }
-    let op = o.get("op").and_then(Value::as_str).unwrap_or_default().to_string();
+    let op = match o.get("op") {
+        Some(Value::String(s)) => s.clone(),
+        other => {
+            let what = if other.is_none_or(Value::is_null) { "missing" } else { "not a string" };
+            return Err(DecodeError::malformed(
+                Some("op".into()),
+                format!("Debezium op is {what}: expected c, u, d, r, t or m"),
+            ));
+        }
+    };
     let source = match o.remove("source") {
         Some(Value::Object(s)) => s,
         _ => {
@@ -273,6 +283,14 @@ mod tests {
         let mut v = envelope();
         v["op"] = json!("x");
         assert_eq!(decode(v).unwrap_err().field.as_deref(), Some("op"));
+        for op in [json!(123), json!(null)] {
+            let mut v = envelope();
+            v["op"] = op.clone();
+            assert!(looks_like(v.as_object().unwrap()), "{op}: still a Debezium envelope");
+            let e = decode(v).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some("op"), "{op}");
+            assert!(e.message.contains("expected c, u, d, r, t or m"), "{e}");
+        }
         let mut v = envelope();
         v["source"].as_object_mut().unwrap().retain(|k, _| !k.starts_with("ts_"));
         assert_eq!(decode(v).unwrap_err().field.as_deref(), Some("source.ts_ms"));

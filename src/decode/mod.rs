@@ -358,6 +358,13 @@ fn message_data(
     let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
         DecodeError::malformed(Some(field.to_string()), format!("{field} does not decode to JSON: {e}"))
     })?;
+    if !value.is_object() {
+        let what = if value.is_array() { "a JSON array" } else { "a JSON scalar" };
+        return Err(DecodeError::malformed(
+            Some(field.to_string()),
+            format!("{field} decodes to {what}, not a change record (a JSON object)"),
+        ));
+    }
     if let Some(object) = storage::notification(&meta, Some(&value)) {
         return Ok(Decoded::Object { format, meta, object });
     }

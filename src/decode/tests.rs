@@ -78,6 +78,13 @@ fn push_without_data_names_the_field() {
         json!({"message": {"data": base64::engine::general_purpose::STANDARD.encode("not json"), "messageId": "m"}});
     let e = decode(&headers(&[]), body.to_string().as_bytes()).unwrap_err();
     assert!(e.message.contains("does not decode to JSON"), "{e}");
+    for (data, what) in [("[1,2,3]", "a JSON array"), ("17", "a JSON scalar")] {
+        let body =
+            json!({"message": {"data": base64::engine::general_purpose::STANDARD.encode(data), "messageId": "m"}});
+        let e = decode(&headers(&[]), body.to_string().as_bytes()).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("message.data"), "{data}");
+        assert!(e.message.contains(what), "{e}");
+    }
 }
 
 #[test]
