@@ -22,8 +22,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-pub use generations::Bounds;
-use generations::{Generations, Weigh};
+use generations::{Bounds, Generations, Weigh};
 
 use super::{ChangeNote, FactKey, FactStore, Key, Mark, RowKey, RowState, RowUpdate, StoreError};
 
