@@ -183,18 +183,29 @@ pub(super) fn carried(
     field: &str,
 ) -> Result<Decoded, DecodeError> {
     // A push body is told by a scan that builds nothing: its base64 text is read once, by
-    // `push_body`, not first copied into a JSON tree.
+    // `push_body`, not first copied into a JSON tree. An object that names "message" is read as
+    // a push body at once (it succeeds exactly when the probe below would find a `message`);
+    // only when that fails does the probe decide whose error it is.
     #[derive(serde::Deserialize)]
     struct Probe<'a> {
         #[serde(borrow)]
         message: Option<&'a serde_json::value::RawValue>,
     }
-    let is_push = memchr::memmem::find(data, b"\"message\"").is_some()
-        && matches!(serde_json::from_slice::<Probe>(data), Ok(Probe { message: Some(_) }));
+    let prefix = if field == BODY { String::new() } else { format!("{field}.") };
+    let names_message = memchr::memmem::find(data, b"\"message\"").is_some();
+    let is_object = data.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    let mut pushed = (names_message && is_object).then(|| pubsub::push_body(data, &prefix));
+    let is_push = matches!(pushed, Some(Ok(_)))
+        || names_message && matches!(serde_json::from_slice::<Probe>(data), Ok(Probe { message: Some(_) }));
+    if !is_push && let Some(record) = super::plain_record(&meta, data) {
+        return Ok(Decoded::Records(Delivery::of(format, meta, record)));
+    }
     let value = if is_push { Value::Null } else { parse_json(data, "CloudEvent data", field)? };
     if is_push || value.get("message").is_some() {
-        let prefix = if field == BODY { String::new() } else { format!("{field}.") };
-        let (mut inner, data) = pubsub::push_body(data, &prefix)?;
+        let (mut inner, data) = match pushed.take() {
+            Some(pushed) => pushed?,
+            None => pubsub::push_body(data, &prefix)?,
+        };
         (inner.ce_id, inner.ce_source, inner.ce_type) = (meta.ce_id, meta.ce_source, meta.ce_type);
         return message_data(format, inner, data, &format!("{prefix}message.data"));
     }

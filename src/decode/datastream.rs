@@ -11,6 +11,9 @@ use super::DecodeError;
 use super::change::{ChangeEvent, PipelineRun, SourceMetadata};
 use super::time::in_range;
 
+pub(crate) mod members;
+use members::Members;
+
 fn opt_string(o: &Map<String, Value>, key: &str, prefix: &str) -> Result<Option<String>, DecodeError> {
     match o.get(key) {
         None | Some(Value::Null) => Ok(None),
@@ -73,26 +76,42 @@ pub fn decode(record: Value) -> Result<ChangeEvent, DecodeError> {
     let Value::Object(mut o) = record else {
         return Err(DecodeError::malformed(None, "the Datastream record must be a JSON object"));
     };
-    let source_timestamp = match o.get("source_timestamp") {
+    decode_members(Members::take(&mut o))
+}
+
+/// A string member (a number is taken as its text), moved out of the record.
+fn member_string(v: Option<Value>, key: &str) -> Result<Option<String>, DecodeError> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(_) => Err(DecodeError::malformed(Some(key.to_string()), format!("{key} must be a string"))),
+    }
+}
+
+/// [`decode`] of the record's members, however they were read (from its JSON tree, or straight
+/// from its text by [`members::record`]).
+pub(crate) fn decode_members(m: Members) -> Result<ChangeEvent, DecodeError> {
+    let source_timestamp = match &m.source_timestamp {
         None => return Err(DecodeError::malformed(Some("source_timestamp".into()), "source_timestamp is required")),
         Some(v) => in_range("source_timestamp", parse_timestamp(v, "source_timestamp")?)?,
     };
-    let read_timestamp = match o.get("read_timestamp") {
+    let read_timestamp = match &m.read_timestamp {
         None | Some(Value::Null) => None,
         Some(v) => Some(in_range("read_timestamp", parse_timestamp(v, "read_timestamp")?)?),
     };
-    let source_metadata = match o.get_mut("source_metadata") {
+    let source_metadata = match m.source_metadata {
         None | Some(Value::Null) => SourceMetadata::default(),
-        Some(Value::Object(m)) => decode_source_metadata(m)?,
+        Some(Value::Object(mut o)) => decode_source_metadata(&mut o)?,
         Some(_) => {
             return Err(DecodeError::malformed(Some("source_metadata".into()), "source_metadata must be an object"));
         }
     };
-    let uuid = take_string(&mut o, "uuid", "")?;
-    let stream = take_string(&mut o, "stream_name", "")?;
-    let object = take_string(&mut o, "object", "")?;
-    let read_method = take_string(&mut o, "read_method", "")?;
-    let payload = match o.remove("payload") {
+    let uuid = member_string(m.uuid, "uuid")?;
+    let stream = member_string(m.stream_name, "stream_name")?;
+    let object = member_string(m.object, "object")?;
+    let read_method = member_string(m.read_method, "read_method")?;
+    let payload = match m.payload {
         None | Some(Value::Null) => None,
         Some(Value::Object(p)) => Some(decode_pipeline_run(p, "payload.")?),
         Some(_) => return Err(DecodeError::malformed(Some("payload".into()), "payload must be an object")),

@@ -53,6 +53,10 @@ pub struct Lines {
     done: bool,
     buf: Vec<u8>,
     decoder: RecordDecoder,
+    /// Whether a line that is a plain Datastream record is read straight from its text
+    /// ([`super::datastream::members::record`]): only where `decoder` decodes such a record as
+    /// a Datastream record.
+    plain: bool,
 }
 
 impl Lines {
@@ -73,12 +77,21 @@ impl Lines {
         } else {
             Box::pin(raw)
         };
-        Ok(Lines { reader, line: 0, max_line_bytes, done: false, buf: Vec::new(), decoder: super::record })
+        Ok(Lines { reader, line: 0, max_line_bytes, done: false, buf: Vec::new(), decoder: super::record, plain: true })
     }
 
     /// Decodes every line with `decoder` instead of recognising its format.
     pub fn with_decoder(mut self, decoder: RecordDecoder) -> Lines {
         self.decoder = decoder;
+        self.plain = false;
+        self
+    }
+
+    /// Reads a line that is a plain Datastream record straight from its text, as [`Lines::new`]
+    /// does, after [`Lines::with_decoder`]: for a decoder that gives the same event as
+    /// [`super::datastream::decode`] for such a record.
+    pub fn with_plain_datastream(mut self, plain: bool) -> Lines {
+        self.plain = plain;
         self
     }
 
@@ -100,7 +113,7 @@ impl Lines {
             let chunk = self.reader.fill_buf().await?;
             if let Some(i) = memchr::memchr(b'\n', chunk).filter(|i| *i <= self.max_line_bytes) {
                 self.line += 1;
-                let input = decode_line(self.decoder, self.line, &chunk[..i]);
+                let input = decode_line(self.decoder, self.plain, self.line, &chunk[..i]);
                 Pin::new(&mut self.reader).consume(i + 1);
                 out.extend(input);
                 continue;
@@ -118,7 +131,7 @@ impl Lines {
                 out.push(RecordInput { item: Some(format!("line {}", self.line)), record: Err(e) });
                 continue;
             }
-            out.extend(decode_line(self.decoder, self.line, &self.buf));
+            out.extend(decode_line(self.decoder, self.plain, self.line, &self.buf));
         }
         Ok(out)
     }
@@ -153,13 +166,14 @@ impl Lines {
 }
 
 /// The record of line number `line` (`raw`, without its newline); `None` for a blank line.
-fn decode_line(decoder: RecordDecoder, line: u64, raw: &[u8]) -> Option<RecordInput> {
+fn decode_line(decoder: RecordDecoder, plain: bool, line: u64, raw: &[u8]) -> Option<RecordInput> {
     let text = trim(raw);
     if text.is_empty() {
         return None;
     }
-    let record = match serde_json::from_slice(text) {
-        Ok(v) => decoder(v).map_err(|e| at_line(e, line)),
+    let direct = if plain { super::datastream::members::record(text) } else { None };
+    let record = match direct.map_or_else(|| serde_json::from_slice(text).map(decoder), Ok) {
+        Ok(result) => result.map_err(|e| at_line(e, line)),
         Err(e) => {
             Err(DecodeError::malformed(Some(format!("line {line}")), format!("line {line} is not a JSON record: {e}")))
         }

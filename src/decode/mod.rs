@@ -115,8 +115,24 @@ pub struct RecordInput {
 impl Delivery {
     /// A delivery of one record (JSON), decoded by its format ([`record`]).
     pub fn single(format: DeliveryFormat, meta: DeliveryMeta, value: Value) -> Delivery {
-        Delivery { format, meta, records: vec![RecordInput { item: None, record: record(value) }] }
+        Delivery::of(format, meta, record(value))
     }
+
+    /// A delivery of one record already decoded (or not).
+    fn of(format: DeliveryFormat, meta: DeliveryMeta, record: Result<ChangeEvent, DecodeError>) -> Delivery {
+        Delivery { format, meta, records: vec![RecordInput { item: None, record }] }
+    }
+}
+
+/// The one record of a delivery's data, read straight from its text
+/// ([`datastream::members::record`]) when the data is a plain Datastream record and the
+/// delivery's metadata announces no Cloud Storage object; `None` when the JSON tree of the data
+/// must decide what it is. Either way the outcome is the tree's.
+fn plain_record(meta: &DeliveryMeta, data: &[u8]) -> Option<Result<ChangeEvent, DecodeError>> {
+    if storage::may_announce(meta) {
+        return None;
+    }
+    datastream::members::record(data)
 }
 
 /// Decodes one change record, whatever its format: an AWS DMS message (`data` + `metadata`), a
@@ -331,6 +347,9 @@ fn route(headers: &HeaderMap, body: &[u8]) -> Result<Decoded, DecodeError> {
     };
     // Pub/Sub's metadata headers say who pushed it; without them it is a direct POST
     let format = if meta == DeliveryMeta::default() { DeliveryFormat::Direct } else { DeliveryFormat::PubSubUnwrapped };
+    if let Some(record) = plain_record(&meta, body) {
+        return Ok(Decoded::Records(Delivery::of(format, meta, record)));
+    }
     let value = parse_json(body, "body", BODY)?;
     if let Some(object) = storage::notification(&meta, Some(&value)) {
         return Ok(Decoded::Object { format, meta, object });
@@ -355,6 +374,9 @@ fn message_data(
         }
         return Err(DecodeError::malformed(Some(field.to_string()), "Pub/Sub message without data"));
     };
+    if let Some(record) = plain_record(&meta, &bytes) {
+        return Ok(Decoded::Records(Delivery::of(format, meta, record)));
+    }
     let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
         DecodeError::malformed(Some(field.to_string()), format!("{field} does not decode to JSON: {e}"))
     })?;

@@ -78,6 +78,16 @@ fn text(v: Option<&Value>) -> Option<String> {
     }
 }
 
+/// Whether `meta` alone may make a delivery a Cloud Storage notification ([`notification`]):
+/// Pub/Sub notification attributes, or a CloudEvent whose type or source is Cloud Storage's.
+/// When it is false, only data that is an object resource (`"kind": "storage#object"`) is one.
+pub(crate) fn may_announce(meta: &DeliveryMeta) -> bool {
+    let a = &meta.attributes;
+    ["bucketId", "objectId", "eventType"].iter().any(|k| a.contains_key(*k))
+        || meta.ce_type.as_deref().and_then(event_from_ce_type).is_some()
+        || meta.ce_source.as_deref().is_some_and(|s| s.starts_with("//storage.googleapis.com/"))
+}
+
 /// The object a delivery announces, if it is a Cloud Storage notification on any route: Pub/Sub
 /// attributes, a CloudEvent of a `google.cloud.storage.object.v1.*` type or from a
 /// `//storage.googleapis.com/` source, or data that is an object resource (`kind:

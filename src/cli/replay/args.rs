@@ -94,6 +94,12 @@ impl Format {
     pub fn decoder(self) -> RecordDecoder {
         super::detect::decoder(self)
     }
+
+    /// Whether [`Format::decoder`] decodes a plain Datastream record (nothing but Datastream's
+    /// keys) as a Datastream record, so that such a line may be read straight from its text.
+    pub fn decodes_datastream(self) -> bool {
+        matches!(self, Format::Auto | Format::Datastream)
+    }
 }
 
 /// How progress is shown.

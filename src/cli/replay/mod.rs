@@ -282,7 +282,8 @@ impl Replay {
                 return;
             }
         };
-        let mut lines = lines.with_decoder(args.format.decoder());
+        let mut lines =
+            lines.with_decoder(args.format.decoder()).with_plain_datastream(args.format.decodes_datastream());
         // every log line of the file's records names it
         let span = tracing::warn_span!("file", file = name.as_str());
         let mut first = true;
