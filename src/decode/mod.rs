@@ -27,6 +27,7 @@ pub mod pubsub;
 mod route;
 pub mod storage;
 pub mod time;
+mod tree;
 
 use std::collections::BTreeMap;
 

@@ -74,7 +74,7 @@ pub fn table_key(table: &TableRef) -> u128 {
 pub fn query_key<'a>(
     sql_file: &str,
     relations: impl IntoIterator<Item = (&'a str, &'a str)>,
-    params: &[(String, Param)],
+    params: impl IntoIterator<Item = &'a (String, Param)>,
 ) -> u128 {
     let mut k = KeyBytes(Vec::with_capacity(256));
     k.part(sql_file.as_bytes());

@@ -112,7 +112,7 @@ impl<'de> de::Deserialize<'de> for Members {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members, A::Error> {
                 let mut m = Members::default();
                 while let Some(key) = map.next_key::<Key>()? {
-                    let value: Value = map.next_value()?;
+                    let value: Value = map.next_value_seed(crate::decode::tree::Tree)?;
                     let slot = match key {
                         Key::Uuid => &mut m.uuid,
                         Key::StreamName => &mut m.stream_name,

@@ -106,11 +106,10 @@ impl QueryPlan {
         if let Some(rule) = self.family.when_missing.iter().find(|w| w.applies(&present)) {
             return self.gauges(&rule.rows);
         }
-        // The relation each table input stands for, and the parameters the SQL uses.
-        // Only the parameters the SQL uses are copied (and hashed into the query's key).
+        // The relation each table input stands for, and the parameters the SQL uses: borrowed
+        // for the query's key, copied only when this handler is the one that sends the query.
         let sql_params = &self.family.sql_params;
-        let mut params: Vec<(String, Param)> =
-            self.params.iter().filter(|(n, _)| sql_params.contains(n)).cloned().collect();
+        let mut exists_params: Vec<(String, Param)> = Vec::new();
         let mut relations: BTreeMap<&str, String> = BTreeMap::new();
         for t in &self.tables {
             let input = &self.family.inputs[t.spec];
@@ -120,12 +119,13 @@ impl QueryPlan {
             if t.if_missing == IfMissing::Empty {
                 let name = format!("{}_exists", input.name);
                 if sql_params.contains(&name) {
-                    params.push((name, Param::Bool(exists)));
+                    exists_params.push((name, Param::Bool(exists)));
                 }
             }
         }
+        let params = || self.params.iter().filter(|(n, _)| sql_params.contains(n)).chain(&exists_params);
         // Families sharing a SQL file with the same tables and parameters share one query.
-        let key = query_key(&self.family.sql_file, relations.iter().map(|(k, v)| (*k, v.as_str())), &params);
+        let key = query_key(&self.family.sql_file, relations.iter().map(|(k, v)| (*k, v.as_str())), params());
         let family = &self.family;
         let rows = ctx
             .query_keyed(key, || {
@@ -147,7 +147,7 @@ impl QueryPlan {
                         }
                     }
                 }
-                (sql, params)
+                (sql, params().cloned().collect())
             })
             .await?;
         self.gauges(&rows)
