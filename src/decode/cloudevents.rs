@@ -120,8 +120,9 @@ pub fn structured(body: &[u8]) -> Result<(DeliveryMeta, Cow<'_, [u8]>), DecodeEr
     attributes(ce)
 }
 
-/// [`structured`] after the event's members were read.
-pub(crate) fn attributes(ce: Structured<'_>) -> Result<(DeliveryMeta, Cow<'_, [u8]>), DecodeError> {
+/// The context attributes of a structured-mode CloudEvent (its data aside): errors as
+/// [`structured`]'s.
+pub(crate) fn context(ce: &Structured<'_>) -> Result<DeliveryMeta, DecodeError> {
     match ce.specversion.map(RawValue::get) {
         Some("\"1.0\"") => {}
         other => {
@@ -149,13 +150,19 @@ pub(crate) fn attributes(ce: Structured<'_>) -> Result<(DeliveryMeta, Cow<'_, [u
         None | Some("null") => {}
         Some(_) => rfc3339_time(Some(as_string(ce.time).as_deref().unwrap_or("(not a string)")), "time")?,
     }
+    Ok(meta)
+}
+
+/// The error of an event with both `data` and `data_base64`.
+pub(crate) fn both_data() -> DecodeError {
+    DecodeError::malformed(Some("data_base64".into()), "a CloudEvent must not carry both 'data' and 'data_base64'")
+}
+
+/// [`structured`] after the event's members were read.
+pub(crate) fn attributes(ce: Structured<'_>) -> Result<(DeliveryMeta, Cow<'_, [u8]>), DecodeError> {
+    let meta = context(&ce)?;
     let data = match (ce.data, ce.data_base64) {
-        (Some(_), Some(_)) => {
-            return Err(DecodeError::malformed(
-                Some("data_base64".into()),
-                "a CloudEvent must not carry both 'data' and 'data_base64'",
-            ));
-        }
+        (Some(_), Some(_)) => return Err(both_data()),
         (Some(raw), None) => match as_string(Some(raw)) {
             // data given as a JSON string holding the JSON document
             Some(text) => Cow::Owned(text.into_bytes()),

@@ -325,11 +325,13 @@ fn route(headers: &HeaderMap, body: &[u8]) -> Result<Decoded, DecodeError> {
         },
     };
     if ct == "application/cloudevents+json" || structured {
-        let (meta, data) = match routed {
-            Some(r) => r.cloudevent()?,
-            None => cloudevents::structured(body)?,
+        return match routed {
+            Some(r) => r.cloudevent(body),
+            None => {
+                let (meta, data) = cloudevents::structured(body)?;
+                cloudevents::carried(DeliveryFormat::CloudEventStructured, meta, &data, "data")
+            }
         };
-        return cloudevents::carried(DeliveryFormat::CloudEventStructured, meta, &data, "data");
     }
     // neither binary nor structured: ce-id/ce-source/ce-type headers say it was meant as binary
     cloudevents::without_specversion(headers)?;

@@ -15,7 +15,7 @@ use super::{DecodeError, DeliveryMeta};
 
 /// The push wrapper (`PubsubMessage` plus subscription).
 #[derive(Debug, Deserialize)]
-struct PushBody<'a> {
+pub(crate) struct PushBody<'a> {
     #[serde(borrow)]
     message: PushMessage<'a>,
     #[serde(default)]
@@ -69,6 +69,11 @@ pub(crate) fn push_body(json: &[u8], prefix: &str) -> Result<Pushed, DecodeError
     let push: PushBody = serde_json::from_slice(json).map_err(|e| {
         DecodeError::malformed(Some(format!("{prefix}message")), format!("invalid Pub/Sub push body: {e}"))
     })?;
+    pushed(push, prefix)
+}
+
+/// [`push_body`] of a wrapper already read.
+pub(crate) fn pushed(push: PushBody<'_>, prefix: &str) -> Result<Pushed, DecodeError> {
     message(push.message, push.subscription, push.delivery_attempt, prefix)
 }
 

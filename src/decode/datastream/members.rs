@@ -52,16 +52,24 @@ impl Members {
 /// [`crate::decode::record`] bounds it), or `None` when `json` is not a Datastream record this
 /// reader takes (see the module documentation): the caller then builds the tree.
 pub(crate) fn record(json: &[u8]) -> Option<Result<ChangeEvent, DecodeError>> {
-    let members: Members = serde_json::from_slice(json).ok()?;
-    members.source_timestamp.as_ref()?;
-    Some(super::decode_members(members).and_then(|event| {
-        crate::decode::bounded_id("uuid", event.uuid.as_deref())?;
-        Ok(event)
-    }))
+    serde_json::from_slice::<Members>(json).ok()?.decode()
 }
 
-/// A key of the top level: one of the record's keys, or any other (which ends the read).
-enum Key {
+impl Members {
+    /// The record these members make, as [`record`] decodes it; `None` without
+    /// `source_timestamp` (the tree must decide what such an object is).
+    pub(crate) fn decode(self) -> Option<Result<ChangeEvent, DecodeError>> {
+        self.source_timestamp.as_ref()?;
+        Some(super::decode_members(self).and_then(|event| {
+            crate::decode::bounded_id("uuid", event.uuid.as_deref())?;
+            Ok(event)
+        }))
+    }
+}
+
+/// A key of a record's top level that this reader takes (any other ends the read).
+#[derive(Clone, Copy)]
+pub(crate) enum Key {
     Uuid,
     StreamName,
     SourceTimestamp,
@@ -74,6 +82,24 @@ enum Key {
     Unread,
 }
 
+impl Key {
+    /// The key named `key`, if it is one of a Datastream record's (protocols.md §3.2).
+    pub(crate) fn of(key: &str) -> Option<Key> {
+        Some(match key {
+            "uuid" => Key::Uuid,
+            "stream_name" => Key::StreamName,
+            "source_timestamp" => Key::SourceTimestamp,
+            "read_timestamp" => Key::ReadTimestamp,
+            "object" => Key::Object,
+            "read_method" => Key::ReadMethod,
+            "source_metadata" => Key::SourceMetadata,
+            "payload" => Key::Payload,
+            "schema_key" | "sort_keys" => Key::Unread,
+            _ => return None,
+        })
+    }
+}
+
 impl<'de> de::Deserialize<'de> for Key {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Key, D::Error> {
         struct KeyVisitor;
@@ -83,22 +109,38 @@ impl<'de> de::Deserialize<'de> for Key {
                 f.write_str("a Datastream record key")
             }
             fn visit_str<E: de::Error>(self, key: &str) -> Result<Key, E> {
-                Ok(match key {
-                    "uuid" => Key::Uuid,
-                    "stream_name" => Key::StreamName,
-                    "source_timestamp" => Key::SourceTimestamp,
-                    "read_timestamp" => Key::ReadTimestamp,
-                    "object" => Key::Object,
-                    "read_method" => Key::ReadMethod,
-                    "source_metadata" => Key::SourceMetadata,
-                    "payload" => Key::Payload,
-                    "schema_key" | "sort_keys" => Key::Unread,
-                    other => return Err(E::custom(format_args!("not a Datastream record key: {other}"))),
-                })
+                Key::of(key).ok_or_else(|| E::custom(format_args!("not a Datastream record key: {key}")))
             }
         }
         d.deserialize_identifier(KeyVisitor)
     }
+}
+
+/// The members of a record whose first key, `first`, was read already; the rest of its keys
+/// from `map`.
+pub(crate) fn read_rest<'de, A: MapAccess<'de>>(first: Option<Key>, mut map: A) -> Result<Members, A::Error> {
+    let mut m = Members::default();
+    let mut key = first;
+    if key.is_none() {
+        key = map.next_key::<Key>()?;
+    }
+    while let Some(k) = key {
+        let value: Value = map.next_value_seed(crate::decode::tree::Tree)?;
+        let slot = match k {
+            Key::Uuid => &mut m.uuid,
+            Key::StreamName => &mut m.stream_name,
+            Key::SourceTimestamp => &mut m.source_timestamp,
+            Key::ReadTimestamp => &mut m.read_timestamp,
+            Key::Object => &mut m.object,
+            Key::ReadMethod => &mut m.read_method,
+            Key::SourceMetadata => &mut m.source_metadata,
+            Key::Payload => &mut m.payload,
+            Key::Unread => &mut None,
+        };
+        *slot = Some(value);
+        key = map.next_key::<Key>()?;
+    }
+    Ok(m)
 }
 
 impl<'de> de::Deserialize<'de> for Members {
@@ -109,24 +151,8 @@ impl<'de> de::Deserialize<'de> for Members {
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a Datastream record (a JSON object)")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members, A::Error> {
-                let mut m = Members::default();
-                while let Some(key) = map.next_key::<Key>()? {
-                    let value: Value = map.next_value_seed(crate::decode::tree::Tree)?;
-                    let slot = match key {
-                        Key::Uuid => &mut m.uuid,
-                        Key::StreamName => &mut m.stream_name,
-                        Key::SourceTimestamp => &mut m.source_timestamp,
-                        Key::ReadTimestamp => &mut m.read_timestamp,
-                        Key::Object => &mut m.object,
-                        Key::ReadMethod => &mut m.read_method,
-                        Key::SourceMetadata => &mut m.source_metadata,
-                        Key::Payload => &mut m.payload,
-                        Key::Unread => continue,
-                    };
-                    *slot = Some(value);
-                }
-                Ok(m)
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Members, A::Error> {
+                read_rest(None, map)
             }
         }
         d.deserialize_map(MembersVisitor)
