@@ -74,7 +74,7 @@ pub fn table_key(table: &TableRef) -> u128 {
 pub fn query_key<'a>(
     sql_file: &str,
     relations: impl IntoIterator<Item = (&'a str, &'a str)>,
-    params: impl IntoIterator<Item = &'a (String, Param)>,
+    params: impl IntoIterator<Item = (&'a str, &'a Param)>,
 ) -> u128 {
     let mut k = KeyBytes(Vec::with_capacity(256));
     k.part(sql_file.as_bytes());
@@ -152,8 +152,7 @@ mod tests {
     }
 
     fn key(params: &[(&str, Param)]) -> u128 {
-        let params: Vec<(String, Param)> = params.iter().map(|(n, p)| (n.to_string(), p.clone())).collect();
-        query_key("q.sql", [("t", "`p.d.t`")], &params)
+        query_key("q.sql", [("t", "`p.d.t`")], params.iter().map(|(n, p)| (*n, p)))
     }
 
     /// Two parameters share a key exactly when BigQuery receives the same type and value text.
@@ -172,7 +171,7 @@ mod tests {
         assert_ne!(key(&[("n", Param::Int(1))]), key(&[("m", Param::Int(1))]));
         let day = |d| Param::Date(NaiveDate::from_ymd_opt(2026, 11, d).unwrap());
         assert_ne!(key(&[("d", day(29))]), key(&[("d", day(30))]));
-        assert_ne!(query_key("q.sql", [("t", "`p.d.t`")], &[]), query_key("q.sql", [("t", "`p.d.u`")], &[]));
+        assert_ne!(query_key("q.sql", [("t", "`p.d.t`")], []), query_key("q.sql", [("t", "`p.d.u`")], []));
         // parts are length-prefixed: moving a byte between name and value changes the key
         assert_ne!(key(&[("ab", Param::String("c".into()))]), key(&[("a", Param::String("bc".into()))]));
         assert_eq!(key(&[("f", Param::Float(0.5))]), key(&[("f", Param::Float(0.5))]));

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::QueryHandler;
 use super::columns::{self, Problem};
-use super::run::{PlannedTable, QueryPlan};
+use super::run::{ParamName, PlannedTable, QueryPlan};
 use super::spec::{IfMissing, InputKind, InputSpec, ParameterType};
 use crate::decode::ChangeEvent;
 use crate::handlers::values::{is_missing, lookup, scalar_text};
@@ -76,7 +76,7 @@ impl Handler for QueryHandler {
                 let ty = input.parameter_type.unwrap_or_default();
                 match columns::read(&payload.row, path, ty) {
                     Ok((param, label)) => {
-                        params.push((input.name.clone(), param));
+                        params.push((ParamName::Input(spec), param));
                         values[spec] = Some(label);
                         continue;
                     }
@@ -133,13 +133,13 @@ impl Handler for QueryHandler {
                     let text = scalar_text(value).ok_or_else(|| {
                         HandlerError::invalid(field(), format!("Variable '{path}' must be a string or a number."))
                     })?;
-                    params.push((input.name.clone(), Param::String(text.clone())));
+                    params.push((ParamName::Input(spec), Param::String(text.clone())));
                     values[spec] = Some(text);
                 }
             }
         }
-        params.push(("source_timestamp".into(), Param::Timestamp(event.source_timestamp.with_timezone(&Utc))));
-        params.push(("source_date".into(), Param::Date(event.source_timestamp.date_naive())));
+        params.push((ParamName::SourceTimestamp, Param::Timestamp(event.source_timestamp.with_timezone(&Utc))));
+        params.push((ParamName::SourceDate, Param::Date(event.source_timestamp.date_naive())));
         Ok(Plan::Query(Box::new(QueryPlan {
             handler: self.name.clone(),
             family: self.family.clone(),

@@ -26,6 +26,15 @@ pub(super) struct PlannedTable {
     pub(super) checked: bool,
 }
 
+/// The name of a plan's query parameter, without a copy of its text per event: an input's (an
+/// index into the family's `inputs`), or one of the event's times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ParamName {
+    Input(usize),
+    SourceTimestamp,
+    SourceDate,
+}
+
 /// A prepared query: the resolved tables, parameters and label values of one handler for one
 /// event.
 pub struct QueryPlan {
@@ -35,7 +44,7 @@ pub struct QueryPlan {
     /// The handler's variable path of each input (shared, not copied per event).
     pub(super) paths: Arc<[String]>,
     pub(super) tables: Vec<PlannedTable>,
-    pub(super) params: Vec<(String, Param)>,
+    pub(super) params: Vec<(ParamName, Param)>,
     /// The value of each input read for this event (label text, raw table reference), in the
     /// family's input order; the handler's constants are shared, not merged into a copy.
     pub(super) values: Vec<Option<String>>,
@@ -52,6 +61,14 @@ fn empty_relation(columns: &BTreeMap<String, String>) -> String {
 impl QueryPlan {
     pub fn handler(&self) -> &str {
         &self.handler
+    }
+
+    fn param_name(&self, name: ParamName) -> &str {
+        match name {
+            ParamName::Input(i) => &self.family.inputs[i].name,
+            ParamName::SourceTimestamp => "source_timestamp",
+            ParamName::SourceDate => "source_date",
+        }
     }
 
     /// The value of a variable (`$name` in labels, `{name}` in messages): the input's value for
@@ -123,7 +140,10 @@ impl QueryPlan {
                 }
             }
         }
-        let params = || self.params.iter().filter(|(n, _)| sql_params.contains(n)).chain(&exists_params);
+        let params = || {
+            let named = self.params.iter().map(|(n, p)| (self.param_name(*n), p));
+            named.filter(|(n, _)| sql_params.contains(*n)).chain(exists_params.iter().map(|(n, p)| (n.as_str(), p)))
+        };
         // Families sharing a SQL file with the same tables and parameters share one query.
         let key = query_key(&self.family.sql_file, relations.iter().map(|(k, v)| (*k, v.as_str())), params());
         let family = &self.family;
@@ -147,7 +167,7 @@ impl QueryPlan {
                         }
                     }
                 }
-                (sql, params().cloned().collect())
+                (sql, params().map(|(n, p)| (n.to_string(), p.clone())).collect())
             })
             .await?;
         self.gauges(&rows)
