@@ -27,9 +27,13 @@ pub fn decoder(format: Format) -> RecordDecoder {
     }
 }
 
+/// `decode` of a line shaped like a record; its identity bounded as on every route
+/// (`decode::record` does it for any format, a format's own decoder does not).
 fn shaped(v: Value, decode: RecordDecoder) -> Result<ChangeEvent, DecodeError> {
     if crate::decode::looks_like_record(&v) {
-        return decode(v);
+        let event = decode(v)?;
+        crate::decode::bounded_id("uuid", event.uuid.as_deref())?;
+        return Ok(event);
     }
     Err(DecodeError::malformed(SHAPE_FIELD.to_string(), format!("{} is no change record", what(&v))))
 }
@@ -102,6 +106,23 @@ mod tests {
         // a record of another format still gets its decoder's own error
         let e = decoder(Format::Auto)(json!({"payload": {}})).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("source_timestamp"), "{e}");
+    }
+
+    /// A record's identity is bounded whichever format is named, as on every other route (a
+    /// plain Datastream line, read straight from its text, is bounded too).
+    #[test]
+    fn every_format_bounds_the_identity() {
+        let long = "u".repeat(crate::decode::MAX_ID_BYTES + 1);
+        let record = json!({"uuid": long, "source_timestamp": "2026-11-30T13:30:44Z", "payload": {"id": 1}});
+        for format in [Format::Auto, Format::Datastream] {
+            let e = decoder(format)(record.clone()).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some("uuid"), "{format:?}");
+        }
+        let direct = crate::decode::datastream::members::record(record.to_string().as_bytes()).expect("plain");
+        assert_eq!(direct.unwrap_err().field.as_deref(), Some("uuid"));
+        let mut ok = record;
+        ok["uuid"] = json!("u-1");
+        assert!(decoder(Format::Datastream)(ok).is_ok());
     }
 
     #[test]
