@@ -29,7 +29,7 @@ local-run: ## Build and run the function locally (metrics as JSON lines, also in
 	@if (exec 3<>/dev/tcp/127.0.0.1/$(PORT)) 2>/dev/null; then \
 	  echo "make local-run: 127.0.0.1:$(PORT): address in use (is another make local-run running?); stop it or use PORT=..." >&2; exit 1; fi
 	@$(MAKE) --no-print-directory local-up
-	@echo "== building the function (debug, $(TARGET_DIR)/debug); the first build compiles about 330 crates, about 10 min on 2 cores: see README, Quick start"
+	@echo "== building the function (debug, $(TARGET_DIR)/debug); the first build compiles about 340 crates, minutes on 2 cores: see README, Quick start"
 	@cargo build --locked
 	@mkdir -p .local
 	@echo "pipeline-run-metrics on http://127.0.0.1:$(PORT)/ (BigQuery emulator $(EMULATOR)); Ctrl-C stops it"

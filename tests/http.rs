@@ -184,6 +184,49 @@ async fn complete_example_of_every_pipeline() {
     }
 }
 
+/// The runs of the sample events are as long as real runs: `make local-test` shows their
+/// `pipeline.run.duration`, queue wait and schedule delay, and a sample whose `started_at` was
+/// copied from another sample days before its `completed_at` showed a run of 6 days.
+#[test]
+fn sample_runs_last_minutes_not_days() {
+    use chrono::DateTime;
+    use pipeline_run_metrics::decode::{Decoded, decode};
+    let mut files: Vec<String> = std::fs::read_dir(common::fixtures::events_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".json") && n != "seed.json")
+        .collect();
+    files.sort();
+    let mut checked = Vec::new();
+    for file in &files {
+        let (headers, body) = event_file(file);
+        let Ok(Decoded::Records(delivery)) = decode(&common::fixtures::header_map(&headers), &body) else { continue };
+        for run in delivery.records.iter().filter_map(|r| r.record.as_ref().ok()?.payload.as_ref()) {
+            let time = |column: &str| {
+                let text = run.row.get(column)?.as_str()?;
+                Some(DateTime::parse_from_rfc3339(text).unwrap_or_else(|e| panic!("{file}: {column} {text}: {e}")))
+            };
+            if time("started_at").is_none() {
+                continue;
+            }
+            for (from, to) in
+                [("created_at", "started_at"), ("execution_date", "started_at"), ("started_at", "completed_at")]
+            {
+                if let (Some(a), Some(b)) = (time(from), time(to)) {
+                    let seconds = (b - a).num_seconds();
+                    assert!((0..=3600).contains(&seconds), "{file}: {from} {a} to {to} {b} is {seconds} s");
+                }
+            }
+            if time("completed_at").is_some() {
+                checked.push(file.as_str());
+            }
+        }
+    }
+    for sample in ["approval_complete.json", "evaluation_complete.json", "release_complete.json"] {
+        assert!(checked.contains(&sample), "{sample} has a run with start and completion: {checked:?}");
+    }
+}
+
 #[tokio::test]
 async fn invalid_events_get_a_precise_4xx() {
     seed();

@@ -152,15 +152,40 @@ fn decode_source_metadata(m: &mut Map<String, Value>) -> Result<SourceMetadata, 
             ));
         }
     };
+    let change_type = take_string(m, "change_type", p)?;
+    if let Some(ct) = change_type.as_deref() {
+        check_change_type(ct)?;
+    }
     Ok(SourceMetadata {
         schema: take_string(m, "schema", p)?,
         table: take_string(m, "table", p)?,
-        change_type: take_string(m, "change_type", p)?,
+        change_type,
         is_deleted,
         lsn: take_string(m, "lsn", p)?,
         tx_id: take_string(m, "tx_id", p)?,
         primary_keys,
     })
+}
+
+/// The `source_metadata.change_type` values a Datastream record may carry (protocols.md §3.2,
+/// "change_type values"), compared without regard to case; the empty string (like a missing
+/// value) is an upsert.
+const CHANGE_TYPES: [&str; 6] = ["INSERT", "UPDATE", "UPDATE-INSERT", "", "DELETE", "UPDATE-DELETE"];
+
+/// Refuses a `change_type` outside [`CHANGE_TYPES`]: taken for a live change, an unknown one
+/// (a typo, another source's operation) would be counted as an upsert.
+fn check_change_type(ct: &str) -> Result<(), DecodeError> {
+    if CHANGE_TYPES.iter().any(|known| ct.eq_ignore_ascii_case(known)) {
+        return Ok(());
+    }
+    Err(DecodeError::malformed(
+        Some("source_metadata.change_type".into()),
+        format!(
+            "source_metadata.change_type '{}' is not one of INSERT, UPDATE, UPDATE-INSERT, DELETE, UPDATE-DELETE \
+             or empty",
+            crate::redact::excerpt(ct, crate::redact::EXCERPT_CHARS)
+        ),
+    ))
 }
 
 /// The row after a change (any source format), with the Mage `pipeline_run` columns the claim
@@ -318,12 +343,57 @@ mod tests {
                 "source_metadata.is_deleted",
             ),
             (json!({"source_timestamp": 1705314600000i64, "source_metadata": 5}), "source_metadata"),
+            (
+                json!({"source_timestamp": 1705314600000i64, "source_metadata": {"change_type": "WEIRD"}}),
+                "source_metadata.change_type",
+            ),
         ];
         for (v, field) in cases {
             let e = decode(v.clone()).unwrap_err();
             assert_eq!(e.field.as_deref(), Some(field), "{v}");
         }
         assert!(decode(json!("x")).is_err());
+    }
+
+    #[test]
+    fn change_types_outside_the_documented_set_are_refused() {
+        let with = |ct: Value| json!({"source_timestamp": 1705314600000i64, "source_metadata": {"change_type": ct}});
+        let accepted = [
+            ("INSERT", ChangeKind::Upsert),
+            ("UPDATE", ChangeKind::Upsert),
+            ("UPDATE-INSERT", ChangeKind::Upsert),
+            ("", ChangeKind::Upsert),
+            ("update", ChangeKind::Upsert),
+            ("update-insert", ChangeKind::Upsert),
+            ("Insert", ChangeKind::Upsert),
+            ("DELETE", ChangeKind::Delete),
+            ("UPDATE-DELETE", ChangeKind::Delete),
+            ("delete", ChangeKind::Delete),
+            ("update-delete", ChangeKind::Delete),
+        ];
+        for (ct, kind) in accepted {
+            assert_eq!(decode(with(json!(ct))).unwrap().change_kind(), kind, "{ct:?}");
+        }
+        assert_eq!(
+            decode(json!({"source_timestamp": 1705314600000i64, "source_metadata": {}})).unwrap().change_kind(),
+            ChangeKind::Upsert
+        );
+        assert_eq!(decode(with(Value::Null)).unwrap().change_kind(), ChangeKind::Upsert);
+        let long = "X".repeat(10_000);
+        for ct in ["WEIRD", "LOAD", "UPSERT", "INSERT ", "UPDATE_DELETE", "c", long.as_str()] {
+            let e = decode(with(json!(ct))).unwrap_err();
+            assert_eq!(e.kind, crate::decode::DecodeErrorKind::Malformed, "{ct}");
+            assert_eq!(e.field.as_deref(), Some("source_metadata.change_type"), "{ct}");
+            assert!(
+                e.message.contains("INSERT, UPDATE, UPDATE-INSERT, DELETE, UPDATE-DELETE or empty"),
+                "{}",
+                e.message
+            );
+            assert!(e.message.len() < 400, "the value is not echoed whole: {} bytes", e.message.len());
+        }
+        // a number is taken as its text, and refused like any other unknown value
+        let e = decode(with(json!(3))).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("source_metadata.change_type"));
     }
 
     #[test]

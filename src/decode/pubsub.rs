@@ -28,8 +28,10 @@ pub(crate) struct PushBody<'a> {
 pub(crate) struct PushMessage<'a> {
     #[serde(default, borrow)]
     data: Option<Cow<'a, str>>,
+    /// Read as any JSON value, so that a value that is not a string is refused by [`message`]
+    /// naming its key, not by serde naming the whole `message`.
     #[serde(default)]
-    attributes: Option<BTreeMap<String, String>>,
+    attributes: Option<BTreeMap<String, serde_json::Value>>,
     #[serde(default, rename = "messageId")]
     message_id_camel: Option<String>,
     #[serde(default, rename = "message_id")]
@@ -77,6 +79,30 @@ pub(crate) fn pushed(push: PushBody<'_>, prefix: &str) -> Result<Pushed, DecodeE
     message(push.message, push.subscription, push.delivery_attempt, prefix)
 }
 
+/// A message's attributes, every one a string (a `PubsubMessage`'s `attributes` is a
+/// `map<string, string>`).
+///
+/// Errors: malformed, naming `<prefix>message.attributes.<key>` (the key cut to an excerpt).
+fn attributes(
+    attributes: BTreeMap<String, serde_json::Value>,
+    prefix: &str,
+) -> Result<BTreeMap<String, String>, DecodeError> {
+    attributes
+        .into_iter()
+        .map(|(key, value)| match value {
+            serde_json::Value::String(s) => Ok((key, s)),
+            _ => {
+                let field = format!(
+                    "{prefix}message.attributes.{}",
+                    crate::redact::excerpt(&key, crate::redact::EXCERPT_CHARS)
+                );
+                let message = format!("{field} must be a string: Pub/Sub attributes are strings");
+                Err(DecodeError::malformed(Some(field), message))
+            }
+        })
+        .collect()
+}
+
 /// The metadata and the data (decoded from base64) of a push message already read; `prefix` as
 /// in [`push_body`].
 pub(crate) fn message(
@@ -90,7 +116,7 @@ pub(crate) fn message(
         subscription,
         publish_time: m.publish_time_camel.or(m.publish_time_snake),
         delivery_attempt,
-        attributes: m.attributes.unwrap_or_default(),
+        attributes: attributes(m.attributes.unwrap_or_default(), prefix)?,
         ..Default::default()
     };
     let data = match m.data {

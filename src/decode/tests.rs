@@ -65,6 +65,57 @@ fn wrapped_push_snake_case_only_and_duplicated() {
     assert_eq!(only(&d), &decoded(record()));
 }
 
+/// An attribute that is not a string is refused naming it, in a push body, in a binary
+/// CloudEvent carrying one and in a structured CloudEvent whose data is one (`data.` prefix);
+/// string attributes are still read in every case.
+#[test]
+fn a_push_attribute_that_is_not_a_string_is_named() {
+    let json = headers(&[("content-type", "application/json")]);
+    let binary = headers(&[
+        ("content-type", "application/json"),
+        ("ce-specversion", "1.0"),
+        ("ce-id", "1"),
+        ("ce-source", "s"),
+        ("ce-type", "t"),
+    ]);
+    let ce = |data: Value| json!({"specversion": "1.0", "id": "e", "source": "s", "type": "t", "data": data});
+    for bad in [json!(42), json!(true), json!(null), json!({"a": "b"}), json!(["x"]), json!(1.5)] {
+        for keys in ["camel", "snake"] {
+            let mut message = json!({"data": b64(&record()), "attributes": {"ok": "v", "table": bad}});
+            message[if keys == "camel" { "messageId" } else { "message_id" }] = json!("m");
+            let push = json!({"message": message, "subscription": "s"});
+            for (h, body, field) in [
+                (&json, push.clone(), "message.attributes.table"),
+                (&headers(&[]), push.clone(), "message.attributes.table"),
+                (&binary, push.clone(), "message.attributes.table"),
+                (&json, ce(push.clone()), "data.message.attributes.table"),
+                (&headers(&[]), ce(json!({"subscription": "s", "message": message})), "data.message.attributes.table"),
+            ] {
+                let e = super::decode(h, body.to_string().as_bytes()).unwrap_err();
+                assert_eq!(e.kind, DecodeErrorKind::Malformed, "{body}");
+                assert_eq!(e.field.as_deref(), Some(field), "{body}");
+                assert_eq!(e.message, format!("{field} must be a string: Pub/Sub attributes are strings"), "{body}");
+            }
+        }
+    }
+    let long = "k".repeat(5_000);
+    let push = json!({"message": {"data": b64(&record()), "attributes": {long.as_str(): 1}}});
+    let e = super::decode(&json, push.to_string().as_bytes()).unwrap_err();
+    assert!(e.field.as_deref().is_some_and(|f| f.starts_with("message.attributes.kkk") && f.len() < 200), "{e:?}");
+    // string attributes are kept, wrapped or in a CloudEvent's data
+    let push = json!({"message": {"data": b64(&record()), "attributes": {"table": "pipeline_run", "e": ""}}});
+    for body in [push.clone(), ce(push)] {
+        let d = decode(&json, body.to_string().as_bytes()).unwrap();
+        assert_eq!(d.meta.attributes.get("table").map(String::as_str), Some("pipeline_run"), "{body}");
+        assert_eq!(d.meta.attributes.get("e").map(String::as_str), Some(""), "{body}");
+        assert_eq!(only(&d), &decoded(record()));
+    }
+    // attributes that are not an object are still refused as a push body serde cannot read
+    let push = json!({"message": {"data": b64(&record()), "attributes": 5}});
+    let e = super::decode(&json, push.to_string().as_bytes()).unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("message"));
+}
+
 #[test]
 fn push_without_data_names_the_field() {
     let body = json!({"message": {"messageId": "m"}, "subscription": "s"});

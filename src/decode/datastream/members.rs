@@ -184,7 +184,7 @@ mod tests {
     fn a_plain_record_read_from_its_text_is_the_record_its_tree_gives() {
         let mut taken = Vec::new();
         let mut variants: Vec<String> = vec![plain().to_string()];
-        let edits: [(&str, Value); 15] = [
+        let edits: [(&str, Value); 16] = [
             ("source_timestamp", Value::Null),
             ("uuid", json!(7)),
             ("uuid", json!(["x"])),
@@ -195,6 +195,7 @@ mod tests {
             ("read_timestamp", json!(true)),
             ("source_metadata", json!(5)),
             ("source_metadata", json!({"is_deleted": "no"})),
+            ("source_metadata", json!({"change_type": "WEIRD"})),
             ("payload", json!([])),
             ("payload", json!({"status": 3})),
             ("payload", Value::Null),
