@@ -66,8 +66,10 @@ impl Handler for QueryHandler {
             .ok_or_else(|| HandlerError::invalid("payload", "No 'payload' found in event data."))?;
         let empty = serde_json::Map::new();
         let vars = payload.variables().unwrap_or(&empty);
-        let mut tables = Vec::new();
-        let mut params = Vec::new();
+        // sized once: every input may add a table or a parameter, and the event's two times
+        let n = self.family.inputs.len();
+        let mut tables = Vec::with_capacity(n);
+        let mut params = Vec::with_capacity(n + 2);
         let mut values = vec![None; self.family.inputs.len()];
         for (spec, input) in self.family.inputs.iter().enumerate() {
             let path = &self.paths[spec];

@@ -174,7 +174,7 @@ impl QueryPlan {
     }
 
     fn gauges(&self, rows: &[crate::warehouse::Row]) -> Result<Vec<Point>, HandlerError> {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(rows.len() * self.metrics.len());
         for row in rows {
             for m in self.metrics.iter().map(|&i| &self.family.metrics[i]) {
                 let cell = row.get(&m.value).ok_or_else(|| {
