@@ -95,12 +95,7 @@ async fn every_sample_event_gets_the_same_answer_with_and_without_the_examples()
     seed();
     let plain = TestApp::with_catalogue(None, None, emulator_warehouse().await, 1 << 20).await;
     let examples = app().await;
-    let mut files: Vec<String> = std::fs::read_dir(common::fixtures::events_dir())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".json") && n != "seed.json")
-        .collect();
-    files.sort();
+    let files = common::fixtures::sample_event_files();
     assert!(files.len() >= 20, "{files:?}");
     for file in &files {
         let without = post_file(&plain, file).await;

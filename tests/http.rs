@@ -191,12 +191,7 @@ async fn complete_example_of_every_pipeline() {
 fn sample_runs_last_minutes_not_days() {
     use chrono::DateTime;
     use pipeline_run_metrics::decode::{Decoded, decode};
-    let mut files: Vec<String> = std::fs::read_dir(common::fixtures::events_dir())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".json") && n != "seed.json")
-        .collect();
-    files.sort();
+    let files = common::fixtures::sample_event_files();
     let mut checked = Vec::new();
     for file in &files {
         let (headers, body) = event_file(file);

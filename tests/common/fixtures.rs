@@ -44,6 +44,17 @@ pub fn events_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("events")
 }
 
+/// The names of the sample events in `events/` (`*.json`, without the emulator seed), sorted.
+pub fn sample_event_files() -> Vec<String> {
+    let mut files: Vec<String> = std::fs::read_dir(events_dir())
+        .expect("events/")
+        .map(|e| e.expect("events/ entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".json") && n != "seed.json")
+        .collect();
+    files.sort();
+    files
+}
+
 /// The headers of a headers file (`events/<name>.headers`: one `name: value` per line, blank
 /// lines skipped), names lowercased; `None` when there is no such file. The only reader of
 /// these files in tests and benches (scripts/eventfiles.py is the scripts' one).
