@@ -22,6 +22,7 @@ pub mod debezium;
 pub mod dms;
 pub mod error;
 pub mod files;
+mod headers;
 pub mod openlineage;
 pub mod pubsub;
 mod route;
@@ -37,6 +38,8 @@ use serde_json::Value;
 pub use crate::redact::MAX_ID_BYTES;
 pub use change::{ChangeEvent, ChangeKind, PipelineRun, ReadKind, SourceMetadata};
 pub use error::{DecodeError, DecodeErrorKind};
+use headers::is_accepted_type;
+pub(crate) use headers::{content_type, header, is_json_type};
 pub use storage::{ObjectEvent, StorageObject};
 
 /// How the event reached us.
@@ -188,49 +191,6 @@ fn bounded_ids(format: DeliveryFormat, meta: &DeliveryMeta) -> Result<(), Decode
 pub(crate) const EXPECTED: &str = "expected a CloudEvent (binary or structured mode), a Pub/Sub push body \
 {\"message\":{\"data\":<base64>,...},\"subscription\":...}, a Datastream record \
 {\"source_timestamp\":...,\"payload\":{...}} or a Debezium change event {\"op\":...,\"after\":{...},\"source\":{...}}";
-
-/// The media type of the request's `Content-Type` (lowercase, without parameters; empty when
-/// absent).
-pub(crate) fn content_type(headers: &HeaderMap) -> String {
-    headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase()
-}
-
-/// `application/json` or `application/*+json`.
-pub(crate) fn is_json_type(ct: &str) -> bool {
-    ct == "application/json" || (ct.starts_with("application/") && ct.ends_with("+json"))
-}
-
-/// Content types a body may carry. Pub/Sub sends `application/json`; unwrapped push may carry
-/// whatever the publisher set (`application/octet-stream`, `text/plain`) or none.
-fn is_accepted_type(ct: &str) -> bool {
-    ct.is_empty() || is_json_type(ct) || ct == "application/octet-stream" || ct == "text/plain"
-}
-
-pub(crate) fn header(headers: &HeaderMap, name: &str) -> Result<Option<String>, DecodeError> {
-    match headers.get(name) {
-        None => Ok(None),
-        Some(v) => {
-            let raw = v
-                .to_str()
-                .map_err(|_| DecodeError::malformed(format!("header {name}"), format!("header {name} is not ASCII")))?;
-            let decoded = percent_encoding::percent_decode_str(raw).decode_utf8().map_err(|_| {
-                DecodeError::malformed(
-                    format!("header {name}"),
-                    format!("header {name} is not UTF-8 after percent-decoding"),
-                )
-            })?;
-            Ok(Some(decoded.into_owned()))
-        }
-    }
-}
 
 /// The JSON document of `body` (`what` in messages; `field` names it in errors: `body`, `data`).
 pub(crate) fn parse_json(body: &[u8], what: &str, field: &str) -> Result<Value, DecodeError> {
