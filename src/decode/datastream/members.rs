@@ -125,19 +125,22 @@ pub(crate) fn read_rest<'de, A: MapAccess<'de>>(first: Option<Key>, mut map: A) 
         key = map.next_key::<Key>()?;
     }
     while let Some(k) = key {
+        // every value is parsed as the tree would, read or not; a key given twice keeps its last
         let value: Value = map.next_value_seed(crate::decode::tree::Tree)?;
         let slot = match k {
-            Key::Uuid => &mut m.uuid,
-            Key::StreamName => &mut m.stream_name,
-            Key::SourceTimestamp => &mut m.source_timestamp,
-            Key::ReadTimestamp => &mut m.read_timestamp,
-            Key::Object => &mut m.object,
-            Key::ReadMethod => &mut m.read_method,
-            Key::SourceMetadata => &mut m.source_metadata,
-            Key::Payload => &mut m.payload,
-            Key::Unread => &mut None,
+            Key::Uuid => Some(&mut m.uuid),
+            Key::StreamName => Some(&mut m.stream_name),
+            Key::SourceTimestamp => Some(&mut m.source_timestamp),
+            Key::ReadTimestamp => Some(&mut m.read_timestamp),
+            Key::Object => Some(&mut m.object),
+            Key::ReadMethod => Some(&mut m.read_method),
+            Key::SourceMetadata => Some(&mut m.source_metadata),
+            Key::Payload => Some(&mut m.payload),
+            Key::Unread => None,
         };
-        *slot = Some(value);
+        if let Some(slot) = slot {
+            *slot = Some(value);
+        }
         key = map.next_key::<Key>()?;
     }
     Ok(m)
