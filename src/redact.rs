@@ -46,12 +46,12 @@ pub fn quoted(text: &str) -> String {
         let inner = &rest[open + 1..];
         match inner.find(q) {
             Some(close) => {
-                out.push_str(&excerpt(&inner[..close], PART));
+                out.push_str(&recut(&inner[..close], PART));
                 out.push(q);
                 rest = &inner[close + 1..];
             }
             None => {
-                out.push_str(&excerpt(inner, PART));
+                out.push_str(&recut(inner, PART));
                 rest = "";
             }
         }
@@ -61,6 +61,22 @@ pub fn quoted(text: &str) -> String {
     }
     out.push_str(rest);
     excerpt(&out, MAX_MESSAGE_CHARS)
+}
+
+/// [`excerpt`] of a part that may be an excerpt already (a message that quoted a long value
+/// through [`excerpt`]): cut again, it keeps the length of the value it was cut from, not the
+/// length of the first excerpt.
+fn recut(part: &str, max: usize) -> String {
+    let first_cut = part.strip_suffix(" bytes)").and_then(|p| p.rsplit_once("… (")).filter(|(_, n)| {
+        !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
+    });
+    match first_cut {
+        Some((head, len)) => match head.char_indices().nth(max) {
+            None => part.to_string(),
+            Some((cut, _)) => format!("{}… ({len} bytes)", &head[..cut]),
+        },
+        None => excerpt(part, max),
+    }
 }
 
 /// A fixed-length stand-in for a value in logs: 16 hex digits of a hash keyed per process.
@@ -114,6 +130,25 @@ mod tests {
         let long = "é".repeat(100);
         let e = excerpt(&long, 10);
         assert!(e.starts_with(&"é".repeat(10)) && e.ends_with("(200 bytes)"), "{e}");
+    }
+
+    /// A value quoted through `excerpt` and cut again keeps its own length (a trial saw a value
+    /// of 5,000 bytes reported as "(80 bytes)").
+    #[test]
+    fn a_value_cut_twice_keeps_its_length() {
+        for n in [79usize, 80, 81, 200, 5000] {
+            let value = "C".repeat(n);
+            let message = format!("change_type '{}' is not one of INSERT, UPDATE", excerpt(&value, 80));
+            let shown = quoted(&message);
+            if n > 32 {
+                assert!(shown.contains(&format!("… ({n} bytes)'")), "{n}: {shown}");
+                assert_eq!(shown.matches("bytes)").count(), 1, "{n}: {shown}");
+            }
+        }
+        assert_eq!(recut("short", 32), "short");
+        // a text that only looks like an excerpt in part is cut as any other
+        let odd = format!("{}… (many bytes)", "x".repeat(40));
+        assert!(recut(&odd, 32).ends_with(&format!("… ({} bytes)", odd.len())));
     }
 
     #[test]
