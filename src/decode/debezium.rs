@@ -184,11 +184,21 @@ fn flattened(mut o: Map<String, Value>) -> Result<ChangeEvent, DecodeError> {
         }
     };
     let source_ms = source_timestamp.timestamp_millis();
+    // ExtractNewRecordState writes c, u, d (delete.handling.mode=rewrite) and r (snapshot reads)
     let change_type = match op.as_str() {
         "c" => "INSERT",
+        "u" => "UPDATE",
         "d" => "DELETE",
         "r" => "READ",
-        _ => "UPDATE",
+        other => {
+            return Err(DecodeError::malformed(
+                Some("__op".into()),
+                format!(
+                    "unknown Debezium __op '{}': expected c, u, d or r",
+                    crate::redact::excerpt(other, crate::redact::EXCERPT_CHARS)
+                ),
+            ));
+        }
     };
     let position = lsn.clone().unwrap_or_else(|| (source_ms * 1000).to_string());
     let uuid = format!("debezium:{db}:{}:{position}:{op}", table.as_deref().unwrap_or(""));
@@ -299,5 +309,28 @@ mod tests {
         assert_eq!(decode(v).unwrap_err().field.as_deref(), Some("after"));
         let v = json!({"id": 1, "__op": "u", "__table": "t"});
         assert_eq!(decode(v).unwrap_err().field.as_deref(), Some("__source_ts_ms"));
+    }
+
+    /// The flattened form's `__op` is one of the operations ExtractNewRecordState writes: any
+    /// other is refused naming it (a trial's `"__op": "q"` was counted as a finished run).
+    #[test]
+    fn a_flattened_op_outside_c_u_d_r_is_refused() {
+        let row = |op: Value| {
+            json!({"id": 1, "status": "COMPLETED", "__op": op, "__table": "pipeline_run",
+                "__source_ts_ms": 1762367011393i64})
+        };
+        for (op, kind) in [("c", "INSERT"), ("u", "UPDATE"), ("d", "DELETE"), ("r", "READ")] {
+            let e = decode(row(json!(op))).unwrap();
+            assert_eq!(e.source_metadata.change_type.as_deref(), Some(kind), "{op}");
+        }
+        // absent (add.fields without op): an update, as before
+        let mut v = row(Value::Null);
+        v.as_object_mut().unwrap().remove("__op");
+        assert_eq!(decode(v).unwrap().source_metadata.change_type.as_deref(), Some("UPDATE"));
+        for op in [json!("q"), json!(5), json!("U"), json!("x".repeat(500))] {
+            let e = decode(row(op.clone())).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some("__op"), "{op}");
+            assert!(e.message.contains("expected c, u, d or r") && e.message.len() < 200, "{e}");
+        }
     }
 }
