@@ -67,9 +67,10 @@ pub fn quoted(text: &str) -> String {
 /// through [`excerpt`]): cut again, it keeps the length of the value it was cut from, not the
 /// length of the first excerpt.
 fn recut(part: &str, max: usize) -> String {
-    let first_cut = part.strip_suffix(" bytes)").and_then(|p| p.rsplit_once("… (")).filter(|(_, n)| {
-        !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
-    });
+    let first_cut = part
+        .strip_suffix(" bytes)")
+        .and_then(|p| p.rsplit_once("… ("))
+        .filter(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
     match first_cut {
         Some((head, len)) => match head.char_indices().nth(max) {
             None => part.to_string(),

@@ -210,7 +210,7 @@ fn describe(outcome: &Outcome) -> String {
     match outcome {
         Outcome::HandlersFailed { failures, .. } => failures
             .iter()
-            .map(|f| format!("{}: {} ({})", f.handler, f.error, f.error.class().as_str()))
+            .map(|f| format!("{}: {} ({})", f.handler, f.error.log_text(), f.error.class().as_str()))
             .collect::<Vec<_>>()
             .join("; "),
         Outcome::SinkFailed(e) => e.to_string(),
@@ -248,6 +248,25 @@ mod tests {
         assert!(r.incomplete());
         assert_eq!(r.exit_code(), ExitCode::from(1));
         assert!(r.text().contains("a.jsonl:2:"), "{}", r.text());
+    }
+
+    /// A handler's failure is summed up in its log form: a payload variable's value (a table
+    /// name that may hold an e-mail address) is named and fingerprinted, never shown.
+    #[test]
+    fn handler_failures_show_no_payload_values() {
+        use crate::handlers::HandlerError;
+        use crate::pipeline::answer::Failure;
+        let error = HandlerError::invalid_quoting(
+            "payload.variables.batch_processable",
+            "Batch tables not found: tmp.table_of_ann_at_example_com",
+            "Batch tables not found: <batch_processable #0123>".into(),
+        );
+        let failures = vec![Failure { handler: "H".into(), error }];
+        let mut r = Report::default();
+        r.record("a.jsonl", result(4, Outcome::HandlersFailed { transient: false, failures }));
+        let shown = format!("{}{}", r.text(), r.json());
+        assert!(shown.contains("<batch_processable #0123>"), "{shown}");
+        assert!(!shown.contains("ann_at_example_com"), "{shown}");
     }
 
     #[test]
