@@ -40,7 +40,7 @@ pub fn parse_timestamp(v: &Value, field: &str) -> Result<DateTime<FixedOffset>, 
     let bad = |why: &str| DecodeError::malformed(Some(field.to_string()), format!("{field} {why}"));
     match v {
         Value::Number(n) => {
-            let ms = n.as_i64().ok_or_else(|| match n.as_f64() {
+            let ms = n.as_i64().or_else(|| super::time::integral(n)).ok_or_else(|| match n.as_f64() {
                 Some(f) if f.fract() == 0.0 => bad("is out of range: no time in epoch milliseconds"),
                 _ => bad("must be an integer number of epoch milliseconds"),
             })?;

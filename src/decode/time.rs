@@ -48,6 +48,15 @@ pub enum Epoch {
     Micros,
 }
 
+/// A JSON number written as a float (`1.7623e12`, `1762367011393.0`) whose value is a whole
+/// number an `i64` holds: the integer it stands for (some producers write every number as a
+/// float); `None` for a fraction or a value beyond `i64`.
+pub fn integral(n: &serde_json::Number) -> Option<i64> {
+    let f = n.as_f64().filter(|f| f.fract() == 0.0)?;
+    // 2^63 itself does not fit; every whole f64 below it in magnitude does, exactly
+    (f.abs() < 9_223_372_036_854_775_808.0).then_some(f as i64)
+}
+
 /// An epoch number (a JSON number or a string of digits, as Debezium writes them) in `unit`,
 /// range-checked with [`in_range`]. A number that is no time at all (past what an `i64` holds,
 /// or past year 262143) is "out of range", never "required"; a fraction or text is "must be an
@@ -69,10 +78,12 @@ pub fn epoch(v: &Value, unit: Epoch, field: &str) -> Result<DateTime<FixedOffset
     let not_integer =
         || DecodeError::malformed(field.to_string(), format!("{field} must be an integer number of epoch {name}"));
     let n: i64 = match v {
-        Value::Number(n) => match n.as_i64() {
-            Some(n) => n,
-            None if n.as_u64().is_some() || n.as_f64().is_some_and(|f| f.fract() == 0.0) => return Err(out_of_range()),
-            None => return Err(not_integer()),
+        Value::Number(n) => match (n.as_i64(), integral(n)) {
+            (Some(n), _) | (None, Some(n)) => n,
+            (None, None) if n.as_u64().is_some() || n.as_f64().is_some_and(|f| f.fract() == 0.0) => {
+                return Err(out_of_range());
+            }
+            (None, None) => return Err(not_integer()),
         },
         Value::String(s) => match s.trim().parse::<i128>() {
             Ok(n) => i64::try_from(n).map_err(|_| out_of_range())?,
@@ -91,6 +102,30 @@ pub fn epoch(v: &Value, unit: Epoch, field: &str) -> Result<DateTime<FixedOffset
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// A whole number written as a float is the time it stands for (a trial's
+    /// `source_timestamp: 1.7965e12` was "out of range: no time in epoch milliseconds"); a
+    /// fraction is still "must be an integer", and a float past `i64` still "out of range".
+    #[test]
+    fn whole_numbers_written_as_floats_are_times() {
+        let ms = 1_762_367_011_000i64;
+        let as_float: Value = serde_json::from_str("1.762367011e12").unwrap();
+        assert!(as_float.is_f64());
+        assert_eq!(epoch(&as_float, Epoch::Millis, "ts_ms").unwrap().timestamp_millis(), ms);
+        let t = crate::decode::datastream::parse_timestamp(&as_float, "source_timestamp").unwrap();
+        assert_eq!(t.timestamp_millis(), ms);
+        let fraction: Value = serde_json::from_str("1762367011000.5").unwrap();
+        assert!(epoch(&fraction, Epoch::Millis, "ts_ms").unwrap_err().message.contains("must be an integer"));
+        let e = crate::decode::datastream::parse_timestamp(&fraction, "source_timestamp").unwrap_err();
+        assert!(e.message.contains("must be an integer"), "{e}");
+        let huge: Value = serde_json::from_str("1e300").unwrap();
+        assert!(epoch(&huge, Epoch::Millis, "ts_ms").unwrap_err().message.contains("out of range"));
+        let e = crate::decode::datastream::parse_timestamp(&huge, "source_timestamp").unwrap_err();
+        assert!(e.message.contains("out of range"), "{e}");
+        let bound: Value = serde_json::from_str("9.223372036854775808e18").unwrap();
+        assert_eq!(integral(bound.as_number().unwrap()), None, "2^63 is no i64");
+        assert_eq!(integral(serde_json::Number::from_f64(-4.0).as_ref().unwrap()), Some(-4));
+    }
 
     #[test]
     fn times_between_2000_and_a_day_ahead_are_accepted() {
