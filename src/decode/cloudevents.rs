@@ -224,6 +224,27 @@ pub(super) fn carried(
     }
     Err(DecodeError::malformed(
         Some(field.to_string()),
-        format!("CloudEvent {field} is neither a Pub/Sub message {{\"message\":{{...}}}} nor a Datastream record"),
+        format!(
+            "CloudEvent {field} is neither a Pub/Sub message {{\"message\":{{...}}}} nor a change record \
+             (a Datastream record, a Debezium change event or an AWS DMS message), nor a Cloud Storage object"
+        ),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Data that is no delivery at all is refused naming `data` and saying what is accepted,
+    /// every change format included.
+    #[test]
+    fn data_of_no_known_kind_says_what_is_accepted() {
+        for data in [&b"[1,2]"[..], b"5", b"{\"id\":1}"] {
+            let e = carried(DeliveryFormat::CloudEventStructured, DeliveryMeta::default(), data, "data").unwrap_err();
+            assert_eq!(e.field.as_deref(), Some("data"));
+            for kind in ["Pub/Sub message", "Datastream record", "Debezium change event", "AWS DMS message"] {
+                assert!(e.message.contains(kind), "{kind}: {e}");
+            }
+        }
+    }
 }
