@@ -269,6 +269,42 @@ fn structured_cloud_event_errors_name_the_attribute() {
     assert_eq!(e.field.as_deref(), Some("data"));
 }
 
+/// A required attribute that is present but not a non-empty string is told apart from one that
+/// is absent (or null): both name the attribute, only the absent one is "without" it.
+#[test]
+fn a_present_attribute_of_the_wrong_type_is_not_called_missing() {
+    let h = headers(&[("content-type", "application/cloudevents+json")]);
+    for name in ["id", "source", "type"] {
+        let event = |value: Option<Value>| {
+            let mut ce = json!({"specversion": "1.0", "id": "i", "source": "s", "type": "t", "data": record()});
+            match value {
+                Some(v) => ce[name] = v,
+                None => _ = ce.as_object_mut().unwrap().remove(name),
+            }
+            ce
+        };
+        for value in [json!(5), json!(""), json!(["i"]), json!({"a": "b"}), json!(true)] {
+            let ce = event(Some(value));
+            let e = decode(&h, ce.to_string().as_bytes()).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some(name), "{ce}");
+            assert_eq!(
+                e.message,
+                format!("structured CloudEvent attribute '{name}' must be a non-empty string"),
+                "{ce}"
+            );
+        }
+        for ce in [event(None), event(Some(Value::Null))] {
+            let e = decode(&h, ce.to_string().as_bytes()).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some(name), "{ce}");
+            assert_eq!(
+                e.message,
+                format!("structured CloudEvent without the required attribute '{name}' (a non-empty string)"),
+                "{ce}"
+            );
+        }
+    }
+}
+
 #[test]
 fn binary_cloud_event_percent_decodes_headers() {
     let push =
