@@ -111,8 +111,9 @@ fn as_string(raw: Option<&RawValue>) -> Option<String> {
 /// The context attributes and the data (JSON text: `data` as a JSON value, or a string holding
 /// JSON, or `data_base64` decoded) of a structured-mode CloudEvent.
 ///
-/// Errors: not an object, a specversion other than "1.0", a missing `id`/`source`/`type`, a `time`
-/// that is not RFC 3339, both or neither of `data`/`data_base64`, naming the attribute.
+/// Errors: not an object, a specversion other than "1.0", a missing `id`/`source`/`type` (or one
+/// that is not a non-empty string), a `time` that is not RFC 3339, both or neither of
+/// `data`/`data_base64`, naming the attribute.
 pub fn structured(body: &[u8]) -> Result<(DeliveryMeta, Cow<'_, [u8]>), DecodeError> {
     let ce: Structured = serde_json::from_slice(body).map_err(|_| {
         DecodeError::malformed(super::BODY.to_string(), "a structured CloudEvent must be a JSON object")
@@ -132,13 +133,19 @@ pub(crate) fn context(ce: &Structured<'_>) -> Result<DeliveryMeta, DecodeError> 
             ));
         }
     }
+    // an absent (or null) attribute is missing; a present one of another type, or empty, is
+    // wrong: the sender is told which of the two it is
     let attr = |name: &str, raw: Option<&RawValue>| -> Result<String, DecodeError> {
-        as_string(raw).filter(|s| !s.is_empty()).ok_or_else(|| {
-            DecodeError::malformed(
-                Some(name.to_string()),
-                format!("structured CloudEvent without the required attribute '{name}' (a non-empty string)"),
-            )
-        })
+        if let Some(s) = as_string(raw).filter(|s| !s.is_empty()) {
+            return Ok(s);
+        }
+        let message = match raw.map(RawValue::get) {
+            None | Some("null") => {
+                format!("structured CloudEvent without the required attribute '{name}' (a non-empty string)")
+            }
+            Some(_) => format!("structured CloudEvent attribute '{name}' must be a non-empty string"),
+        };
+        Err(DecodeError::malformed(Some(name.to_string()), message))
     };
     let meta = DeliveryMeta {
         ce_id: Some(attr("id", ce.id)?),

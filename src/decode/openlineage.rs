@@ -46,7 +46,8 @@ const EVENT_TYPES: [&str; 6] = ["START", "RUNNING", "COMPLETE", "ABORT", "FAIL",
 /// `job.name`, naming the field.
 pub fn decode(value: Value) -> Result<Option<ChangeEvent>, DecodeError> {
     let Value::Object(o) = value else {
-        return Err(DecodeError::malformed(None, "an OpenLineage event must be a JSON object"));
+        // the whole body is the event: named as other whole-body errors are
+        return Err(DecodeError::malformed(super::BODY.to_string(), "an OpenLineage event must be a JSON object"));
     };
     let run = match o.get("run") {
         Some(Value::Object(run)) => run,
@@ -220,6 +221,12 @@ mod tests {
             ),
         ] {
             assert_eq!(decode(body.clone()).unwrap_err().field.as_deref(), Some(field), "{body}");
+        }
+        // a body that is not an object (an array of events, a string) names the whole body
+        for body in [json!([complete()]), json!("x"), json!(null)] {
+            let e = decode(body.clone()).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some(crate::decode::BODY), "{body}");
+            assert_eq!(e.message, "an OpenLineage event must be a JSON object", "{body}");
         }
         // a JobEvent (job, no run) is not an error
         assert_eq!(

@@ -24,8 +24,30 @@ pub(crate) struct PushBody<'a> {
     delivery_attempt: Option<u32>,
 }
 
+/// A push wrapper's `message`: an object, nothing else (a derived struct would also read an
+/// array, its elements taken as the fields in order). Read as [`MessageFields`].
+#[derive(Debug)]
+pub(crate) struct PushMessage<'a>(MessageFields<'a>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for PushMessage<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<PushMessage<'a>, D::Error> {
+        struct ObjectOnly<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for ObjectOnly<'a> {
+            type Value = PushMessage<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a Pub/Sub message (an object)")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<PushMessage<'a>, A::Error> {
+                MessageFields::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(PushMessage)
+            }
+        }
+        d.deserialize_map(ObjectOnly(std::marker::PhantomData))
+    }
+}
+
+/// The members of a push wrapper's `message`.
 #[derive(Debug, Deserialize)]
-pub(crate) struct PushMessage<'a> {
+pub(crate) struct MessageFields<'a> {
     #[serde(default, borrow)]
     data: Option<Cow<'a, str>>,
     /// Read as any JSON value, so that a value that is not a string is refused by [`message`]
@@ -67,11 +89,39 @@ pub(crate) type Pushed = (DeliveryMeta, Option<Vec<u8>>);
 ///
 /// `prefix` is the path of the wrapper in the request (`""`, or `data.` inside a CloudEvent), for
 /// the field names of errors.
+///
+/// Errors: a wrapper serde cannot read names the member at fault (`<prefix>message.data`,
+/// `<prefix>subscription`, ...: [`refused`]), then the rest as [`message`]'s.
 pub(crate) fn push_body(json: &[u8], prefix: &str) -> Result<Pushed, DecodeError> {
-    let push: PushBody = serde_json::from_slice(json).map_err(|e| {
-        DecodeError::malformed(Some(format!("{prefix}message")), format!("invalid Pub/Sub push body: {e}"))
-    })?;
+    let push: PushBody = serde_json::from_slice(json).map_err(|e| refused(json, prefix, &e))?;
     pushed(push, prefix)
+}
+
+/// The error of a push body serde refused (`e`): serde's words, naming the member at fault.
+///
+/// The body is read a second time, tracking the path, only here: a body that is read pays
+/// nothing for it. The path is used for a value of the wrong type (serde's `Data` errors); a
+/// syntax error, or an empty or unknown path, names `<prefix>message`, as the whole wrapper.
+fn refused(json: &[u8], prefix: &str, e: &serde_json::Error) -> DecodeError {
+    let path = match e.classify() {
+        serde_json::error::Category::Data => {
+            let mut de = serde_json::Deserializer::from_slice(json);
+            match serde_path_to_error::deserialize::<_, PushBody>(&mut de) {
+                Err(e) if e.path().iter().next().is_some() && !e.path().iter().any(is_unknown) => {
+                    Some(e.path().to_string())
+                }
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    let path = path
+        .map_or_else(|| String::from("message"), |p: String| crate::redact::excerpt(&p, crate::redact::EXCERPT_CHARS));
+    DecodeError::malformed(Some(format!("{prefix}{path}")), format!("invalid Pub/Sub push body: {e}"))
+}
+
+fn is_unknown(segment: &serde_path_to_error::Segment) -> bool {
+    matches!(segment, serde_path_to_error::Segment::Unknown)
 }
 
 /// [`push_body`] of a wrapper already read.
@@ -111,6 +161,7 @@ pub(crate) fn message(
     delivery_attempt: Option<u32>,
     prefix: &str,
 ) -> Result<Pushed, DecodeError> {
+    let PushMessage(m) = m;
     let meta = DeliveryMeta {
         message_id: m.message_id_camel.or(m.message_id_snake),
         subscription,

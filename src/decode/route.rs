@@ -202,13 +202,13 @@ mod tests {
     }
 
     /// The one-pass read decides as `Top` and `push_body` did: a wrapper it cannot read (here a
-    /// top-level field of the wrong type) is refused with `push_body`'s words, and a null
+    /// top-level field of the wrong type) is refused with `push_body`'s words and field, and a null
     /// `message` is no wrapper at all.
     #[test]
     fn wrappers_the_one_pass_read_refuses_keep_their_errors() {
         let body = json!({"message": {"data": b64(&record())}, "subscription": 5}).to_string();
         let e = crate::decode::decode(&json_headers(), body.as_bytes()).unwrap_err();
-        assert_eq!(e.field.as_deref(), Some("message"));
+        assert_eq!(e.field.as_deref(), Some("subscription"));
         assert!(
             e.message.starts_with("invalid Pub/Sub push body: invalid type: integer `5`, expected a string at line 1"),
             "{}",

@@ -110,10 +110,55 @@ fn a_push_attribute_that_is_not_a_string_is_named() {
         assert_eq!(d.meta.attributes.get("e").map(String::as_str), Some(""), "{body}");
         assert_eq!(only(&d), &decoded(record()));
     }
-    // attributes that are not an object are still refused as a push body serde cannot read
+    // attributes that are not an object are refused as a push body serde cannot read, naming them
     let push = json!({"message": {"data": b64(&record()), "attributes": 5}});
     let e = super::decode(&json, push.to_string().as_bytes()).unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("message.attributes"));
+}
+
+/// A push wrapper serde refuses names the member of the wrong type, not the whole `message`:
+/// posted as it is and as a structured CloudEvent's data (`data.` prefix), with serde's words
+/// after "invalid Pub/Sub push body: ".
+#[test]
+fn a_push_body_of_the_wrong_shape_names_the_member_at_fault() {
+    let json = headers(&[("content-type", "application/json")]);
+    let cloudevents = headers(&[("content-type", "application/cloudevents+json")]);
+    let ok = b64(&record());
+    let cases = [
+        (json!({"message": {"data": 123}, "subscription": "s"}), "message.data", "invalid type: integer `123`"),
+        (json!({"message": {"data": ok, "messageId": 12345}}), "message.messageId", "invalid type: integer `12345`"),
+        (json!({"message": {"data": ok, "attributes": ["a"]}}), "message.attributes", "invalid type: sequence"),
+        (json!({"message": {"data": ok, "attributes": 5}}), "message.attributes", "invalid type: integer `5`"),
+        (json!({"message": {"data": ok}, "subscription": 5}), "subscription", "invalid type: integer `5`"),
+        (json!({"message": {"data": ok}, "deliveryAttempt": "x"}), "deliveryAttempt", "invalid type: string \"x\""),
+        (json!({"message": {"data": ok}, "delivery_attempt": -1}), "delivery_attempt", "invalid value: integer `-1`"),
+        (json!({"message": [1, 2]}), "message", "invalid type: sequence, expected a Pub/Sub message (an object)"),
+        (
+            json!({"message": "m", "subscription": "s"}),
+            "message",
+            "invalid type: string \"m\", expected a Pub/Sub message",
+        ),
+    ];
+    for (wrapper, field, words) in cases {
+        let serde_says = serde_json::from_slice::<pubsub::PushBody>(wrapper.to_string().as_bytes()).unwrap_err();
+        let ce = json!({"specversion": "1.0", "id": "i", "source": "s", "type": "t", "data": wrapper});
+        for (h, body, field) in [
+            (&json, wrapper.clone(), field.to_string()),
+            (&headers(&[]), wrapper.clone(), field.to_string()),
+            (&cloudevents, ce.clone(), format!("data.{field}")),
+            (&json, ce, format!("data.{field}")),
+        ] {
+            let e = super::decode(h, body.to_string().as_bytes()).unwrap_err();
+            assert_eq!(e.kind, DecodeErrorKind::Malformed, "{body}");
+            assert_eq!(e.field.as_deref(), Some(field.as_str()), "{body}");
+            assert_eq!(e.message, format!("invalid Pub/Sub push body: {serde_says}"), "{body}");
+            assert!(e.message.starts_with(&format!("invalid Pub/Sub push body: {words}")), "{body}: {}", e.message);
+        }
+    }
+    // a message that is an empty array was read as a message without fields: it is no object
+    let e = super::decode(&json, br#"{"message": []}"#).unwrap_err();
     assert_eq!(e.field.as_deref(), Some("message"));
+    assert!(e.message.contains("expected a Pub/Sub message (an object)"), "{e}");
 }
 
 #[test]
@@ -267,6 +312,42 @@ fn structured_cloud_event_errors_name_the_attribute() {
     let ce = json!({"specversion": "1.0", "id": "1", "source": "s", "type": "t", "data": {"x": 1}});
     let e = decode(&headers(&[]), ce.to_string().as_bytes()).unwrap_err();
     assert_eq!(e.field.as_deref(), Some("data"));
+}
+
+/// A required attribute that is present but not a non-empty string is told apart from one that
+/// is absent (or null): both name the attribute, only the absent one is "without" it.
+#[test]
+fn a_present_attribute_of_the_wrong_type_is_not_called_missing() {
+    let h = headers(&[("content-type", "application/cloudevents+json")]);
+    for name in ["id", "source", "type"] {
+        let event = |value: Option<Value>| {
+            let mut ce = json!({"specversion": "1.0", "id": "i", "source": "s", "type": "t", "data": record()});
+            match value {
+                Some(v) => ce[name] = v,
+                None => _ = ce.as_object_mut().unwrap().remove(name),
+            }
+            ce
+        };
+        for value in [json!(5), json!(""), json!(["i"]), json!({"a": "b"}), json!(true)] {
+            let ce = event(Some(value));
+            let e = decode(&h, ce.to_string().as_bytes()).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some(name), "{ce}");
+            assert_eq!(
+                e.message,
+                format!("structured CloudEvent attribute '{name}' must be a non-empty string"),
+                "{ce}"
+            );
+        }
+        for ce in [event(None), event(Some(Value::Null))] {
+            let e = decode(&h, ce.to_string().as_bytes()).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some(name), "{ce}");
+            assert_eq!(
+                e.message,
+                format!("structured CloudEvent without the required attribute '{name}' (a non-empty string)"),
+                "{ce}"
+            );
+        }
+    }
 }
 
 #[test]
