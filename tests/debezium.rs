@@ -124,3 +124,38 @@ async fn bad_debezium_events_name_the_field() {
     assert_eq!(ans.body["field"], "op");
     assert!(ans.body["message"].as_str().unwrap().contains("expected c, u, d, r, t or m"), "{}", ans.body);
 }
+
+/// A bad column is named where the posted event has it: `after.` in the envelope,
+/// `payload.after.` inside the JSON converter's schema wrapper, top-level when flattened (the
+/// columns are the event's own members); a CloudEvent's data is the envelope. Both a decode
+/// error (variables that are not a JSON object) and a handler's (a `partner` variable that is a
+/// list, refused by PipelineRunHandler) follow the row.
+#[tokio::test]
+async fn row_errors_name_the_column_where_the_event_has_it() {
+    let app = app().await;
+    for (file, at, row) in [
+        ("debezium/http_envelope.json", "/after/variables", "after."),
+        ("debezium/http_with_schema.json", "/payload/after/variables", "payload.after."),
+        ("debezium/http_flattened.json", "/variables", ""),
+        ("debezium/cloudevent_structured.json", "/data/after/variables", "after."),
+    ] {
+        let (headers, body) = event_file(file);
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let event: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        for (variables, status, field, words) in [
+            ("not json", 400, format!("{row}variables"), format!("{row}variables must be a JSON object")),
+            (r#"{"partner": ["a"]}"#, 400, format!("{row}variables.partner"), "must be a string or a number".into()),
+        ] {
+            let mut bad = event.clone();
+            *bad.pointer_mut(at).unwrap_or_else(|| panic!("{file}: {at}")) = variables.into();
+            let ans = app.post(&headers, bad.to_string()).await;
+            assert_eq!(ans.status, status, "{file} {variables}: {}", ans.body);
+            let text = ans.body.to_string();
+            assert!(text.contains(&format!("\"field\":\"{field}\"")), "{file} {variables}: {text}");
+            assert!(text.contains(&words), "{file} {variables}: {text}");
+            if !row.starts_with("payload") {
+                assert!(!text.contains("payload."), "{file} {variables}: {text}");
+            }
+        }
+    }
+}

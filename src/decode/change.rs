@@ -38,8 +38,15 @@ pub struct SourceMetadata {
 }
 
 /// The row after the change, with the Mage `pipeline_run` columns the claim handlers read typed.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PipelineRun {
+    /// Where the row sits in the record, as error fields name it (`<path>.<column>`): `payload`
+    /// (Datastream record; the default, and the name handlers write), `after` or `before`
+    /// (Debezium envelope), `payload.after` or `payload.before` (the envelope inside the JSON
+    /// converter's `{"schema", "payload"}`), `""` (Debezium flattened by ExtractNewRecordState:
+    /// the columns are top-level), `data` (AWS DMS). An OpenLineage RunEvent's row is built by
+    /// the decoder and keeps `payload`.
+    pub path: &'static str,
     /// An integer `id` (Mage); `None` for a text key (an Airflow 3 or Prefect UUID), which the
     /// row keeps.
     pub id: Option<i64>,
@@ -52,6 +59,24 @@ pub struct PipelineRun {
     /// arrived as JSON text is stored parsed.
     pub row: Map<String, Value>,
 }
+
+impl Default for PipelineRun {
+    fn default() -> Self {
+        PipelineRun {
+            path: PAYLOAD,
+            id: None,
+            pipeline_uuid: None,
+            status: None,
+            execution_date: None,
+            started_at: None,
+            completed_at: None,
+            row: Map::new(),
+        }
+    }
+}
+
+/// The row's path in a Datastream record, and the one handlers name fields under.
+pub const PAYLOAD: &str = "payload";
 
 impl PipelineRun {
     /// `variables` (a JSON object); `None` when absent or null.

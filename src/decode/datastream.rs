@@ -4,6 +4,8 @@
 //! defined by each Mage pipeline. Timestamps may be RFC 3339 strings, `YYYY-MM-DD HH:MM:SS[.f]`
 //! strings (UTC) or epoch-millisecond numbers.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone, Utc};
 use serde_json::{Map, Value};
 
@@ -113,7 +115,7 @@ pub(crate) fn decode_members(m: Members) -> Result<ChangeEvent, DecodeError> {
     let read_method = member_string(m.read_method, "read_method")?;
     let payload = match m.payload {
         None | Some(Value::Null) => None,
-        Some(Value::Object(p)) => Some(decode_pipeline_run(p, "payload.")?),
+        Some(Value::Object(p)) => Some(row_payload(p, super::change::PAYLOAD)?),
         Some(_) => return Err(DecodeError::malformed(Some("payload".into()), "payload must be an object")),
     };
     Ok(ChangeEvent { uuid, stream, source_timestamp, read_timestamp, object, read_method, source_metadata, payload })
@@ -189,12 +191,14 @@ fn check_change_type(ct: &str) -> Result<(), DecodeError> {
 }
 
 /// The row after a change (any source format), with the Mage `pipeline_run` columns the claim
-/// handlers read typed; error fields are named `<prefix><column>`.
-pub(crate) fn row_payload(p: Map<String, Value>) -> Result<PipelineRun, DecodeError> {
-    decode_pipeline_run(p, "after.")
-}
-
-fn decode_pipeline_run(mut p: Map<String, Value>, pre: &str) -> Result<PipelineRun, DecodeError> {
+/// handlers read typed. `path` is where the row sits in the record ([`PipelineRun::path`]);
+/// error fields are named `<path>.<column>`.
+pub(crate) fn row_payload(mut p: Map<String, Value>, path: &'static str) -> Result<PipelineRun, DecodeError> {
+    let pre: &str = &match path {
+        "" => Cow::Borrowed(""),
+        super::change::PAYLOAD => Cow::Borrowed("payload."),
+        other => Cow::Owned(format!("{other}.")),
+    };
     let id = match p.get("id") {
         None | Some(Value::Null) => None,
         Some(Value::Number(n)) if n.is_i64() => n.as_i64(),
@@ -232,6 +236,7 @@ fn decode_pipeline_run(mut p: Map<String, Value>, pre: &str) -> Result<PipelineR
         }
     };
     Ok(PipelineRun {
+        path,
         id,
         pipeline_uuid: strict("pipeline_uuid")?,
         status: strict("status")?,

@@ -77,8 +77,22 @@ pub fn decode(value: Value) -> Result<ChangeEvent, DecodeError> {
     if o.contains_key("schema")
         && let Some(Value::Object(payload)) = o.remove("payload")
     {
-        o = payload;
+        // the JSON converter's schema wrapper: every field sits under `payload`
+        let mut event = unwrapped(payload).map_err(|e| e.under("payload"))?;
+        if let Some(row) = &mut event.payload {
+            row.path = match row.path {
+                "after" => "payload.after",
+                "before" => "payload.before",
+                _ => "payload",
+            };
+        }
+        return Ok(event);
     }
+    unwrapped(o)
+}
+
+/// The envelope or the flattened form, outside any schema wrapper.
+fn unwrapped(mut o: Map<String, Value>) -> Result<ChangeEvent, DecodeError> {
     if o.contains_key("__op") || o.contains_key("__table") {
         return flattened(o);
     }
@@ -127,10 +141,10 @@ pub fn decode(value: Value) -> Result<ChangeEvent, DecodeError> {
     let source_us = source_timestamp.timestamp_micros();
     let read_timestamp = epoch_time(&o, "")?;
     let deleted = matches!(op.as_str(), "d" | "t" | "m");
+    let path = if op == "d" { "before" } else { "after" };
     let row = match op.as_str() {
-        "d" => row_of(o.remove("before"), "before")?,
         "t" | "m" => None,
-        _ => row_of(o.remove("after"), "after")?,
+        _ => row_of(o.remove(path), path)?,
     };
     let name = text(source.get("name")).unwrap_or_default();
     let db = text(source.get("db")).unwrap_or_default();
@@ -155,7 +169,7 @@ pub fn decode(value: Value) -> Result<ChangeEvent, DecodeError> {
         object: None,
         read_method: Some(if snapshot || op == "r" { "debezium-snapshot" } else { "debezium-cdc" }.into()),
         source_metadata: metadata,
-        payload: row.map(super::datastream::row_payload).transpose()?,
+        payload: row.map(|r| super::datastream::row_payload(r, path)).transpose()?,
     })
 }
 
@@ -219,7 +233,7 @@ fn flattened(mut o: Map<String, Value>) -> Result<ChangeEvent, DecodeError> {
             tx_id: None,
             primary_keys: Vec::new(),
         },
-        payload: Some(super::datastream::row_payload(o)?),
+        payload: Some(super::datastream::row_payload(o, "")?),
     })
 }
 
@@ -332,5 +346,41 @@ mod tests {
             assert_eq!(e.field.as_deref(), Some("__op"), "{op}");
             assert!(e.message.contains("expected c, u, d or r") && e.message.len() < 200, "{e}");
         }
+    }
+
+    /// A row's error and its path are named where the event has the row: `after` or `before`
+    /// (a delete), under `payload.` inside the schema wrapper (every other field too), and
+    /// top-level when flattened.
+    #[test]
+    fn row_fields_are_named_where_the_event_has_them() {
+        let schema = |v: Value| json!({"schema": {"type": "struct"}, "payload": v});
+        let mut deleted = envelope();
+        deleted["op"] = json!("d");
+        deleted["before"] = deleted["after"].take();
+        let flat = json!({"id": 1, "status": "COMPLETED", "__op": "u", "__table": "pipeline_run",
+            "__source_ts_ms": 1762367011393i64});
+        for (event, column, field, path) in [
+            (envelope(), "/after/status", "after.status", "after"),
+            (deleted.clone(), "/before/status", "before.status", "before"),
+            (schema(envelope()), "/payload/after/status", "payload.after.status", "payload.after"),
+            (schema(deleted), "/payload/before/status", "payload.before.status", "payload.before"),
+            (flat.clone(), "/status", "status", ""),
+            (schema(flat), "/payload/status", "payload.status", "payload"),
+        ] {
+            assert_eq!(decode(event.clone()).unwrap().payload.unwrap().path, path, "{event}");
+            let mut bad = event.clone();
+            *bad.pointer_mut(column).unwrap() = json!(3);
+            let e = decode(bad).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some(field), "{event}");
+            assert_eq!(e.message, format!("{field} must be a string"));
+        }
+        let mut v = schema(envelope());
+        v["payload"]["op"] = json!("x");
+        assert_eq!(decode(v).unwrap_err().field.as_deref(), Some("payload.op"));
+        let mut v = schema(envelope());
+        v["payload"]["source"].as_object_mut().unwrap().retain(|k, _| !k.starts_with("ts_"));
+        let e = decode(v).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("payload.source.ts_ms"));
+        assert!(e.message.starts_with("payload.source.ts_ms (or ts_us)"), "{e}");
     }
 }

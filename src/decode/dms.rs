@@ -192,6 +192,9 @@ pub fn decode(message: Value) -> Result<ChangeEvent, DecodeError> {
             e.message = e.message.replace("payload.", "data.").replace("payload ", "data ");
             e
         })?;
+    if let Some(row) = &mut event.payload {
+        row.path = "data";
+    }
     event.uuid = Some(uuid);
     event.source_timestamp = source_timestamp;
     event.read_timestamp = Some(read_timestamp);

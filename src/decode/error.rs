@@ -36,6 +36,21 @@ impl DecodeError {
     pub fn not_a_change(field: impl Into<Option<String>>, message: impl Into<String>) -> Self {
         DecodeError { kind: DecodeErrorKind::NotAChange, field: field.into(), message: message.into() }
     }
+    /// The same error for a record nested at `path` of what was delivered: its field becomes
+    /// `<path>.<field>` (or `path` when it named none), and so does the field where the message
+    /// begins with it ("after.variables must be ..." -> "payload.after.variables must be ...").
+    pub fn under(mut self, path: &str) -> Self {
+        self.field = Some(match self.field {
+            Some(f) => {
+                if self.message.strip_prefix(f.as_str()).is_some_and(|rest| rest.starts_with([' ', ',', ':'])) {
+                    self.message = format!("{path}.{}", self.message);
+                }
+                format!("{path}.{f}")
+            }
+            None => path.to_string(),
+        });
+        self
+    }
     pub fn unsupported(message: impl Into<String>) -> Self {
         DecodeError {
             kind: DecodeErrorKind::UnsupportedMediaType,

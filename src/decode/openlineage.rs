@@ -130,7 +130,7 @@ pub fn decode(value: Value) -> Result<Option<ChangeEvent>, DecodeError> {
             change_type: Some("UPDATE".into()),
             ..Default::default()
         },
-        payload: Some(super::datastream::row_payload(row)?),
+        payload: Some(super::datastream::row_payload(row, super::change::PAYLOAD)?),
     }))
 }
 

@@ -54,6 +54,40 @@ impl HandlerError {
         }
     }
 
+    /// Names the row's fields as the delivered record does: handlers name a row column
+    /// `payload.<column>` (a Datastream record's row, [`crate::decode::PipelineRun::path`]);
+    /// for a row at `path` (`after`, `data`, `""` for top-level columns) the field and the
+    /// messages that quote it are renamed. Other fields are kept.
+    pub fn name_row(&mut self, path: &str) {
+        const PAYLOAD: &str = "payload.";
+        if path == "payload" {
+            return;
+        }
+        let to = if path.is_empty() { String::new() } else { format!("{path}.") };
+        let rename = |text: &mut String| {
+            if text.contains(PAYLOAD) {
+                *text = text.replace(PAYLOAD, &to);
+            }
+        };
+        match self {
+            HandlerError::InvalidInput { field, message, log_message } if field.starts_with(PAYLOAD) => {
+                rename(field);
+                rename(message);
+                if let Some(l) = log_message {
+                    rename(l);
+                }
+            }
+            HandlerError::InvalidTableReference { field, message, .. }
+            | HandlerError::ParentNotSeen { field, message }
+                if field.starts_with(PAYLOAD) =>
+            {
+                rename(field);
+                rename(message);
+            }
+            _ => {}
+        }
+    }
+
     pub fn class(&self) -> ErrorClass {
         match self {
             HandlerError::InvalidInput { .. }
@@ -165,5 +199,37 @@ mod tests {
         for (err, class) in table {
             assert_eq!(err.class(), class, "{err:?}");
         }
+    }
+
+    /// A row column's field follows the row's path; other fields and other errors are kept.
+    #[test]
+    fn row_fields_follow_the_row() {
+        let invalid = || {
+            HandlerError::invalid_quoting(
+                "payload.variables.t",
+                "payload.variables.t is 'x'",
+                "payload.variables.t (fingerprint 1)".into(),
+            )
+        };
+        for (path, field) in [
+            ("payload", "payload.variables.t"),
+            ("after", "after.variables.t"),
+            ("data", "data.variables.t"),
+            ("", "variables.t"),
+        ] {
+            let mut e = invalid();
+            e.name_row(path);
+            let HandlerError::InvalidInput { field: f, message, log_message } = e else { unreachable!() };
+            assert_eq!(f, field);
+            assert_eq!(message, format!("{field} is 'x'"));
+            assert_eq!(log_message.unwrap(), format!("{field} (fingerprint 1)"));
+        }
+        let mut parent = HandlerError::ParentNotSeen { field: "payload.dag_id".into(), message: "m".into() };
+        parent.name_row("payload.after");
+        assert_eq!(parent.field(), Some("payload.after.dag_id"));
+        // a field outside the row (a table variable's own name, say) is not the row's
+        let mut other = HandlerError::invalid("variables", "payload. in a message");
+        other.name_row("after");
+        assert_eq!(other, HandlerError::invalid("variables", "payload. in a message"));
     }
 }

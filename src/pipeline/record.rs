@@ -13,7 +13,21 @@ use crate::handlers::{Report, builtin::FAILURE_METRIC};
 impl Pipeline {
     /// Claim handlers and lifecycle profiles of one record, run concurrently; their results
     /// and points in one report, and the facts the lifecycle reserved.
+    /// Handlers name row fields `payload.<column>`; the report names them where the delivered
+    /// record has its row ([`crate::handlers::HandlerError::name_row`]).
     pub(super) async fn dispatch(&self, event: &ChangeEvent) -> (Report, Vec<Reservation>) {
+        let (mut report, reserved) = self.run_handlers(event).await;
+        if let Some(row) = event.payload.as_ref().filter(|r| r.path != crate::decode::change::PAYLOAD) {
+            for r in &mut report.results {
+                if let Err(e) = &mut r.result {
+                    e.name_row(row.path);
+                }
+            }
+        }
+        (report, reserved)
+    }
+
+    async fn run_handlers(&self, event: &ChangeEvent) -> (Report, Vec<Reservation>) {
         let claims = self.dispatcher.dispatch(event, self.warehouse.as_ref());
         let Some(parts) = self.lifecycle.as_ref().filter(|l| l.lifecycle.matches(event)) else {
             return (claims.await, Vec::new());

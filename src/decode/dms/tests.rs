@@ -244,6 +244,8 @@ fn errors_name_the_field() {
         assert!(e.message.contains(field), "the message names the field: {e}");
     }
     assert!(decode(json!("x")).is_err());
+    // handlers' errors are named under the row's path too (HandlerError::name_row)
+    assert_eq!(decode(update()).unwrap().payload.unwrap().path, "data");
 }
 
 #[test]
