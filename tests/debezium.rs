@@ -123,6 +123,10 @@ async fn bad_debezium_events_name_the_field() {
     assert_eq!(ans.status, 400);
     assert_eq!(ans.body["field"], "op");
     assert!(ans.body["message"].as_str().unwrap().contains("expected c, u, d, r, t or m"), "{}", ans.body);
+    // the JSON converter's wrapper around no event: its payload is at fault, not a missing
+    // Datastream source_timestamp
+    let ans = app.post(&[("content-type", "application/json")], r#"{"schema":{},"payload":"x"}"#.to_string()).await;
+    assert_eq!((ans.status, &ans.body["field"]), (400, &serde_json::json!("payload")), "{}", ans.body);
 }
 
 /// A bad column is named where the posted event has it: `after.` in the envelope,

@@ -24,16 +24,27 @@ use super::time::{Epoch, epoch};
 /// The placeholder Debezium writes for an unchanged TOASTed column (`unavailable.value.placeholder`).
 const UNAVAILABLE: &str = "__debezium_unavailable_value";
 
-/// Whether a JSON object is a Debezium change event in one of the three forms.
+/// Whether a JSON object is a Debezium change event in one of the three forms: the envelope, the
+/// flattened form, or either inside the JSON converter's `{"schema": ..., "payload": ...}`
+/// (`schemas.enable=true`). A wrapper of exactly those two members whose `payload` is no object
+/// is Debezium's too, so that its error names `payload` (a Datastream record has no `schema`).
 pub fn looks_like(o: &Map<String, Value>) -> bool {
     let envelope = |o: &Map<String, Value>| {
         // `op` of any type: a number or null is this format's error, named `op`, not "no record"
         o.contains_key("op") && (o.contains_key("after") || o.contains_key("before"))
     };
-    envelope(o)
-        || o.get("payload").and_then(Value::as_object).is_some_and(|p| envelope(p) && o.contains_key("schema"))
-        || o.contains_key("__op")
-        || o.contains_key("__table") && o.contains_key("__source_ts_ms")
+    let flattened = |o: &Map<String, Value>| {
+        o.contains_key("__op") || o.contains_key("__table") && o.contains_key("__source_ts_ms")
+    };
+    let wrapper = || {
+        o.contains_key("schema")
+            && match o.get("payload") {
+                Some(Value::Object(p)) => envelope(p) || flattened(p),
+                Some(_) => o.len() == 2,
+                None => false,
+            }
+    };
+    envelope(o) || flattened(o) || wrapper()
 }
 
 /// The time of `ts_us`, else `ts_ms`, of `o` (`prefix` names `o` in errors), range-checked
@@ -75,9 +86,15 @@ pub fn decode(value: Value) -> Result<ChangeEvent, DecodeError> {
         return Err(DecodeError::malformed(None, "a Debezium change event must be a JSON object"));
     };
     if o.contains_key("schema")
-        && let Some(Value::Object(payload)) = o.remove("payload")
+        && let Some(payload) = o.remove("payload")
     {
         // the JSON converter's schema wrapper: every field sits under `payload`
+        let Value::Object(payload) = payload else {
+            return Err(DecodeError::malformed(
+                Some("payload".into()),
+                "payload must be an object (the Debezium change event inside the JSON converter's schema wrapper)",
+            ));
+        };
         let mut event = unwrapped(payload).map_err(|e| e.under("payload"))?;
         if let Some(row) = &mut event.payload {
             row.path = match row.path {
@@ -382,5 +399,30 @@ mod tests {
         let e = decode(v).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("payload.source.ts_ms"));
         assert!(e.message.starts_with("payload.source.ts_ms (or ts_us)"), "{e}");
+    }
+
+    /// The JSON converter's wrapper is recognised around the flattened form too, and a wrapper
+    /// whose payload is no event is refused naming `payload` (it was taken for a Datastream
+    /// record without `source_timestamp`).
+    #[test]
+    fn the_schema_wrapper_around_any_form_or_none() {
+        let flat = json!({"id": 1, "status": "COMPLETED", "__op": "u", "__table": "pipeline_run",
+            "__source_ts_ms": 1762367011393i64});
+        let wrapped = json!({"schema": {"type": "struct"}, "payload": flat});
+        assert!(looks_like(wrapped.as_object().unwrap()));
+        assert_eq!(crate::decode::record(wrapped).unwrap().table(), Some("pipeline_run"));
+        for payload in [json!("x"), json!(null), json!([1]), json!(5)] {
+            let v = json!({"schema": {}, "payload": payload});
+            assert!(looks_like(v.as_object().unwrap()), "{v}");
+            let e = crate::decode::record(v.clone()).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some("payload"), "{v}: {e}");
+            assert!(e.message.contains("schema wrapper"), "{e}");
+        }
+        // a third member: not the converter's wrapper (a Datastream record's error decides)
+        let v = json!({"schema": {}, "payload": "x", "source_timestamp": 1762367011393i64});
+        assert!(!looks_like(v.as_object().unwrap()));
+        // a wrapper around something that is not an event is not taken for one
+        let v = json!({"schema": {}, "payload": {"id": 1}});
+        assert!(!looks_like(v.as_object().unwrap()));
     }
 }
