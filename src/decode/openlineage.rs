@@ -38,6 +38,34 @@ fn time(s: &str, path: &str) -> Result<DateTime<FixedOffset>, DecodeError> {
 /// The `eventType` values of a RunEvent (OpenLineage spec 2-0-2, `RunEvent.eventType` enum).
 const EVENT_TYPES: [&str; 6] = ["START", "RUNNING", "COMPLETE", "ABORT", "FAIL", "OTHER"];
 
+/// The sum of the outputs' `outputFacets.outputStatistics.rowCount`; `None` without outputs.
+///
+/// Errors: a `rowCount` that is not a non-negative integer (the spec's
+/// `OutputStatisticsOutputDatasetFacet`: `"rowCount": {"type": "integer"}`, a count of rows),
+/// named `outputs[<i>].outputFacets.outputStatistics.rowCount`: a negative or textual count
+/// would have become a negative or missing `records` observation.
+fn row_counts(o: &Map<String, Value>) -> Result<Option<f64>, DecodeError> {
+    let Some(outputs) = o.get("outputs").and_then(Value::as_array) else { return Ok(None) };
+    let mut sum = 0u64;
+    for (i, d) in outputs.iter().enumerate() {
+        let Some(count) = d.pointer("/outputFacets/outputStatistics/rowCount").filter(|v| !v.is_null()) else {
+            continue;
+        };
+        let n = count
+            .as_u64()
+            .or_else(|| count.as_number().and_then(super::time::integral).and_then(|i| u64::try_from(i).ok()));
+        let Some(n) = n else {
+            let path = format!("outputs[{i}].outputFacets.outputStatistics.rowCount");
+            return Err(DecodeError::malformed(
+                Some(path.clone()),
+                format!("{path} must be a non-negative integer (a count of rows)"),
+            ));
+        };
+        sum = sum.saturating_add(n);
+    }
+    Ok(Some(sum as f64))
+}
+
 /// Decodes one OpenLineage event; `Ok(None)` for an event without a run (a `DatasetEvent` or
 /// `JobEvent`).
 ///
@@ -102,9 +130,7 @@ pub fn decode(value: Value) -> Result<Option<ChangeEvent>, DecodeError> {
         .and_then(Value::as_str)
         .map(|s| time(s, "run.facets.nominalTime.nominalStartTime"))
         .transpose()?;
-    let records: Option<f64> = o.get("outputs").and_then(Value::as_array).map(|outs| {
-        outs.iter().filter_map(|d| d.pointer("/outputFacets/outputStatistics/rowCount").and_then(Value::as_f64)).sum()
-    });
+    let records = row_counts(&o)?;
     let at = event_time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     let row = json!({
         "run_id": run_id,
@@ -237,5 +263,25 @@ mod tests {
         let mut v = complete();
         v["eventType"] = json!("complete");
         assert!(decode(v).unwrap().is_some());
+    }
+
+    /// `rowCount` is the spec's integer count: the outputs' counts are summed; a negative, text
+    /// or fractional count is refused naming its output (a trial's `-5` became a negative
+    /// `records` observation, `"many"` was dropped silently).
+    #[test]
+    fn row_counts_are_counts() {
+        let mut v = complete();
+        let second = json!({"name": "public.items", "namespace": "postgres://db",
+            "outputFacets": {"outputStatistics": {"rowCount": 3.0}}});
+        v["outputs"].as_array_mut().unwrap().extend([second, json!({"name": "x", "namespace": "y"})]);
+        let e = decode(v.clone()).unwrap().unwrap();
+        assert_eq!(e.payload.unwrap().row["records"], 1203.0, "1200 + 3 (a whole float), no count for the third");
+        for bad in [json!(-5), json!("many"), json!(1.5), json!(true), json!({"n": 1})] {
+            let mut v = v.clone();
+            v["outputs"][1]["outputFacets"]["outputStatistics"]["rowCount"] = bad.clone();
+            let e = decode(v).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some("outputs[1].outputFacets.outputStatistics.rowCount"), "{bad}");
+            assert!(e.message.ends_with("must be a non-negative integer (a count of rows)"), "{e}");
+        }
     }
 }
