@@ -5,17 +5,21 @@ use axum::http::HeaderMap;
 use super::DecodeError;
 
 /// The media type of the request's `Content-Type` (lowercase, without parameters; empty when
-/// absent).
-pub(crate) fn content_type(headers: &HeaderMap) -> String {
-    headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase()
+/// absent or blank).
+///
+/// Errors (415, field `header content-type`): a value that is not visible ASCII, or parameters
+/// without a media type (`;;;`, `; charset=utf-8`): RFC 9110 §8.3 has the type first.
+pub(crate) fn content_type(headers: &HeaderMap) -> Result<String, DecodeError> {
+    let Some(value) = headers.get("content-type") else { return Ok(String::new()) };
+    let value = value.to_str().map_err(|_| DecodeError::unsupported("the Content-Type header is not ASCII"))?;
+    let media = value.split(';').next().unwrap_or("").trim();
+    if media.is_empty() && !value.trim().is_empty() {
+        return Err(DecodeError::unsupported(format!(
+            "Content-Type '{}' has no media type: expected one such as application/json",
+            crate::redact::excerpt(value, crate::redact::EXCERPT_CHARS)
+        )));
+    }
+    Ok(media.to_ascii_lowercase())
 }
 
 /// `application/json` or `application/*+json`.

@@ -239,7 +239,7 @@ pub fn decode(headers: &HeaderMap, body: &[u8]) -> Result<Decoded, DecodeError> 
 }
 
 fn route(headers: &HeaderMap, body: &[u8]) -> Result<Decoded, DecodeError> {
-    let ct = content_type(headers);
+    let ct = content_type(headers)?;
     if ct == "application/cloudevents-batch+json" {
         return Err(DecodeError::unsupported(
             "CloudEvents batch mode is not supported: send one event per request (binary or structured mode)",

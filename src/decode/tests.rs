@@ -263,6 +263,23 @@ fn batch_and_unknown_content_types_are_unsupported() {
     }
 }
 
+/// A Content-Type of parameters only, or not ASCII, is no media type: it was read as absent and
+/// the body accepted. A blank one still counts as absent; parameters after a type are fine.
+#[test]
+fn a_content_type_without_a_media_type_is_unsupported() {
+    let record = json!({"source_timestamp": 1762367011393i64, "payload": {"id": 1}}).to_string();
+    for ct in [&b";;;"[..], b"; charset=utf-8", b" ;", "application/jsön".as_bytes()] {
+        let mut h = HeaderMap::new();
+        h.insert("content-type", HeaderValue::from_bytes(ct).unwrap());
+        let e = decode(&h, record.as_bytes()).unwrap_err();
+        assert_eq!(e.kind, crate::decode::DecodeErrorKind::UnsupportedMediaType, "{ct:?}");
+        assert_eq!(e.field.as_deref(), Some("header content-type"), "{ct:?}");
+    }
+    for ct in ["", "  ", "application/json; charset=utf-8", "Application/JSON"] {
+        assert!(decode(&headers(&[("content-type", ct)]), record.as_bytes()).is_ok(), "{ct:?}");
+    }
+}
+
 #[test]
 fn garbage_bodies_are_malformed_and_say_what_was_expected() {
     for body in [&b""[..], b"not json", b"{\"x\":1}", b"[1,2]", b"42"] {

@@ -120,7 +120,7 @@ pub(super) async fn decompressed(gzip: bool, raw: Bytes, limit: usize) -> Result
 /// The content type of an OpenLineage event: JSON (`application/json`, what the OpenLineage
 /// HTTP transport sends, or `application/*+json`) or none, as `POST /` accepts none.
 pub(super) fn lineage_content_type(headers: &HeaderMap) -> Result<(), DecodeError> {
-    let ct = crate::decode::content_type(headers);
+    let ct = crate::decode::content_type(headers)?;
     if ct.is_empty() || crate::decode::is_json_type(&ct) {
         return Ok(());
     }
