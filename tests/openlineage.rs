@@ -128,6 +128,17 @@ async fn bad_events_get_precise_errors() {
             Some("run.runId"),
         ),
         (r#"{"eventTime":"2026-11-30T06:00:00Z","dataset":{"namespace":"n","name":"d"}}"#, 204, None),
+        // a UTF-8 byte order mark before the JSON text is ignored (RFC 8259 §8.1), not a 400
+        (
+            "\u{feff}{\"eventTime\":\"2026-11-30T06:00:00Z\",\"dataset\":{\"namespace\":\"n\",\"name\":\"d\"}}",
+            204,
+            None,
+        ),
+        (
+            "\u{feff}{\"eventType\":\"START\",\"eventTime\":\"2026-11-30T06:00:00Z\",\"run\":{},\"job\":{\"namespace\":\"n\",\"name\":\"j\"}}",
+            400,
+            Some("run.runId"),
+        ),
     ];
     for (body, status, field) in cases {
         let r = http.post(&url).header("content-type", "application/json").body(body).send().await.unwrap();

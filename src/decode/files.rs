@@ -167,7 +167,8 @@ impl Lines {
 
 /// The record of line number `line` (`raw`, without its newline); `None` for a blank line.
 fn decode_line(decoder: RecordDecoder, plain: bool, line: u64, raw: &[u8]) -> Option<RecordInput> {
-    let text = trim(raw);
+    // a byte order mark can only begin the file ([`super::without_bom`])
+    let text = trim(if line == 1 { super::without_bom(raw) } else { raw });
     if text.is_empty() {
         return None;
     }
@@ -234,6 +235,16 @@ mod tests {
             let bad = got[3].record.as_ref().unwrap_err();
             assert_eq!(bad.field.as_deref(), Some("line 5: source_timestamp"), "{bad:?}");
         }
+    }
+
+    /// A file that begins with a UTF-8 byte order mark (written by some Windows tools) is read
+    /// as without it.
+    #[tokio::test]
+    async fn a_byte_order_mark_before_the_first_line_is_ignored() {
+        let text = format!("\u{feff}{}\n{}\n", record("a"), record("b"));
+        let got = all(text.into_bytes(), "x.jsonl", 1 << 20).await;
+        assert_eq!(got.len(), 2);
+        assert!(got.iter().all(|r| r.record.is_ok()), "{:?}", got[0].record);
     }
 
     #[tokio::test]

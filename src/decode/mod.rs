@@ -205,6 +205,13 @@ pub(crate) fn parse_json(body: &[u8], what: &str, field: &str) -> Result<Value, 
 /// unrecognised, too large).
 pub const BODY: &str = "body";
 
+/// The body without a leading UTF-8 byte order mark, which some Windows tools write before
+/// JSON text: RFC 8259 §8.1 lets a parser ignore it, and serde_json refuses it ("expected value
+/// at line 1 column 1" of a body that looks like JSON).
+pub fn without_bom(body: &[u8]) -> &[u8] {
+    body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body)
+}
+
 /// What a request carries: change records, or the announcement of a Cloud Storage object whose
 /// lines are change records.
 #[derive(Debug, Clone, PartialEq)]
@@ -230,7 +237,7 @@ impl Decoded {
 /// longer than [`MAX_ID_BYTES`] (the whole delivery is refused); a record that does not decode
 /// is carried in [`RecordInput::record`] instead.
 pub fn decode(headers: &HeaderMap, body: &[u8]) -> Result<Decoded, DecodeError> {
-    let decoded = route(headers, body)?;
+    let decoded = route(headers, without_bom(body))?;
     match &decoded {
         Decoded::Records(d) => bounded_ids(d.format, &d.meta)?,
         Decoded::Object { format, meta, .. } => bounded_ids(*format, meta)?,

@@ -280,6 +280,23 @@ fn a_content_type_without_a_media_type_is_unsupported() {
     }
 }
 
+/// A body that begins with a UTF-8 byte order mark decodes as without it (RFC 8259 §8.1): it
+/// was a 400 "expected value at line 1 column 1" for a body that looks like JSON.
+#[test]
+fn a_byte_order_mark_is_ignored() {
+    let record = json!({"source_timestamp": 1762367011393i64, "payload": {"id": 1}}).to_string();
+    let push = json!({"message": {"data": b64(&json!({"source_timestamp": 1762367011393i64}))}}).to_string();
+    for body in [record, push] {
+        let plain = decode(&headers(&[("content-type", "application/json")]), body.as_bytes()).unwrap();
+        let marked = format!("\u{feff}{body}");
+        let got = decode(&headers(&[("content-type", "application/json")]), marked.as_bytes()).unwrap();
+        assert_eq!(got, plain, "{body}");
+    }
+    // only before the text: inside it, it is what serde_json says it is
+    let e = decode(&headers(&[]), "{\u{feff}}".as_bytes()).unwrap_err();
+    assert_eq!(e.kind, crate::decode::DecodeErrorKind::Malformed);
+}
+
 #[test]
 fn garbage_bodies_are_malformed_and_say_what_was_expected() {
     for body in [&b""[..], b"not json", b"{\"x\":1}", b"[1,2]", b"42"] {

@@ -236,7 +236,7 @@ async fn lineage(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) ->
         Err(e) => return response(pipeline.refuse(&Refusal::Undecodable(e))),
     };
     drop(read);
-    let value: serde_json::Value = match serde_json::from_slice(&body) {
+    let value: serde_json::Value = match serde_json::from_slice(decode::without_bom(&body)) {
         Ok(v) => v,
         Err(e) => {
             let e = DecodeError::malformed(decode::BODY.to_string(), format!("an OpenLineage event must be JSON: {e}"));
