@@ -334,7 +334,7 @@ mod without_query {
     #[async_trait::async_trait]
     impl Warehouse for Fake {
         async fn table_exists(&self, t: &TableRef) -> Result<bool, WarehouseError> {
-            self.checked.lock().unwrap().push(t.table.clone());
+            self.checked.lock().unwrap().push(t.table().to_string());
             Ok(self.existing.contains(&t.to_string()))
         }
         async fn query(&self, _: &str, _: &[(String, Param)]) -> Result<Vec<Row>, WarehouseError> {

@@ -54,14 +54,14 @@ impl Projects {
     /// Whether a resolved table may be read (metadata views and meta-tables never resolve).
     pub fn allows(&self, table: &TableRef) -> bool {
         let dataset_matches = |pattern: &str| match pattern.strip_suffix('*') {
-            Some(prefix) => table.dataset.starts_with(prefix),
-            None => pattern == table.dataset,
+            Some(prefix) => table.dataset().starts_with(prefix),
+            None => pattern == table.dataset(),
         };
         match &self.allowed_datasets {
-            None => table.project == self.data,
+            None => table.project() == self.data,
             Some(list) => list.iter().any(|entry| match entry.split_once('.') {
-                Some((project, dataset)) => project == table.project && dataset_matches(dataset),
-                None => table.project == self.data && dataset_matches(entry),
+                Some((project, dataset)) => project == table.project() && dataset_matches(dataset),
+                None => table.project() == self.data && dataset_matches(entry),
             }),
         }
     }

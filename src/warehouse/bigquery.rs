@@ -248,7 +248,7 @@ fn classify(e: BQError) -> WarehouseError {
 impl Warehouse for BigQuery {
     async fn table_exists(&self, t: &TableRef) -> Result<bool, WarehouseError> {
         let call = self.retry_policy().retry(
-            || self.client.table().get(&t.project, &t.dataset, &t.table, Some(vec!["tableReference"])),
+            || self.client.table().get(t.project(), t.dataset(), t.table(), Some(vec!["tableReference"])),
             decision,
         );
         match tokio::time::timeout(self.timeout, call).await {

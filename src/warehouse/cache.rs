@@ -60,13 +60,10 @@ pub struct EventContext<'a> {
     queries: Shared<u128, Arc<Vec<Row>>>,
 }
 
-/// The identity of a table within an event: a 128-bit hash (xxh3) of its length-prefixed parts.
+/// The identity of a table within an event: a 128-bit hash (xxh3) of `project.dataset.table`
+/// (unambiguous: no part contains a dot).
 pub fn table_key(table: &TableRef) -> u128 {
-    let mut k = KeyBytes(Vec::with_capacity(24 + table.project.len() + table.dataset.len() + table.table.len()));
-    for part in [&table.project, &table.dataset, &table.table] {
-        k.part(part.as_bytes());
-    }
-    k.digest()
+    xxhash_rust::xxh3::xxh3_128(table.as_str().as_bytes())
 }
 
 /// The identity of a query within an event: a 128-bit hash (xxh3) of its SQL file, the relation

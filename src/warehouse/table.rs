@@ -52,12 +52,15 @@ fn only(s: &str, extra: u8) -> bool {
         .fold(true, |ok, c| ok & (((c | 0x20).wrapping_sub(b'a') < 26) | (c.wrapping_sub(b'0') < 10) | (c == extra)))
 }
 
-/// A fully qualified table: `project.dataset.table`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A fully qualified table: `project.dataset.table`, held as that one text (every part was
+/// validated: none contains a dot), so that resolving one allocates once.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TableRef {
-    pub project: String,
-    pub dataset: String,
-    pub table: String,
+    /// `project.dataset.table`.
+    text: String,
+    /// Where the dataset and the table start in `text`.
+    dataset_at: usize,
+    table_at: usize,
 }
 
 impl TableRef {
@@ -95,24 +98,64 @@ impl TableRef {
         if metadata {
             return Err(TableRefError::Metadata { value: raw.into() });
         }
-        Ok(TableRef { project: project.into(), dataset: dataset.into(), table: table.into() })
+        let mut text = String::with_capacity(project.len() + dataset.len() + table.len() + 2);
+        for (i, part) in [project, dataset, table].into_iter().enumerate() {
+            if i > 0 {
+                text.push('.');
+            }
+            text.push_str(part);
+        }
+        let dataset_at = project.len() + 1;
+        Ok(TableRef { text, dataset_at, table_at: dataset_at + dataset.len() + 1 })
+    }
+
+    /// The project id.
+    pub fn project(&self) -> &str {
+        &self.text[..self.dataset_at - 1]
+    }
+
+    /// The dataset id.
+    pub fn dataset(&self) -> &str {
+        &self.text[self.dataset_at..self.table_at - 1]
+    }
+
+    /// The table id.
+    pub fn table(&self) -> &str {
+        &self.text[self.table_at..]
+    }
+
+    /// `project.dataset.table`.
+    pub fn as_str(&self) -> &str {
+        &self.text
     }
 
     /// The backtick-quoted reference for SQL text. Safe because every part was validated.
     pub fn sql(&self) -> String {
-        let mut sql = String::with_capacity(self.project.len() + self.dataset.len() + self.table.len() + 4);
-        for (i, part) in [&self.project, &self.dataset, &self.table].into_iter().enumerate() {
-            sql.push(if i == 0 { '`' } else { '.' });
-            sql.push_str(part);
-        }
+        let mut sql = String::with_capacity(self.text.len() + 2);
+        sql.push('`');
+        sql.push_str(&self.text);
         sql.push('`');
         sql
     }
 }
 
+/// Ordered by project, then dataset, then table (not by the joined text, where `a-b` would sort
+/// before `a.`).
+impl Ord for TableRef {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.project(), self.dataset(), self.table()).cmp(&(other.project(), other.dataset(), other.table()))
+    }
+}
+
+impl PartialOrd for TableRef {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
 impl std::fmt::Display for TableRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}.{}.{}", self.project, self.dataset, self.table)
+        f.write_str(&self.text)
     }
 }
 
@@ -144,6 +187,14 @@ mod tests {
         // (only valid when the data project id is also a valid dataset name)
         let t = TableRef::resolve("t1", "dataproj").unwrap();
         assert_eq!(t.to_string(), "dataproj.dataproj.t1");
+        assert_eq!((t.project(), t.dataset(), t.table()), ("dataproj", "dataproj", "t1"));
+        let t = TableRef::resolve("other-proj.ds.t", "test-project").unwrap();
+        assert_eq!((t.project(), t.dataset(), t.table()), ("other-proj", "ds", "t"));
+        let t = TableRef::resolve("ds.t", "p").unwrap();
+        assert_eq!((t.project(), t.dataset(), t.table(), t.as_str()), ("p", "ds", "t", "p.ds.t"));
+        // ordered part by part: `a` before `a-b` although `-` sorts before `.`
+        let (a, ab) = (TableRef::resolve("a.x.y", "p").unwrap(), TableRef::resolve("a-b.x.y", "p").unwrap());
+        assert!(a < ab);
     }
 
     #[test]
