@@ -70,12 +70,23 @@ impl TableRef {
     /// dataset `<data project>`, table `<value>`. Each part must be a valid identifier: project
     /// letters, digits and hyphens; dataset and table `[A-Za-z0-9_]+`.
     pub fn resolve(value: &str, data_project: &str) -> Result<TableRef, TableRefError> {
-        let mut parts = value.split('.');
-        match (parts.next(), parts.next(), parts.next(), parts.next()) {
-            (Some(t), None, None, None) => TableRef::checked(data_project, data_project, t, value),
-            (Some(d), Some(t), None, None) => TableRef::checked(data_project, d, t, value),
-            (Some(p), Some(d), Some(t), None) => TableRef::checked(p, d, t, value),
-            _ => Err(TableRefError::NotAReference { value: value.to_string() }),
+        // the dots, found by a plain byte loop: `split('.')` searched with memchr, whose set-up
+        // cost more than these short texts (every matching handler resolves its tables)
+        let mut dots = [0usize; 3];
+        let mut n = 0;
+        for (i, &b) in value.as_bytes().iter().enumerate() {
+            if b == b'.' {
+                if n == 2 {
+                    return Err(TableRefError::NotAReference { value: value.to_string() });
+                }
+                dots[n] = i;
+                n += 1;
+            }
+        }
+        match n {
+            0 => TableRef::checked(data_project, data_project, value, value),
+            1 => TableRef::checked(data_project, &value[..dots[0]], &value[dots[0] + 1..], value),
+            _ => TableRef::checked(&value[..dots[0]], &value[dots[0] + 1..dots[1]], &value[dots[1] + 1..], value),
         }
     }
 
