@@ -23,10 +23,56 @@ use super::change::{ChangeEvent, SourceMetadata};
 pub const RUN_TABLE: &str = "openlineage_run";
 pub const TASK_TABLE: &str = "openlineage_task";
 
+/// The non-empty string `key` of `o` (`path` names `o` in errors): "is required" when absent or
+/// null, "must be a non-empty string" when of another type or empty.
 fn field<'a>(o: &'a Map<String, Value>, key: &str, path: &str) -> Result<&'a str, DecodeError> {
-    o.get(key).and_then(Value::as_str).filter(|s| !s.is_empty()).ok_or_else(|| {
-        DecodeError::malformed(Some(format!("{path}{key}")), format!("{path}{key} is required (a non-empty string)"))
-    })
+    match o.get(key) {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s),
+        None | Some(Value::Null) => Err(DecodeError::malformed(
+            Some(format!("{path}{key}")),
+            format!("{path}{key} is required (a non-empty string)"),
+        )),
+        Some(_) => {
+            Err(DecodeError::malformed(Some(format!("{path}{key}")), format!("{path}{key} must be a non-empty string")))
+        }
+    }
+}
+
+/// The object `key` of `o` (`path` names `o`), `None` when absent or null.
+///
+/// Errors: a value that is not an object, naming `<path><key>`.
+fn object<'a>(o: &'a Map<String, Value>, key: &str, path: &str) -> Result<Option<&'a Map<String, Value>>, DecodeError> {
+    match o.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(m)) => Ok(Some(m)),
+        Some(_) => Err(DecodeError::malformed(Some(format!("{path}{key}")), format!("{path}{key} must be an object"))),
+    }
+}
+
+/// The parent run facet (spec `ParentRunFacet`: `run.runId` and `job.namespace`, `job.name`
+/// are required): the parent's pipeline (`namespace/name`) and run id. A parent facet without
+/// them is refused naming the member (it was taken for no parent: the task became a pipeline
+/// run of its own).
+fn parent(facets: &Map<String, Value>) -> Result<Option<(String, String)>, DecodeError> {
+    const AT: &str = "run.facets.parent.";
+    let Some(parent) = object(facets, "parent", "run.facets.")? else { return Ok(None) };
+    let job = object(parent, "job", AT)?.ok_or_else(|| {
+        DecodeError::malformed(
+            Some(format!("{AT}job")),
+            format!("{AT}job is required ({{\"namespace\": ..., \"name\": ...}})"),
+        )
+    })?;
+    let run = object(parent, "run", AT)?.ok_or_else(|| {
+        DecodeError::malformed(Some(format!("{AT}run")), format!("{AT}run is required ({{\"runId\": ...}})"))
+    })?;
+    let pipeline = format!(
+        "{}/{}",
+        field(job, "namespace", "run.facets.parent.job.")?,
+        field(job, "name", "run.facets.parent.job.")?
+    );
+    let run_id = field(run, "runId", "run.facets.parent.run.")?;
+    super::bounded_id("run.facets.parent.run.runId", Some(run_id))?;
+    Ok(Some((pipeline, run_id.to_string())))
 }
 
 fn time(s: &str, path: &str) -> Result<DateTime<FixedOffset>, DecodeError> {
@@ -45,7 +91,13 @@ const EVENT_TYPES: [&str; 6] = ["START", "RUNNING", "COMPLETE", "ABORT", "FAIL",
 /// named `outputs[<i>].outputFacets.outputStatistics.rowCount`: a negative or textual count
 /// would have become a negative or missing `records` observation.
 fn row_counts(o: &Map<String, Value>) -> Result<Option<f64>, DecodeError> {
-    let Some(outputs) = o.get("outputs").and_then(Value::as_array) else { return Ok(None) };
+    let outputs = match o.get("outputs") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Array(outputs)) => outputs,
+        Some(_) => {
+            return Err(DecodeError::malformed(Some("outputs".into()), "outputs must be an array (of datasets)"));
+        }
+    };
     let mut sum = 0u64;
     for (i, d) in outputs.iter().enumerate() {
         let Some(count) = d.pointer("/outputFacets/outputStatistics/rowCount").filter(|v| !v.is_null()) else {
@@ -111,25 +163,25 @@ pub fn decode(value: Value) -> Result<Option<ChangeEvent>, DecodeError> {
         DecodeError::malformed(Some("job".into()), "job is required ({\"namespace\": ..., \"name\": ...})")
     })?;
     let (namespace, name) = (field(job, "namespace", "job.")?, field(job, "name", "job.")?);
-    let facets = run.get("facets").and_then(Value::as_object);
-    let parent = facets.and_then(|f| f.get("parent")).and_then(Value::as_object);
-    let (table, pipeline, task) = match parent.and_then(|p| p.get("job")).and_then(Value::as_object) {
-        Some(pj) => {
-            let pipeline = format!(
-                "{}/{}",
-                field(pj, "namespace", "run.facets.parent.job.")?,
-                field(pj, "name", "run.facets.parent.job.")?
-            );
-            (TASK_TABLE, pipeline, Some(name.to_string()))
-        }
-        None => (RUN_TABLE, format!("{namespace}/{name}"), None),
+    let facets = object(run, "facets", "run.")?;
+    let parent = facets.map(parent).transpose()?.flatten();
+    let (table, pipeline, task, parent_run_id) = match parent {
+        Some((pipeline, run_id)) => (TASK_TABLE, pipeline, Some(name.to_string()), Some(run_id)),
+        None => (RUN_TABLE, format!("{namespace}/{name}"), None, None),
     };
-    let nominal = facets
-        .and_then(|f| f.get("nominalTime"))
-        .and_then(|n| n.get("nominalStartTime"))
-        .and_then(Value::as_str)
-        .map(|s| time(s, "run.facets.nominalTime.nominalStartTime"))
-        .transpose()?;
+    let nominal = match facets.map(|f| object(f, "nominalTime", "run.facets.")).transpose()?.flatten() {
+        None => None,
+        Some(n) => match n.get("nominalStartTime") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(time(s, "run.facets.nominalTime.nominalStartTime")?),
+            Some(_) => {
+                return Err(DecodeError::malformed(
+                    Some("run.facets.nominalTime.nominalStartTime".into()),
+                    "run.facets.nominalTime.nominalStartTime must be an ISO-8601 time (a string)",
+                ));
+            }
+        },
+    };
     let records = row_counts(&o)?;
     let at = event_time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     let row = json!({
@@ -141,7 +193,7 @@ pub fn decode(value: Value) -> Result<Option<ChangeEvent>, DecodeError> {
         "end_time": matches!(state.as_str(), "COMPLETE" | "FAIL" | "ABORT").then(|| at.clone()),
         "nominal_start_time": nominal.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
         "records": records.filter(|_| state == "COMPLETE"),
-        "parent_run_id": parent.and_then(|p| p.get("run")).and_then(|r| r.get("runId")).cloned(),
+        "parent_run_id": parent_run_id,
     });
     let Value::Object(row) = row else { unreachable!("a JSON object literal") };
     Ok(Some(ChangeEvent {
@@ -283,5 +335,46 @@ mod tests {
             assert_eq!(e.field.as_deref(), Some("outputs[1].outputFacets.outputStatistics.rowCount"), "{bad}");
             assert!(e.message.ends_with("must be a non-negative integer (a count of rows)"), "{e}");
         }
+    }
+
+    /// A parent run facet without its job or run (the spec's required members) is refused
+    /// naming the member: it was read as no parent, and the task counted as a pipeline run of
+    /// its own. Wrong types are "must be", not "is required".
+    #[test]
+    fn malformed_facets_and_wrong_types_name_the_member() {
+        let cases: [(&str, Value, &str, &str); 11] = [
+            ("/run/facets/parent", json!({"run": "x"}), "run.facets.parent.job", "is required"),
+            (
+                "/run/facets/parent",
+                json!({"job": {"namespace": "etl", "name": "d"}}),
+                "run.facets.parent.run",
+                "is required",
+            ),
+            ("/run/facets/parent", json!("p"), "run.facets.parent", "must be an object"),
+            ("/run/facets/parent/job", json!(5), "run.facets.parent.job", "must be an object"),
+            ("/run/facets/parent/job/name", json!(5), "run.facets.parent.job.name", "must be a non-empty string"),
+            ("/run/facets/parent/run/runId", json!(null), "run.facets.parent.run.runId", "is required"),
+            ("/run/facets", json!([1]), "run.facets", "must be an object"),
+            ("/eventTime", json!(1796040001000i64), "eventTime", "must be a non-empty string"),
+            ("/run/runId", json!(5), "run.runId", "must be a non-empty string"),
+            ("/job/name", json!(""), "job.name", "must be a non-empty string"),
+            ("/outputs", json!({"a": 1}), "outputs", "must be an array"),
+        ];
+        for (at, value, field, words) in cases {
+            let mut v = complete();
+            *v.pointer_mut(at).unwrap_or_else(|| panic!("{at}")) = value.clone();
+            let e = decode(v).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some(field), "{at} = {value}: {e}");
+            assert!(e.message.contains(words), "{at} = {value}: {e}");
+        }
+        let mut v = complete();
+        v["run"]["facets"]["nominalTime"] = json!({"nominalStartTime": 5});
+        assert_eq!(decode(v).unwrap_err().field.as_deref(), Some("run.facets.nominalTime.nominalStartTime"));
+        // the parent's run id is carried; a null parent is no parent
+        let e = decode(complete()).unwrap().unwrap();
+        assert_eq!(e.payload.unwrap().row["parent_run_id"], "897b06bb-01b7-480b-b6a7-1a129f79ef70");
+        let mut v = complete();
+        v["run"]["facets"]["parent"] = Value::Null;
+        assert_eq!(decode(v).unwrap().unwrap().table(), Some(RUN_TABLE));
     }
 }
