@@ -36,6 +36,19 @@ fn take_string(o: &mut Map<String, Value>, key: &str, prefix: &str) -> Result<Op
     }
 }
 
+/// A schema or table name, moved out of the record: a string (a number, which
+/// [`take_string`] would take as its digits, is no name Datastream writes: a table `5` matched
+/// no handler and the record was skipped silently).
+fn take_name(o: &mut Map<String, Value>, key: &str, prefix: &str) -> Result<Option<String>, DecodeError> {
+    match o.get_mut(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(std::mem::take(s))),
+        Some(_) => {
+            Err(DecodeError::malformed(Some(format!("{prefix}{key}")), format!("{prefix}{key} must be a string")))
+        }
+    }
+}
+
 /// Parses a Datastream timestamp: epoch milliseconds, RFC 3339, or `YYYY-MM-DD[ T]HH:MM:SS[.f]`
 /// without offset (taken as UTC).
 pub fn parse_timestamp(v: &Value, field: &str) -> Result<DateTime<FixedOffset>, DecodeError> {
@@ -159,8 +172,8 @@ fn decode_source_metadata(m: &mut Map<String, Value>) -> Result<SourceMetadata, 
         check_change_type(ct)?;
     }
     Ok(SourceMetadata {
-        schema: take_string(m, "schema", p)?,
-        table: take_string(m, "table", p)?,
+        schema: take_name(m, "schema", p)?,
+        table: take_name(m, "table", p)?,
         change_type,
         is_deleted,
         lsn: take_string(m, "lsn", p)?,
@@ -348,6 +361,12 @@ mod tests {
                 "source_metadata.is_deleted",
             ),
             (json!({"source_timestamp": 1705314600000i64, "source_metadata": 5}), "source_metadata"),
+            // a name is a string: a table `5` matched no handler, the record skipped silently
+            (json!({"source_timestamp": 1705314600000i64, "source_metadata": {"table": 5}}), "source_metadata.table"),
+            (
+                json!({"source_timestamp": 1705314600000i64, "source_metadata": {"schema": false}}),
+                "source_metadata.schema",
+            ),
             (
                 json!({"source_timestamp": 1705314600000i64, "source_metadata": {"change_type": "WEIRD"}}),
                 "source_metadata.change_type",

@@ -58,11 +58,50 @@ fn epoch_time(o: &Map<String, Value>, prefix: &str) -> Result<Option<DateTime<Fi
     }
 }
 
-fn text(v: Option<&Value>) -> Option<String> {
-    match v? {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
+/// A text member: a string, or a number as its digits (Debezium writes `lsn`, `txId` and `pos`
+/// as numbers); `None` when absent or null.
+///
+/// Errors: any other type (an object, a list, a boolean), naming `field`: it would have been
+/// read as absent (a record identity without its log position, an `__op` taken for `u`).
+fn text(v: Option<&Value>, field: &str) -> Result<Option<String>, DecodeError> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(_) => Err(DecodeError::malformed(Some(field.into()), format!("{field} must be a string or a number"))),
+    }
+}
+
+/// The record's identity, `debezium:` and its parts joined by `:` (the flattened form has no
+/// connector name: `debezium:<db>:...`), at most [`super::MAX_ID_BYTES`] long.
+///
+/// Errors: a longer identity names its longest part (a Debezium event has no `uuid` of its
+/// own: "uuid is 340 bytes long" named nothing the sender wrote).
+fn identity(parts: &[(&str, &str)]) -> Result<String, DecodeError> {
+    let uuid = std::iter::once("debezium").chain(parts.iter().map(|(_, v)| *v)).collect::<Vec<_>>().join(":");
+    if uuid.len() > super::MAX_ID_BYTES {
+        let (field, value) = parts.iter().max_by_key(|(_, v)| v.len()).expect("parts");
+        return Err(DecodeError::malformed(
+            Some(field.to_string()),
+            format!(
+                "{field} is {} bytes long: the record's identity (connector, database, table, log position, op) \
+                 may be at most {} bytes",
+                value.len(),
+                super::MAX_ID_BYTES
+            ),
+        ));
+    }
+    Ok(uuid)
+}
+
+/// A name member (connector, database, schema, table): a string; `None` when absent or null.
+///
+/// Errors: any other type, naming `field` (a table `5` matched no handler and was skipped).
+fn name(v: Option<&Value>, field: &str) -> Result<Option<String>, DecodeError> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(DecodeError::malformed(Some(field.into()), format!("{field} must be a string"))),
     }
 }
 
@@ -163,24 +202,33 @@ fn unwrapped(mut o: Map<String, Value>) -> Result<ChangeEvent, DecodeError> {
         "t" | "m" => None,
         _ => row_of(o.remove(path), path)?,
     };
-    let name = text(source.get("name")).unwrap_or_default();
-    let db = text(source.get("db")).unwrap_or_default();
-    let table = text(source.get("table"));
-    let lsn = text(source.get("lsn"));
-    let position = lsn.clone().or_else(|| text(source.get("pos"))).unwrap_or_else(|| source_us.to_string());
-    let uuid = format!("debezium:{name}:{db}:{}:{position}:{op}", table.as_deref().unwrap_or(""));
+    let connector = name(source.get("name"), "source.name")?.unwrap_or_default();
+    let db = name(source.get("db"), "source.db")?.unwrap_or_default();
+    let table = name(source.get("table"), "source.table")?;
+    let lsn = text(source.get("lsn"), "source.lsn")?;
+    let position = match lsn.clone() {
+        Some(lsn) => lsn,
+        None => text(source.get("pos"), "source.pos")?.unwrap_or_else(|| source_us.to_string()),
+    };
+    let uuid = identity(&[
+        ("source.name", &connector),
+        ("source.db", &db),
+        ("source.table", table.as_deref().unwrap_or("")),
+        (if lsn.is_some() { "source.lsn" } else { "source.pos" }, &position),
+        ("op", &op),
+    ])?;
     let metadata = SourceMetadata {
-        schema: text(source.get("schema")),
+        schema: name(source.get("schema"), "source.schema")?,
         table,
         change_type: Some(change_type.into()),
         is_deleted: deleted,
         lsn,
-        tx_id: text(source.get("txId")),
+        tx_id: text(source.get("txId"), "source.txId")?,
         primary_keys: Vec::new(),
     };
     Ok(ChangeEvent {
         uuid: Some(uuid),
-        stream: Some(format!("debezium:{name}:{db}")),
+        stream: Some(format!("debezium:{connector}:{db}")),
         source_timestamp,
         read_timestamp,
         object: None,
@@ -193,17 +241,25 @@ fn unwrapped(mut o: Map<String, Value>) -> Result<ChangeEvent, DecodeError> {
 /// The flattened form: the row plus `__`-prefixed metadata fields.
 fn flattened(mut o: Map<String, Value>) -> Result<ChangeEvent, DecodeError> {
     let field = |o: &mut Map<String, Value>, k: &str| o.remove(&format!("__{k}"));
-    let op = text(field(&mut o, "op").as_ref()).unwrap_or_else(|| "u".into());
-    let table = text(field(&mut o, "table").as_ref());
-    let lsn = text(field(&mut o, "lsn").as_ref());
+    let op = text(field(&mut o, "op").as_ref(), "__op")?.unwrap_or_else(|| "u".into());
+    let table = name(field(&mut o, "table").as_ref(), "__table")?;
+    let lsn = text(field(&mut o, "lsn").as_ref(), "__lsn")?;
     let source_ms = field(&mut o, "source_ts_ms").filter(|v| !v.is_null());
+    // ExtractNewRecordState writes "true"/"false" (delete.handling.mode=rewrite); a boolean is
+    // taken too; anything else was read as "not deleted"
     let deleted = match field(&mut o, "deleted") {
+        None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => b,
-        Some(Value::String(s)) => s == "true",
-        _ => false,
+        Some(Value::String(s)) if s == "true" || s == "false" => s == "true",
+        Some(_) => {
+            return Err(DecodeError::malformed(
+                Some("__deleted".into()),
+                "__deleted must be \"true\", \"false\" or a boolean",
+            ));
+        }
     } || op == "d";
-    let db = text(field(&mut o, "db").as_ref()).unwrap_or_default();
-    let schema = text(field(&mut o, "schema").as_ref());
+    let db = name(field(&mut o, "db").as_ref(), "__db")?.unwrap_or_default();
+    let schema = name(field(&mut o, "schema").as_ref(), "__schema")?;
     o.retain(|k, _| !k.starts_with("__"));
     let source_timestamp = match source_ms {
         Some(ms) => epoch(&ms, Epoch::Millis, "__source_ts_ms")?,
@@ -232,7 +288,8 @@ fn flattened(mut o: Map<String, Value>) -> Result<ChangeEvent, DecodeError> {
         }
     };
     let position = lsn.clone().unwrap_or_else(|| (source_ms * 1000).to_string());
-    let uuid = format!("debezium:{db}:{}:{position}:{op}", table.as_deref().unwrap_or(""));
+    let uuid =
+        identity(&[("__db", &db), ("__table", table.as_deref().unwrap_or("")), ("__lsn", &position), ("__op", &op)])?;
     o.retain(|_, v| v.as_str() != Some(UNAVAILABLE));
     Ok(ChangeEvent {
         uuid: Some(uuid),

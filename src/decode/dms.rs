@@ -57,6 +57,16 @@ fn text(meta: &Map<String, Value>, key: &str) -> Result<Option<String>, DecodeEr
     }
 }
 
+/// A schema or table name of `metadata`: a string (a number is no name DMS writes; a table
+/// `5` matched no handler and the record was skipped silently).
+fn name(meta: &Map<String, Value>, key: &str) -> Result<Option<String>, DecodeError> {
+    match meta.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(malformed(&format!("metadata.{key}"), format!("metadata.{key} must be a string"))),
+    }
+}
+
 /// The LSN of a PostgreSQL source's `stream-position`, in PostgreSQL's own form.
 ///
 /// For PostgreSQL, DMS writes `<LSN>.<n>.<LSN>` with zero-padded halves, e.g.
@@ -122,8 +132,8 @@ pub fn decode(message: Value) -> Result<ChangeEvent, DecodeError> {
         }
         Some(_) => return Err(malformed("metadata", "metadata must be an object")),
     };
-    let schema = text(&meta, "schema-name")?.filter(|s| !s.is_empty());
-    let table = text(&meta, "table-name")?.filter(|s| !s.is_empty());
+    let schema = name(&meta, "schema-name")?.filter(|s| !s.is_empty());
+    let table = name(&meta, "table-name")?.filter(|s| !s.is_empty());
     let operation = text(&meta, "operation")?;
     match text(&meta, "record-type")?.as_deref() {
         Some("control") => {

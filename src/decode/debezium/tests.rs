@@ -167,3 +167,64 @@ fn the_schema_wrapper_around_any_form_or_none() {
     let v = json!({"schema": {}, "payload": {"id": 1}});
     assert!(!looks_like(v.as_object().unwrap()));
 }
+
+/// Members of the wrong type are refused naming them, not read as absent: a table `5` matched
+/// no handler, an object `lsn` left the identity without its position, `__deleted: "maybe"`
+/// was "not deleted", an object `__op` an update.
+#[test]
+fn members_of_the_wrong_type_are_refused() {
+    let flat = || {
+        json!({"id": 1, "status": "COMPLETED", "__op": "u", "__table": "pipeline_run",
+            "__source_ts_ms": 1762367011393i64})
+    };
+    let cases = [
+        (envelope(), "/source/table", json!(5), "source.table", "must be a string"),
+        (envelope(), "/source/db", json!(["d"]), "source.db", "must be a string"),
+        (envelope(), "/source/name", json!(true), "source.name", "must be a string"),
+        (envelope(), "/source/schema", json!(1), "source.schema", "must be a string"),
+        (envelope(), "/source/lsn", json!({"a": 1}), "source.lsn", "must be a string or a number"),
+        (envelope(), "/source/txId", json!([1]), "source.txId", "must be a string or a number"),
+        (flat(), "/__table", json!(5), "__table", "must be a string"),
+        (flat(), "/__lsn", json!({}), "__lsn", "must be a string or a number"),
+        (flat(), "/__op", json!({}), "__op", "must be a string or a number"),
+        (flat(), "/__deleted", json!("maybe"), "__deleted", "must be \"true\", \"false\" or a boolean"),
+        (flat(), "/__deleted", json!(1), "__deleted", "must be \"true\", \"false\" or a boolean"),
+    ];
+    for (mut event, at, value, field, words) in cases {
+        match event.pointer_mut(at) {
+            Some(v) => *v = value.clone(),
+            None => {
+                event.as_object_mut().unwrap().insert(at[1..].to_string(), value.clone());
+            }
+        }
+        let e = decode(event).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some(field), "{at} = {value}: {e}");
+        assert!(e.message.contains(words), "{at} = {value}: {e}");
+    }
+    // the accepted spellings of __deleted, and numbers where Debezium writes them
+    for (deleted, is) in [(json!("true"), true), (json!("false"), false), (json!(true), true), (Value::Null, false)] {
+        let mut v = flat();
+        v["__deleted"] = deleted.clone();
+        assert_eq!(decode(v).unwrap().source_metadata.is_deleted, is, "{deleted}");
+    }
+    assert_eq!(decode(envelope()).unwrap().source_metadata.tx_id.as_deref(), Some("556"));
+}
+
+/// The identity is built from the connector, database, table, log position and op: one too
+/// long names its longest part, never a `uuid` the event does not have.
+#[test]
+fn a_too_long_identity_names_its_longest_part() {
+    let e = decode(envelope()).unwrap();
+    assert_eq!(e.uuid.as_deref(), Some("debezium:mage:mage:pipeline_run:24023128:u"));
+    for (at, field) in
+        [("/source/name", "source.name"), ("/source/table", "source.table"), ("/source/lsn", "source.lsn")]
+    {
+        let mut v = envelope();
+        *v.pointer_mut(at).unwrap() = json!("x".repeat(300));
+        let e = decode(v).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some(field), "{e}");
+        assert!(e.message.starts_with(&format!("{field} is 300 bytes long")), "{e}");
+    }
+    let flat = json!({"id": 1, "__op": "u", "__table": "t".repeat(300), "__source_ts_ms": 1762367011393i64});
+    assert_eq!(decode(flat).unwrap_err().field.as_deref(), Some("__table"));
+}

@@ -226,6 +226,8 @@ fn errors_name_the_field() {
         (with(&["metadata", "record-type"], json!("ddl")), "metadata.record-type"),
         (with(&["metadata", "table-name"], json!("")), "metadata.table-name"),
         (with(&["metadata", "table-name"], json!(["t"])), "metadata.table-name"),
+        (with(&["metadata", "table-name"], json!(5)), "metadata.table-name"),
+        (with(&["metadata", "schema-name"], json!(5)), "metadata.schema-name"),
         (without(&["metadata", "timestamp"]), "metadata.timestamp"),
         (with(&["metadata", "timestamp"], json!("yesterday")), "metadata.timestamp"),
         (with(&["metadata", "commit-timestamp"], json!(true)), "metadata.commit-timestamp"),
