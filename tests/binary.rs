@@ -52,6 +52,21 @@ async fn start_with(extra: &[(&str, &str)]) -> Served {
     Served { run, url }
 }
 
+/// The startup line says whether `/api/v1/lineage` needs a key: a blank OPENLINEAGE_API_KEY
+/// is unset (as every blank variable) and leaves it open, which an operator could not see.
+#[tokio::test]
+async fn the_listening_line_says_whether_the_lineage_endpoint_needs_a_key() {
+    for (key, protected) in [(Some("k3y"), true), (Some("  "), false), (None, false)] {
+        let port = free_port().to_string();
+        let mut env = vec![("PORT", port.as_str()), ("BIGQUERY_EMULATOR_HOST", common::bigquery::emulator())];
+        env.extend(key.map(|k| ("OPENLINEAGE_API_KEY", k)));
+        let mut run = binary(&env).spawn();
+        let listening = run.wait_listening(Duration::from_secs(20)).await;
+        assert_eq!(listening["lineage_api_key"], protected, "{key:?}: {listening}");
+        assert!(!listening.to_string().contains("k3y"), "the key itself is never logged: {listening}");
+    }
+}
+
 #[tokio::test]
 async fn complete_wrangling_example_prints_exact_metric_lines() {
     common::fixtures::seed();

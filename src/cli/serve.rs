@@ -154,6 +154,7 @@ async fn serve(
         backend = config.metrics_backend.name(),
         fact_store = config.lifecycle.fact_store.name(),
         push_auth = config.ingress.auth.is_some(),
+        lineage_api_key = config.ingress.lineage_api_key.is_some(),
         ack_permanent_errors = config.delivery.ack_permanent,
         header_read_timeout_secs = config.ingress.connections.header_read.as_secs_f64(),
         idle_timeout_secs = config.ingress.connections.idle.as_secs_f64(),
