@@ -126,10 +126,19 @@ pub fn structured(body: &[u8]) -> Result<(DeliveryMeta, Cow<'_, [u8]>), DecodeEr
 pub(crate) fn context(ce: &Structured<'_>) -> Result<DeliveryMeta, DecodeError> {
     match ce.specversion.map(RawValue::get) {
         Some("\"1.0\"") => {}
-        other => {
+        None | Some("null") => {
             return Err(DecodeError::malformed(
                 Some("specversion".into()),
-                format!("unsupported CloudEvents specversion {}: expected \"1.0\"", other.unwrap_or("null")),
+                "specversion is required: a structured CloudEvent (application/cloudevents+json) has \"specversion\": \"1.0\"",
+            ));
+        }
+        Some(other) => {
+            return Err(DecodeError::malformed(
+                Some("specversion".into()),
+                format!(
+                    "unsupported CloudEvents specversion {}: expected \"1.0\"",
+                    crate::redact::excerpt(other, crate::redact::EXCERPT_CHARS)
+                ),
             ));
         }
     }

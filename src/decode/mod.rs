@@ -188,9 +188,12 @@ fn bounded_ids(format: DeliveryFormat, meta: &DeliveryMeta) -> Result<(), Decode
     bounded_id(ce_id, meta.ce_id.as_deref())
 }
 
+/// What a delivery on `POST /` may be (docs/formats.md), as error messages list it.
 pub(crate) const EXPECTED: &str = "expected a CloudEvent (binary or structured mode), a Pub/Sub push body \
 {\"message\":{\"data\":<base64>,...},\"subscription\":...}, a Datastream record \
-{\"source_timestamp\":...,\"payload\":{...}} or a Debezium change event {\"op\":...,\"after\":{...},\"source\":{...}}";
+{\"source_timestamp\":...,\"payload\":{...}}, a Debezium change event {\"op\":...,\"after\":{...},\"source\":{...}}, \
+an AWS DMS message {\"data\":{...},\"metadata\":{...}} or a Cloud Storage object notification \
+(an OpenLineage RunEvent goes to POST /api/v1/lineage)";
 
 /// The JSON document of `body` (`what` in messages; `field` names it in errors: `body`, `data`).
 pub(crate) fn parse_json(body: &[u8], what: &str, field: &str) -> Result<Value, DecodeError> {
@@ -254,7 +257,8 @@ fn route(headers: &HeaderMap, body: &[u8]) -> Result<Decoded, DecodeError> {
     }
     if !is_accepted_type(&ct) {
         return Err(DecodeError::unsupported(format!(
-            "unsupported content type '{}': expected application/json or application/cloudevents+json",
+            "unsupported content type '{}': expected application/json, application/cloudevents+json (or another \
+             application/*+json), application/octet-stream, text/plain or none",
             crate::redact::excerpt(&ct, crate::redact::EXCERPT_CHARS)
         )));
     }
@@ -327,6 +331,12 @@ fn route(headers: &HeaderMap, body: &[u8]) -> Result<Decoded, DecodeError> {
     if looks_like_record(&value) {
         return Ok(Decoded::Records(Delivery::single(format, meta, value)));
     }
+    if ["eventTime", "run", "job"].iter().all(|k| value.get(k).is_some()) {
+        return Err(DecodeError::malformed(
+            BODY.to_string(),
+            "an OpenLineage event: POST it to /api/v1/lineage (the path the OpenLineage HTTP transport posts to)",
+        ));
+    }
     Err(DecodeError::malformed(BODY.to_string(), format!("unrecognised body: {EXPECTED}")))
 }
 
@@ -359,6 +369,17 @@ fn message_data(
     }
     if let Some(object) = storage::notification(&meta, Some(&value)) {
         return Ok(Decoded::Object { format, meta, object });
+    }
+    if !looks_like_record(&value) {
+        // `{}` or `{"foo": 1}` was answered "source_timestamp is required", as if it were a
+        // Datastream record missing one field
+        return Err(DecodeError::malformed(
+            Some(field.to_string()),
+            format!(
+                "{field} decodes to a JSON object that is no change record: expected a Datastream record, a \
+                 Debezium change event, an AWS DMS message or a Cloud Storage object notification"
+            ),
+        ));
     }
     Ok(Decoded::Records(Delivery::single(format, meta, value)))
 }

@@ -396,3 +396,4 @@ fn arrays_and_scalars_are_unrecognised_bodies() {
 }
 
 mod cloudevents;
+mod messages;
