@@ -5,6 +5,9 @@ SHELL := /bin/bash
 PORT ?= 8080
 BQEMU_PORT ?= 9050
 EMULATOR := 127.0.0.1:$(BQEMU_PORT)
+# the copy of the metric lines `make local-run` writes and `make local-test` reads: one per port,
+# so that a second instance (PORT=8081) never truncates the first one's file
+METRICS_FILE := .local/$(if $(filter 8080,$(PORT)),metrics.jsonl,metrics-$(PORT).jsonl)
 # cargo's target directory (CARGO_TARGET_DIR is honoured, as cargo itself does)
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 
@@ -22,10 +25,10 @@ local-up: ## Install (if missing) and start the BigQuery emulator on 127.0.0.1 (
 local-seed: ## Recreate the seed tables from scratch (idempotent)
 	@BIGQUERY_EMULATOR_HOST=$(EMULATOR) python3 scripts/seed.py
 
-local-run: ## Build and run the function locally (metrics as JSON lines, also in .local/metrics.jsonl)
+local-run: ## Build and run the function locally (metrics as JSON lines, also in .local/metrics.jsonl; .local/metrics-PORT.jsonl on another PORT)
 	@# a busy port fails here, before the emulator is reseeded and before the banner; the binary
-	@# binds it again before it creates (truncates) METRICS_FILE, so a running instance's file and
-	@# tables are never touched by a second one
+	@# binds it again before it creates (truncates) METRICS_FILE, which is per port: a second
+	@# instance (another PORT) never touches the first one's file (it reseeds the shared emulator)
 	@if (exec 3<>/dev/tcp/127.0.0.1/$(PORT)) 2>/dev/null; then \
 	  echo "make local-run: 127.0.0.1:$(PORT): address in use (is another make local-run running?); stop it or use PORT=..." >&2; exit 1; fi
 	@$(MAKE) --no-print-directory local-up
@@ -35,10 +38,10 @@ local-run: ## Build and run the function locally (metrics as JSON lines, also in
 	@echo "pipeline-run-metrics on http://127.0.0.1:$(PORT)/ (BigQuery emulator $(EMULATOR)); Ctrl-C stops it"
 	@HOST=127.0.0.1 PORT=$(PORT) BIGQUERY_EMULATOR_HOST=$(EMULATOR) DEDUP_WINDOW_SECS=$${DEDUP_WINDOW_SECS:-0} \
 	  CLOUD_RUN_PROJECT_ID=$${CLOUD_RUN_PROJECT_ID:-local-project} BIGQUERY_PROJECT_ID=$${BIGQUERY_PROJECT_ID:-test-project} \
-	  METRICS_FILE=.local/metrics.jsonl $(TARGET_DIR)/debug/pipeline-run-metrics
+	  METRICS_FILE=$(METRICS_FILE) $(TARGET_DIR)/debug/pipeline-run-metrics
 
 local-test: ## POST every sample event in events/ to the local function and show status and metric lines
-	@PORT=$(PORT) python3 scripts/local_test.py
+	@PORT=$(PORT) METRICS_FILE=$(METRICS_FILE) python3 scripts/local_test.py
 
 local-down: ## Stop the local BigQuery emulator
 	@scripts/bqemulator.sh stop $(BQEMU_PORT)

@@ -26,7 +26,8 @@ from eventfiles import read_event
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 PORT = os.environ.get("PORT", "8080")
 URL = f"http://127.0.0.1:{PORT}/"
-METRICS = os.path.join(ROOT, ".local", "metrics.jsonl")
+# the file `make local-run` has the function copy its metric lines to (one per port)
+METRICS = os.path.join(ROOT, os.environ.get("METRICS_FILE") or os.path.join(".local", "metrics.jsonl"))
 
 
 def metric_lines_after(offset):

@@ -64,10 +64,23 @@ impl HandlerError {
             return;
         }
         let to = if path.is_empty() { String::new() } else { format!("{path}.") };
+        // only where `payload.` begins a path (a column follows): the reference's "No variable
+        // 'x' found in payload." ends a sentence with it and keeps its words
         let rename = |text: &mut String| {
-            if text.contains(PAYLOAD) {
-                *text = text.replace(PAYLOAD, &to);
+            if !text.contains(PAYLOAD) {
+                return;
             }
+            let mut out = String::with_capacity(text.len());
+            let mut rest = text.as_str();
+            while let Some(i) = rest.find(PAYLOAD) {
+                let after = &rest[i + PAYLOAD.len()..];
+                let path = after.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_');
+                out.push_str(&rest[..i]);
+                out.push_str(if path { &to } else { PAYLOAD });
+                rest = after;
+            }
+            out.push_str(rest);
+            *text = out;
         };
         match self {
             HandlerError::InvalidInput { field, message, log_message } if field.starts_with(PAYLOAD) => {
@@ -227,6 +240,14 @@ mod tests {
         let mut parent = HandlerError::ParentNotSeen { field: "payload.dag_id".into(), message: "m".into() };
         parent.name_row("payload.after");
         assert_eq!(parent.field(), Some("payload.after.dag_id"));
+        // the reference's sentence keeps its words; only the path is renamed
+        let mut missing =
+            HandlerError::invalid("payload.variables.t", "No variable 't' found in payload. (payload.variables.t)");
+        missing.name_row("after");
+        assert_eq!(
+            missing,
+            HandlerError::invalid("after.variables.t", "No variable 't' found in payload. (after.variables.t)")
+        );
         // a field outside the row (a table variable's own name, say) is not the row's
         let mut other = HandlerError::invalid("variables", "payload. in a message");
         other.name_row("after");
