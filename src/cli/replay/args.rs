@@ -73,7 +73,8 @@ lines, unreadable files, failed records, points out of window or refused): see t
 
 Examples:
   pipeline-run-metrics replay --no-queries --dry-run ./datastream/
-  METRICS_BACKEND=otlp pipeline-run-metrics replay --facts-file state.json gs://bucket/ds/public_pipeline_run/";
+  METRICS_BACKEND=otlp pipeline-run-metrics replay \\
+      --facts-file state.json gs://bucket/ds/public_pipeline_run/";
 
 /// The record format of the lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
