@@ -400,6 +400,47 @@ async fn oversized_body_is_413() {
     assert_eq!(ans.body["error"], "payload_too_large");
 }
 
+/// A body far over the limit, sent without `Expect: 100-continue` by a client that writes it
+/// all before it reads (curl, Python's http.client), gets its 413 answer: the function answered
+/// and closed while the client was still sending, the kernel reset the connection, and the
+/// client saw "connection reset" (a trial, 14 MiB to the real binary).
+#[tokio::test]
+async fn a_body_far_over_the_limit_gets_its_413_not_a_reset() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app =
+        TestApp::with_warehouse(None, Arc::new(common::fakes::warehouse::ScriptedWarehouse::default()), 4096).await;
+    let addr = app.url.trim_start_matches("http://").to_string();
+    for chunked in [false, true] {
+        let size = 16 << 20;
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let length = if chunked { "transfer-encoding: chunked".to_string() } else { format!("content-length: {size}") };
+        let head = format!("POST / HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-type: application/json\r\n{length}\r\n\r\n");
+        s.write_all(head.as_bytes()).await.unwrap();
+        let piece = vec![b' '; 64 << 10];
+        let mut sent = 0;
+        while sent < size {
+            let wrote = if chunked {
+                let mut c = format!("{:x}\r\n", piece.len()).into_bytes();
+                c.extend_from_slice(&piece);
+                c.extend_from_slice(b"\r\n");
+                s.write_all(&c).await
+            } else {
+                s.write_all(&piece).await
+            };
+            wrote.unwrap_or_else(|e| panic!("chunked {chunked}: the connection broke after {sent} bytes: {e}"));
+            sent += piece.len();
+        }
+        if chunked {
+            s.write_all(b"0\r\n\r\n").await.unwrap();
+        }
+        let mut answer = Vec::new();
+        s.read_to_end(&mut answer).await.unwrap_or_else(|e| panic!("chunked {chunked}: no answer: {e}"));
+        let text = String::from_utf8_lossy(&answer);
+        assert!(text.starts_with("HTTP/1.1 413"), "chunked {chunked}: {text}");
+        assert!(text.contains("payload_too_large"), "chunked {chunked}: {text}");
+    }
+}
+
 /// handlers.md §8 budget: the reference sends 23 existence checks and 12 queries for an approval
 /// event; here each table is checked once per event and families that read the same tables
 /// share one query.

@@ -27,7 +27,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("GCP_SA_KEY_SECRET_ARN", "unset", "AWS Secrets Manager secret holding the key JSON, read at startup"),
     ("GCP_EXTERNAL_ACCOUNT_JSON", "unset", "workload identity federation from AWS (external_account JSON)"),
     ("GOOGLE_APPLICATION_CREDENTIALS", "unset", "Application Default Credentials file"),
-    ("STORAGE_EMULATOR_HOST", "unset", "a Cloud Storage emulator, host:port or http://host:port (gs:// sources, notifications)"),
+    (
+        "STORAGE_EMULATOR_HOST",
+        "unset",
+        "a Cloud Storage emulator, host:port or http://host:port (gs:// sources, notifications)",
+    ),
     ("LOG_LEVEL", "info (replay: warn)", "error, warn, info, debug, trace, off"),
     ("HANDLERS_DIR", "unset", "extra or overriding handler files"),
     ("PROFILES, PROFILES_DIR", "all, unset", "lifecycle profiles in force (none: no lifecycle metrics); extra files"),
