@@ -180,6 +180,38 @@ async fn a_bad_line_fails_alone_and_is_named() {
     assert_eq!(count(&a, "mageai/pipeline_run/count"), 3, "the other lines are processed");
 }
 
+/// A `.jsonl.gz` cut short: the lines before the cut are processed (done, their points
+/// written) and the cut is reported as `unread`, named with the last line read. A trial got
+/// `records: 0` and nothing written for a 20-line file missing its end.
+#[tokio::test]
+async fn a_truncated_gzip_processes_the_lines_before_the_cut() {
+    let (gcs, b) = bucket("truncated").await;
+    let (app, _) = app().await;
+    let rows = table_rows("pipeline_run");
+    let lines: Vec<Value> = (0..20)
+        .map(|i| {
+            let mut r = rows[i % rows.len()].clone();
+            r["uuid"] = format!("trunc-{i}").into();
+            r
+        })
+        .collect();
+    // lines 1-18 in a whole gzip member; lines 19-20 in a second one cut after its header
+    let mut data = gzip(&jsonl(&lines[..18])).await;
+    data.extend_from_slice(&gzip(&jsonl(&lines[18..])).await[..10]);
+    let resource = gcs.upload(&b, BLOCK_RUN.replace("block_run", "pipeline_run").as_str(), data).await;
+    let a = notify(&app, &resource).await;
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert_eq!(
+        (a.body["records"].as_u64(), a.body["done"].as_u64(), a.body["permanent"].as_u64()),
+        (Some(18), Some(18), Some(0)),
+        "{}",
+        a.body
+    );
+    assert_eq!(a.body["unread"]["class"], "permanent", "{}", a.body);
+    assert_eq!(a.body["unread"]["message"], "the file cannot be read after line 18: unexpected end of file");
+    assert_eq!(count(&a, "mageai/pipeline_run/count"), 18, "one count point per line read");
+}
+
 #[tokio::test]
 async fn what_is_not_read_and_why() {
     let (gcs, b) = bucket("notread").await;
