@@ -33,8 +33,14 @@ impl FileKind {
     }
 }
 
-/// The answer for an Avro object: what is expected instead.
+/// The longest object name an Avro answer repeats whole (Cloud Storage allows 1,024 bytes): the
+/// answer's own sentence after it must fit in [`crate::redact::MAX_MESSAGE_CHARS`].
+const AVRO_NAME_CHARS: usize = 256;
+
+/// The answer for an Avro object: what is expected instead. The name is a value of the
+/// notification (cut when longer than [`AVRO_NAME_CHARS`]); the sentence is the function's own.
 pub fn avro_error(name: &str) -> DecodeError {
+    let name = crate::redact::excerpt(name, AVRO_NAME_CHARS);
     DecodeError::malformed(
         Some("name".into()),
         format!(
