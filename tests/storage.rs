@@ -297,3 +297,46 @@ async fn an_unreachable_bucket_and_a_transient_record_answer_503() {
     assert_eq!(count(&second, "mageai/pipeline_run/count"), 1, "only the unfinished record");
     assert_eq!(wh.queries.load(Ordering::SeqCst), queries + 1, "one query: the retried record's");
 }
+
+/// Notifications are checked before anything is fetched: with no Cloud Storage reachable, a
+/// malformed one is a 400 naming the attribute (a trial got 503 `source_unavailable`, so Pub/Sub
+/// retried it for ever) and another event type a 204; only a well-formed `OBJECT_FINALIZE`
+/// reaches the read, and its 503.
+#[tokio::test]
+async fn a_malformed_notification_is_refused_before_any_fetch() {
+    let quick = pipeline_run_metrics::retry::Policy {
+        first_backoff: std::time::Duration::from_millis(10),
+        max_backoff: std::time::Duration::from_millis(50),
+        deadline: std::time::Duration::from_millis(300),
+    };
+    let dead = Storage::emulator(reqwest::Client::new(), "127.0.0.1:1").with_retry(quick);
+    let app = app_with(Arc::new(ScriptedWarehouse::default()), dead, FilesConfig::default()).await;
+    let resource = json!({"kind": "storage#object", "bucket": "b", "name": PIPELINE_RUN, "generation": "7"});
+    let post = |attrs: Vec<(&'static str, &'static str)>| {
+        let mut push = Push::new(serde_json::to_vec(&resource).unwrap()).message_id("m-1");
+        for (k, v) in attrs {
+            push = push.attribute(k, v);
+        }
+        app.post(&[("content-type", "application/json")], push.body())
+    };
+    let base = [("payloadFormat", "JSON_API_V1"), ("bucketId", "b"), ("objectId", PIPELINE_RUN)];
+    let with = |extra: &[(&'static str, &'static str)]| base.iter().chain(extra).copied().collect::<Vec<_>>();
+    let cases: [(Vec<(&str, &str)>, &str); 4] = [
+        (with(&[("objectGeneration", "7")]), "message.attributes.eventType"),
+        (with(&[("eventType", "XYZ"), ("objectGeneration", "7")]), "message.attributes.eventType"),
+        (with(&[("eventType", "OBJECT_FINALIZE"), ("objectGeneration", "abc")]), "message.attributes.objectGeneration"),
+        (
+            vec![("eventType", "OBJECT_FINALIZE"), ("objectId", PIPELINE_RUN), ("objectGeneration", "7")],
+            "message.attributes.bucketId",
+        ),
+    ];
+    for (attrs, field) in cases {
+        let a = post(attrs).await;
+        assert_eq!(a.status, 400, "{field}: {}", a.body);
+        assert_eq!((a.body["error"].as_str(), a.body["field"].as_str()), (Some("malformed_event"), Some(field)));
+    }
+    let a = post(with(&[("eventType", "OBJECT_DELETE"), ("objectGeneration", "7")])).await;
+    assert_eq!((a.status, a.points.len()), (204, 0), "{}", a.body);
+    let a = post(with(&[("eventType", "OBJECT_FINALIZE"), ("objectGeneration", "7")])).await;
+    assert_eq!(a.status, 503, "well-formed: read, and the bucket is unreachable: {}", a.body);
+}
