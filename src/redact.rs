@@ -34,8 +34,10 @@ pub fn excerpt(s: &str, max: usize) -> String {
 }
 
 /// `text` with every quoted part (`'…'`, `"…"`, `` `…` ``) longer than 32 characters cut to an
-/// excerpt, and the whole cut to [`MAX_MESSAGE_CHARS`]. For texts that may quote input (a JSON
-/// parser's "invalid type: string \"…\"", an unknown field's name).
+/// excerpt, and the whole cut to [`MAX_MESSAGE_CHARS`]. An apostrophe between two letters or
+/// digits (`Datastream's`) is part of a word, not a quote: the function's own sentences keep
+/// them whole. For texts that may quote input (a JSON parser's "invalid type: string \"…\"", an
+/// unknown field's name).
 pub fn quoted(text: &str) -> String {
     const PART: usize = 32;
     let mut out = String::with_capacity(text.len().min(MAX_MESSAGE_CHARS + 64));
@@ -44,7 +46,13 @@ pub fn quoted(text: &str) -> String {
         let q = rest[open..].chars().next().expect("found");
         out.push_str(&rest[..=open]);
         let inner = &rest[open + 1..];
-        match inner.find(q) {
+        // an apostrophe inside a word ("Datastream's") opens no quote
+        let before = out[..out.len() - 1].chars().next_back();
+        if q == '\'' && before.is_some_and(char::is_alphanumeric) && inner.starts_with(char::is_alphanumeric) {
+            rest = inner;
+            continue;
+        }
+        match closing(inner, q) {
             Some(close) => {
                 out.push_str(&recut(&inner[..close], PART));
                 out.push(q);
@@ -61,6 +69,16 @@ pub fn quoted(text: &str) -> String {
     }
     out.push_str(rest);
     excerpt(&out, MAX_MESSAGE_CHARS)
+}
+
+/// Where the quote `q` that opened `inner` closes: its next occurrence, but for `'` not an
+/// apostrophe inside a word.
+fn closing(inner: &str, q: char) -> Option<usize> {
+    inner.match_indices(q).map(|(i, _)| i).find(|&i| {
+        q != '\''
+            || !(inner[..i].chars().next_back().is_some_and(char::is_alphanumeric)
+                && inner[i + 1..].starts_with(char::is_alphanumeric))
+    })
 }
 
 /// [`excerpt`] of a part that may be an excerpt already (a message that quoted a long value
@@ -162,6 +180,20 @@ mod tests {
         assert_eq!(quoted("missing field `message`"), "missing field `message`");
         assert!(quoted(&format!("unterminated '{big}")).len() < 100);
         assert!(quoted(&big).chars().count() < MAX_MESSAGE_CHARS + 20);
+    }
+
+    /// A trial saw the Avro answer cut in its own sentence: "Datastream's … stream's" was taken
+    /// for a quoted value of 65 bytes.
+    #[test]
+    fn apostrophes_inside_words_are_not_quotes() {
+        let text = "x.avro is an Avro file: this function reads Datastream's JSON output (JSON Lines, optionally \
+                    GZIP); configure the stream's Cloud Storage destination with json_file_format";
+        assert_eq!(quoted(text), text);
+        assert_eq!(quoted("it's 'short' and isn't cut"), "it's 'short' and isn't cut");
+        // a quoted value is still cut, apostrophes in it or not
+        let value = format!("O'{}", "x".repeat(100));
+        let shown = quoted(&format!("table '{value}' can't be read"));
+        assert_eq!(shown, format!("table 'O'{}… (102 bytes)' can't be read", "x".repeat(30)));
     }
 
     #[test]

@@ -232,6 +232,38 @@ fn bad_lines_and_unreadable_files_are_named_and_the_rest_is_replayed() {
     assert!(r.stderr.iter().any(|l| l.contains(&missing)), "{:?}", r.stderr);
 }
 
+/// A gzip file cut inside its last chunk: every line before the cut is replayed and counted,
+/// and the file is named unreadable after its last line. A trial lost the chunk being filled
+/// ("512 records … cannot be read after line 598").
+#[test]
+fn a_truncated_gzip_replays_every_line_before_the_cut() {
+    let dir = workdir("truncated");
+    let recs = records(&fixture("mage", "success", "datastream"));
+    let copies: Vec<serde_json::Value> = (0..)
+        .flat_map(|copy| {
+            recs.iter().map(move |r| {
+                let mut r = r.clone();
+                r["uuid"] = format!("{}-{copy}", r["uuid"].as_str().unwrap()).into();
+                r
+            })
+        })
+        .take(300)
+        .collect();
+    // 298 lines in a whole gzip member (one chunk of 256 and 42 of the next), the last two in
+    // a second member cut after its 10-byte header
+    let mut gz = gzip(&jsonl(&copies[..298]));
+    gz.extend_from_slice(&gzip(&jsonl(&copies[298..]))[..10]);
+    let path = dir.join("trunc300.jsonl.gz");
+    std::fs::write(&path, gz).unwrap();
+    let r = replay(&[], &["--no-queries", "--dry-run", path.to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{:?}", r.summary);
+    assert_eq!(r.summary["records"], 298, "{:?}", r.summary);
+    assert_eq!(r.summary["processed"], 298, "{:?}", r.summary);
+    let unreadable = &r.summary["unreadable"][0];
+    assert_eq!(unreadable[0], path.to_str().unwrap());
+    assert_eq!(unreadable[1], "cannot be read after line 298: unexpected end of file", "{unreadable}");
+}
+
 /// A directory is read for its record files only (the others are counted as skipped); a file
 /// in a format replay does not read (a raw wal2json recording, a pretty-printed oracle) is one
 /// "unsupported format" error naming it, not one error per line; the records beside them are

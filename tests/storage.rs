@@ -180,6 +180,38 @@ async fn a_bad_line_fails_alone_and_is_named() {
     assert_eq!(count(&a, "mageai/pipeline_run/count"), 3, "the other lines are processed");
 }
 
+/// A `.jsonl.gz` cut short: the lines before the cut are processed (done, their points
+/// written) and the cut is reported as `unread`, named with the last line read. A trial got
+/// `records: 0` and nothing written for a 20-line file missing its end.
+#[tokio::test]
+async fn a_truncated_gzip_processes_the_lines_before_the_cut() {
+    let (gcs, b) = bucket("truncated").await;
+    let (app, _) = app().await;
+    let rows = table_rows("pipeline_run");
+    let lines: Vec<Value> = (0..20)
+        .map(|i| {
+            let mut r = rows[i % rows.len()].clone();
+            r["uuid"] = format!("trunc-{i}").into();
+            r
+        })
+        .collect();
+    // lines 1-18 in a whole gzip member; lines 19-20 in a second one cut after its header
+    let mut data = gzip(&jsonl(&lines[..18])).await;
+    data.extend_from_slice(&gzip(&jsonl(&lines[18..])).await[..10]);
+    let resource = gcs.upload(&b, BLOCK_RUN.replace("block_run", "pipeline_run").as_str(), data).await;
+    let a = notify(&app, &resource).await;
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert_eq!(
+        (a.body["records"].as_u64(), a.body["done"].as_u64(), a.body["permanent"].as_u64()),
+        (Some(18), Some(18), Some(0)),
+        "{}",
+        a.body
+    );
+    assert_eq!(a.body["unread"]["class"], "permanent", "{}", a.body);
+    assert_eq!(a.body["unread"]["message"], "the file cannot be read after line 18: unexpected end of file");
+    assert_eq!(count(&a, "mageai/pipeline_run/count"), 18, "one count point per line read");
+}
+
 #[tokio::test]
 async fn what_is_not_read_and_why() {
     let (gcs, b) = bucket("notread").await;
@@ -195,7 +227,18 @@ async fn what_is_not_read_and_why() {
         .await;
     let a = notify(&app, &avro).await;
     assert_eq!(a.status, 400, "{}", a.body);
-    assert!(a.body["message"].as_str().unwrap().contains("json_file_format"), "{}", a.body);
+    assert_eq!(a.body["field"], "name");
+    // the function's own sentence whole (a trial saw it cut at "Datastream's … stream's")
+    let why = "is an Avro file: this function reads Datastream's JSON output (JSON Lines, optionally GZIP); \
+               configure the stream's Cloud Storage destination with json_file_format";
+    let name = avro["name"].as_str().unwrap();
+    assert_eq!(a.body["message"], format!("{name} {why}"));
+    // a long object name is cut (a value of the notification), never the sentence after it
+    let long = format!("ds/public_pipeline_run/2026/11/30/13/29/{}.avro", "x".repeat(400));
+    let resource = json!({"kind": "storage#object", "bucket": b, "name": long, "generation": "1"});
+    let a = notify(&app, &resource).await;
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert_eq!(a.body["message"], format!("{}… ({} bytes) {why}", &long[..256], long.len()));
     // a table no handler or profile reads, and another event type: 204, nothing read
     let users = gcs.upload(&b, "ds/public_users/2026/11/30/13/29/u_postgresql-cdc_1_2_3.jsonl", b"{}\n".to_vec()).await;
     let a = notify(&app, &users).await;
@@ -253,4 +296,74 @@ async fn an_unreachable_bucket_and_a_transient_record_answer_503() {
     assert_eq!(second.status, 204, "{}", second.body);
     assert_eq!(count(&second, "mageai/pipeline_run/count"), 1, "only the unfinished record");
     assert_eq!(wh.queries.load(Ordering::SeqCst), queries + 1, "one query: the retried record's");
+}
+
+/// Notifications are checked before anything is fetched: with no Cloud Storage reachable, a
+/// malformed one is a 400 naming the attribute (a trial got 503 `source_unavailable`, so Pub/Sub
+/// retried it for ever) and another event type a 204; only a well-formed `OBJECT_FINALIZE`
+/// reaches the read, and its 503.
+#[tokio::test]
+async fn a_malformed_notification_is_refused_before_any_fetch() {
+    let quick = pipeline_run_metrics::retry::Policy {
+        first_backoff: std::time::Duration::from_millis(10),
+        max_backoff: std::time::Duration::from_millis(50),
+        deadline: std::time::Duration::from_millis(300),
+    };
+    let dead = Storage::emulator(reqwest::Client::new(), "127.0.0.1:1").with_retry(quick);
+    let app = app_with(Arc::new(ScriptedWarehouse::default()), dead, FilesConfig::default()).await;
+    let resource = json!({"kind": "storage#object", "bucket": "b", "name": PIPELINE_RUN, "generation": "7"});
+    let post = |attrs: Vec<(&'static str, &'static str)>| {
+        let mut push = Push::new(serde_json::to_vec(&resource).unwrap()).message_id("m-1");
+        for (k, v) in attrs {
+            push = push.attribute(k, v);
+        }
+        app.post(&[("content-type", "application/json")], push.body())
+    };
+    let base = [("payloadFormat", "JSON_API_V1"), ("bucketId", "b"), ("objectId", PIPELINE_RUN)];
+    let with = |extra: &[(&'static str, &'static str)]| base.iter().chain(extra).copied().collect::<Vec<_>>();
+    let cases: [(Vec<(&str, &str)>, &str); 4] = [
+        (with(&[("objectGeneration", "7")]), "message.attributes.eventType"),
+        (with(&[("eventType", "XYZ"), ("objectGeneration", "7")]), "message.attributes.eventType"),
+        (with(&[("eventType", "OBJECT_FINALIZE"), ("objectGeneration", "abc")]), "message.attributes.objectGeneration"),
+        (
+            vec![("eventType", "OBJECT_FINALIZE"), ("objectId", PIPELINE_RUN), ("objectGeneration", "7")],
+            "message.attributes.bucketId",
+        ),
+    ];
+    for (attrs, field) in cases {
+        let a = post(attrs).await;
+        assert_eq!(a.status, 400, "{field}: {}", a.body);
+        assert_eq!((a.body["error"].as_str(), a.body["field"].as_str()), (Some("malformed_event"), Some(field)));
+    }
+    let a = post(with(&[("eventType", "OBJECT_DELETE"), ("objectGeneration", "7")])).await;
+    assert_eq!((a.status, a.points.len()), (204, 0), "{}", a.body);
+    let a = post(with(&[("eventType", "OBJECT_FINALIZE"), ("objectGeneration", "7")])).await;
+    assert_eq!(a.status, 503, "well-formed: read, and the bucket is unreachable: {}", a.body);
+}
+
+/// The log line of a refused object (here deleted: a 404 of Cloud Storage) carries the
+/// delivery's format and message id; a trial saw `"format":"unknown","message_id":""`.
+#[tokio::test]
+async fn the_log_line_of_a_deleted_object_names_its_delivery() {
+    static LINES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let out: pipeline_run_metrics::logging::Out =
+        Arc::new(|l: &str| LINES.lock().unwrap_or_else(|e| e.into_inner()).push(l.to_string()));
+    pipeline_run_metrics::logging::init_with(tracing::level_filters::LevelFilter::WARN, out);
+    let (_, b) = bucket("logged").await;
+    let (app, _) = app().await;
+    let gone = json!({"kind": "storage#object", "bucket": b, "name": PIPELINE_RUN, "generation": "4040"});
+    let a = notify(&app, &gone).await;
+    assert_eq!(a.status, 400, "{}", a.body);
+    let lines = LINES.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    // at WARN the `file` span is off: the line is found by its reason, which names the bucket
+    let line: Value = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["message"] == "event rejected" && v["reason"].as_str().is_some_and(|r| r.contains(&b)))
+        .unwrap_or_else(|| panic!("no rejection logged: {lines:?}"));
+    assert_eq!(
+        (line["format"].as_str(), line["message_id"].as_str()),
+        (Some("pubsub_push"), Some("n-4040-OBJECT_FINALIZE"))
+    );
+    assert_eq!((line["status"].as_u64(), line["field"].as_str()), (Some(400), Some("name")));
 }

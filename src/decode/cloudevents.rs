@@ -232,8 +232,8 @@ pub(super) fn carried(
         (inner.ce_id, inner.ce_source, inner.ce_type) = (meta.ce_id, meta.ce_source, meta.ce_type);
         return message_data(format, inner, data, &format!("{prefix}message.data"));
     }
-    if let Some(object) = storage::notification(&meta, Some(&value)) {
-        return Ok(Decoded::Object { format, meta, object });
+    if let Some(object) = storage::notification(format, &meta, Some(&value)) {
+        return Ok(Decoded::Object { format, meta, object: object? });
     }
     if looks_like_record(&value) {
         return Ok(Decoded::Records(Delivery::single(format, meta, value)));

@@ -12,11 +12,44 @@ use std::pin::Pin;
 use async_compression::tokio::bufread::GzipDecoder;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, BufReader};
 
+use serde_json::Value;
+
 use super::{ChangeEvent, DecodeError, RecordInput};
 
 /// Turns one parsed line into a change record: [`super::record`] (any format, recognised by its
 /// shape) or one format's own decoder.
 pub type RecordDecoder = fn(serde_json::Value) -> Result<ChangeEvent, DecodeError>;
+
+/// The field of a line refused by its shape, after its line number (`line 3: format`).
+pub const SHAPE_FIELD: &str = "format";
+
+/// `decode` of a line shaped like a change record ([`super::looks_like_record`]), its identity
+/// bounded as on every route. A JSON line that is no change record of any format (`{"a":1}`, a
+/// wal2json change) is refused as such, not with the first missing field of a Datastream record
+/// ("source_timestamp is required"): the same words for a Cloud Storage file and a replay.
+pub fn shaped(v: Value, decode: RecordDecoder) -> Result<ChangeEvent, DecodeError> {
+    if super::looks_like_record(&v) {
+        let event = decode(v)?;
+        super::bounded_id("uuid", event.uuid.as_deref())?;
+        return Ok(event);
+    }
+    Err(DecodeError::malformed(SHAPE_FIELD.to_string(), format!("{} is no change record", what(&v))))
+}
+
+/// What a JSON value that is no change record is, when it can be told.
+fn what(v: &Value) -> &'static str {
+    let o = match v {
+        Value::Object(o) => o,
+        Value::Array(_) => return "a JSON array",
+        _ => return "a JSON scalar",
+    };
+    // wal2json: format-version 2 writes one change per line ({"action": "I", "xid", "lsn",
+    // "schema", "table", "columns"}), format-version 1 one transaction ({"xid", "change": [...]})
+    let v2 = o.get("action").and_then(Value::as_str).is_some_and(|a| "BCIUDTM".contains(a) && a.len() == 1)
+        && (o.contains_key("xid") || o.contains_key("lsn") || o.contains_key("columns"));
+    let v1 = o.get("change").is_some_and(Value::is_array) && (o.contains_key("xid") || o.contains_key("nextlsn"));
+    if v2 || v1 { "a wal2json change (pg_recvlogical output: convert it first)" } else { "a JSON object" }
+}
 
 /// What an object's name says it holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,8 +66,14 @@ impl FileKind {
     }
 }
 
-/// The answer for an Avro object: what is expected instead.
+/// The longest object name an Avro answer repeats whole (Cloud Storage allows 1,024 bytes): the
+/// answer's own sentence after it must fit in [`crate::redact::MAX_MESSAGE_CHARS`].
+const AVRO_NAME_CHARS: usize = 256;
+
+/// The answer for an Avro object: what is expected instead. The name is a value of the
+/// notification (cut when longer than [`AVRO_NAME_CHARS`]); the sentence is the function's own.
 pub fn avro_error(name: &str) -> DecodeError {
+    let name = crate::redact::excerpt(name, AVRO_NAME_CHARS);
     DecodeError::malformed(
         Some("name".into()),
         format!(
@@ -57,11 +96,14 @@ pub struct Lines {
     /// ([`super::datastream::members::record`]): only where `decoder` decodes such a record as
     /// a Datastream record.
     plain: bool,
+    /// The read error met while a chunk was being filled, held back so that the records read
+    /// before it are returned first; returned by the next call.
+    broken: Option<std::io::Error>,
 }
 
 impl Lines {
     /// Over `source`, gunzipped when `name` ends in `.gz` or the data starts with the gzip
-    /// magic.
+    /// magic; each line decoded by [`super::record`] behind the shape check ([`shaped`]).
     pub async fn new(
         source: impl AsyncRead + Send + Unpin + 'static,
         name: &str,
@@ -77,10 +119,20 @@ impl Lines {
         } else {
             Box::pin(raw)
         };
-        Ok(Lines { reader, line: 0, max_line_bytes, done: false, buf: Vec::new(), decoder: super::record, plain: true })
+        Ok(Lines {
+            reader,
+            line: 0,
+            max_line_bytes,
+            done: false,
+            buf: Vec::new(),
+            decoder: |v| shaped(v, super::record),
+            plain: true,
+            broken: None,
+        })
     }
 
-    /// Decodes every line with `decoder` instead of recognising its format.
+    /// Decodes every line with `decoder` instead of recognising its format (no shape check but
+    /// `decoder`'s own).
     pub fn with_decoder(mut self, decoder: RecordDecoder) -> Lines {
         self.decoder = decoder;
         self.plain = false;
@@ -108,7 +160,28 @@ impl Lines {
     /// Errors: the stream cannot be read or decompressed (a corrupt gzip, a broken connection),
     /// after the records of the lines read before it were returned.
     pub async fn next_chunk(&mut self, n: usize) -> Result<Vec<RecordInput>, std::io::Error> {
+        if let Some(e) = self.broken.take() {
+            return Err(e);
+        }
         let mut out = Vec::with_capacity(n);
+        match self.fill(&mut out, n).await {
+            Ok(()) => Ok(out),
+            // nothing read past the error: the stream is not read on
+            Err(e) if out.is_empty() => {
+                self.done = true;
+                Err(e)
+            }
+            // the lines read before the error are records: returned now, the error next time
+            Err(e) => {
+                self.done = true;
+                self.broken = Some(e);
+                Ok(out)
+            }
+        }
+    }
+
+    /// Adds up to `n` records to `out`; on a read error, `out` keeps those read before it.
+    async fn fill(&mut self, out: &mut Vec<RecordInput>, n: usize) -> Result<(), std::io::Error> {
         while out.len() < n && !self.done {
             let chunk = self.reader.fill_buf().await?;
             if let Some(i) = memchr::memchr(b'\n', chunk).filter(|i| *i <= self.max_line_bytes) {
@@ -133,7 +206,7 @@ impl Lines {
             }
             out.extend(decode_line(self.decoder, self.plain, self.line, &self.buf));
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Reads the next line into `buf` (without its newline); `Ok(true)` when it was longer than
@@ -198,120 +271,4 @@ fn at_line(mut e: DecodeError, line: u64) -> DecodeError {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn record(uuid: &str) -> String {
-        format!(
-            r#"{{"uuid":"{uuid}","source_timestamp":"2025-11-05T18:23:31Z","payload":{{"pipeline_uuid":"p","status":"RUNNING"}}}}"#
-        )
-    }
-
-    async fn all(data: Vec<u8>, name: &str, max: usize) -> Vec<RecordInput> {
-        let mut lines = Lines::new(std::io::Cursor::new(data), name, max).await.unwrap();
-        let mut out = Vec::new();
-        loop {
-            let chunk = lines.next_chunk(2).await.unwrap();
-            if chunk.is_empty() {
-                break;
-            }
-            out.extend(chunk);
-        }
-        out
-    }
-
-    #[tokio::test]
-    async fn plain_and_gzip_lines_with_a_bad_line_named() {
-        let text =
-            format!("{}\n\nnot json\n{}\n{{\"source_timestamp\":true}}\n{}", record("a"), record("b"), record("c"));
-        for (data, name) in [(text.clone().into_bytes(), "x.jsonl"), (gz(text.as_bytes()).await, "x.jsonl.gz")] {
-            let got = all(data, name, 1 << 20).await;
-            let items: Vec<&str> = got.iter().map(|r| r.item.as_deref().unwrap()).collect();
-            assert_eq!(items, ["line 1", "line 3", "line 4", "line 5", "line 6"], "{name}: blank line 2 skipped");
-            assert!(got[0].record.is_ok() && got[2].record.is_ok() && got[4].record.is_ok(), "{name}");
-            let bad = got[1].record.as_ref().unwrap_err();
-            assert_eq!(bad.field.as_deref(), Some("line 3"));
-            assert!(bad.message.starts_with("line 3 is not a JSON record"), "{bad}");
-            let bad = got[3].record.as_ref().unwrap_err();
-            assert_eq!(bad.field.as_deref(), Some("line 5: source_timestamp"), "{bad:?}");
-        }
-    }
-
-    /// A file that begins with a UTF-8 byte order mark (written by some Windows tools) is read
-    /// as without it.
-    #[tokio::test]
-    async fn a_byte_order_mark_before_the_first_line_is_ignored() {
-        let text = format!("\u{feff}{}\n{}\n", record("a"), record("b"));
-        let got = all(text.into_bytes(), "x.jsonl", 1 << 20).await;
-        assert_eq!(got.len(), 2);
-        assert!(got.iter().all(|r| r.record.is_ok()), "{:?}", got[0].record);
-    }
-
-    #[tokio::test]
-    async fn gzip_is_sniffed_and_members_concatenate() {
-        let mut data = gz(format!("{}\n", record("a")).as_bytes()).await;
-        data.extend(gz(format!("{}\n", record("b")).as_bytes()).await);
-        let got = all(data, "no-extension", 1 << 20).await;
-        assert_eq!(got.len(), 2);
-        assert!(got.iter().all(|r| r.record.is_ok()));
-    }
-
-    #[tokio::test]
-    async fn a_too_long_line_fails_alone() {
-        let long = format!("{{\"x\":\"{}\"}}", "y".repeat(5000));
-        let text = format!("{}\n{long}\n{}\n", record("a"), record("b"));
-        let got = all(text.into_bytes(), "x.jsonl", 1000).await;
-        assert_eq!(got.len(), 3);
-        assert!(got[1].record.as_ref().unwrap_err().message.contains("longer than 1000 bytes"));
-        assert!(got[2].record.is_ok());
-    }
-
-    #[tokio::test]
-    async fn a_corrupt_gzip_is_an_error_after_the_good_lines() {
-        let mut data = gz(format!("{}\n{}\n", record("a"), record("b")).as_bytes()).await;
-        let n = data.len();
-        data.truncate(n - 12);
-        data.extend_from_slice(b"garbage!garbage!");
-        let mut lines = Lines::new(std::io::Cursor::new(data), "x.jsonl.gz", 1 << 20).await.unwrap();
-        let mut ok = 0;
-        let err = loop {
-            match lines.next_chunk(1).await {
-                Ok(c) if c.is_empty() => panic!("the corruption must be reported"),
-                Ok(c) => ok += c.len(),
-                Err(e) => break e,
-            }
-        };
-        assert!(ok <= 2, "{ok}");
-        assert!(!err.to_string().is_empty());
-    }
-
-    #[tokio::test]
-    async fn a_chosen_decoder_refuses_other_formats() {
-        let debezium = r#"{"op":"c","after":{"id":1},"source":{"table":"pipeline_run","ts_ms":1762367011393}}"#;
-        let text = format!("{}\n{debezium}\n", record("a"));
-        let lines = Lines::new(std::io::Cursor::new(text.into_bytes()), "x.jsonl", 1 << 20).await.unwrap();
-        let mut lines = lines.with_decoder(crate::decode::datastream::decode);
-        let got = lines.next_chunk(10).await.unwrap();
-        assert!(got[0].record.is_ok());
-        let e = got[1].record.as_ref().unwrap_err();
-        assert!(e.field.as_deref().unwrap_or_default().starts_with("line 2"), "{e:?}");
-        // recognised by its shape, the same line is a Debezium change
-        let text = format!("{debezium}\n");
-        let mut lines = Lines::new(std::io::Cursor::new(text.into_bytes()), "x.jsonl", 1 << 20).await.unwrap();
-        assert!(lines.next_chunk(10).await.unwrap()[0].record.is_ok());
-    }
-
-    #[test]
-    fn avro_is_recognised() {
-        assert_eq!(FileKind::of("a/b_postgresql-backfill_-96622484_0_771.avro"), FileKind::Avro);
-        assert_eq!(FileKind::of("a/b.jsonl.gz"), FileKind::JsonLines);
-        assert!(avro_error("x.avro").message.contains("json_file_format"));
-    }
-
-    async fn gz(data: &[u8]) -> Vec<u8> {
-        use tokio::io::AsyncReadExt;
-        let mut out = Vec::new();
-        async_compression::tokio::bufread::GzipEncoder::new(data).read_to_end(&mut out).await.unwrap();
-        out
-    }
-}
+mod tests;

@@ -325,8 +325,8 @@ fn route(headers: &HeaderMap, body: &[u8]) -> Result<Decoded, DecodeError> {
         return Ok(Decoded::Records(Delivery::of(format, meta, record)));
     }
     let value = parse_json(body, "body", BODY)?;
-    if let Some(object) = storage::notification(&meta, Some(&value)) {
-        return Ok(Decoded::Object { format, meta, object });
+    if let Some(object) = storage::notification(format, &meta, Some(&value)) {
+        return Ok(Decoded::Object { format, meta, object: object? });
     }
     if looks_like_record(&value) {
         return Ok(Decoded::Records(Delivery::single(format, meta, value)));
@@ -349,8 +349,8 @@ fn message_data(
     field: &str,
 ) -> Result<Decoded, DecodeError> {
     let Some(bytes) = data else {
-        if let Some(object) = storage::notification(&meta, None) {
-            return Ok(Decoded::Object { format, meta, object });
+        if let Some(object) = storage::notification(format, &meta, None) {
+            return Ok(Decoded::Object { format, meta, object: object? });
         }
         return Err(DecodeError::malformed(Some(field.to_string()), "Pub/Sub message without data"));
     };
@@ -367,8 +367,8 @@ fn message_data(
             format!("{field} decodes to {what}, not a change record (a JSON object)"),
         ));
     }
-    if let Some(object) = storage::notification(&meta, Some(&value)) {
-        return Ok(Decoded::Object { format, meta, object });
+    if let Some(object) = storage::notification(format, &meta, Some(&value)) {
+        return Ok(Decoded::Object { format, meta, object: object? });
     }
     if !looks_like_record(&value) {
         // `{}` or `{"foo": 1}` was answered "source_timestamp is required", as if it were a

@@ -94,7 +94,7 @@ impl Pipeline {
             return self.refuse(&Refusal::Ignored(format!("{name} is not under FILES_PREFIXES nor of FILES_TABLES")));
         }
         if FileKind::of(name) == FileKind::Avro {
-            return self.refuse(&Refusal::Undecodable(avro_error(name)));
+            return self.refuse_object(avro_error(name), format, &meta);
         }
         let Some(storage) = &self.storage else {
             return self.refuse(&Refusal::Unavailable(
@@ -111,7 +111,7 @@ impl Pipeline {
                 return self.refuse(&Refusal::Unavailable(format!("reading gs://{}/{name} timed out", object.bucket)));
             }
             Ok(Err(e)) if e.is_not_found() => {
-                return self.refuse(&Refusal::Undecodable(DecodeError::malformed(Some("name".into()), e.message)));
+                return self.refuse_object(DecodeError::malformed(Some("name".into()), e.message), format, &meta);
             }
             Ok(Err(e)) => return self.refuse(&Refusal::Unavailable(e.message)),
             Ok(Ok(s)) => s,
@@ -162,6 +162,17 @@ impl Pipeline {
             started,
         }
         .emit(self.stats());
+        answer
+    }
+
+    /// The permanent refusal of an announced object (deleted, Avro), logged with the format and
+    /// the message id of the notification that announced it ([`Pipeline::refuse`] knows
+    /// neither: its log line said `"format":"unknown","message_id":""`).
+    fn refuse_object(&self, error: DecodeError, format: DeliveryFormat, meta: &DeliveryMeta) -> Answer {
+        let answer = super::answer::refuse(&Refusal::Undecodable(error.clone()), self.policy());
+        let status = answer.status.as_u16();
+        events::Rejected { status, error: &error, format: Some(format), meta: Some(meta), item: None }
+            .emit(self.stats());
         answer
     }
 }

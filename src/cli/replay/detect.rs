@@ -5,14 +5,9 @@
 //! first chunk) is a record, the file is in another format: it is reported once, by name, and
 //! not read on, instead of one error per line.
 
-use serde_json::Value;
-
 use super::args::Format;
-use crate::decode::files::RecordDecoder;
-use crate::decode::{ChangeEvent, DecodeError, RecordInput};
-
-/// The field of a line refused by its shape (after the line number: `line 3: format`).
-const SHAPE_FIELD: &str = "format";
+use crate::decode::RecordInput;
+use crate::decode::files::{RecordDecoder, SHAPE_FIELD, shaped};
 
 /// What a replay reads, for messages.
 const EXPECTED: &str = "replay reads JSON Lines of Datastream records, Debezium change events or AWS DMS messages";
@@ -25,32 +20,6 @@ pub fn decoder(format: Format) -> RecordDecoder {
         Format::Debezium => |v| shaped(v, crate::decode::debezium::decode),
         Format::Dms => |v| shaped(v, crate::decode::dms::decode),
     }
-}
-
-/// `decode` of a line shaped like a record; its identity bounded as on every route
-/// (`decode::record` does it for any format, a format's own decoder does not).
-fn shaped(v: Value, decode: RecordDecoder) -> Result<ChangeEvent, DecodeError> {
-    if crate::decode::looks_like_record(&v) {
-        let event = decode(v)?;
-        crate::decode::bounded_id("uuid", event.uuid.as_deref())?;
-        return Ok(event);
-    }
-    Err(DecodeError::malformed(SHAPE_FIELD.to_string(), format!("{} is no change record", what(&v))))
-}
-
-/// What a JSON value that is no change record is, when it can be told.
-fn what(v: &Value) -> &'static str {
-    let o = match v {
-        Value::Object(o) => o,
-        Value::Array(_) => return "a JSON array",
-        _ => return "a JSON scalar",
-    };
-    // wal2json: format-version 2 writes one change per line ({"action": "I", "xid", "lsn",
-    // "schema", "table", "columns"}), format-version 1 one transaction ({"xid", "change": [...]})
-    let v2 = o.get("action").and_then(Value::as_str).is_some_and(|a| "BCIUDTM".contains(a) && a.len() == 1)
-        && (o.contains_key("xid") || o.contains_key("lsn") || o.contains_key("columns"));
-    let v1 = o.get("change").is_some_and(Value::is_array) && (o.contains_key("xid") || o.contains_key("nextlsn"));
-    if v2 || v1 { "a wal2json change (pg_recvlogical output: convert it first)" } else { "a JSON object" }
 }
 
 /// Whether a line was refused for not being a record at all (not JSON, or the wrong shape).
@@ -83,7 +52,8 @@ pub fn unsupported(first_chunk: &[RecordInput]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::decode::DecodeError;
+    use serde_json::{Value, json};
 
     fn input(line: u64, v: Value) -> RecordInput {
         let record = decoder(Format::Auto)(v).map_err(|mut e| {

@@ -52,7 +52,10 @@ impl Source {
         match &self.location {
             Location::Local(p) => match tokio::fs::File::open(p).await {
                 Ok(f) => Ok(Box::pin(f)),
-                Err(e) => Err(format!("{}: {e}", p.display())),
+                Err(e) => Err(match std::fs::read_link(p) {
+                    Ok(target) => format!("a symbolic link to {}, which cannot be opened: {e}", target.display()),
+                    Err(_) => format!("{}: {e}", p.display()),
+                }),
             },
             Location::Gcs { bucket, name, generation } => {
                 let storage = storage.ok_or_else(|| no_storage(bucket))?;
@@ -94,7 +97,7 @@ pub struct Expanded {
 pub async fn expand(sources: &[String], storage: Option<&Storage>, parents: &[String]) -> Result<Expanded, String> {
     let mut out = Expanded::default();
     for s in sources {
-        let mut files = match s.strip_prefix("gs://") {
+        let (mut files, skipped) = match s.strip_prefix("gs://") {
             Some(rest) => {
                 let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
                 if bucket.is_empty() {
@@ -102,23 +105,21 @@ pub async fn expand(sources: &[String], storage: Option<&Storage>, parents: &[St
                 }
                 let storage = storage.ok_or_else(|| no_storage(bucket))?;
                 let listed = storage.list(bucket, prefix).await.map_err(|e| e.message)?;
-                listed
+                let mut files: Vec<Source> = listed
                     .into_iter()
                     .filter(|o| !o.name.ends_with('/'))
                     .map(|o| Source {
                         location: Location::Gcs { bucket: bucket.to_string(), name: o.name, generation: o.generation },
                         size: o.size,
                     })
-                    .collect()
+                    .collect();
+                let listed = files.len();
+                files.retain(|f| is_read(&f.display()));
+                let skipped = listed - files.len();
+                (files, skipped)
             }
             None => local(Path::new(s))?,
         };
-        // a file named on its own is read whatever its name
-        let listed = files.len();
-        if Path::new(s).is_dir() || s.starts_with("gs://") {
-            files.retain(|f| is_read(&f.display()));
-        }
-        let skipped = listed - files.len();
         if files.is_empty() {
             let why = match skipped {
                 0 => String::new(),
@@ -137,27 +138,45 @@ pub async fn expand(sources: &[String], storage: Option<&Storage>, parents: &[St
     Ok(out)
 }
 
-/// A file, or every file under a directory.
-fn local(path: &Path) -> Result<Vec<Source>, String> {
+/// A file (read whatever its name), or the files under a directory that [`is_read`] takes, and
+/// how many others were skipped there.
+///
+/// An entry is judged by its name before anything else: one skipped by its name is never
+/// opened nor followed (a dangling symbolic link named `modules.conf` is skipped like any other
+/// file). A symbolic link is followed to learn whether it is a directory (read through, as a
+/// directory). A file with a name that is read but that cannot be examined (a dangling link,
+/// no permission) is listed all the same, size unknown: opening it fails, and the replay names
+/// it unreadable and reads the other files.
+///
+/// Errors: `path` itself, or a directory under it, cannot be read (named).
+fn local(path: &Path) -> Result<(Vec<Source>, usize), String> {
     let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
     if !meta.is_dir() {
-        return Ok(vec![Source { location: Location::Local(path.to_path_buf()), size: Some(meta.len()) }]);
+        return Ok((vec![Source { location: Location::Local(path.to_path_buf()), size: Some(meta.len()) }], 0));
     }
-    let mut out = Vec::new();
+    let (mut out, mut skipped) = (Vec::new(), 0);
     let mut dirs = vec![path.to_path_buf()];
     while let Some(dir) = dirs.pop() {
         let entries = std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         for entry in entries {
-            let p = entry.map_err(|e| format!("{}: {e}", dir.display()))?.path();
-            let meta = std::fs::metadata(&p).map_err(|e| format!("{}: {e}", p.display()))?;
-            if meta.is_dir() {
+            let entry = entry.map_err(|e| format!("{}: {e}", dir.display()))?;
+            let p = entry.path();
+            let named = is_read(&entry.file_name().to_string_lossy());
+            // the entry itself, links not followed
+            let kind = entry.file_type().map_err(|e| format!("{}: {e}", p.display()))?;
+            let target = if kind.is_symlink() { std::fs::metadata(&p).ok() } else { None };
+            if kind.is_dir() || target.as_ref().is_some_and(|m| m.is_dir()) {
                 dirs.push(p);
-            } else if meta.is_file() {
-                out.push(Source { location: Location::Local(p), size: Some(meta.len()) });
+            } else if !named {
+                skipped += usize::from(kind.is_file() || kind.is_symlink());
+            } else if kind.is_file() || kind.is_symlink() && target.as_ref().is_none_or(|m| m.is_file()) {
+                let size =
+                    if kind.is_symlink() { target.map(|m| m.len()) } else { entry.metadata().ok().map(|m| m.len()) };
+                out.push(Source { location: Location::Local(p), size });
             }
         }
     }
-    Ok(out)
+    Ok((out, skipped))
 }
 
 /// (time folders, 0 for a parent table's file, the name).
@@ -250,6 +269,46 @@ mod tests {
         assert!(expand(&[dir.join("empty").display().to_string()], None, &[]).await.unwrap_err().contains("no file"));
         let e = expand(&["gs://bucket/p".to_string()], None, &[]).await.unwrap_err();
         assert!(e.contains("STORAGE_EMULATOR_HOST"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A trial's `replay /etc` stopped at a dangling symbolic link (`modules.conf`) before
+    /// reading anything. A link skipped by its name is skipped unopened; a dangling link with a
+    /// name that is read is listed, and opening it says what it is.
+    #[tokio::test]
+    async fn a_dangling_link_is_skipped_by_its_name_or_named_when_opened() {
+        let dir = std::env::temp_dir().join(format!("replay-dangling-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("real")).unwrap();
+        std::fs::write(dir.join("real/a.jsonl"), "{}\n").unwrap();
+        std::os::unix::fs::symlink(dir.join("nowhere.conf"), dir.join("modules.conf")).unwrap();
+        std::os::unix::fs::symlink(dir.join("nowhere.jsonl"), dir.join("lost.jsonl")).unwrap();
+        // a link to a directory is read through, as before
+        std::os::unix::fs::symlink(dir.join("real"), dir.join("linked")).unwrap();
+        let got = expand(&[dir.display().to_string()], None, &[]).await.unwrap();
+        let mut names: Vec<(String, Option<u64>)> = got
+            .files
+            .iter()
+            .map(|f| (f.display().strip_prefix(&format!("{}/", dir.display())).unwrap().into(), f.size))
+            .collect();
+        names.sort();
+        let want = [("linked/a.jsonl", Some(3)), ("lost.jsonl", None), ("real/a.jsonl", Some(3))];
+        assert_eq!(names, want.map(|(n, s)| (n.to_string(), s)));
+        assert_eq!(got.skipped, 1, "modules.conf");
+        let lost = got.files.iter().find(|f| f.display().ends_with("lost.jsonl")).unwrap();
+        let e = lost.open(None).await.err().unwrap();
+        assert_eq!(
+            e,
+            format!(
+                "a symbolic link to {}, which cannot be opened: No such file or directory (os error 2)",
+                dir.join("nowhere.jsonl").display()
+            )
+        );
+        // only dangling links skipped by their names: no file to replay, said as for any other
+        std::fs::create_dir_all(dir.join("etc")).unwrap();
+        std::os::unix::fs::symlink(dir.join("nowhere.conf"), dir.join("etc/modules.conf")).unwrap();
+        let e = expand(&[dir.join("etc").display().to_string()], None, &[]).await.unwrap_err();
+        assert!(e.ends_with("no file to replay there (1 file skipped: only names ending in .jsonl, .jsonl.gz, .json, .json.gz are read)"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
