@@ -21,7 +21,7 @@ impl Lifecycle {
     /// Errors: the store cannot be reached, or the parent row that names the pipeline has not
     /// been seen yet and the change is younger than the lookup wait (both transient: nothing was
     /// reserved); a row without its key or pipeline column, or whose own times no run can have
-    /// (before 2000, more than a day ahead: [`Row::impossible_time`]), naming the column
+    /// (before 2000, more than a day ahead: [`Row::corrupt_time`]), naming the column
     /// (permanent, nothing reserved).
     pub async fn derive(
         &self,
@@ -59,15 +59,8 @@ impl Lifecycle {
             self.lag(event, p, t, commit, &mut out);
             return Ok(out);
         }
-        if let Some((column, at, why)) = r.impossible_time(t) {
-            return Err(HandlerError::invalid(
-                format!("payload.{column}"),
-                format!(
-                    "The {} row's {column} is {}, {why}: the row is corrupt, none of its facts is counted.",
-                    t.name,
-                    at.to_rfc3339()
-                ),
-            ));
+        if let Some(e) = r.corrupt_time(t) {
+            return Err(e);
         }
         let key = key_text(row, &t.spec.key, &t.name)?;
         let pipeline = self.pipeline(p, t, event, row, &source, store, now).await?;
@@ -220,7 +213,9 @@ fn events(t: &Table, r: &Row) -> Vec<Candidate> {
     }]
 }
 
-fn run_kind(t: &TableSpec, row: &Map<String, Value>) -> Option<String> {
+/// The run kind of a row (`run_kind` of the profile): the `run_kind` label, and what
+/// `backfill_kinds` is matched against.
+pub(super) fn run_kind(t: &TableSpec, row: &Map<String, Value>) -> Option<String> {
     let rk = t.run_kind.as_ref()?;
     let v = row.get(&rk.column).filter(|v| !v.is_null());
     match (&rk.null, &rk.otherwise, v) {
