@@ -8,6 +8,7 @@ mod common;
 use chrono::{DateTime, Duration, Utc};
 use common::lifecycle::all_profiles;
 use pipeline_run_metrics::decode::{self, ChangeEvent};
+use pipeline_run_metrics::error::ErrorClass;
 use pipeline_run_metrics::facts::memory::Memory;
 use pipeline_run_metrics::handlers::HandlerError;
 use pipeline_run_metrics::handlers::lifecycle::{Lifecycle, names};
@@ -57,6 +58,14 @@ fn expected(pairs: &[(&str, f64)]) -> Vec<(String, f64)> {
     out
 }
 
+/// A refusal for good, before anything is reserved: permanent `invalid_input` naming the column.
+fn assert_refused(got: Result<Vec<(String, f64)>, HandlerError>, field: &str, message: &str) {
+    let e = got.expect_err(field);
+    assert_eq!((e.kind(), e.class()), ("invalid_input", ErrorClass::Permanent), "{e}");
+    assert_eq!(e.field(), Some(field), "{e}");
+    assert_eq!(e.to_string(), message);
+}
+
 /// Finding 1: a Mage run's execution_date is a logical date. A backfill of any date (1999, four
 /// days ahead) keeps every fact but those measured from it: queue wait runs from created_at
 /// (12:00:04 - 12:00:00 = 4 s), no schedule delay. A scheduled run is measured as before: queue
@@ -91,4 +100,78 @@ async fn a_mage_run_of_any_logical_date_keeps_its_facts() {
     for (name, row, want) in cases {
         assert_eq!(facts(&lc, "pipeline_run", &row).await.unwrap(), expected(&want), "{name}");
     }
+}
+
+/// Finding 2: a time column the profile reads that is present, not null and no time is a 400
+/// naming it, in every profile (it was read as null: starts and waits dropped, durations measured
+/// to the commit time, schedule delays dropped).
+#[tokio::test]
+async fn a_time_column_that_is_no_time_is_refused_naming_it() {
+    let lc = all_profiles();
+    let af3_run = json!({"id": 1, "dag_id": "d", "run_id": "r", "state": "success", "run_type": "manual",
+        "clear_number": 0, "queued_at": "2026-11-30T12:00:00Z", "run_after": "2026-11-30T12:00:00Z",
+        "start_date": "2026-11-30T12:00:01Z", "end_date": "2026-11-30T12:00:05Z"});
+    let mut af2_run = with(
+        af3_run.clone(),
+        json!({"execution_date": "2026-11-30T12:00:00Z",
+        "data_interval_end": "2026-11-30T12:00:00Z"}),
+    );
+    af2_run.as_object_mut().unwrap().remove("run_after");
+    let ti = json!({"dag_id": "d", "task_id": "t", "run_id": "r", "map_index": -1, "try_number": 1,
+        "state": "success", "queued_dttm": "2026-11-30T12:00:00Z", "start_date": "2026-11-30T12:00:01Z",
+        "end_date": "2026-11-30T12:00:05Z"});
+    let dagster_run = json!({"run_id": "r", "pipeline_name": "j", "status": "SUCCESS",
+        "create_timestamp": "2026-11-30 12:00:00", "start_time": 1_796_040_001.0, "end_time": 1_796_040_005.0});
+    let step = json!({"id": 3, "run_id": "r", "step_key": "s", "dagster_event_type": "STEP_SUCCESS"});
+    let flow_run = json!({"id": "f", "flow_id": "x", "state_type": "COMPLETED", "run_count": 1,
+        "created": "2026-11-30T12:00:00Z", "expected_start_time": "2026-11-30T12:00:00Z",
+        "start_time": "2026-11-30T12:00:01Z", "end_time": "2026-11-30T12:00:05Z"});
+    let block = json!({"id": 9, "pipeline_run_id": 7, "block_uuid": "b", "status": "COMPLETED",
+        "created_at": "2026-11-30T12:00:00Z", "started_at": "2026-11-30T12:00:01Z", "completed_at": "2026-11-30T12:00:05Z"});
+    let cases = [
+        ("pipeline_run", with(mage_run(), json!({"started_at": "soon"})), "started_at", "a text"),
+        ("pipeline_run", with(mage_run(), json!({"completed_at": "garbage"})), "completed_at", "a text"),
+        ("pipeline_run", with(mage_run(), json!({"execution_date": "nope"})), "execution_date", "a text"),
+        ("block_run", with(block, json!({"completed_at": "garbage"})), "completed_at", "a text"),
+        ("dag_run", with(af3_run.clone(), json!({"start_date": "garbage"})), "start_date", "a text"),
+        ("dag_run", with(af3_run.clone(), json!({"end_date": true})), "end_date", "a boolean"),
+        ("dag_run", with(af3_run, json!({"run_after": {"t": 1}})), "run_after", "an object"),
+        ("dag_run", with(af2_run, json!({"end_date": "garbage"})), "end_date", "a text"),
+        ("task_instance", with(ti, json!({"queued_dttm": "later"})), "queued_dttm", "a text"),
+        ("runs", with(dagster_run, json!({"end_time": "garbage"})), "end_time", "a text"),
+        ("event_logs", with(step, json!({"timestamp": [1]})), "timestamp", "an array"),
+        ("flow_run", with(flow_run, json!({"expected_start_time": "nope"})), "expected_start_time", "a text"),
+    ];
+    for (table, row, column, kind) in cases {
+        let message = format!(
+            "The {table} row's {column} is not a time (an ISO-8601 text or an epoch number); it is {kind}: the row is corrupt, none of its facts is counted."
+        );
+        assert_refused(facts(&lc, table, &row).await, &format!("payload.{column}"), &message);
+    }
+}
+
+/// Finding 3: in a terminal status of an attempt that ran, a start after the end is corrupt (the
+/// duration was dropped while the waits and a start stamped after the finish were counted); the
+/// same order in a non-terminal row (an earlier attempt's end kept on the row) is no error.
+#[tokio::test]
+async fn a_finished_attempt_that_starts_after_its_end_is_refused() {
+    let lc = all_profiles();
+    let late = with(mage_run(), json!({"started_at": "2026-11-30T13:00:00Z", "completed_at": "2026-11-30T12:00:01Z"}));
+    assert_refused(
+        facts(&lc, "pipeline_run", &late).await,
+        "payload.started_at",
+        "The pipeline_run row's started_at (2026-11-30T13:00:00+00:00) is after its completed_at (2026-11-30T12:00:01+00:00) in status COMPLETED: the row is corrupt, none of its facts is counted.",
+    );
+    let af = json!({"id": 1, "dag_id": "d", "run_id": "r", "state": "failed", "run_type": "manual",
+        "clear_number": 0, "queued_at": "2026-11-30T12:00:00Z", "run_after": "2026-11-30T12:00:00Z",
+        "start_date": "2026-11-30T12:00:06Z", "end_date": "2026-11-30T12:00:05Z"});
+    assert_refused(
+        facts(&lc, "dag_run", &af).await,
+        "payload.start_date",
+        "The dag_run row's start_date (2026-11-30T12:00:06+00:00) is after its end_date (2026-11-30T12:00:05+00:00) in status failed: the row is corrupt, none of its facts is counted.",
+    );
+    // RUNNING again after an earlier attempt ended at 12:00:02: a start (12:00:04), waits as ever
+    let running = with(mage_run(), json!({"status": "RUNNING", "completed_at": "2026-11-30T12:00:02Z"}));
+    let want = expected(&[(names::RUN_STARTED, 1.0), (names::RUN_QUEUE_WAIT, 3.0), (names::RUN_SCHEDULE_DELAY, 3.0)]);
+    assert_eq!(facts(&lc, "pipeline_run", &running).await.unwrap(), want);
 }

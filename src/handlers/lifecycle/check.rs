@@ -4,16 +4,35 @@
 //! delivered record's row path by [`HandlerError::name_row`]) before anything is reserved, so
 //! that it never loops as a transient failure and no fact of it is counted from a half-read row.
 //!
+//! * each time column the profile reads (`times`, an event's `time`) is a time when present:
+//!   an ISO-8601 text or an epoch number (lifecycle.md D.1 #3: values come from the row's own
+//!   times; a text that is no time would silently drop the facts measured from it);
 //! * the row's own times (`created`, `queued`, `started`, `ended`, an event's `time`) lie from
 //!   2000-01-01 to a day ahead ([`crate::decode::time::outside`]); the `expected` column is a
 //!   logical date (lifecycle.md B.1 "execution_date: scheduled time", B.5 "expected start") and
-//!   may have any age, whichever other role it plays.
+//!   may have any age, whichever other role it plays;
+//! * in a terminal status of an attempt that ran, the start is not after the end: the end column
+//!   is that attempt's own there, and every value measured from the two (duration, and the
+//!   start itself as the point time of `started`) would be wrong.
 
 use chrono::{DateTime, Utc};
+use serde_json::Value;
 
 use super::Table;
 use super::derive::Row;
 use crate::handlers::HandlerError;
+
+/// What a JSON value is, for an error message (the value itself is never quoted).
+pub(super) fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a text",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
 
 fn corrupt(t: &Table, column: &str, why: String) -> HandlerError {
     HandlerError::invalid(
@@ -23,8 +42,9 @@ fn corrupt(t: &Table, column: &str, why: String) -> HandlerError {
 }
 
 impl Row<'_> {
-    /// The first time the row's facts cannot be taken from: one of the row's own times out of
-    /// range (not `expected`, a logical date).
+    /// The first time the row's facts cannot be taken from: a time column that is present but
+    /// no time, one of the row's own times out of range (not `expected`), or, in a terminal
+    /// status of an attempt that ran, a start after the end.
     pub fn corrupt_time(&self, t: &Table) -> Option<HandlerError> {
         let times = &t.spec.times;
         let event = t.spec.events.as_ref().map(|e| &e.time);
@@ -32,7 +52,10 @@ impl Row<'_> {
         for c in columns.into_iter().flatten().chain(event) {
             let Some(v) = self.row.get(c).filter(|v| !v.is_null()) else { continue };
             let unit = t.spec.units.get(c).map(String::as_str);
-            let Some(at) = super::derive::time(v, unit) else { continue };
+            let Some(at) = super::derive::time(v, unit) else {
+                let what = format!("is not a time (an ISO-8601 text or an epoch number); it is {}", kind(v));
+                return Some(corrupt(t, c, what));
+            };
             if times.expected.as_ref() == Some(c) {
                 continue;
             }
@@ -40,7 +63,16 @@ impl Row<'_> {
                 return Some(corrupt(t, c, format!("is {}, {why}", at.to_rfc3339())));
             }
         }
-        None
+        let status = self.status(t)?;
+        if !t.spec.terminal.contains_key(&status) || t.spec.not_run.contains(&status) {
+            return None;
+        }
+        let (start, end) = (self.time(t, &times.started)?, self.time(t, &times.ended)?);
+        let (s, e) = (times.started.as_deref()?, times.ended.as_deref()?);
+        (start > end).then(|| {
+            let why = format!("({}) is after its {e} ({}) in status {status}", start.to_rfc3339(), end.to_rfc3339());
+            corrupt(t, s, why)
+        })
     }
 
     /// Whether the row's `expected` time is only the logical date the run processes, not a time

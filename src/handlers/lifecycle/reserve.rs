@@ -20,9 +20,10 @@ impl Lifecycle {
     ///
     /// Errors: the store cannot be reached, or the parent row that names the pipeline has not
     /// been seen yet and the change is younger than the lookup wait (both transient: nothing was
-    /// reserved); a row without its key or pipeline column, or whose own times no run can have
-    /// (before 2000, more than a day ahead: [`Row::corrupt_time`]), naming the column
-    /// (permanent, nothing reserved).
+    /// reserved); a row without its key or pipeline column, or whose times are no times, lie
+    /// where no run can have them (before 2000, more than a day ahead) or put a finished
+    /// attempt's start after its end ([`Row::corrupt_time`]), naming the column (permanent,
+    /// nothing reserved).
     pub async fn derive(
         &self,
         event: &ChangeEvent,
