@@ -175,3 +175,66 @@ async fn a_finished_attempt_that_starts_after_its_end_is_refused() {
     let want = expected(&[(names::RUN_STARTED, 1.0), (names::RUN_QUEUE_WAIT, 3.0), (names::RUN_SCHEDULE_DELAY, 3.0)]);
     assert_eq!(facts(&lc, "pipeline_run", &running).await.unwrap(), want);
 }
+
+/// Finding 4: a status column of another type than text is a 400 naming it in every profile (an
+/// Airflow `state: 3` was answered 204 and its run never counted). Mage's status is refused by the
+/// decoder already, as the decoder types Mage's columns.
+#[tokio::test]
+async fn a_status_that_is_no_text_is_refused_naming_it() {
+    let lc = all_profiles();
+    let cases = [
+        (
+            "dag_run",
+            json!({"id": 1, "dag_id": "d", "run_id": "r", "run_after": "2026-11-30T12:00:00Z", "state": 3}),
+            "state",
+            "a number",
+        ),
+        (
+            "dag_run",
+            json!({"id": 1, "dag_id": "d", "run_id": "r", "execution_date": "2026-11-30T12:00:00Z", "state": true}),
+            "state",
+            "a boolean",
+        ),
+        (
+            "task_instance",
+            json!({"id": "u", "dag_id": "d", "task_id": "t", "run_id": "r", "map_index": -1, "state": ["success"]}),
+            "state",
+            "an array",
+        ),
+        (
+            "event_logs",
+            json!({"id": 3, "run_id": "r", "step_key": "s", "dagster_event_type": 3}),
+            "dagster_event_type",
+            "a number",
+        ),
+        (
+            "flow_run",
+            json!({"id": "f", "flow_id": "x", "state_type": {"type": "COMPLETED"}}),
+            "state_type",
+            "an object",
+        ),
+        (
+            "task_run",
+            json!({"id": "t", "flow_run_id": "f", "task_key": "k", "state_type": 1}),
+            "state_type",
+            "a number",
+        ),
+    ];
+    for (table, row, column, kind) in cases {
+        let message = format!(
+            "The {table} row's {column} must be a text (a status word); it is {kind}: the row is corrupt, none of its facts is counted."
+        );
+        assert_refused(facts(&lc, table, &row).await, &format!("payload.{column}"), &message);
+    }
+    // a column named `status` (Mage, Dagster `runs`) is typed by the decoder: a 400 before any
+    // profile reads the row
+    let dagster = json!({"run_id": "r", "pipeline_name": "j", "status": 3});
+    for (table, row) in [("pipeline_run", with(mage_run(), json!({"status": 3}))), ("runs", dagster)] {
+        let record = json!({"source_timestamp": COMMIT, "source_metadata": {"table": table}, "payload": row});
+        let e = decode::record(record).unwrap_err();
+        assert_eq!(
+            (e.field.as_deref(), e.message.as_str()),
+            (Some("payload.status"), "payload.status must be a string")
+        );
+    }
+}

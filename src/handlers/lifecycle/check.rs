@@ -4,6 +4,9 @@
 //! delivered record's row path by [`HandlerError::name_row`]) before anything is reserved, so
 //! that it never loops as a transient failure and no fact of it is counted from a half-read row.
 //!
+//! * the status column (and an events table's event column) is a text when present: every
+//!   profile's vocabulary is words (lifecycle.md B.5, "status column"); a number or a boolean
+//!   can match no status, and the run would never be counted;
 //! * each time column the profile reads (`times`, an event's `time`) is a time when present:
 //!   an ISO-8601 text or an epoch number (lifecycle.md D.1 #3: values come from the row's own
 //!   times; a text that is no time would silently drop the facts measured from it);
@@ -42,6 +45,17 @@ fn corrupt(t: &Table, column: &str, why: String) -> HandlerError {
 }
 
 impl Row<'_> {
+    /// The status column, or an events table's event column, holding something other than a
+    /// text (a number, a boolean, a structure): no status of any profile, so the row's run
+    /// would never be counted. Null or absent is no status (nothing to count yet).
+    pub fn mistyped_status(&self, t: &Table) -> Option<HandlerError> {
+        let event = t.spec.events.as_ref().and_then(|e| e.column.as_ref());
+        t.spec.status.iter().chain(event).find_map(|c| match self.row.get(c) {
+            None | Some(Value::Null | Value::String(_)) => None,
+            Some(v) => Some(corrupt(t, c, format!("must be a text (a status word); it is {}", kind(v)))),
+        })
+    }
+
     /// The first time the row's facts cannot be taken from: a time column that is present but
     /// no time, one of the row's own times out of range (not `expected`), or, in a terminal
     /// status of an attempt that ran, a start after the end.

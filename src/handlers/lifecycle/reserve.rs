@@ -20,10 +20,10 @@ impl Lifecycle {
     ///
     /// Errors: the store cannot be reached, or the parent row that names the pipeline has not
     /// been seen yet and the change is younger than the lookup wait (both transient: nothing was
-    /// reserved); a row without its key or pipeline column, or whose times are no times, lie
-    /// where no run can have them (before 2000, more than a day ahead) or put a finished
-    /// attempt's start after its end ([`Row::corrupt_time`]), naming the column (permanent,
-    /// nothing reserved).
+    /// reserved); a row without its key or pipeline column, whose status is no text
+    /// ([`Row::mistyped_status`]), or whose times are no times, lie where no run can have them
+    /// (before 2000, more than a day ahead) or put a finished attempt's start after its end
+    /// ([`Row::corrupt_time`]), naming the column (permanent, nothing reserved).
     pub async fn derive(
         &self,
         event: &ChangeEvent,
@@ -50,6 +50,9 @@ impl Lifecycle {
         let Some((p, t)) = self.table_of(event) else { return Ok(out) };
         let commit = event.source_timestamp.with_timezone(&Utc);
         let r = Row { row, commit };
+        if let Some(e) = r.mistyped_status(t) {
+            return Err(e);
+        }
         let candidates = match t.spec.order {
             Order::Events => events(t, &r),
             _ => derive::candidates(t, &r),
