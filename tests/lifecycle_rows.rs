@@ -238,3 +238,47 @@ async fn a_status_that_is_no_text_is_refused_naming_it() {
         );
     }
 }
+
+/// Finding 5: a parent key of a type no parent row can have (a fraction, an object, an array, a
+/// boolean) is refused for good at once, naming the column (a fraction waited for its parent until
+/// LOOKUP_WAIT_SECS; an object was counted under pipeline `unknown`). An integer or a text not
+/// seen yet still waits; a null key still counts under `unknown`.
+#[tokio::test]
+async fn a_parent_key_that_can_name_no_parent_is_refused_at_once() {
+    let lc = all_profiles();
+    let block = json!({"id": 9, "block_uuid": "b", "status": "RUNNING", "created_at": "2026-11-30T12:00:00Z",
+        "started_at": "2026-11-30T12:00:01Z"});
+    for (key, kind) in [
+        (json!(1.5), "a number with a fraction"),
+        (json!({"a": 1}), "an object"),
+        (json!([7]), "an array"),
+        (json!(true), "a boolean"),
+    ] {
+        let row = with(block.clone(), json!({"pipeline_run_id": key}));
+        let message = format!(
+            "The block_run row's pipeline_run_id must be the key of a pipeline_run row (an integer or a text); it is {kind}: it names no pipeline_run row, none of its facts is counted."
+        );
+        assert_refused(facts(&lc, "block_run", &row).await, "payload.pipeline_run_id", &message);
+    }
+    let task_run = json!({"id": "t", "flow_run_id": 2.5, "task_key": "k", "state_type": "RUNNING", "run_count": 1,
+        "start_time": "2026-11-30T12:00:01Z"});
+    let message = "The task_run row's flow_run_id must be the key of a flow_run row (an integer or a text); it is a number with a fraction: it names no flow_run row, none of its facts is counted.";
+    assert_refused(facts(&lc, "task_run", &task_run).await, "payload.flow_run_id", message);
+    // keys a parent row can have: wait for it (transient), as before; 7.0 is the integer 7, so
+    // it names run 7 once that row was seen
+    for key in [json!(7), json!("7"), json!(7.0)] {
+        let row = with(block.clone(), json!({"pipeline_run_id": key}));
+        let e = facts(&lc, "block_run", &row).await.unwrap_err();
+        assert_eq!((e.kind(), e.class()), ("parent_not_seen", ErrorClass::Transient), "{e}");
+    }
+    let store = Memory::new(100);
+    let now = at(COMMIT) + Duration::seconds(1);
+    lc.derive(&change("pipeline_run", &mage_run()), &store, now).await.unwrap();
+    let row = with(block.clone(), json!({"pipeline_run_id": 7.0}));
+    let d = lc.derive(&change("block_run", &row), &store, now).await.unwrap();
+    let wait = d.points.iter().find(|p| p.name == names::TASK_QUEUE_WAIT).expect("a queue wait");
+    assert_eq!(wait.labels["pipeline"], "p");
+    // no parent key: the task counts under pipeline `unknown` (queue wait 12:00:01 - 12:00:00)
+    let row = with(block, json!({"pipeline_run_id": null}));
+    assert_eq!(facts(&lc, "block_run", &row).await.unwrap(), expected(&[(names::TASK_QUEUE_WAIT, 1.0)]));
+}
