@@ -163,3 +163,40 @@ async fn row_errors_name_the_column_where_the_event_has_it() {
         }
     }
 }
+
+/// A lifecycle row refused for a corrupt column (a completed_at that is no time, which was read
+/// as null and measured the duration to the commit time; a start after the end) is a 400 naming
+/// the column where the envelope has it, `after.<column>`, with no lifecycle point written.
+#[tokio::test]
+async fn corrupt_lifecycle_columns_are_named_in_the_envelope() {
+    let app = app().await;
+    let (headers, body) = event_file("debezium/http_envelope.json");
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let event: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    for (column, value, field, message) in [
+        (
+            "completed_at",
+            "garbage",
+            "after.completed_at",
+            "The pipeline_run row's completed_at is not a time (an ISO-8601 text or an epoch number); it is a text: the row is corrupt, none of its facts is counted.",
+        ),
+        (
+            "started_at",
+            "2025-11-05T18:23:31.391Z",
+            "after.started_at",
+            "The pipeline_run row's started_at (2025-11-05T18:23:31.391+00:00) is after its completed_at (2025-11-05T18:23:31.390+00:00) in status COMPLETED: the row is corrupt, none of its facts is counted.",
+        ),
+    ] {
+        let mut bad = event.clone();
+        bad["after"][column] = value.into();
+        let ans = app.post(&headers, bad.to_string()).await;
+        assert_eq!(ans.status, 400, "{column}: {}", ans.body);
+        assert_eq!(
+            (ans.body["error"].as_str(), ans.body["class"].as_str()),
+            (Some("invalid_input"), Some("permanent"))
+        );
+        assert_eq!(ans.body["field"], field, "{}", ans.body);
+        assert_eq!(ans.body["message"], message, "{}", ans.body);
+        assert!(!ans.points.iter().any(|p| p.name.starts_with("pipeline.")), "{column}: no lifecycle point");
+    }
+}

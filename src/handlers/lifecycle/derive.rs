@@ -15,7 +15,9 @@
 //!   `fact`), once per row; rows that name no fact are skipped before any lookup.
 //!
 //! Values come from the row's own times; when a terminal row has no end time (a Mage run that
-//! failed or was cancelled), the commit time of the change is the end.
+//! failed or was cancelled), the commit time of the change is the end. The row passed the checks
+//! of `check.rs` first (its times are times, in range, a start not after its end); a backfill's
+//! logical date is neither a queue time nor a due time ([`Row::queued`], [`Row::logical_only`]).
 
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{Map, Value};
@@ -141,22 +143,11 @@ pub struct Row<'a> {
 }
 
 impl Row<'_> {
-    fn time(&self, t: &Table, column: &Option<String>) -> Option<DateTime<Utc>> {
+    /// The time in `column` (none when the column is absent, null or no time: the row's times
+    /// were checked before, [`Row::corrupt_time`]).
+    pub(super) fn time(&self, t: &Table, column: &Option<String>) -> Option<DateTime<Utc>> {
         let c = column.as_deref()?;
         time(self.row.get(c)?, t.spec.units.get(c).map(String::as_str))
-    }
-
-    /// The first of the row's own times (`created`, `queued`, `started`, `ended`, an event's
-    /// `time`) that no run can have ([`crate::decode::time::outside`]: before 2000, or more than a
-    /// day ahead): its column, the time and why. Such a row is corrupt: its facts would be
-    /// stamped 1970 or measured over decades. (`expected`, a logical date, may be old.)
-    pub fn impossible_time(&self, t: &Table) -> Option<(String, DateTime<Utc>, &'static str)> {
-        let times = &t.spec.times;
-        let event = t.spec.events.as_ref().map(|e| e.time.clone());
-        [&times.created, &times.queued, &times.started, &times.ended, &event].into_iter().find_map(|c| {
-            let at = self.time(t, c)?;
-            Some((c.clone()?, at, crate::decode::time::outside(&at)?))
-        })
     }
 
     fn attempt(&self, t: &Table) -> Option<String> {
@@ -206,8 +197,10 @@ pub fn candidates(t: &Table, r: &Row) -> Vec<Candidate> {
     if let (Some(s), Some(start)) = (&status, started)
         && t.started_states.contains(s)
     {
-        let queued = [r.time(t, &t.spec.times.queued), r.time(t, &t.spec.times.created)].into_iter().flatten().max();
-        let scheduled = t.schedule_delay_applies(r.row).then(|| r.time(t, &t.spec.times.expected)).flatten();
+        let queued = [r.queued(t), r.time(t, &t.spec.times.created)].into_iter().flatten().max();
+        // a backfill's expected time is the logical date it fills in, never a due time
+        let due = t.schedule_delay_applies(r.row) && !r.logical_only(t);
+        let scheduled = due.then(|| r.time(t, &t.spec.times.expected)).flatten();
         let by_attempt = attempt.clone().filter(|_| t.spec.starts == Starts::Attempt);
         out.push(Candidate {
             fact: Fact::Started,

@@ -240,6 +240,9 @@ fn table_rules(
             return Err(here(format!("table '{name}': running status {s} is also terminal")));
         }
     }
+    if !t.backfill_kinds.is_empty() && (t.run_kind.is_none() || t.times.expected.is_none()) {
+        return Err(here(format!("table '{name}': backfill_kinds needs `run_kind` and times.expected")));
+    }
     if t.starts == Starts::StartTime && t.times.started.is_none() {
         return Err(here(format!("table '{name}': starts = \"start_time\" needs times.started")));
     }

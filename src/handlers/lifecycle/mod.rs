@@ -12,6 +12,7 @@
 //! This file holds the profiles and the tables they describe; the reservation of facts is in
 //! `reserve.rs`, the points of a fact in `emit.rs`.
 
+mod check;
 pub mod config;
 pub mod derive;
 mod emit;

@@ -20,9 +20,11 @@ impl Lifecycle {
     ///
     /// Errors: the store cannot be reached, or the parent row that names the pipeline has not
     /// been seen yet and the change is younger than the lookup wait (both transient: nothing was
-    /// reserved); a row without its key or pipeline column, or whose own times no run can have
-    /// (before 2000, more than a day ahead: [`Row::impossible_time`]), naming the column
-    /// (permanent, nothing reserved).
+    /// reserved); a row without its key or pipeline column, whose status is no text
+    /// ([`Row::mistyped_status`]), whose times are no times, lie where no run can have them
+    /// (before 2000, more than a day ahead) or put a finished attempt's start after its end
+    /// ([`Row::corrupt_time`]), or whose parent key can name no parent row (a fraction, a
+    /// boolean, a structure), naming the column (permanent, nothing reserved).
     pub async fn derive(
         &self,
         event: &ChangeEvent,
@@ -49,6 +51,9 @@ impl Lifecycle {
         let Some((p, t)) = self.table_of(event) else { return Ok(out) };
         let commit = event.source_timestamp.with_timezone(&Utc);
         let r = Row { row, commit };
+        if let Some(e) = r.mistyped_status(t) {
+            return Err(e);
+        }
         let candidates = match t.spec.order {
             Order::Events => events(t, &r),
             _ => derive::candidates(t, &r),
@@ -59,15 +64,8 @@ impl Lifecycle {
             self.lag(event, p, t, commit, &mut out);
             return Ok(out);
         }
-        if let Some((column, at, why)) = r.impossible_time(t) {
-            return Err(HandlerError::invalid(
-                format!("payload.{column}"),
-                format!(
-                    "The {} row's {column} is {}, {why}: the row is corrupt, none of its facts is counted.",
-                    t.name,
-                    at.to_rfc3339()
-                ),
-            ));
+        if let Some(e) = r.corrupt_time(t) {
+            return Err(e);
         }
         let key = key_text(row, &t.spec.key, &t.name)?;
         let pipeline = self.pipeline(p, t, event, row, &source, store, now).await?;
@@ -161,7 +159,7 @@ impl Lifecycle {
                     )
                 }),
             Source::Lookup { lookup, via } => {
-                let Some(parent) = row.get(via).and_then(derive::text) else {
+                let Some(parent) = parent_key(t, lookup, via, row)? else {
                     return Ok("unknown".into());
                 };
                 if let Some(name) =
@@ -220,7 +218,9 @@ fn events(t: &Table, r: &Row) -> Vec<Candidate> {
     }]
 }
 
-fn run_kind(t: &TableSpec, row: &Map<String, Value>) -> Option<String> {
+/// The run kind of a row (`run_kind` of the profile): the `run_kind` label, and what
+/// `backfill_kinds` is matched against.
+pub(super) fn run_kind(t: &TableSpec, row: &Map<String, Value>) -> Option<String> {
     let rk = t.run_kind.as_ref()?;
     let v = row.get(&rk.column).filter(|v| !v.is_null());
     match (&rk.null, &rk.otherwise, v) {
@@ -228,6 +228,35 @@ fn run_kind(t: &TableSpec, row: &Map<String, Value>) -> Option<String> {
         (_, Some(otherwise), Some(_)) => Some(otherwise.clone()),
         (_, _, Some(v)) => derive::text(v).map(|s| s.to_ascii_lowercase()),
         _ => None,
+    }
+}
+
+/// A task row's parent key (`pipeline = { lookup, via }`) as the parent's key text: a text, or
+/// a number that is an integer (as [`key_text`] writes the parent's key; a whole number written
+/// as a float, `7.0`, is that integer, as the decoders read such numbers); null or absent: no
+/// parent (pipeline `unknown`). A fraction, a boolean or a structure can never be a parent row's
+/// key (lifecycle.md B.1, B.5: `pipeline_run_id` int FK, Prefect `flow_run_id` uuid): waiting
+/// for that parent would only retry the change until `LOOKUP_WAIT_SECS`, so it is refused for
+/// good, naming the column.
+fn parent_key(t: &Table, lookup: &str, via: &str, row: &Map<String, Value>) -> Result<Option<String>, HandlerError> {
+    match row.get(via) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Ok(Some(n.to_string())),
+        Some(Value::Number(n)) if let Some(whole) = crate::decode::time::integral(n) => Ok(Some(whole.to_string())),
+        Some(v) => {
+            let what = match v {
+                Value::Number(_) => "a number with a fraction",
+                other => super::check::kind(other),
+            };
+            Err(HandlerError::invalid(
+                format!("payload.{via}"),
+                format!(
+                    "The {} row's {via} must be the key of a {lookup} row (an integer or a text); it is {what}: it names no {lookup} row, none of its facts is counted.",
+                    t.name
+                ),
+            ))
+        }
     }
 }
 

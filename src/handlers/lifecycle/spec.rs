@@ -35,13 +35,14 @@
 //! | `order` | `attempt` (default: the `attempt` columns tell attempts apart, stateless), `log` (terminal episodes in log order, kept in the fact store), `events` (each row is a fact: append-only tables, see `events`) |
 //! | `attempt` | columns whose values tell attempts of one row apart (`try_number`, `run_count`, `clear_number`) |
 //! | `starts` | what tells the `started` facts of a row apart: `attempt` (default: the `attempt` columns, else the start time) or `start_time` (the start column's value: for rows whose retry keeps the first attempt's start time, like Prefect's `start_time`, a retry is not a new start) |
-//! | `times` | columns: `created`, `queued` (queue wait = start - the later of the two), `expected` (schedule delay = start - expected), `started`, `ended` (else the commit time of the terminal change) |
+//! | `times` | columns: `created`, `queued` (queue wait = start - the later of the two), `expected` (schedule delay = start - expected; a logical date, never range-checked), `started`, `ended` (else the commit time of the terminal change) |
 //! | `units` | column -> `iso` (default; a text without offset is UTC), `epoch_s`, `epoch_ms`, `epoch_us` |
 //! | `duration` | the row's own duration column, seconds (instead of end - start) |
 //! | `retried` | when a change is a retry: `{ statuses = [...], column = "...", above = 1 }` or `{ column = "...", present = true }` (one `retried` fact per attempt, or per value of the column when there are no attempt columns) |
 //! | `sla` | `{ column = "...", equals = <value> }`: the SLA was missed (once per row) |
 //! | `run_kind` | `{ column = "..." }` (the lower-cased value), or with `null = "..."`, `otherwise = "..."` |
 //! | `schedule_delay_when` | column -> value: conditions for measuring the schedule delay |
+//! | `backfill_kinds` | run kinds (values of `run_kind`) whose `expected` time is the logical date the run fills in (Mage `backfill`): no schedule delay, and no queue wait from it (a `queued` column that is also `expected` then counts for nothing; the queue wait runs from `created`) |
 //! | `events` | `order = "events"`: `{ column = "...", values = { VALUE = "<result or fact>" }, time = "..." }`, each row whose column has one of the values is that fact (`STEP_SUCCESS = "success"`, `STEP_START = "started"`), other rows are skipped before any lookup; or `{ fact = "<result or fact>", time = "..." }`: every row of the table is that fact (Airflow 2 `sla_miss`: each insert is an SLA miss). Facts: `started`, `retried`, `sla_missed`, or a result (a `finished` fact) |
 //! | `labels` | extra label -> column or JSON path; bounded values only |
 //! | `records` | a column (or path) holding the number of records the run wrote: added to `pipeline.run.records` when the run finishes |
@@ -160,6 +161,11 @@ pub(super) struct TableSpec {
     pub(super) sla: Option<Condition>,
     #[serde(default)]
     pub(super) run_kind: Option<RunKindSpec>,
+    /// Run kinds (values of `run_kind`) whose `expected` time is the logical date the run fills
+    /// in, not a time it was due or queued at (Mage `backfill`): no schedule delay, and no queue
+    /// wait from it.
+    #[serde(default)]
+    pub(super) backfill_kinds: Vec<String>,
     /// Conditions under which a scheduled start is measured (`pipeline.run.schedule_delay`).
     #[serde(default)]
     pub(super) schedule_delay_when: BTreeMap<String, toml::Value>,

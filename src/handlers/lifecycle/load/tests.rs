@@ -59,6 +59,21 @@ fn starts_by_start_time_needs_a_start_column() {
     assert!(parse("x", "profiles/x.toml", &ok).is_ok());
 }
 
+/// `backfill_kinds` names values of `run_kind` whose `expected` time is a logical date: it needs
+/// both (docs/metrics.md, "Rows refused, and times left out").
+#[test]
+fn backfill_kinds_need_a_run_kind_and_an_expected_time() {
+    let table = "[tables.r]\nlevel = \"run\"\nkey = [\"id\"]\npipeline = \"p\"\nstatus = \"s\"\nterminal = { DONE = \"success\" }\nbackfill_kinds = [\"backfill\"]\n";
+    let run_kind = "run_kind = { column = \"b\", null = \"schedule\", otherwise = \"backfill\" }\n";
+    let expected = "times = { expected = \"e\" }\n";
+    for extra in ["", run_kind, expected] {
+        let e = error(&format!("{table}{extra}"));
+        assert_eq!(e.line, 3, "{extra}: {e:?}");
+        assert_eq!(e.message, "table 'r': backfill_kinds needs `run_kind` and times.expected", "{extra}");
+    }
+    assert!(parse("x", "profiles/x.toml", &format!("{HEAD}{table}{run_kind}{expected}")).is_ok());
+}
+
 #[test]
 fn tables_of_two_profiles_need_distinct_requires() {
     let one = |requires: &str| {
