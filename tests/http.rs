@@ -414,7 +414,9 @@ async fn a_body_far_over_the_limit_gets_its_413_not_a_reset() {
         let size = 16 << 20;
         let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
         let length = if chunked { "transfer-encoding: chunked".to_string() } else { format!("content-length: {size}") };
-        let head = format!("POST / HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-type: application/json\r\n{length}\r\n\r\n");
+        let head = format!(
+            "POST / HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-type: application/json\r\n{length}\r\n\r\n"
+        );
         s.write_all(head.as_bytes()).await.unwrap();
         let piece = vec![b' '; 64 << 10];
         let mut sent = 0;
