@@ -261,17 +261,21 @@ async fn what_is_not_read_and_why() {
     assert!(!a.points.is_empty(), "the pipeline_run file is read");
 }
 
-#[tokio::test]
-async fn an_unreachable_bucket_and_a_transient_record_answer_503() {
-    let (gcs, b) = bucket("transient").await;
-    // the storage API unreachable: 503, the notification comes back
+/// A Cloud Storage client whose API cannot be reached, retrying for 300 ms at most.
+fn unreachable() -> Storage {
     let quick = pipeline_run_metrics::retry::Policy {
         first_backoff: std::time::Duration::from_millis(10),
         max_backoff: std::time::Duration::from_millis(50),
         deadline: std::time::Duration::from_millis(300),
     };
-    let dead = Storage::emulator(reqwest::Client::new(), "127.0.0.1:1").with_retry(quick);
-    let app_dead = app_with(Arc::new(ScriptedWarehouse::default()), dead, FilesConfig::default()).await;
+    Storage::emulator(reqwest::Client::new(), "127.0.0.1:1").with_retry(quick)
+}
+
+#[tokio::test]
+async fn an_unreachable_bucket_and_a_transient_record_answer_503() {
+    let (gcs, b) = bucket("transient").await;
+    // the storage API unreachable: 503, the notification comes back
+    let app_dead = app_with(Arc::new(ScriptedWarehouse::default()), unreachable(), FilesConfig::default()).await;
     let runs = gcs.upload(&b, PIPELINE_RUN, jsonl(&table_rows("pipeline_run"))).await;
     let a = notify(&app_dead, &runs).await;
     assert_eq!(a.status, 503, "{}", a.body);
@@ -304,13 +308,7 @@ async fn an_unreachable_bucket_and_a_transient_record_answer_503() {
 /// reaches the read, and its 503.
 #[tokio::test]
 async fn a_malformed_notification_is_refused_before_any_fetch() {
-    let quick = pipeline_run_metrics::retry::Policy {
-        first_backoff: std::time::Duration::from_millis(10),
-        max_backoff: std::time::Duration::from_millis(50),
-        deadline: std::time::Duration::from_millis(300),
-    };
-    let dead = Storage::emulator(reqwest::Client::new(), "127.0.0.1:1").with_retry(quick);
-    let app = app_with(Arc::new(ScriptedWarehouse::default()), dead, FilesConfig::default()).await;
+    let app = app_with(Arc::new(ScriptedWarehouse::default()), unreachable(), FilesConfig::default()).await;
     let resource = json!({"kind": "storage#object", "bucket": "b", "name": PIPELINE_RUN, "generation": "7"});
     let post = |attrs: Vec<(&'static str, &'static str)>| {
         let mut push = Push::new(serde_json::to_vec(&resource).unwrap()).message_id("m-1");
