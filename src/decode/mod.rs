@@ -331,6 +331,14 @@ fn route(headers: &HeaderMap, body: &[u8]) -> Result<Decoded, DecodeError> {
     if looks_like_record(&value) {
         return Ok(Decoded::Records(Delivery::single(format, meta, value)));
     }
+    if value.get("message").is_some() {
+        // `"message": null` (a null is read as no message above): a push body whose message is
+        // missing, named as `"message": "abc"` is
+        return Err(DecodeError::malformed(
+            Some("message".into()),
+            "message must be an object (the Pub/Sub message: {\"data\": <base64>, \"messageId\": ...})",
+        ));
+    }
     if ["eventTime", "run", "job"].iter().all(|k| value.get(k).is_some()) {
         return Err(DecodeError::malformed(
             BODY.to_string(),

@@ -79,3 +79,14 @@ fn message_data_that_is_no_change_record_says_so() {
     let e = d.records[0].record.as_ref().unwrap_err();
     assert_eq!(e.field.as_deref(), Some("source_timestamp"));
 }
+
+/// A push body whose `message` is null names `message`, as one whose message is a text does (it
+/// named `body`).
+#[test]
+fn a_null_message_is_named_like_a_wrong_one() {
+    let json = headers(&[("content-type", "application/json")]);
+    for body in [r#"{"message": null, "subscription": "s"}"#, r#"{"message": "abc", "subscription": "s"}"#] {
+        let e = message(&json, body);
+        assert_eq!(e.field.as_deref(), Some("message"), "{body}: {e}");
+    }
+}
