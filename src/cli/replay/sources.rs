@@ -47,14 +47,15 @@ impl Source {
 
     /// Opens the file as a byte stream.
     ///
-    /// Errors: it cannot be opened (named in the message).
+    /// Errors: why it cannot be opened (the caller names the file: the summary's line is
+    /// `unreadable: <file>: <why>`).
     pub async fn open(&self, storage: Option<&Storage>) -> Result<Pin<Box<dyn AsyncRead + Send>>, String> {
         match &self.location {
             Location::Local(p) => match tokio::fs::File::open(p).await {
                 Ok(f) => Ok(Box::pin(f)),
                 Err(e) => Err(match std::fs::read_link(p) {
                     Ok(target) => format!("a symbolic link to {}, which cannot be opened: {e}", target.display()),
-                    Err(_) => format!("{}: {e}", p.display()),
+                    Err(_) => e.to_string(),
                 }),
             },
             Location::Gcs { bucket, name, generation } => {
@@ -295,6 +296,10 @@ mod tests {
         let want = [("linked/a.jsonl", Some(3)), ("lost.jsonl", None), ("real/a.jsonl", Some(3))];
         assert_eq!(names, want.map(|(n, s)| (n.to_string(), s)));
         assert_eq!(got.skipped, 1, "modules.conf");
+        // a file gone since it was listed: the reason alone (the summary names the file once)
+        std::fs::remove_file(dir.join("real/a.jsonl")).unwrap();
+        let gone = got.files.iter().find(|f| f.display().ends_with("real/a.jsonl")).unwrap();
+        assert_eq!(gone.open(None).await.err().unwrap(), "No such file or directory (os error 2)");
         let lost = got.files.iter().find(|f| f.display().ends_with("lost.jsonl")).unwrap();
         let e = lost.open(None).await.err().unwrap();
         assert_eq!(
