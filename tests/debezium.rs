@@ -200,3 +200,31 @@ async fn corrupt_lifecycle_columns_are_named_in_the_envelope() {
         assert!(!ans.points.iter().any(|p| p.name.starts_with("pipeline.")), "{column}: no lifecycle point");
     }
 }
+
+/// A truncate and a logical message carry no row: Debezium writes them without `before` and
+/// `after` (a message with its `{"prefix", "content"}` as `message`), and they are ignored (204)
+/// as formats.md says. The message was read as a Pub/Sub push body ("Pub/Sub message without
+/// data"), the truncate as no delivery at all, the wrapped message as a Datastream record.
+/// A flattened event without `__table` (add.fields without table) is refused naming it: its
+/// lifecycle facts were skipped silently.
+#[tokio::test]
+async fn rowless_events_are_ignored_and_a_flattened_event_needs_its_table() {
+    let app = app().await;
+    let source = serde_json::json!({"version": "3.2.0.Final", "connector": "postgresql", "name": "mage",
+        "ts_ms": 1762367011393i64, "snapshot": "false", "db": "mage", "schema": "public", "table": "pipeline_run",
+        "txId": 556, "lsn": 24023130});
+    let message = serde_json::json!({"op": "m", "ts_ms": 1762367011455i64, "source": source,
+        "message": {"prefix": "audit", "content": "aGVsbG8="}});
+    let truncate = serde_json::json!({"op": "t", "ts_ms": 1762367011455i64, "source": source});
+    let wrapped = serde_json::json!({"schema": {"type": "struct"}, "payload": message});
+    for event in [message, truncate, wrapped] {
+        let ans = app.post(&[("content-type", "application/json")], event.to_string()).await;
+        assert_eq!(ans.status, 204, "{event}: {}", ans.body);
+        assert!(ans.points.is_empty(), "{event}: {:?}", names(&ans));
+    }
+    let (_, body) = event_file("debezium/http_flattened.json");
+    let mut flat: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    flat.as_object_mut().unwrap().remove("__table");
+    let ans = app.post(&[("content-type", "application/json")], flat.to_string()).await;
+    assert_eq!((ans.status, &ans.body["field"]), (400, &serde_json::json!("__table")), "{}", ans.body);
+}

@@ -30,8 +30,10 @@ const UNAVAILABLE: &str = "__debezium_unavailable_value";
 /// is Debezium's too, so that its error names `payload` (a Datastream record has no `schema`).
 pub fn looks_like(o: &Map<String, Value>) -> bool {
     let envelope = |o: &Map<String, Value>| {
-        // `op` of any type: a number or null is this format's error, named `op`, not "no record"
-        o.contains_key("op") && (o.contains_key("after") || o.contains_key("before"))
+        // `op` of any type: a number or null is this format's error, named `op`, not "no record";
+        // a truncate (`t`) or logical message (`m`) has `source` but no row (Debezium writes a
+        // message's `{"prefix", "content"}` as `message`, which is no Pub/Sub message here)
+        o.contains_key("op") && (o.contains_key("after") || o.contains_key("before") || o.contains_key("source"))
     };
     let flattened = |o: &Map<String, Value>| {
         o.contains_key("__op") || o.contains_key("__table") && o.contains_key("__source_ts_ms")
@@ -243,6 +245,14 @@ fn flattened(mut o: Map<String, Value>) -> Result<ChangeEvent, DecodeError> {
     let field = |o: &mut Map<String, Value>, k: &str| o.remove(&format!("__{k}"));
     let op = text(field(&mut o, "op").as_ref(), "__op")?.unwrap_or_else(|| "u".into());
     let table = name(field(&mut o, "table").as_ref(), "__table")?;
+    if table.is_none() {
+        // without it no lifecycle profile can tell the table, and the run's facts were skipped
+        // silently (the claim handlers, which never looked at tables, still ran)
+        return Err(DecodeError::malformed(
+            Some("__table".into()),
+            "__table is required (add.fields=op,table,lsn,source.ts_ms on ExtractNewRecordState)",
+        ));
+    }
     let lsn = text(field(&mut o, "lsn").as_ref(), "__lsn")?;
     let source_ms = field(&mut o, "source_ts_ms").filter(|v| !v.is_null());
     // ExtractNewRecordState writes "true"/"false" (delete.handling.mode=rewrite); a boolean is

@@ -284,7 +284,7 @@ fn route(headers: &HeaderMap, body: &[u8]) -> Result<Decoded, DecodeError> {
     let (structured, has_message) = match &routed {
         Some(r) => (r.has_specversion(), r.has_message()),
         None => match serde_json::from_slice::<route::Top>(body) {
-            Ok(top) => (top.specversion.is_some(), top.message.is_some()),
+            Ok(top) => (top.specversion.is_some(), top.message.is_some() && top.op.is_none()),
             Err(e) => {
                 return Err(match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
                     Ok(_) => DecodeError::malformed(BODY.to_string(), format!("unrecognised body: {EXPECTED}")),

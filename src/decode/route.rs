@@ -30,6 +30,9 @@ pub(crate) struct Top<'a> {
     pub(crate) specversion: Option<&'a RawValue>,
     #[serde(default, borrow)]
     pub(crate) message: Option<&'a RawValue>,
+    /// A Debezium change event's `op`: its logical message (`op: m`) has a `message` member.
+    #[serde(default, borrow)]
+    pub(crate) op: Option<&'a RawValue>,
 }
 
 /// A request body's top level, read once (see the module documentation).
@@ -39,6 +42,9 @@ pub(crate) struct Routed<'a> {
     specversion: Option<&'a RawValue>,
     #[serde(default, borrow)]
     message: Option<PushMessage<'a>>,
+    /// See [`Top::op`].
+    #[serde(default, borrow)]
+    op: Option<&'a RawValue>,
     #[serde(default)]
     subscription: Option<String>,
     #[serde(default, alias = "delivery_attempt", rename = "deliveryAttempt")]
@@ -124,8 +130,9 @@ impl<'a> Routed<'a> {
     }
 
     /// Whether the body has a (non-null) `message`: a push wrapper.
+    /// A Pub/Sub push body's `message` (not a Debezium logical message's: that event has `op`).
     pub(crate) fn has_message(&self) -> bool {
-        self.message.is_some()
+        self.message.is_some() && self.op.is_none()
     }
 
     /// What `pubsub::push_body(body, "")` gives for the same body; `None` without a `message`.
