@@ -200,7 +200,12 @@ pub fn candidates(t: &Table, r: &Row) -> Vec<Candidate> {
         let queued = [r.queued(t), r.time(t, &t.spec.times.created)].into_iter().flatten().max();
         // a backfill's expected time is the logical date it fills in, never a due time
         let due = t.schedule_delay_applies(r.row) && !r.logical_only(t);
-        let scheduled = due.then(|| r.time(t, &t.spec.times.expected)).flatten();
+        // nor is a logical date no run can be due at (before 2000, more than a day ahead: a 1970
+        // date gave a 57-year schedule delay)
+        let scheduled = due
+            .then(|| r.time(t, &t.spec.times.expected))
+            .flatten()
+            .filter(|at| crate::decode::time::outside(at).is_none());
         let by_attempt = attempt.clone().filter(|_| t.spec.starts == Starts::Attempt);
         out.push(Candidate {
             fact: Fact::Started,
