@@ -247,7 +247,8 @@ async fn a_parent_key_that_can_name_no_parent_is_refused_at_once() {
     let block = json!({"id": 9, "block_uuid": "b", "status": "RUNNING", "created_at": "2026-11-30T12:00:00Z",
         "started_at": "2026-11-30T12:00:01Z"});
     for (key, kind) in [
-        (json!(1.5), "a number with a fraction"),
+        (json!(1.5), "a number that is no integer key (a fraction, or beyond 64 bits)"),
+        (json!(1e30), "a number that is no integer key (a fraction, or beyond 64 bits)"),
         (json!({"a": 1}), "an object"),
         (json!([7]), "an array"),
         (json!(true), "a boolean"),
@@ -260,7 +261,7 @@ async fn a_parent_key_that_can_name_no_parent_is_refused_at_once() {
     }
     let task_run = json!({"id": "t", "flow_run_id": 2.5, "task_key": "k", "state_type": "RUNNING", "run_count": 1,
         "start_time": "2026-11-30T12:00:01Z"});
-    let message = "The task_run row's flow_run_id must be the key of a flow_run row (an integer or a text); it is a number with a fraction: it names no flow_run row, none of its facts is counted.";
+    let message = "The task_run row's flow_run_id must be the key of a flow_run row (an integer or a text); it is a number that is no integer key (a fraction, or beyond 64 bits): it names no flow_run row, none of its facts is counted.";
     assert_refused(facts(&lc, "task_run", &task_run).await, "payload.flow_run_id", message);
     // keys a parent row can have: wait for it (transient), as before; 7.0 is the integer 7, so
     // it names run 7 once that row was seen

@@ -27,6 +27,23 @@ fn opt_string(o: &Map<String, Value>, key: &str, prefix: &str) -> Result<Option<
     }
 }
 
+/// A time column of the run row as text (a number, an epoch time, as its digits); the
+/// lifecycle profiles check that it is a time ([`crate::handlers::lifecycle`]).
+///
+/// Errors: any other type, naming `<prefix><key>` ("must be a string" was untrue: epoch
+/// numbers are times too).
+fn time_text(o: &Map<String, Value>, key: &str, prefix: &str) -> Result<Option<String>, DecodeError> {
+    match o.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(_) => Err(DecodeError::malformed(
+            Some(format!("{prefix}{key}")),
+            format!("{prefix}{key} must be a time (an ISO-8601 text or an epoch number)"),
+        )),
+    }
+}
+
 /// Like [`opt_string`], moving the text out of the record instead of copying it (the record is
 /// decoded once and dropped: one allocation fewer per field and record).
 fn take_string(o: &mut Map<String, Value>, key: &str, prefix: &str) -> Result<Option<String>, DecodeError> {
@@ -253,9 +270,9 @@ pub(crate) fn row_payload(mut p: Map<String, Value>, path: &'static str) -> Resu
         id,
         pipeline_uuid: strict("pipeline_uuid")?,
         status: strict("status")?,
-        execution_date: opt_string(&p, "execution_date", pre)?,
-        started_at: opt_string(&p, "started_at", pre)?,
-        completed_at: opt_string(&p, "completed_at", pre)?,
+        execution_date: time_text(&p, "execution_date", pre)?,
+        started_at: time_text(&p, "started_at", pre)?,
+        completed_at: time_text(&p, "completed_at", pre)?,
         row: p,
     })
 }

@@ -362,10 +362,12 @@ fn message_data(
         }
         return Err(DecodeError::malformed(Some(field.to_string()), "Pub/Sub message without data"));
     };
-    if let Some(record) = plain_record(&meta, &bytes) {
+    // a byte order mark before the JSON text is ignored here too ([`without_bom`])
+    let bytes = without_bom(&bytes);
+    if let Some(record) = plain_record(&meta, bytes) {
         return Ok(Decoded::Records(Delivery::of(format, meta, record)));
     }
-    let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
         DecodeError::malformed(Some(field.to_string()), format!("{field} does not decode to JSON: {e}"))
     })?;
     if !value.is_object() {

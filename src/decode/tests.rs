@@ -33,6 +33,10 @@ fn decode(h: &HeaderMap, body: &[u8]) -> Result<Delivery, DecodeError> {
     }
 }
 
+fn record_bytes() -> Vec<u8> {
+    serde_json::to_vec(&record()).unwrap()
+}
+
 fn b64(v: &Value) -> String {
     base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(v).unwrap())
 }
@@ -292,6 +296,12 @@ fn a_byte_order_mark_is_ignored() {
         let got = decode(&headers(&[("content-type", "application/json")]), marked.as_bytes()).unwrap();
         assert_eq!(got, plain, "{body}");
     }
+    // inside Pub/Sub message data too
+    let marked = [&b"\xEF\xBB\xBF"[..], record_bytes().as_slice()].concat();
+    let push =
+        json!({"message": {"data": base64::engine::general_purpose::STANDARD.encode(&marked), "messageId": "m"}});
+    let d = decode(&headers(&[("content-type", "application/json")]), push.to_string().as_bytes()).unwrap();
+    assert!(d.records[0].record.is_ok(), "{:?}", d.records[0].record);
     // only before the text: inside it, it is what serde_json says it is
     let e = decode(&headers(&[]), "{\u{feff}}".as_bytes()).unwrap_err();
     assert_eq!(e.kind, crate::decode::DecodeErrorKind::Malformed);

@@ -135,6 +135,7 @@ impl Report {
         let secs = self.elapsed.as_secs_f64();
         let skipped = match self.skipped_files {
             0 => String::new(),
+            1 => " (1 other file skipped: not .jsonl, .jsonl.gz, .json or .json.gz)".to_string(),
             n => format!(" ({n} other files skipped: not .jsonl, .jsonl.gz, .json or .json.gz)"),
         };
         let mut out = format!(
@@ -210,7 +211,13 @@ fn describe(outcome: &Outcome) -> String {
     match outcome {
         Outcome::HandlersFailed { failures, .. } => failures
             .iter()
-            .map(|f| format!("{}: {} ({})", f.handler, f.error.log_text(), f.error.class().as_str()))
+            .map(|f| match f.error.field() {
+                // the field, as the HTTP answer names it (`file:3: lifecycle/mage: payload.started_at: ...`)
+                Some(field) => {
+                    format!("{}: {field}: {} ({})", f.handler, f.error.log_text(), f.error.class().as_str())
+                }
+                None => format!("{}: {} ({})", f.handler, f.error.log_text(), f.error.class().as_str()),
+            })
             .collect::<Vec<_>>()
             .join("; "),
         Outcome::SinkFailed(e) => e.to_string(),
@@ -266,6 +273,7 @@ mod tests {
         r.record("a.jsonl", result(4, Outcome::HandlersFailed { transient: false, failures }));
         let shown = format!("{}{}", r.text(), r.json());
         assert!(shown.contains("<batch_processable #0123>"), "{shown}");
+        assert!(shown.contains("H: payload.variables.batch_processable: Batch tables"), "the field: {shown}");
         assert!(!shown.contains("ann_at_example_com"), "{shown}");
     }
 
@@ -275,6 +283,8 @@ mod tests {
         assert!(r.text().contains("from 2 files (3 other files skipped: not .jsonl"), "{}", r.text());
         let v: serde_json::Value = serde_json::from_str(&r.json()).unwrap();
         assert_eq!(v["skipped_files"], 3);
+        let one = Report { files: 2, skipped_files: 1, ..Default::default() };
+        assert!(one.text().contains("(1 other file skipped: not .jsonl"), "{}", one.text());
         assert!(!Report { files: 2, ..Default::default() }.text().contains("skipped"));
         assert_eq!(r.exit_code(), ExitCode::SUCCESS, "skipping by name is no failure");
     }

@@ -246,7 +246,7 @@ fn parent_key(t: &Table, lookup: &str, via: &str, row: &Map<String, Value>) -> R
         Some(Value::Number(n)) if let Some(whole) = crate::decode::time::integral(n) => Ok(Some(whole.to_string())),
         Some(v) => {
             let what = match v {
-                Value::Number(_) => "a number with a fraction",
+                Value::Number(_) => "a number that is no integer key (a fraction, or beyond 64 bits)",
                 other => super::check::kind(other),
             };
             Err(HandlerError::invalid(
