@@ -36,11 +36,15 @@ pub const READ_METHOD_CDC: &str = "dms-cdc";
 pub const READ_METHOD_FULL_LOAD: &str = "dms-full-load-backfill";
 
 /// Whether a JSON value is shaped like a DMS message: an object whose `metadata` object has
-/// `record-type`, `operation` or `table-name`. (A Datastream record has no `metadata`.)
+/// `record-type`, `operation` or `table-name`, or of exactly `data` and a `metadata` that is no
+/// object (so that its error names `metadata`, not "unrecognised body"). (A Datastream record
+/// has no `metadata`.)
 pub fn looks_like_dms(v: &Value) -> bool {
-    v.get("metadata")
-        .and_then(Value::as_object)
-        .is_some_and(|m| ["record-type", "operation", "table-name"].iter().any(|k| m.contains_key(*k)))
+    match v.get("metadata") {
+        Some(Value::Object(m)) => ["record-type", "operation", "table-name"].iter().any(|k| m.contains_key(*k)),
+        Some(_) => v.as_object().is_some_and(|o| o.len() == 2 && o.contains_key("data")),
+        None => false,
+    }
 }
 
 fn malformed(field: &str, message: impl Into<String>) -> DecodeError {

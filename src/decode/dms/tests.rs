@@ -246,6 +246,10 @@ fn errors_name_the_field() {
         assert!(e.message.contains(field), "the message names the field: {e}");
     }
     assert!(decode(json!("x")).is_err());
+    // `{"data", "metadata": "x"}` is a DMS message whose metadata is at fault, on every route
+    let v = json!({"data": {"id": 1}, "metadata": "x"});
+    assert!(looks_like_dms(&v));
+    assert_eq!(crate::decode::record(v).unwrap_err().field.as_deref(), Some("metadata"));
     // handlers' errors are named under the row's path too (HandlerError::name_row)
     assert_eq!(decode(update()).unwrap().payload.unwrap().path, "data");
 }
