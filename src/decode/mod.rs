@@ -40,6 +40,7 @@ pub use change::{ChangeEvent, ChangeKind, PipelineRun, ReadKind, SourceMetadata}
 pub use error::{DecodeError, DecodeErrorKind};
 use headers::is_accepted_type;
 pub(crate) use headers::{content_type, header, is_json_type};
+use pubsub::message_data;
 pub use storage::{ObjectEvent, StorageObject};
 
 /// How the event reached us.
@@ -346,52 +347,6 @@ fn route(headers: &HeaderMap, body: &[u8]) -> Result<Decoded, DecodeError> {
         ));
     }
     Err(DecodeError::malformed(BODY.to_string(), format!("unrecognised body: {EXPECTED}")))
-}
-
-/// The data of a Pub/Sub message (`field` names it): a Cloud Storage notification (attributes,
-/// with or without the object resource as data), or one record.
-fn message_data(
-    format: DeliveryFormat,
-    meta: DeliveryMeta,
-    data: Option<Vec<u8>>,
-    field: &str,
-) -> Result<Decoded, DecodeError> {
-    let Some(bytes) = data else {
-        if let Some(object) = storage::notification(format, &meta, None) {
-            return Ok(Decoded::Object { format, meta, object: object? });
-        }
-        return Err(DecodeError::malformed(Some(field.to_string()), "Pub/Sub message without data"));
-    };
-    // a byte order mark before the JSON text is ignored here too ([`without_bom`])
-    let bytes = without_bom(&bytes);
-    if let Some(record) = plain_record(&meta, bytes) {
-        return Ok(Decoded::Records(Delivery::of(format, meta, record)));
-    }
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
-        DecodeError::malformed(Some(field.to_string()), format!("{field} does not decode to JSON: {e}"))
-    })?;
-    if !value.is_object() {
-        let what = if value.is_array() { "a JSON array" } else { "a JSON scalar" };
-        return Err(DecodeError::malformed(
-            Some(field.to_string()),
-            format!("{field} decodes to {what}, not a change record (a JSON object)"),
-        ));
-    }
-    if let Some(object) = storage::notification(format, &meta, Some(&value)) {
-        return Ok(Decoded::Object { format, meta, object: object? });
-    }
-    if !looks_like_record(&value) {
-        // `{}` or `{"foo": 1}` was answered "source_timestamp is required", as if it were a
-        // Datastream record missing one field
-        return Err(DecodeError::malformed(
-            Some(field.to_string()),
-            format!(
-                "{field} decodes to a JSON object that is no change record: expected a Datastream record, a \
-                 Debezium change event, an AWS DMS message or a Cloud Storage object notification"
-            ),
-        ));
-    }
-    Ok(Decoded::Records(Delivery::single(format, meta, value)))
 }
 
 /// A change record: a Datastream record has at least one of its top-level metadata keys; a

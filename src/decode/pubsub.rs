@@ -11,7 +11,11 @@ use std::collections::BTreeMap;
 use base64::Engine;
 use serde::Deserialize;
 
-use super::{DecodeError, DeliveryMeta};
+use serde_json::Value;
+
+use super::{
+    DecodeError, Decoded, Delivery, DeliveryFormat, DeliveryMeta, looks_like_record, plain_record, storage, without_bom,
+};
 
 /// The push wrapper (`PubsubMessage` plus subscription).
 #[derive(Debug, Deserialize)]
@@ -175,4 +179,49 @@ pub(crate) fn message(
         _ => None,
     };
     Ok((meta, data))
+}
+/// The data of a Pub/Sub message (`field` names it): a Cloud Storage notification (attributes,
+/// with or without the object resource as data), or one record.
+pub(crate) fn message_data(
+    format: DeliveryFormat,
+    meta: DeliveryMeta,
+    data: Option<Vec<u8>>,
+    field: &str,
+) -> Result<Decoded, DecodeError> {
+    let Some(bytes) = data else {
+        if let Some(object) = storage::notification(format, &meta, None) {
+            return Ok(Decoded::Object { format, meta, object: object? });
+        }
+        return Err(DecodeError::malformed(Some(field.to_string()), "Pub/Sub message without data"));
+    };
+    // a byte order mark before the JSON text is ignored here too ([`super::without_bom`])
+    let bytes = without_bom(&bytes);
+    if let Some(record) = plain_record(&meta, bytes) {
+        return Ok(Decoded::Records(Delivery::of(format, meta, record)));
+    }
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+        DecodeError::malformed(Some(field.to_string()), format!("{field} does not decode to JSON: {e}"))
+    })?;
+    if !value.is_object() {
+        let what = if value.is_array() { "a JSON array" } else { "a JSON scalar" };
+        return Err(DecodeError::malformed(
+            Some(field.to_string()),
+            format!("{field} decodes to {what}, not a change record (a JSON object)"),
+        ));
+    }
+    if let Some(object) = storage::notification(format, &meta, Some(&value)) {
+        return Ok(Decoded::Object { format, meta, object: object? });
+    }
+    if !looks_like_record(&value) {
+        // `{}` or `{"foo": 1}` was answered "source_timestamp is required", as if it were a
+        // Datastream record missing one field
+        return Err(DecodeError::malformed(
+            Some(field.to_string()),
+            format!(
+                "{field} decodes to a JSON object that is no change record: expected a Datastream record, a \
+                 Debezium change event, an AWS DMS message or a Cloud Storage object notification"
+            ),
+        ));
+    }
+    Ok(Decoded::Records(Delivery::single(format, meta, value)))
 }
