@@ -227,6 +227,9 @@ pub(crate) fn row_payload(mut p: Map<String, Value>, path: &'static str) -> Resu
     let pre: &str = &match path {
         "" => Cow::Borrowed(""),
         super::change::PAYLOAD => Cow::Borrowed("payload."),
+        // the Debezium envelope's rows (its schema wrapper renames them after decoding)
+        "after" => Cow::Borrowed("after."),
+        "before" => Cow::Borrowed("before."),
         other => Cow::Owned(format!("{other}.")),
     };
     let id = match p.get("id") {
